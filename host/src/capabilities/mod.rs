@@ -1,0 +1,310 @@
+//! The host side of each WIT import: `exec`, `stream`, `log`. Every call is checked against
+//! the plugin's declared capabilities and the operation's nodes, and fails closed.
+
+pub mod process;
+mod stream;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffer_sdk::capability::CapabilityMatcher;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::report::{Event, Reporter};
+use crate::repository::{ArtifactReader, ArtifactRecord, ArtifactWriter, Manifest};
+use crate::runtime::bindings::coffer::plugin::{exec, log, stream as wstream, types};
+use crate::runtime::limits::MemoryCap;
+use crate::transport::NodeHandle;
+
+use process::RunError;
+
+/// Who a plugin is, as recorded in snapshots.
+#[derive(Clone, Debug)]
+pub struct PluginIdentity {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// SHA-256 of its component.
+    pub digest: String,
+    /// Contract version it targets.
+    pub contract: String,
+}
+
+/// Limits on commands a plugin runs.
+#[derive(Clone, Debug)]
+pub struct CommandLimits {
+    /// Timeout when the plugin gives none.
+    pub default_timeout: Duration,
+    /// Most stdout `exec` keeps in memory.
+    pub max_output: u64,
+}
+
+/// Where a restore's artifacts come from.
+pub struct SnapshotSource {
+    /// The snapshot's manifest.
+    pub manifest: Manifest,
+    /// Reads artifacts.
+    pub reader: Arc<ArtifactReader>,
+}
+
+/// Everything one plugin operation may use: its nodes, its capabilities, the repository.
+pub struct OperationEnv {
+    /// The plugin.
+    pub plugin: PluginIdentity,
+    /// What it declared.
+    pub matcher: Arc<CapabilityMatcher>,
+    /// Nodes of this operation, by name.
+    pub nodes: BTreeMap<String, NodeHandle>,
+    /// The run.
+    pub run_id: String,
+    /// For backup: where artifacts go.
+    pub writer: Option<Arc<ArtifactWriter>>,
+    /// Artifacts written so far in this run (shared by all plugins of the run).
+    pub written: Arc<Mutex<Vec<ArtifactRecord>>>,
+    /// For restore and validate: the snapshot.
+    pub source: Option<Arc<SnapshotSource>>,
+    /// Absolute paths never archived from the local node (the repository).
+    pub local_excludes: Vec<String>,
+    /// Command limits.
+    pub limits: CommandLimits,
+    /// Where events go.
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl OperationEnv {
+    fn node(&self, name: &str) -> Result<&NodeHandle, types::ExecError> {
+        self.nodes.get(name).ok_or_else(|| {
+            types::ExecError::UnknownNode(format!(
+                "plugin `{}` has no node `{name}` in this operation (nodes: {})",
+                self.plugin.name,
+                self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    fn refuse(&self, node: &str, what: String) -> types::ExecError {
+        let detail = format!(
+            "plugin `{}` may not {what} on node `{node}`: not declared in its manifest",
+            self.plugin.name
+        );
+        self.reporter.report(Event::Refused {
+            plugin: self.plugin.name.clone(),
+            node: node.into(),
+            detail: detail.clone(),
+        });
+        types::ExecError::Refused(detail)
+    }
+
+    /// Check a command against the node list and the plugin's declarations.
+    fn allow_command(&self, node: &str, argv: &[String]) -> Result<&NodeHandle, types::ExecError> {
+        let handle = self.node(node)?;
+        if !self.matcher.allows_command(argv) {
+            return Err(self.refuse(node, format!("run `{}`", argv.join(" "))));
+        }
+        Ok(handle)
+    }
+
+    /// Check paths against the node list and the plugin's declarations.
+    fn allow_paths(&self, node: &str, paths: &[String]) -> Result<&NodeHandle, types::ExecError> {
+        let handle = self.node(node)?;
+        for p in paths {
+            if !self.matcher.allows_path(p) {
+                return Err(self.refuse(node, format!("access path `{p}`")));
+            }
+        }
+        Ok(handle)
+    }
+
+    fn command_event(&self, node: &str, argv: &[String]) {
+        self.reporter.report(Event::Command {
+            plugin: self.plugin.name.clone(),
+            node: node.into(),
+            argv: argv.to_vec(),
+        });
+    }
+
+    async fn exec(&self, cmd: types::Command) -> Result<types::Output, types::ExecError> {
+        let node = self.allow_command(&cmd.node, &cmd.argv)?;
+        self.command_event(&cmd.node, &cmd.argv);
+        let timeout = cmd
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.limits.default_timeout);
+        process::run(node, &cmd.argv, cmd.stdin, timeout, self.limits.max_output)
+            .await
+            .map(|f| types::Output {
+                exit_code: f.exit_code,
+                stdout: f.stdout,
+                stderr: f.stderr,
+            })
+            .map_err(exec_error)
+    }
+}
+
+fn exec_error(e: RunError) -> types::ExecError {
+    match e {
+        RunError::Spawn(e) => types::ExecError::SpawnFailed(e.to_string()),
+        RunError::TimedOut(d) => types::ExecError::TimedOut(d.as_millis() as u64),
+        RunError::OutputTooLarge(n) => types::ExecError::OutputTooLarge(n),
+        RunError::Io(e) => types::ExecError::Unreachable(e.to_string()),
+    }
+}
+
+/// The data of a plugin's store: its (empty) WASI context, its limits, and its operation.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory cap.
+    pub memory: MemoryCap,
+    /// The operation's environment.
+    pub env: Arc<OperationEnv>,
+    /// Time spent in host calls during the current export call.
+    pub host_time: Duration,
+    /// When the current export call started.
+    pub call_started: Instant,
+    /// Most guest (non-host) time one export call may use.
+    pub cpu_limit: Duration,
+    /// Set when the CPU limit stopped the guest.
+    pub cpu_exceeded: bool,
+}
+
+impl HostState {
+    /// A store's data with no ambient authority: no preopened directories, no sockets, no
+    /// environment, no arguments, no inherited stdio.
+    pub fn new(env: Arc<OperationEnv>, memory: MemoryCap, cpu_limit: Duration) -> Self {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory,
+            env,
+            host_time: Duration::ZERO,
+            call_started: Instant::now(),
+            cpu_limit,
+            cpu_exceeded: false,
+        }
+    }
+
+    /// Guest time used by the current call so far.
+    pub fn guest_time(&self) -> Duration {
+        self.call_started.elapsed().saturating_sub(self.host_time)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl exec::Host for HostState {
+    async fn run(
+        &mut self,
+        cmd: types::Command,
+    ) -> wasmtime::Result<Result<types::Output, types::ExecError>> {
+        let env = self.env.clone();
+        let t = Instant::now();
+        let r = env.exec(cmd).await;
+        self.host_time += t.elapsed();
+        Ok(r)
+    }
+}
+
+impl wstream::Host for HostState {
+    async fn capture(
+        &mut self,
+        node: String,
+        argv: Vec<String>,
+        name: String,
+    ) -> wasmtime::Result<Result<types::Artifact, types::StreamError>> {
+        let env = self.env.clone();
+        let t = Instant::now();
+        let r = stream::capture(&env, &node, argv, &name).await;
+        self.host_time += t.elapsed();
+        Ok(r)
+    }
+
+    async fn capture_paths(
+        &mut self,
+        node: String,
+        paths: wstream::PathSet,
+        name: String,
+    ) -> wasmtime::Result<Result<types::Artifact, types::StreamError>> {
+        let env = self.env.clone();
+        let t = Instant::now();
+        let r = stream::capture_paths(&env, &node, paths, &name).await;
+        self.host_time += t.elapsed();
+        Ok(r)
+    }
+
+    async fn feed(
+        &mut self,
+        artifact: wstream::ArtifactRef,
+        node: String,
+        argv: Vec<String>,
+    ) -> wasmtime::Result<Result<(), types::StreamError>> {
+        let env = self.env.clone();
+        let t = Instant::now();
+        let r = stream::feed(&env, artifact, &node, argv).await;
+        self.host_time += t.elapsed();
+        Ok(r)
+    }
+
+    async fn restore_paths(
+        &mut self,
+        artifact: wstream::ArtifactRef,
+        node: String,
+        target: String,
+        select: Vec<String>,
+    ) -> wasmtime::Result<Result<(), types::StreamError>> {
+        let env = self.env.clone();
+        let t = Instant::now();
+        let r = stream::restore_paths(&env, artifact, &node, &target, select).await;
+        self.host_time += t.elapsed();
+        Ok(r)
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.env.reporter.report(Event::Log {
+            plugin: self.env.plugin.name.clone(),
+            level: level.into(),
+            message,
+        });
+        Ok(())
+    }
+
+    async fn progress(
+        &mut self,
+        step: String,
+        done: u64,
+        total: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        self.env.reporter.report(Event::Progress {
+            plugin: self.env.plugin.name.clone(),
+            step,
+            done,
+            total,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! Coffer's host: loads sandboxed plugin components, gives them the capabilities they are
+//! granted, and runs backup, restore and validate across a deployment's nodes.
+
+pub mod capabilities;
+pub mod report;
+pub mod repository;
+pub mod runtime;
+pub mod transport;

@@ -1,0 +1,98 @@
+//! Events a run reports as it goes: the CLI turns them into lines and progress on a terminal,
+//! or into JSON lines for automation.
+
+use serde::Serialize;
+
+/// One thing that happened.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A plugin logged a message.
+    Log {
+        /// Plugin.
+        plugin: String,
+        /// `debug`, `info`, `warn` or `error`.
+        level: String,
+        /// Message.
+        message: String,
+    },
+    /// A plugin reported progress.
+    Progress {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// Units done.
+        done: u64,
+        /// Units in all, if known.
+        total: Option<u64>,
+    },
+    /// The host ran a command for a plugin.
+    Command {
+        /// Plugin.
+        plugin: String,
+        /// Node.
+        node: String,
+        /// Command line.
+        argv: Vec<String>,
+    },
+    /// The host refused a plugin's request.
+    Refused {
+        /// Plugin.
+        plugin: String,
+        /// Node.
+        node: String,
+        /// What was refused and why.
+        detail: String,
+    },
+    /// An artifact was stored.
+    Artifact {
+        /// Plugin.
+        plugin: String,
+        /// Node.
+        node: String,
+        /// Artifact name.
+        name: String,
+        /// Bytes.
+        size: u64,
+        /// Seconds it took.
+        seconds: f64,
+    },
+    /// A plugin operation started or ended.
+    Step {
+        /// Plugin.
+        plugin: String,
+        /// `backup`, `restore`, `validate`.
+        operation: String,
+        /// `started`, `ok` or `failed`.
+        status: String,
+        /// Details (the error, or a summary).
+        detail: String,
+    },
+    /// A validation check.
+    Check {
+        /// Plugin.
+        plugin: String,
+        /// Node.
+        node: String,
+        /// What was checked.
+        name: String,
+        /// Whether it passed.
+        ok: bool,
+        /// What was seen.
+        detail: String,
+    },
+}
+
+/// Receives events.
+pub trait Reporter: Send + Sync {
+    /// Handle one event.
+    fn report(&self, event: Event);
+}
+
+/// A reporter that drops everything (for `describe`).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: Event) {}
+}

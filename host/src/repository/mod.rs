@@ -1,0 +1,539 @@
+//! Where snapshots live: a restic-format repository, through `rustic_core`.
+//!
+//! Layout, so that an operator can read a Coffer repository with restic or rustic in a
+//! disaster:
+//! - every artifact is its own restic snapshot (label `coffer-artifact`, host = node, tag
+//!   `run=<id>`) holding one file, `/<node>/<plugin>/<artifact>`;
+//! - a Coffer snapshot is a restic snapshot labelled `coffer`, written last, holding
+//!   `/coffer/manifest.json` (also kept in the snapshot's description for fast listing).
+//!
+//! A run that fails or is killed never writes its `coffer` snapshot, so it never looks
+//! complete; its artifact snapshots are deleted when it fails, or by the next backup when it
+//! was killed ([`Repo::remove_orphans`]).
+
+mod manifest;
+mod stream;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustic_backend::LocalBackend;
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, IndexedIdsStatus,
+    KeyOptions, OpenStatus, ParentOptions, Repository, RepositoryBackends, RepositoryOptions,
+    RusticError, SnapshotOptions,
+};
+
+pub use manifest::*;
+use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
+
+/// File name of the writer lock at the top of a local repository.
+const LOCK_FILE: &str = "coffer.lock";
+/// Label of Coffer snapshots (manifests).
+const RUN_LABEL: &str = "coffer";
+/// Label of artifact snapshots.
+const ARTIFACT_LABEL: &str = "coffer-artifact";
+/// Path of the manifest inside a Coffer snapshot.
+const MANIFEST_PATH: &str = "/coffer/manifest.json";
+
+/// A repository password. Never printed: `Debug` shows `***`.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Wrap a password.
+    pub fn new(p: impl Into<String>) -> Self {
+        Self(p.into())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Errors of the repository layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// No repository at the path.
+    #[error("no repository at {0}: create one with `coffer init`")]
+    NotFound(PathBuf),
+    /// The password opens no key.
+    #[error("wrong password for the repository at {0}")]
+    WrongPassword(PathBuf),
+    /// `init` on an existing repository.
+    #[error("a repository already exists at {0}")]
+    AlreadyExists(PathBuf),
+    /// Another writer holds the lock.
+    #[error("the repository at {0} is in use by another coffer run; wait for it to finish")]
+    Locked(PathBuf),
+    /// No snapshot matches.
+    #[error("no snapshot `{0}` in the repository (see `coffer snapshots`)")]
+    SnapshotNotFound(String),
+    /// A manifest could not be read.
+    #[error("snapshot {id} has an unreadable manifest: {reason}")]
+    BadManifest {
+        /// Snapshot id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Artifact bytes do not match their recorded digest.
+    #[error("artifact {path} in snapshot {snapshot} is corrupt: expected sha256 {expected}, read {actual}")]
+    Integrity {
+        /// Artifact snapshot.
+        snapshot: String,
+        /// Path in it.
+        path: String,
+        /// Recorded digest.
+        expected: String,
+        /// Digest of what was read.
+        actual: String,
+    },
+    /// The stream feeding an artifact failed.
+    #[error("reading the stream for {path} failed: {source}")]
+    StreamRead {
+        /// Artifact path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The stream consumer failed while an artifact was being written to it.
+    #[error("writing artifact {path} failed: {source}")]
+    StreamWrite {
+        /// Artifact path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The engine failed.
+    #[error("repository {path}: {message}")]
+    Engine {
+        /// Repository.
+        path: PathBuf,
+        /// What the engine said.
+        message: String,
+    },
+    /// Local I/O failed.
+    #[error("repository {path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+fn engine(path: &Path) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
+    move |e| RepoError::Engine {
+        path: path.to_path_buf(),
+        message: e.display_log().replace('\n', " "),
+    }
+}
+
+/// A Coffer snapshot: a manifest and the id of the restic snapshot holding it.
+#[derive(Clone, Debug)]
+pub struct CofferSnapshot {
+    /// Full id.
+    pub id: String,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// What it holds.
+    pub manifest: Manifest,
+}
+
+impl CofferSnapshot {
+    /// The first 8 characters of the id, as restic shows them.
+    pub fn short_id(&self) -> &str {
+        &self.id[..8.min(self.id.len())]
+    }
+}
+
+/// What `check` found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CheckReport {
+    /// Problems that mean data is missing or damaged.
+    pub errors: Vec<String>,
+    /// Oddities that do not affect integrity (e.g. packs left by an interrupted run).
+    pub warnings: Vec<String>,
+    /// Coffer snapshots checked.
+    pub snapshots: usize,
+}
+
+/// An exclusive lock for writers; released on drop.
+pub struct RepoLock {
+    _file: File,
+}
+
+/// An open repository.
+pub struct Repo {
+    path: PathBuf,
+    inner: Repository<OpenStatus>,
+}
+
+fn backends(path: &Path) -> Result<RepositoryBackends> {
+    let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
+        .map_err(engine(path))?;
+    Ok(RepositoryBackends::new(Arc::new(be), None))
+}
+
+fn repository(path: &Path) -> Result<Repository<()>> {
+    let opts = RepositoryOptions::default().no_cache(true);
+    Repository::new(&opts, &backends(path)?).map_err(engine(path))
+}
+
+impl Repo {
+    /// Create a repository at `path` protected by `password`.
+    pub fn init(path: &Path, password: &Password) -> Result<()> {
+        if path.join("config").exists() {
+            return Err(RepoError::AlreadyExists(path.to_path_buf()));
+        }
+        std::fs::create_dir_all(path).map_err(|source| RepoError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = ConfigOptions::default();
+        repository(path)?
+            .init(
+                &Credentials::password(&password.0),
+                &KeyOptions::default(),
+                &config,
+            )
+            .map_err(engine(path))?;
+        Ok(())
+    }
+
+    /// Open the repository at `path`.
+    pub fn open(path: &Path, password: &Password) -> Result<Self> {
+        if !path.join("config").exists() {
+            return Err(RepoError::NotFound(path.to_path_buf()));
+        }
+        let inner = repository(path)?
+            .open(&Credentials::password(&password.0))
+            .map_err(|e| {
+                if e.is_incorrect_password() {
+                    RepoError::WrongPassword(path.to_path_buf())
+                } else {
+                    engine(path)(e)
+                }
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner,
+        })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Take the writer lock, failing at once when another run holds it.
+    pub fn lock(&self) -> Result<RepoLock> {
+        let p = self.path.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|source| RepoError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(RepoLock { _file: file }),
+            Ok(false) => Err(RepoError::Locked(self.path.clone())),
+            Err(source) => Err(RepoError::Io { path: p, source }),
+        }
+    }
+
+    fn all_snapshots(&self) -> Result<Vec<SnapshotFile>> {
+        self.inner.get_all_snapshots().map_err(engine(&self.path))
+    }
+
+    /// Every Coffer snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<CofferSnapshot>> {
+        let mut snaps: Vec<_> = self
+            .all_snapshots()?
+            .into_iter()
+            .filter(|s| s.label == RUN_LABEL)
+            .collect();
+        snaps.sort_by(|a, b| a.time.cmp(&b.time));
+        snaps
+            .into_iter()
+            .map(|s| {
+                let id = s.id.to_string();
+                let manifest = serde_json::from_str(s.description.as_deref().unwrap_or(""))
+                    .map_err(|e| RepoError::BadManifest {
+                        id: id.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(CofferSnapshot {
+                    id,
+                    time: s.time.timestamp().to_string(),
+                    manifest,
+                })
+            })
+            .collect()
+    }
+
+    /// The snapshot named by `spec`: `latest`, a full id or a unique id prefix.
+    pub fn find(&self, spec: &str) -> Result<CofferSnapshot> {
+        let snaps = self.snapshots()?;
+        if spec == "latest" {
+            return snaps
+                .into_iter()
+                .last()
+                .ok_or_else(|| RepoError::SnapshotNotFound("latest".into()));
+        }
+        let mut matching = snaps.into_iter().filter(|s| s.id.starts_with(spec));
+        match (matching.next(), matching.next()) {
+            (Some(s), None) if !spec.is_empty() => Ok(s),
+            _ => Err(RepoError::SnapshotNotFound(spec.into())),
+        }
+    }
+
+    /// Delete artifact snapshots that no Coffer snapshot references: what a killed run left.
+    /// Call it holding the lock. Returns how many were removed.
+    pub fn remove_orphans(&self) -> Result<usize> {
+        let all = self.all_snapshots()?;
+        let referenced: BTreeSet<String> = self
+            .snapshots()?
+            .into_iter()
+            .flat_map(|s| s.manifest.artifacts.into_iter().map(|a| a.snapshot))
+            .collect();
+        let orphans: Vec<_> = all
+            .iter()
+            .filter(|s| s.label == ARTIFACT_LABEL && !referenced.contains(&s.id.to_string()))
+            .map(|s| s.id)
+            .collect();
+        if !orphans.is_empty() {
+            self.inner
+                .delete_snapshots(&orphans)
+                .map_err(engine(&self.path))?;
+        }
+        Ok(orphans.len())
+    }
+
+    /// Prepare for writing artifacts.
+    pub fn into_writer(self) -> Result<ArtifactWriter> {
+        let path = self.path.clone();
+        let inner = self.inner.to_indexed_ids().map_err(engine(&path))?;
+        Ok(ArtifactWriter { path, inner })
+    }
+
+    /// Prepare for reading artifacts.
+    pub fn into_reader(self) -> Result<ArtifactReader> {
+        let path = self.path.clone();
+        let inner = self.inner.to_indexed().map_err(engine(&path))?;
+        Ok(ArtifactReader { path, inner })
+    }
+
+    /// Check the repository's structure and, with `read_data`, read every pack back; then
+    /// check that every Coffer snapshot's artifacts are present.
+    pub fn check(&self, read_data: bool) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let results = self
+            .inner
+            .check(CheckOptions::default().read_data(read_data))
+            .map_err(engine(&self.path))?;
+        for (level, err) in &results.0 {
+            let msg = err.to_string();
+            if format!("{level:?}") == "Warn" {
+                report.warnings.push(msg);
+            } else {
+                report.errors.push(msg);
+            }
+        }
+        let present: BTreeSet<String> = self
+            .all_snapshots()?
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        match self.snapshots() {
+            Ok(snaps) => {
+                report.snapshots = snaps.len();
+                for s in snaps {
+                    for a in &s.manifest.artifacts {
+                        if !present.contains(&a.snapshot) {
+                            report.errors.push(format!(
+                                "snapshot {}: artifact {} (restic snapshot {}) is missing",
+                                s.short_id(),
+                                a.path,
+                                a.snapshot
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        Ok(report)
+    }
+}
+
+/// The outcome of storing one artifact.
+#[derive(Debug)]
+pub struct Stored {
+    /// The artifact's restic snapshot.
+    pub snapshot: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// Their SHA-256.
+    pub sha256: String,
+}
+
+/// Writes artifacts and, at the end of a run, the manifest.
+pub struct ArtifactWriter {
+    path: PathBuf,
+    inner: Repository<IndexedIdsStatus>,
+}
+
+impl ArtifactWriter {
+    fn archive(
+        &self,
+        entry: &str,
+        options: SnapshotOptions,
+        reader: impl Read + Send + 'static,
+    ) -> Result<(String, StreamStats)> {
+        let (reader, stats) = HashingReader::new(reader);
+        let source = SingleEntry::new(entry, reader);
+        let snap = options.to_snapshot().map_err(engine(&self.path))?;
+        // Never reuse data from a parent snapshot: a stream has no metadata to compare.
+        let opts = BackupOptions::default()
+            .parent_opts(ParentOptions::default().force(true))
+            .no_scan(true);
+        let snap = self
+            .inner
+            .archive(&opts, &source, snap, &[PathBuf::from(entry)])
+            .map_err(engine(&self.path))?;
+        let stats = stats.finish();
+        let id = snap.id.to_string();
+        if let Some(source) = stats.error {
+            // rustic_core logs a failed read and saves the snapshot anyway: undo that.
+            self.discard(&[id])?;
+            return Err(RepoError::StreamRead {
+                path: entry.into(),
+                source,
+            });
+        }
+        if !stats.finished {
+            self.discard(&[id])?;
+            return Err(RepoError::StreamRead {
+                path: entry.into(),
+                source: std::io::Error::other("the stream was not read to its end"),
+            });
+        }
+        Ok((id, stats))
+    }
+
+    /// Store everything `reader` yields as artifact `/<node>/<plugin>/<name>` of run `run_id`.
+    /// Blocking: call it from a blocking thread.
+    pub fn store(
+        &self,
+        node: &str,
+        plugin: &str,
+        name: &str,
+        run_id: &str,
+        reader: impl Read + Send + 'static,
+    ) -> Result<Stored> {
+        let entry = artifact_path(node, plugin, name);
+        let options = SnapshotOptions::default()
+            .label(ARTIFACT_LABEL.to_string())
+            .host(node.to_string())
+            .add_tags(&format!("coffer,run={run_id},plugin={plugin}"))
+            .map_err(engine(&self.path))?;
+        let (snapshot, stats) = self.archive(&entry, options, reader)?;
+        Ok(Stored {
+            snapshot,
+            size: stats.size,
+            sha256: stats.sha256,
+        })
+    }
+
+    /// Delete artifact snapshots of a run that will not complete.
+    pub fn discard(&self, snapshots: &[String]) -> Result<()> {
+        let ids = snapshots
+            .iter()
+            .map(|s| s.parse())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e: Box<RusticError>| engine(&self.path)(e))?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.inner.delete_snapshots(&ids).map_err(engine(&self.path))
+    }
+
+    /// Write the Coffer snapshot for `manifest`: from now on the run is complete.
+    pub fn commit(&self, manifest: &Manifest) -> Result<String> {
+        let json = serde_json::to_string(manifest).expect("manifest serialises");
+        let options = SnapshotOptions::default()
+            .label(RUN_LABEL.to_string())
+            .host(manifest.deployment.clone())
+            .description(json.clone())
+            .add_tags(&format!("coffer,run={}", manifest.run_id))
+            .map_err(engine(&self.path))?;
+        let (id, _) = self.archive(MANIFEST_PATH, options, std::io::Cursor::new(json.into_bytes()))?;
+        Ok(id)
+    }
+}
+
+/// The path of an artifact inside its restic snapshot.
+pub fn artifact_path(node: &str, plugin: &str, name: &str) -> String {
+    format!("/{node}/{plugin}/{name}")
+}
+
+/// Reads artifacts back.
+pub struct ArtifactReader {
+    path: PathBuf,
+    inner: Repository<IndexedFullStatus>,
+}
+
+impl ArtifactReader {
+    /// Write the bytes of `artifact` into `w`, verifying their SHA-256 as they go.
+    /// Blocking: call it from a blocking thread.
+    pub fn read(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
+        let snaps = self
+            .inner
+            .get_snapshots(&[artifact.snapshot.as_str()])
+            .map_err(|_| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+        let snap = snaps
+            .first()
+            .ok_or_else(|| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+        let node = self
+            .inner
+            .node_from_snapshot_and_path(snap, &artifact.path)
+            .map_err(engine(&self.path))?;
+        let mut writer = HashingWriter::new(w);
+        if let Err(e) = self.inner.dump(&node, &mut writer) {
+            return Err(match writer.take_error() {
+                Some(source) => RepoError::StreamWrite {
+                    path: artifact.path.clone(),
+                    source,
+                },
+                None => engine(&self.path)(e),
+            });
+        }
+        writer.flush().map_err(|source| RepoError::StreamWrite {
+            path: artifact.path.clone(),
+            source,
+        })?;
+        let (size, sha256) = writer.finish();
+        if sha256 != artifact.sha256 || size != artifact.size {
+            return Err(RepoError::Integrity {
+                snapshot: artifact.snapshot.clone(),
+                path: artifact.path.clone(),
+                expected: artifact.sha256.clone(),
+                actual: sha256,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,599 @@
+//! The wasmtime engine, plugin loading (with the on-disk component cache), and calls into a
+//! plugin under its limits: memory, guest CPU time, wall-clock time.
+
+pub mod bindings;
+mod cache;
+pub mod limits;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffer_sdk::capability::CapabilityMatcher;
+use coffer_sdk::{
+    Capabilities, Check, CommandPattern, Operations, PluginError, PluginInfo, SettingSpec,
+};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+pub use cache::CompileStats;
+use cache::ComponentCache;
+
+use crate::capabilities::{CommandLimits, HostState, OperationEnv, PluginIdentity};
+use crate::report::Silent;
+use crate::repository::{ArtifactKind, ArtifactRecord};
+use crate::transport::NodeHandle;
+use bindings::{PluginPre, types};
+
+/// The contract version this host serves (`wit/plugin.wit`).
+pub const CONTRACT_VERSION: &str = "1.0.0";
+/// The export every plugin provides.
+const HANDLER: &str = "coffer:plugin/handler@";
+/// How often the epoch advances; the CPU limit is checked at this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every plugin call.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Linear memory per plugin instance.
+    pub memory_bytes: usize,
+    /// Guest (wasm) time per call, not counting time in host calls.
+    pub cpu: Duration,
+    /// Wall-clock time per call, host calls included.
+    pub call_timeout: Duration,
+    /// Commands the plugin runs.
+    pub commands: CommandLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            cpu: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(24 * 3600),
+            commands: CommandLimits {
+                default_timeout: Duration::from_secs(3600),
+                max_output: 16 << 20,
+            },
+        }
+    }
+}
+
+/// Why a plugin could not be loaded or did not complete a call. Every variant names the plugin
+/// and the step.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginFault {
+    /// The file is not a usable Coffer plugin.
+    #[error("plugin {origin}: {reason}")]
+    Invalid {
+        /// Where it came from.
+        origin: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// It targets a contract version this host does not serve.
+    #[error(
+        "plugin {origin} targets contract coffer:plugin@{found}; this coffer serves coffer:plugin@{served}: use a plugin built for {served} or a coffer that serves {found}"
+    )]
+    Contract {
+        /// Where it came from.
+        origin: String,
+        /// Version it targets.
+        found: String,
+        /// Version served.
+        served: String,
+    },
+    /// It used more guest CPU time than allowed.
+    #[error("plugin `{plugin}` was stopped in {step}: it ran for more than its CPU limit of {limit:?} (a loop?)")]
+    CpuLimit {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// It tried to grow its memory beyond the cap.
+    #[error("plugin `{plugin}` was stopped in {step}: it exceeded its memory limit of {mib} MiB")]
+    MemoryLimit {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// The limit.
+        mib: usize,
+    },
+    /// The call did not finish in time.
+    #[error("plugin `{plugin}` did not finish {step} within {limit:?}")]
+    Timeout {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// It trapped (a panic, an invalid operation).
+    #[error("plugin `{plugin}` crashed in {step}: {message}")]
+    Trap {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// What wasmtime reported.
+        message: String,
+    },
+    /// It returned an error.
+    #[error("plugin `{plugin}` failed in {step}: {error}")]
+    Failed {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// Its error.
+        error: PluginError,
+    },
+}
+
+/// Where a plugin came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginOrigin {
+    /// Shipped inside the `coffer` binary.
+    Builtin,
+    /// Loaded from a file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for PluginOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Builtin => f.write_str("built-in"),
+            Self::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A plugin ready to be called.
+pub struct LoadedPlugin {
+    /// What it said about itself.
+    pub info: PluginInfo,
+    /// Name, version, digest and contract, as recorded in snapshots.
+    pub identity: PluginIdentity,
+    /// Where it came from.
+    pub origin: PluginOrigin,
+    /// How its component was obtained.
+    pub compile: CompileStats,
+    matcher: Arc<CapabilityMatcher>,
+    pre: PluginPre<HostState>,
+}
+
+impl LoadedPlugin {
+    /// Its compiled capabilities.
+    pub fn matcher(&self) -> Arc<CapabilityMatcher> {
+        self.matcher.clone()
+    }
+}
+
+/// What a plugin operation receives (the host's side of `types.context`).
+#[derive(Clone, Debug, Default)]
+pub struct CallContext {
+    /// Deployment name.
+    pub deployment: String,
+    /// Run id.
+    pub run_id: String,
+    /// Nodes it acts on.
+    pub nodes: Vec<NodeHandle>,
+    /// Its settings.
+    pub settings: Vec<(String, String)>,
+    /// Its artifacts in the snapshot.
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Its records from the backup.
+    pub records: Vec<(String, String)>,
+    /// Restore under this root.
+    pub target_root: Option<String>,
+    /// Restore only these.
+    pub selection: Vec<String>,
+}
+
+impl CallContext {
+    fn to_wit(&self) -> types::Context {
+        let setting = |(key, value): &(String, String)| types::Setting {
+            key: key.clone(),
+            value: value.clone(),
+        };
+        types::Context {
+            deployment: self.deployment.clone(),
+            run_id: self.run_id.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| types::Node {
+                    name: n.name.clone(),
+                    address: n.address.clone(),
+                    roles: n.roles.clone(),
+                })
+                .collect(),
+            settings: self.settings.iter().map(setting).collect(),
+            artifacts: self
+                .artifacts
+                .iter()
+                .map(|a| types::Artifact {
+                    name: a.name.clone(),
+                    node: a.node.clone(),
+                    kind: match a.kind {
+                        ArtifactKind::Stream => types::ArtifactKind::Stream,
+                        ArtifactKind::Paths => types::ArtifactKind::Paths,
+                    },
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                })
+                .collect(),
+            records: self.records.iter().map(setting).collect(),
+            target_root: self.target_root.clone(),
+            selection: self.selection.clone(),
+        }
+    }
+}
+
+/// The engine, linker and cache shared by all plugins of a process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<ComponentCache>,
+    /// Limits for every call.
+    pub limits: Limits,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a call returned.
+enum Reply {
+    Describe(types::PluginInfo),
+    Backup(Result<types::BackupReport, types::PluginError>),
+    Restore(Result<(), types::PluginError>),
+    Validate(Result<Vec<types::Check>, types::PluginError>),
+}
+
+/// Which export to call.
+enum Op<'a> {
+    Describe,
+    Backup(&'a types::Context),
+    Restore(&'a types::Context),
+    Validate(&'a types::Context),
+}
+
+impl Runtime {
+    /// A runtime with `limits`, caching compiled components in `cache_dir` (none: no cache).
+    pub fn new(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        // WASI is linked so that components built by rustc load, but every store's WASI
+        // context is empty: no files, no sockets, no environment.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::coffer::plugin::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::coffer::plugin::exec::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::coffer::plugin::stream::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::coffer::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("coffer-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+        Ok(Self {
+            engine,
+            linker,
+            cache: cache_dir.map(ComponentCache::new),
+            limits,
+            stop_ticker,
+        })
+    }
+
+    /// Load a plugin from its component bytes: check the contract it targets, compile (or
+    /// take from the cache), link, and ask it to describe itself.
+    pub async fn load(&self, wasm: &[u8], origin: PluginOrigin) -> Result<LoadedPlugin, PluginFault> {
+        let invalid = |reason: String| PluginFault::Invalid {
+            origin: origin.to_string(),
+            reason,
+        };
+        let digest = hex::encode(Sha256::digest(wasm));
+        let (component, compile) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, wasm, &digest),
+            None => {
+                let started = Instant::now();
+                Component::new(&self.engine, wasm).map(|c| {
+                    (
+                        c,
+                        CompileStats {
+                            cached: false,
+                            duration: started.elapsed(),
+                        },
+                    )
+                })
+            }
+        }
+        .map_err(|e| invalid(format!("not a WebAssembly component: {e:#}")))?;
+        let contract = self.contract_of(&component).ok_or_else(|| {
+            invalid("not a Coffer plugin: it does not export coffer:plugin/handler".into())
+        })?;
+        if contract.split('.').next() != CONTRACT_VERSION.split('.').next() {
+            return Err(PluginFault::Contract {
+                origin: origin.to_string(),
+                found: contract,
+                served: CONTRACT_VERSION.into(),
+            });
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
+        let mut plugin = LoadedPlugin {
+            info: PluginInfo::new("", "", ""),
+            identity: PluginIdentity {
+                name: format!("{origin}"),
+                version: String::new(),
+                digest,
+                contract,
+            },
+            origin: origin.clone(),
+            compile,
+            matcher: Arc::new(
+                CapabilityMatcher::new(&Capabilities::default()).expect("empty capabilities"),
+            ),
+            pre,
+        };
+        let env = self.env(&plugin, BTreeMap::new(), String::new());
+        let info = match self.invoke(&plugin, env, "describe", Op::Describe).await? {
+            Reply::Describe(info) => plugin_info(info),
+            _ => unreachable!("describe returns a description"),
+        };
+        if info.name.is_empty()
+            || !info
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(invalid(format!(
+                "plugin name `{}` must be lower-case kebab",
+                info.name
+            )));
+        }
+        plugin.matcher = Arc::new(
+            CapabilityMatcher::new(&info.capabilities)
+                .map_err(|e| invalid(format!("declares {e}")))?,
+        );
+        plugin.identity.name = info.name.clone();
+        plugin.identity.version = info.version.clone();
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    /// The contract version a component targets, read from its exports before instantiating.
+    fn contract_of(&self, component: &Component) -> Option<String> {
+        component
+            .component_type()
+            .exports(&self.engine)
+            .find_map(|(name, _)| name.strip_prefix(HANDLER).map(str::to_string))
+    }
+
+    /// The environment for one operation of `plugin`, without repository access.
+    pub fn env(
+        &self,
+        plugin: &LoadedPlugin,
+        nodes: BTreeMap<String, NodeHandle>,
+        run_id: String,
+    ) -> OperationEnv {
+        OperationEnv {
+            plugin: plugin.identity.clone(),
+            matcher: plugin.matcher.clone(),
+            nodes,
+            run_id,
+            writer: None,
+            written: Arc::new(Mutex::new(Vec::new())),
+            source: None,
+            local_excludes: Vec::new(),
+            limits: self.limits.commands.clone(),
+            reporter: Arc::new(Silent),
+        }
+    }
+
+    async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        env: OperationEnv,
+        step: &str,
+        op: Op<'_>,
+    ) -> Result<Reply, PluginFault> {
+        let name = plugin.identity.name.clone();
+        let trap = |message: String| PluginFault::Trap {
+            plugin: name.clone(),
+            step: step.into(),
+            message,
+        };
+        let state = HostState::new(
+            Arc::new(env),
+            limits::MemoryCap::new(self.limits.memory_bytes),
+            self.limits.cpu,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let data = ctx.data_mut();
+            if data.guest_time() > data.cpu_limit {
+                data.cpu_exceeded = true;
+                return Err(wasmtime::format_err!("CPU limit reached"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| trap(format!("{e:#}")))?;
+        let guest = instance.coffer_plugin_handler();
+        store.data_mut().call_started = Instant::now();
+        let call = async {
+            match op {
+                Op::Describe => guest.call_describe(&mut store).await.map(Reply::Describe),
+                Op::Backup(c) => guest.call_backup(&mut store, c).await.map(Reply::Backup),
+                Op::Restore(c) => guest.call_restore(&mut store, c).await.map(Reply::Restore),
+                Op::Validate(c) => guest.call_validate(&mut store, c).await.map(Reply::Validate),
+            }
+        };
+        let result = tokio::time::timeout(self.limits.call_timeout, call).await;
+        match result {
+            Err(_) => Err(PluginFault::Timeout {
+                plugin: name.clone(),
+                step: step.into(),
+                limit: self.limits.call_timeout,
+            }),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                let data = store.data();
+                Err(if data.memory.exceeded {
+                    PluginFault::MemoryLimit {
+                        plugin: name.clone(),
+                        step: step.into(),
+                        mib: self.limits.memory_bytes >> 20,
+                    }
+                } else if data.cpu_exceeded {
+                    PluginFault::CpuLimit {
+                        plugin: name.clone(),
+                        step: step.into(),
+                        limit: self.limits.cpu,
+                    }
+                } else {
+                    trap(format!("{e:#}"))
+                })
+            }
+        }
+    }
+
+    /// Call `backup`; the returned records are kept with the snapshot.
+    pub async fn backup(
+        &self,
+        plugin: &LoadedPlugin,
+        env: OperationEnv,
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, String)>, PluginFault> {
+        let ctx = ctx.to_wit();
+        match self.invoke(plugin, env, "backup", Op::Backup(&ctx)).await? {
+            Reply::Backup(r) => r
+                .map(|r| r.records.into_iter().map(|s| (s.key, s.value)).collect())
+                .map_err(|e| failed(plugin, "backup", e)),
+            _ => unreachable!("backup returns a report"),
+        }
+    }
+
+    /// Call `restore`.
+    pub async fn restore(
+        &self,
+        plugin: &LoadedPlugin,
+        env: OperationEnv,
+        ctx: &CallContext,
+    ) -> Result<(), PluginFault> {
+        let ctx = ctx.to_wit();
+        match self.invoke(plugin, env, "restore", Op::Restore(&ctx)).await? {
+            Reply::Restore(r) => r.map_err(|e| failed(plugin, "restore", e)),
+            _ => unreachable!("restore returns nothing"),
+        }
+    }
+
+    /// Call `validate`.
+    pub async fn validate(
+        &self,
+        plugin: &LoadedPlugin,
+        env: OperationEnv,
+        ctx: &CallContext,
+    ) -> Result<Vec<Check>, PluginFault> {
+        let ctx = ctx.to_wit();
+        match self.invoke(plugin, env, "validate", Op::Validate(&ctx)).await? {
+            Reply::Validate(r) => r
+                .map(|checks| {
+                    checks
+                        .into_iter()
+                        .map(|c| Check {
+                            node: c.node,
+                            name: c.name,
+                            ok: c.ok,
+                            detail: c.detail,
+                        })
+                        .collect()
+                })
+                .map_err(|e| failed(plugin, "validate", e)),
+            _ => unreachable!("validate returns checks"),
+        }
+    }
+}
+
+fn failed(plugin: &LoadedPlugin, step: &str, e: types::PluginError) -> PluginFault {
+    let error = match e {
+        types::PluginError::InvalidSettings(m) => PluginError::InvalidSettings(m),
+        types::PluginError::Precondition(m) => PluginError::Precondition(m),
+        types::PluginError::CommandFailed(m) => PluginError::CommandFailed(m),
+        types::PluginError::Unsupported(m) => PluginError::Unsupported(m),
+        types::PluginError::Other(m) => PluginError::Other(m),
+    };
+    PluginFault::Failed {
+        plugin: plugin.identity.name.clone(),
+        step: step.into(),
+        error,
+    }
+}
+
+fn plugin_info(i: types::PluginInfo) -> PluginInfo {
+    PluginInfo {
+        name: i.name,
+        version: i.version,
+        description: i.description,
+        operations: Operations {
+            backup: i.operations.contains(types::Operations::BACKUP),
+            restore: i.operations.contains(types::Operations::RESTORE),
+            validate: i.operations.contains(types::Operations::VALIDATE),
+        },
+        roles: i.roles,
+        settings: i
+            .settings
+            .into_iter()
+            .map(|s| SettingSpec {
+                key: s.key,
+                description: s.description,
+                default_value: s.default_value,
+                multiple: s.multiple,
+            })
+            .collect(),
+        after: i.after,
+        before: i.before,
+        capabilities: Capabilities {
+            commands: i
+                .capabilities
+                .commands
+                .into_iter()
+                .map(|c| CommandPattern {
+                    program: c.program,
+                    args: c.args,
+                })
+                .collect(),
+            paths: i.capabilities.paths,
+        },
+    }
+}

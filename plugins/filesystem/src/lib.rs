@@ -1,0 +1,246 @@
+//! The filesystem plugin: backs up sets of paths with all their metadata, restores them in place
+//! or under another root, whole or in part, and validates a restore against the snapshot.
+
+use coffer_sdk::*;
+
+/// Paths an undercloud keeps its state in; those that exist on a node are backed up.
+pub const DEFAULT_PATHS: &[&str] = &[
+    "/etc",
+    "/root",
+    "/home/stack",
+    "/srv/node",
+    "/var/lib/config-data",
+    "/var/lib/certmonger",
+    "/var/lib/glance",
+    "/var/lib/ironic",
+    "/var/lib/mistral",
+    "/var/lib/registry",
+    "/var/log",
+];
+
+/// Name of the one artifact this plugin writes per node.
+pub const ARTIFACT: &str = "paths.tar";
+
+/// Record key for each backed-up path (value: `node` TAB `path`).
+const PATH_RECORD: &str = "path";
+
+/// The filesystem plugin.
+pub struct Filesystem;
+
+impl Filesystem {
+    fn wanted_paths(ctx: &Context<'_>) -> Result<Vec<String>, PluginError> {
+        let set = ctx.settings.all("paths");
+        let mut paths: Vec<String> = if set.is_empty() {
+            DEFAULT_PATHS.iter().map(|p| p.to_string()).collect()
+        } else {
+            set.iter().map(|p| p.to_string()).collect()
+        };
+        paths.extend(ctx.settings.all("add-path").iter().map(|p| p.to_string()));
+        for p in &paths {
+            if !p.starts_with('/') {
+                return Err(PluginError::InvalidSettings(format!(
+                    "path `{p}` is not absolute"
+                )));
+            }
+        }
+        let mut normalised: Vec<String> = paths
+            .into_iter()
+            .map(|p| match p.trim_end_matches('/') {
+                "" => "/".to_string(),
+                t => t.to_string(),
+            })
+            .collect();
+        normalised.sort();
+        normalised.dedup();
+        Ok(normalised)
+    }
+
+    fn target(ctx: &Context<'_>) -> String {
+        ctx.target_root.clone().unwrap_or_else(|| "/".into())
+    }
+}
+
+/// Tar member name of an absolute path.
+fn member(path: &str) -> String {
+    path.trim_start_matches('/').trim_end_matches('/').to_string()
+}
+
+impl Plugin for Filesystem {
+    fn describe() -> PluginInfo {
+        PluginInfo::new(
+            "filesystem",
+            env!("CARGO_PKG_VERSION"),
+            "Backs up directories and files with owners, modes, times, ACLs, extended \
+             attributes, symlinks, hardlinks and sparse files; restores them in place or under \
+             another root, whole or a single path, and validates a restore against the snapshot.",
+        )
+        .multi_setting(
+            "paths",
+            "Paths to back up, replacing the default undercloud set (/etc, /root, /home/stack, \
+             /srv/node, /var/lib/{config-data,certmonger,glance,ironic,mistral,registry}, \
+             /var/log); those that do not exist are skipped",
+        )
+        .multi_setting("add-path", "A path to back up in addition to `paths`")
+        .multi_setting(
+            "exclude-path",
+            "A glob to leave out: `/var/log/*.gz` from the root, `*.pyc` anywhere",
+        )
+        .command("test", &["-e", "/*"])
+        .command("tar", &["--compare", "**"])
+        .path("/**")
+    }
+
+    fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+        let wanted = Self::wanted_paths(ctx)?;
+        let excludes: Vec<String> = ctx
+            .settings
+            .all("exclude-path")
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut report = BackupReport::default();
+        for node in &ctx.nodes {
+            let mut present = Vec::new();
+            for path in &wanted {
+                let out = ctx.run(&Command::on(&node.name, "test").args(["-e", path]))
+                    .map_err(|e| PluginError::CommandFailed(format!("test -e {path} on {}: {e}", node.name)))?;
+                if out.success() {
+                    present.push(path.clone());
+                } else {
+                    ctx.debug(format!("{}: {path} does not exist, skipped", node.name));
+                }
+            }
+            if present.is_empty() {
+                ctx.warn(format!("{}: none of the paths exist; nothing to back up", node.name));
+                continue;
+            }
+            let set = PathSet {
+                paths: present.clone(),
+                excludes: excludes.clone(),
+            };
+            let artifact = ctx.capture_paths(&node.name, &set, ARTIFACT)?;
+            ctx.info(format!(
+                "{}: {} path(s), {} bytes",
+                node.name,
+                present.len(),
+                artifact.size
+            ));
+            for p in present {
+                report.records.push(PATH_RECORD, format!("{}\t{p}", node.name));
+            }
+        }
+        Ok(report)
+    }
+
+    fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+        let target = Self::target(ctx);
+        for node in &ctx.nodes {
+            for artifact in ctx.artifacts_of(&node.name).filter(|a| a.kind == ArtifactKind::Paths) {
+                ctx.info(format!("{}: restoring {} under {target}", node.name, artifact.name));
+                ctx.restore_paths(&artifact.reference(), &node.name, &target, &ctx.selection)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let target = Self::target(ctx);
+        let mut checks = Vec::new();
+        for node in &ctx.nodes {
+            for artifact in ctx.artifacts_of(&node.name).filter(|a| a.kind == ArtifactKind::Paths) {
+                let cmd = Command::on(&node.name, "tar")
+                    .args(["--compare", "--file=-", "--numeric-owner", "-C", &target])
+                    .args(ctx.selection.iter().map(|p| member(p)));
+                let name = format!("{} matches the snapshot under {target}", artifact.name);
+                match ctx.feed(&artifact.reference(), &cmd) {
+                    Ok(()) => checks.push(Check::new(&node.name, &name, true, "no differences")),
+                    Err(e) => checks.push(Check::new(&node.name, &name, false, e.to_string())),
+                }
+            }
+        }
+        Ok(checks)
+    }
+}
+
+export_plugin!(Filesystem);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_sdk::testing::{Call, Harness, Reply};
+
+    #[test]
+    fn backs_up_only_existing_default_paths() {
+        let h = Harness::new()
+            .node("undercloud", &["undercloud"])
+            .reply(&["test", "-e", "/srv/node"], Reply::exit(1))
+            .reply(&["test", "-e", "/var/lib/registry"], Reply::exit(1))
+            .setting("exclude-path", "*.pyc");
+        let report = h.backup::<Filesystem>().unwrap();
+        let captured = h.calls().into_iter().find_map(|c| match c {
+            Call::CapturePaths { paths, .. } => Some(paths),
+            _ => None,
+        });
+        let paths = captured.expect("one capture-paths call");
+        assert!(paths.paths.contains(&"/etc".to_string()));
+        assert!(!paths.paths.contains(&"/srv/node".to_string()));
+        assert!(!paths.paths.contains(&"/var/lib/registry".to_string()));
+        assert_eq!(paths.excludes, vec!["*.pyc".to_string()]);
+        assert_eq!(report.records.all("path").len(), DEFAULT_PATHS.len() - 2);
+    }
+
+    #[test]
+    fn paths_setting_replaces_defaults_and_add_path_extends() {
+        let h = Harness::new()
+            .node("n1", &[])
+            .setting("paths", "/data/")
+            .setting("add-path", "/opt/x");
+        h.backup::<Filesystem>().unwrap();
+        assert_eq!(h.commands(), vec!["n1: test -e /data", "n1: test -e /opt/x"]);
+    }
+
+    #[test]
+    fn relative_paths_are_rejected() {
+        let h = Harness::new().node("n1", &[]).setting("add-path", "etc");
+        let err = h.backup::<Filesystem>().unwrap_err();
+        assert!(matches!(err, PluginError::InvalidSettings(m) if m.contains("`etc`")));
+    }
+
+    #[test]
+    fn restore_and_validate_use_target_and_selection() {
+        let h = Harness::new()
+            .node("n1", &[])
+            .artifact("n1", ARTIFACT, ArtifactKind::Paths, b"tar")
+            .target_root("/tmp/r")
+            .select("/etc/hosts");
+        h.restore::<Filesystem>().unwrap();
+        let checks = h.validate::<Filesystem>().unwrap();
+        assert!(checks.iter().all(|c| c.ok));
+        assert_eq!(
+            h.calls()[0],
+            Call::RestorePaths {
+                artifact: ArtifactRef { node: "n1".into(), name: ARTIFACT.into() },
+                node: "n1".into(),
+                target: "/tmp/r".into(),
+                select: vec!["/etc/hosts".into()],
+            }
+        );
+        assert_eq!(
+            h.commands(),
+            vec!["n1: tar --compare --file=- --numeric-owner -C /tmp/r etc/hosts"]
+        );
+    }
+
+    #[test]
+    fn a_failed_compare_is_a_failed_check_naming_the_node() {
+        let h = Harness::new()
+            .node("n1", &[])
+            .artifact("n1", ARTIFACT, ArtifactKind::Paths, b"tar")
+            .reply(&["tar", "--compare"], Reply::fail(1, "etc/hosts: Contents differ"));
+        let checks = h.validate::<Filesystem>().unwrap();
+        assert_eq!(checks.len(), 1);
+        assert!(!checks[0].ok);
+        assert_eq!(checks[0].node, "n1");
+        assert!(checks[0].detail.contains("Contents differ"));
+    }
+}

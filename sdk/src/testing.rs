@@ -1,0 +1,442 @@
+//! A harness that plays the host, so a plugin's tests run without a cluster.
+//!
+//! The harness answers each command from a script (first matching rule; unscripted commands
+//! succeed with no output), keeps captured artifacts in memory, applies the plugin's declared
+//! capabilities exactly as the host does, and records every call for the test to check:
+//!
+//! ```ignore
+//! let h = Harness::new()
+//!     .node("undercloud", &["undercloud"])
+//!     .reply(&["test", "-e", "/srv/node"], Reply::exit(1));
+//! h.backup::<Filesystem>().unwrap();
+//! assert!(h.commands().contains(&"undercloud: test -e /etc".to_string()));
+//! ```
+
+use std::cell::RefCell;
+
+use crate::capability::CapabilityMatcher;
+use crate::context::{Context, Host};
+use crate::types::*;
+use crate::Plugin;
+
+/// A scripted answer to a command.
+#[derive(Clone, Debug, Default)]
+pub struct Reply {
+    output: Output,
+    error: Option<ExecError>,
+}
+
+impl Reply {
+    /// Exit 0 with this standard output (also the content of an artifact it is captured into).
+    pub fn stdout(stdout: impl Into<Vec<u8>>) -> Self {
+        Self {
+            output: Output {
+                exit_code: Some(0),
+                stdout: stdout.into(),
+                stderr: Vec::new(),
+            },
+            error: None,
+        }
+    }
+
+    /// Exit with `code` and no output.
+    pub fn exit(code: i32) -> Self {
+        Self {
+            output: Output {
+                exit_code: Some(code),
+                ..Output::default()
+            },
+            error: None,
+        }
+    }
+
+    /// Exit with `code`, writing `stderr`.
+    pub fn fail(code: i32, stderr: &str) -> Self {
+        Self {
+            output: Output {
+                exit_code: Some(code),
+                stdout: Vec::new(),
+                stderr: stderr.as_bytes().to_vec(),
+            },
+            error: None,
+        }
+    }
+
+    /// Fail to run at all, e.g. `ExecError::Unreachable`.
+    pub fn error(error: ExecError) -> Self {
+        Self {
+            output: Output::default(),
+            error: Some(error),
+        }
+    }
+}
+
+/// One call the plugin made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `exec.run`.
+    Exec(Command),
+    /// `stream.capture`.
+    Capture {
+        /// Node.
+        node: String,
+        /// Command line.
+        argv: Vec<String>,
+        /// Artifact name.
+        name: String,
+    },
+    /// `stream.capture-paths`.
+    CapturePaths {
+        /// Node.
+        node: String,
+        /// What to archive.
+        paths: PathSet,
+        /// Artifact name.
+        name: String,
+    },
+    /// `stream.feed`.
+    Feed {
+        /// Artifact.
+        artifact: ArtifactRef,
+        /// Node.
+        node: String,
+        /// Command line.
+        argv: Vec<String>,
+    },
+    /// `stream.restore-paths`.
+    RestorePaths {
+        /// Artifact.
+        artifact: ArtifactRef,
+        /// Node.
+        node: String,
+        /// Target directory.
+        target: String,
+        /// Selected paths.
+        select: Vec<String>,
+    },
+}
+
+struct Rule {
+    node: Option<String>,
+    prefix: Vec<String>,
+    reply: Reply,
+}
+
+/// Plays the host for a plugin's tests. Configure it with the builder methods, run an
+/// operation with [`Harness::backup`], [`Harness::restore`] or [`Harness::validate`], then
+/// look at [`Harness::calls`], [`Harness::commands`] and [`Harness::logs`].
+#[derive(Default)]
+pub struct Harness {
+    nodes: Vec<Node>,
+    settings: Settings,
+    records: Settings,
+    target_root: Option<String>,
+    selection: Vec<String>,
+    rules: Vec<Rule>,
+    caps: RefCell<Option<CapabilityMatcher>>,
+    calls: RefCell<Vec<Call>>,
+    logs: RefCell<Vec<(Level, String)>>,
+    stored: RefCell<Vec<(Artifact, Vec<u8>)>>,
+    artifacts: Vec<Artifact>,
+}
+
+impl Harness {
+    /// An empty harness: no nodes, no settings, every command succeeds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a node with these roles.
+    pub fn node(mut self, name: &str, roles: &[&str]) -> Self {
+        self.nodes.push(Node {
+            name: name.into(),
+            address: format!("{name}.test"),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        });
+        self
+    }
+
+    /// Add a setting.
+    pub fn setting(mut self, key: &str, value: &str) -> Self {
+        self.settings.push(key, value);
+        self
+    }
+
+    /// Add a record, as `backup` would have returned it.
+    pub fn record(mut self, key: &str, value: &str) -> Self {
+        self.records.push(key, value);
+        self
+    }
+
+    /// Restore under `root`.
+    pub fn target_root(mut self, root: &str) -> Self {
+        self.target_root = Some(root.into());
+        self
+    }
+
+    /// Restore only `path`.
+    pub fn select(mut self, path: &str) -> Self {
+        self.selection.push(path.into());
+        self
+    }
+
+    /// Answer commands whose argv starts with `prefix`, on any node.
+    pub fn reply(mut self, prefix: &[&str], reply: Reply) -> Self {
+        self.rules.push(Rule {
+            node: None,
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            reply,
+        });
+        self
+    }
+
+    /// Answer commands whose argv starts with `prefix`, on `node` only.
+    pub fn reply_on(mut self, node: &str, prefix: &[&str], reply: Reply) -> Self {
+        self.rules.push(Rule {
+            node: Some(node.into()),
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            reply,
+        });
+        self
+    }
+
+    /// Put an artifact in the snapshot, for restore and validate.
+    pub fn artifact(mut self, node: &str, name: &str, kind: ArtifactKind, bytes: &[u8]) -> Self {
+        let a = Artifact {
+            name: name.into(),
+            node: node.into(),
+            kind,
+            size: bytes.len() as u64,
+            sha256: String::new(),
+        };
+        self.stored.get_mut().push((a.clone(), bytes.to_vec()));
+        self.artifacts.push(a);
+        self
+    }
+
+    /// Run `P::backup`. Artifacts it captures become available to a later restore.
+    pub fn backup<P: Plugin>(&self) -> Result<BackupReport, PluginError> {
+        self.prepare::<P>();
+        P::backup(&self.context())
+    }
+
+    /// Run `P::restore` with the artifacts given or captured so far.
+    pub fn restore<P: Plugin>(&self) -> Result<(), PluginError> {
+        self.prepare::<P>();
+        let mut ctx = self.context();
+        ctx.artifacts = self.stored.borrow().iter().map(|(a, _)| a.clone()).collect();
+        P::restore(&ctx)
+    }
+
+    /// Run `P::validate`.
+    pub fn validate<P: Plugin>(&self) -> Result<Vec<Check>, PluginError> {
+        self.prepare::<P>();
+        let mut ctx = self.context();
+        ctx.artifacts = self.stored.borrow().iter().map(|(a, _)| a.clone()).collect();
+        P::validate(&ctx)
+    }
+
+    /// Every call made so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    /// Every command run so far (exec, capture, feed), as `node: argv`.
+    pub fn commands(&self) -> Vec<String> {
+        self.calls
+            .borrow()
+            .iter()
+            .filter_map(|c| match c {
+                Call::Exec(c) => Some(format!("{}: {}", c.node, c.argv.join(" "))),
+                Call::Capture { node, argv, .. } | Call::Feed { node, argv, .. } => {
+                    Some(format!("{node}: {}", argv.join(" ")))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every message logged so far.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.logs.borrow().clone()
+    }
+
+    /// The bytes of an artifact captured or given.
+    pub fn artifact_bytes(&self, node: &str, name: &str) -> Option<Vec<u8>> {
+        self.stored
+            .borrow()
+            .iter()
+            .find(|(a, _)| a.node == node && a.name == name)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn prepare<P: Plugin>(&self) {
+        let info = P::describe();
+        let caps = CapabilityMatcher::new(&info.capabilities)
+            .unwrap_or_else(|e| panic!("plugin `{}` declares {e}", info.name));
+        *self.caps.borrow_mut() = Some(caps);
+    }
+
+    fn context(&self) -> Context<'_> {
+        let mut ctx = Context::new(self);
+        ctx.deployment = "test".into();
+        ctx.run_id = "test-run".into();
+        ctx.nodes = self.nodes.clone();
+        ctx.settings = self.settings.clone();
+        ctx.records = self.records.clone();
+        ctx.target_root = self.target_root.clone();
+        ctx.selection = self.selection.clone();
+        ctx
+    }
+
+    fn check(&self, node: &str, argv: &[String]) -> Result<(), ExecError> {
+        if !self.nodes.iter().any(|n| n.name == node) {
+            return Err(ExecError::UnknownNode(node.into()));
+        }
+        let caps = self.caps.borrow();
+        if !caps.as_ref().is_some_and(|c| c.allows_command(argv)) {
+            return Err(ExecError::Refused(format!(
+                "`{}` is not declared in the plugin's capabilities",
+                argv.join(" ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_path(&self, node: &str, path: &str) -> Result<(), StreamError> {
+        if !self.nodes.iter().any(|n| n.name == node) {
+            return Err(StreamError::Exec(ExecError::UnknownNode(node.into())));
+        }
+        let caps = self.caps.borrow();
+        if !caps.as_ref().is_some_and(|c| c.allows_path(path)) {
+            return Err(StreamError::Exec(ExecError::Refused(format!(
+                "path `{path}` is not declared in the plugin's capabilities"
+            ))));
+        }
+        Ok(())
+    }
+
+    fn answer(&self, node: &str, argv: &[String]) -> Result<Output, ExecError> {
+        let rule = self.rules.iter().find(|r| {
+            r.node.as_deref().is_none_or(|n| n == node)
+                && argv.len() >= r.prefix.len()
+                && r.prefix.iter().zip(argv).all(|(p, a)| p == a)
+        });
+        match rule {
+            Some(Rule {
+                reply: Reply { error: Some(e), .. },
+                ..
+            }) => Err(e.clone()),
+            Some(r) => Ok(r.reply.output.clone()),
+            None => Ok(Output {
+                exit_code: Some(0),
+                ..Output::default()
+            }),
+        }
+    }
+
+    fn store(&self, node: &str, name: &str, kind: ArtifactKind, bytes: Vec<u8>) -> Result<Artifact, StreamError> {
+        let mut stored = self.stored.borrow_mut();
+        if stored.iter().any(|(a, _)| a.node == node && a.name == name) {
+            return Err(StreamError::ArtifactExists(name.into()));
+        }
+        let a = Artifact {
+            name: name.into(),
+            node: node.into(),
+            kind,
+            size: bytes.len() as u64,
+            sha256: String::new(),
+        };
+        stored.push((a.clone(), bytes));
+        Ok(a)
+    }
+
+    fn find(&self, artifact: &ArtifactRef) -> Result<(), StreamError> {
+        self.artifact_bytes(&artifact.node, &artifact.name)
+            .map(|_| ())
+            .ok_or_else(|| StreamError::ArtifactNotFound(artifact.name.clone()))
+    }
+}
+
+impl Host for Harness {
+    fn exec(&self, cmd: &Command) -> Result<Output, ExecError> {
+        self.calls.borrow_mut().push(Call::Exec(cmd.clone()));
+        self.check(&cmd.node, &cmd.argv)?;
+        self.answer(&cmd.node, &cmd.argv)
+    }
+
+    fn capture(&self, node: &str, argv: &[String], name: &str) -> Result<Artifact, StreamError> {
+        self.calls.borrow_mut().push(Call::Capture {
+            node: node.into(),
+            argv: argv.to_vec(),
+            name: name.into(),
+        });
+        self.check(node, argv).map_err(StreamError::Exec)?;
+        let out = self.answer(node, argv).map_err(StreamError::Exec)?;
+        if !out.success() {
+            return Err(StreamError::CommandFailed(CommandFailure {
+                argv: argv.to_vec(),
+                exit_code: out.exit_code,
+                stderr: out.stderr,
+            }));
+        }
+        self.store(node, name, ArtifactKind::Stream, out.stdout)
+    }
+
+    fn capture_paths(&self, node: &str, paths: &PathSet, name: &str) -> Result<Artifact, StreamError> {
+        self.calls.borrow_mut().push(Call::CapturePaths {
+            node: node.into(),
+            paths: paths.clone(),
+            name: name.into(),
+        });
+        for p in &paths.paths {
+            self.check_path(node, p)?;
+        }
+        self.store(node, name, ArtifactKind::Paths, Vec::new())
+    }
+
+    fn feed(&self, artifact: &ArtifactRef, node: &str, argv: &[String]) -> Result<(), StreamError> {
+        self.calls.borrow_mut().push(Call::Feed {
+            artifact: artifact.clone(),
+            node: node.into(),
+            argv: argv.to_vec(),
+        });
+        self.check(node, argv).map_err(StreamError::Exec)?;
+        self.find(artifact)?;
+        let out = self.answer(node, argv).map_err(StreamError::Exec)?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(StreamError::CommandFailed(CommandFailure {
+                argv: argv.to_vec(),
+                exit_code: out.exit_code,
+                stderr: out.stderr,
+            }))
+        }
+    }
+
+    fn restore_paths(
+        &self,
+        artifact: &ArtifactRef,
+        node: &str,
+        target: &str,
+        select: &[String],
+    ) -> Result<(), StreamError> {
+        self.calls.borrow_mut().push(Call::RestorePaths {
+            artifact: artifact.clone(),
+            node: node.into(),
+            target: target.into(),
+            select: select.to_vec(),
+        });
+        for p in select {
+            self.check_path(node, p)?;
+        }
+        self.find(artifact)
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.into()));
+    }
+
+    fn progress(&self, _step: &str, _done: u64, _total: Option<u64>) {}
+}
