@@ -2,6 +2,9 @@
 //! granted, and runs backup, restore and validate across a deployment's nodes.
 
 pub mod capabilities;
+pub mod deployment;
+pub mod orchestrator;
+pub mod registry;
 pub mod report;
 pub mod repository;
 pub mod runtime;

@@ -1,1 +1,89 @@
-//! p
+//! A plugin that misbehaves on purpose, for the sandbox tests. Its `mode` setting picks the
+//! misdeed; if the host ever lets one succeed, `backup` reports `escaped` in its records.
+
+use coffer_sdk::*;
+
+/// The hostile plugin.
+pub struct Hostile;
+
+impl Plugin for Hostile {
+    fn describe() -> PluginInfo {
+        PluginInfo::new("hostile", "0.1.0", "Misbehaves on purpose (test fixture).")
+            .setting("mode", "Which misdeed", None)
+            .setting("text", "What `stream` mode captures", None)
+            .setting("port", "Port to connect to in `socket` mode", None)
+            .command("echo", &["**"])
+            .command("sh", &["-c", "*"])
+            .path("/tmp/**")
+    }
+
+    fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+        let mode = ctx.settings.get("mode").unwrap_or("");
+        let node = ctx.nodes.first().map(|n| n.name.clone()).unwrap_or_default();
+        let mut report = BackupReport::default();
+        match mode {
+            "read-file" => match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => report.records.push("escaped", text),
+                Err(e) => return Err(PluginError::Other(format!("reading /etc/passwd: {e}"))),
+            },
+            "socket" => {
+                let port = ctx.settings.get("port").unwrap_or("22");
+                match std::net::TcpStream::connect(format!("127.0.0.1:{port}")) {
+                    Ok(_) => report.records.push("escaped", "connected"),
+                    Err(e) => return Err(PluginError::Other(format!("connecting: {e}"))),
+                }
+            }
+            "env" => {
+                let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                if !vars.is_empty() {
+                    report.records.push("escaped", vars.join(","));
+                }
+            }
+            "loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = std::hint::black_box(i.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("hostile plugin panics on purpose"),
+            "exec-undeclared" => {
+                let out = ctx.run(&Command::on(&node, "cat").arg("/etc/shadow"));
+                match out {
+                    Ok(o) => report.records.push("escaped", o.stdout_text()),
+                    Err(e) => return Err(PluginError::CommandFailed(e.to_string())),
+                }
+            }
+            "path-undeclared" => {
+                let set = PathSet {
+                    paths: vec!["/root".into()],
+                    excludes: vec![],
+                };
+                ctx.capture_paths(&node, &set, "root.tar")?;
+                report.records.push("escaped", "captured /root");
+            }
+            "failing-stream" => {
+                // Writes data, then fails: nothing of it may be kept.
+                ctx.capture(
+                    &Command::on(&node, "sh").args(["-c", "head -c 3000000 /dev/zero; echo boom >&2; exit 3"]),
+                    "partial",
+                )?;
+                report.records.push("escaped", "kept a failed stream");
+            }
+            "stream" => {
+                let text = ctx.settings.get("text").unwrap_or("hello");
+                ctx.capture(&Command::on(&node, "echo").arg(text), "echo")?;
+            }
+            other => return Err(PluginError::InvalidSettings(format!("unknown mode `{other}`"))),
+        }
+        Ok(report)
+    }
+}
+
+export_plugin!(Hostile);

@@ -1,0 +1,74 @@
+//! `coffer backup`: back up the deployment into a new snapshot.
+
+use anyhow::Result;
+use coffer::orchestrator::{Overrides, human_duration};
+
+use super::output::bytes;
+use super::{Global, UsageError, coffer, exit, open_repo};
+
+/// Back up every enabled plugin on its nodes. The snapshot is written only when every plugin
+/// succeeded; a failed or interrupted run leaves nothing that looks like a snapshot.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Also back up this path (filesystem plugin); repeatable.
+    #[arg(long = "add-path", value_name = "PATH")]
+    add_path: Vec<String>,
+    /// Leave out paths matching this glob (filesystem plugin): `/var/log/*.gz` from the root,
+    /// `*.pyc` anywhere; repeatable.
+    #[arg(long = "exclude-path", value_name = "GLOB")]
+    exclude_path: Vec<String>,
+    /// Only these plugins; repeatable.
+    #[arg(long = "plugin", value_name = "NAME")]
+    plugins: Vec<String>,
+    /// Set a plugin setting for this run: PLUGIN.KEY=VALUE; repeatable.
+    #[arg(long = "set", value_name = "PLUGIN.KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Parse `--set` values into per-plugin settings.
+pub fn overrides(set: &[String]) -> Result<Overrides> {
+    let mut o = Overrides::new();
+    for s in set {
+        let (lhs, value) = s
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--set {s}: expected PLUGIN.KEY=VALUE")))?;
+        let (plugin, key) = lhs
+            .split_once('.')
+            .ok_or_else(|| UsageError(format!("--set {s}: expected PLUGIN.KEY=VALUE")))?;
+        o.entry(plugin.to_string())
+            .or_default()
+            .push((key.to_string(), value.to_string()));
+    }
+    Ok(o)
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let (coffer, printer) = coffer(g).await?;
+    let mut o = overrides(&args.set)?;
+    let fs = o.entry("filesystem".into()).or_default();
+    fs.extend(args.add_path.iter().map(|p| ("add-path".to_string(), p.clone())));
+    fs.extend(args.exclude_path.iter().map(|p| ("exclude-path".to_string(), p.clone())));
+    let repo = open_repo(g, &coffer.deployment).await?;
+    let s = coffer.backup(repo, &args.plugins, &o).await?;
+    printer.summary(&s, || {
+        let mut text = format!(
+            "snapshot {} saved: {} artifact(s), {} in {} ({}/s)",
+            &s.snapshot[..8],
+            s.artifacts.len(),
+            bytes(s.bytes),
+            human_duration(s.seconds),
+            bytes((s.bytes as f64 / s.seconds.max(0.001)) as u64)
+        );
+        for a in &s.artifacts {
+            text.push_str(&format!("\n  {:<12} {:<16} {:<20} {}", a.plugin, a.node, a.name, bytes(a.size)));
+        }
+        if s.removed_orphans > 0 {
+            text.push_str(&format!(
+                "\n  (removed {} artifact(s) left by an interrupted run)",
+                s.removed_orphans
+            ));
+        }
+        text
+    });
+    Ok(exit::OK)
+}

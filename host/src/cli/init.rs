@@ -1,0 +1,57 @@
+//! `coffer init`: create a repository.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{Context as _, Result};
+use coffer::repository::Repo;
+
+use super::{Global, PasswordSource, deployment, exit, password, password_source, repo_path};
+
+/// Create a repository. When the deployment names a password file that does not exist yet and
+/// no other password is given, a random password is generated into it (mode 0600).
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub async fn run(g: &Global, _args: Args) -> Result<u8> {
+    let d = deployment(g)?;
+    let path = repo_path(g, &d)?;
+    if let Some(PasswordSource::File(file)) = password_source(g, &d)
+        && g.password_file.is_none()
+        && !file.exists()
+    {
+        generate_password(&file)?;
+        eprintln!(
+            "generated a repository password in {}: keep a copy off this machine, without it the backups cannot be read",
+            file.display()
+        );
+    }
+    let pw = password(g, &d)?;
+    let p = path.clone();
+    coffer::orchestrator::blocking(move || Repo::init(&p, &pw)).await?;
+    if g.json {
+        println!("{}", serde_json::json!({"event": "summary", "repository": path}));
+    } else {
+        println!("created repository {}", path.display());
+    }
+    Ok(exit::OK)
+}
+
+fn generate_password(file: &std::path::Path) -> Result<()> {
+    let mut raw = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .context("reading /dev/urandom")?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("creating password file {}", file.display()))?;
+    use std::io::Write;
+    writeln!(f, "{}", hex::encode(raw)).context("writing the password file")?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The command line: parsing, the shared setup every subcommand needs, and exit codes.
+
+mod backup;
+mod check;
+mod init;
+mod output;
+mod plugins;
+mod restore;
+mod snapshots;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use coffer::deployment::Deployment;
+use coffer::orchestrator::{Coffer, RunError};
+use coffer::registry::Registry;
+use coffer::repository::{Password, Repo, RepoError};
+use coffer::runtime::{PluginFault, Runtime};
+
+/// Exit codes a script can rely on.
+pub mod exit {
+    /// Everything worked.
+    pub const OK: u8 = 0;
+    /// A failure not covered below.
+    pub const FAILURE: u8 = 1;
+    /// Bad usage, deployment file or password source.
+    pub const USAGE: u8 = 2;
+    /// The repository: missing, wrong password, locked, damaged.
+    pub const REPOSITORY: u8 = 3;
+    /// A plugin failed: returned an error, crashed, hit a limit, was refused.
+    pub const PLUGIN: u8 = 4;
+    /// The operation ran but validation found problems.
+    pub const VALIDATION: u8 = 5;
+    /// Interrupted by Ctrl-C.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 ok, 1 other failure, 2 usage or deployment file, 3 repository (missing, wrong \
+password, locked, damaged), 4 plugin failed, 5 validation failed, 130 interrupted.
+
+The password never goes on the command line: use --password-file, COFFER_PASSWORD_FILE, \
+COFFER_PASSWORD, or `password-file` in the deployment file.";
+
+/// Automated, composable backup and recovery for an OpenStack control plane.
+#[derive(Parser)]
+#[command(name = "coffer", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(clap::Args, Clone)]
+pub struct Global {
+    /// Deployment file (TOML); without it, the built-in deployment backs up this machine.
+    #[arg(short = 'c', long, env = "COFFER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Repository directory (overrides the deployment file).
+    #[arg(short = 'r', long = "repo", env = "COFFER_REPOSITORY", global = true)]
+    pub repo: Option<PathBuf>,
+    /// File holding the repository password (first line).
+    #[arg(long, env = "COFFER_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Directory of third-party plugin components (*.wasm).
+    #[arg(long, env = "COFFER_PLUGIN_DIR", global = true)]
+    pub plugin_dir: Option<PathBuf>,
+    /// Directory for compiled plugins.
+    #[arg(long, env = "COFFER_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Print JSON lines (events, then a summary) on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail (plugin debug messages, every command run).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository.
+    Init(init::Args),
+    /// Back up the deployment into a new snapshot.
+    Backup(backup::Args),
+    /// Restore a snapshot (in place, or under --target), then validate.
+    Restore(restore::Args),
+    /// Check that the deployment matches a snapshot.
+    Validate(validate::Args),
+    /// List snapshots, or show one.
+    Snapshots(snapshots::Args),
+    /// Verify the repository (with --read-data, read every byte back).
+    Check(check::Args),
+    /// List installed plugins, or describe one.
+    Plugins(plugins::Args),
+}
+
+/// Run the CLI.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.global.verbose { "coffer=debug" } else { "coffer=info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let global = cli.global.clone();
+    let json = global.json;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Init(a) => init::run(&global, a).await,
+            Command::Backup(a) => backup::run(&global, a).await,
+            Command::Restore(a) => restore::run(&global, a).await,
+            Command::Validate(a) => validate::run(&global, a).await,
+            Command::Snapshots(a) => snapshots::run(&global, a).await,
+            Command::Check(a) => check::run(&global, a).await,
+            Command::Plugins(a) => plugins::run(&global, a).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = exit_code(&e);
+            output::error(&e, code, json);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The exit code for an error, from its typed cause.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(r) = cause.downcast_ref::<RunError>() {
+            return match r {
+                RunError::Repository(_) => exit::REPOSITORY,
+                RunError::Plugin(_) => exit::PLUGIN,
+                RunError::Config(_) => exit::USAGE,
+                RunError::Interrupted => exit::INTERRUPTED,
+            };
+        }
+        if cause.downcast_ref::<RepoError>().is_some() {
+            return exit::REPOSITORY;
+        }
+        if cause.downcast_ref::<PluginFault>().is_some() {
+            return exit::PLUGIN;
+        }
+        if cause
+            .downcast_ref::<coffer::deployment::DeploymentError>()
+            .is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+        {
+            return exit::USAGE;
+        }
+    }
+    exit::FAILURE
+}
+
+/// A mistake in how coffer was called or configured.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The deployment: the file given, or the built-in one.
+pub fn deployment(g: &Global) -> Result<Deployment> {
+    match &g.config {
+        Some(path) => Ok(Deployment::load(path)?),
+        None => Ok(Deployment::builtin()),
+    }
+}
+
+/// The repository path for this run.
+pub fn repo_path(g: &Global, d: &Deployment) -> Result<PathBuf> {
+    g.repo.clone().or_else(|| d.repository.clone()).ok_or_else(|| {
+        UsageError(
+            "no repository: give -r/--repo, set COFFER_REPOSITORY, or set [repository] path in the deployment file"
+                .into(),
+        )
+        .into()
+    })
+}
+
+fn read_password(path: &Path) -> Result<Password> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read password file {}: {e}", path.display())))?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(UsageError(format!("password file {} is empty", path.display())).into());
+    }
+    Ok(Password::new(line))
+}
+
+/// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
+/// COFFER_PASSWORD, the deployment's password-file.
+pub enum PasswordSource {
+    /// A file.
+    File(PathBuf),
+    /// The COFFER_PASSWORD variable.
+    Env(String),
+}
+
+/// Which password source applies.
+pub fn password_source(g: &Global, d: &Deployment) -> Option<PasswordSource> {
+    if let Some(p) = &g.password_file {
+        return Some(PasswordSource::File(p.clone()));
+    }
+    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+        return Some(PasswordSource::Env(p));
+    }
+    d.password_file.clone().map(PasswordSource::File)
+}
+
+/// The repository password.
+pub fn password(g: &Global, d: &Deployment) -> Result<Password> {
+    match password_source(g, d) {
+        Some(PasswordSource::File(p)) => read_password(&p),
+        Some(PasswordSource::Env(p)) if !p.is_empty() => Ok(Password::new(p)),
+        _ => Err(UsageError(
+            "no repository password: use --password-file, COFFER_PASSWORD_FILE or COFFER_PASSWORD".into(),
+        )
+        .into()),
+    }
+}
+
+/// Open the repository of this run.
+pub async fn open_repo(g: &Global, d: &Deployment) -> Result<Repo> {
+    let path = repo_path(g, d)?;
+    let password = password(g, d)?;
+    let repo = coffer::orchestrator::blocking(move || Repo::open(&path, &password)).await?;
+    Ok(repo)
+}
+
+fn cache_dir(g: &Global, d: &Deployment) -> Option<PathBuf> {
+    g.cache_dir
+        .clone()
+        .or_else(|| d.cache_dir.clone())
+        .or_else(|| dirs::cache_dir().map(|c| c.join("coffer").join("components")))
+}
+
+fn plugin_dir(g: &Global, d: &Deployment) -> PathBuf {
+    g.plugin_dir
+        .clone()
+        .or_else(|| d.plugin_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/coffer/plugins"))
+}
+
+/// The engine with every installed plugin loaded.
+pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Registry)> {
+    let runtime = Runtime::new(d.limits.clone(), cache_dir(g, d).as_deref())
+        .context("starting the WebAssembly engine")?;
+    let dir = plugin_dir(g, d);
+    let registry = Registry::load(&runtime, Some(&dir))
+        .await
+        .with_context(|| format!("reading plugin directory {}", dir.display()))?;
+    Ok((runtime, registry))
+}
+
+/// Everything an operation needs: deployment, plugins, reporter.
+pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
+    let d = deployment(g)?;
+    let (runtime, registry) = load_plugins(g, &d).await?;
+    let printer = Arc::new(output::Printer::new(g.json, g.verbose));
+    let coffer = Coffer::new(runtime, d, registry, printer.clone())?;
+    Ok((coffer, printer))
+}

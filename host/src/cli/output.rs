@@ -1,0 +1,156 @@
+//! What the operator sees: events as lines (with a spinner on a terminal), or JSON lines.
+
+use std::time::Duration;
+
+use coffer::report::{Event, Reporter};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// Prints events.
+pub struct Printer {
+    json: bool,
+    verbose: bool,
+    spinner: ProgressBar,
+}
+
+impl Printer {
+    /// A printer for `--json` or for people.
+    pub fn new(json: bool, verbose: bool) -> Self {
+        let spinner = if json {
+            ProgressBar::hidden()
+        } else {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("valid template"),
+            );
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb
+        };
+        Self {
+            json,
+            verbose,
+            spinner,
+        }
+    }
+
+
+    /// A line for people (stderr), kept clear of the spinner.
+    pub fn line(&self, text: impl AsRef<str>) {
+        if !self.json {
+            self.spinner.suspend(|| eprintln!("{}", text.as_ref()));
+        }
+    }
+
+    /// The final result: JSON on stdout, or text for people.
+    pub fn summary<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        self.spinner.finish_and_clear();
+        if self.json {
+            let mut v = serde_json::to_value(value).expect("summary serialises");
+            if let Some(o) = v.as_object_mut() {
+                o.insert("event".into(), "summary".into());
+            }
+            println!("{v}");
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        self.spinner.finish_and_clear();
+    }
+}
+
+/// Bytes as people read them.
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+impl Reporter for Printer {
+    fn report(&self, event: Event) {
+        if self.json {
+            println!("{}", serde_json::to_string(&event).expect("event serialises"));
+            return;
+        }
+        match event {
+            Event::Log {
+                plugin,
+                level,
+                message,
+            } => {
+                if level != "debug" || self.verbose {
+                    self.line(format!("[{plugin}] {level}: {message}"));
+                }
+            }
+            Event::Progress {
+                plugin,
+                step,
+                done,
+                total,
+            } => {
+                let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                self.spinner.set_message(format!("{plugin}: {step} {done}{of}"));
+            }
+            Event::Command { plugin, node, argv } => {
+                self.spinner
+                    .set_message(format!("{plugin} on {node}: {}", argv.join(" ")));
+                if self.verbose {
+                    self.line(format!("[{plugin}] {node}$ {}", argv.join(" ")));
+                }
+            }
+            Event::Refused {
+                plugin,
+                node,
+                detail,
+            } => self.line(format!("[{plugin}] refused on {node}: {detail}")),
+            Event::Artifact {
+                plugin,
+                node,
+                name,
+                size,
+                seconds,
+            } => self.line(format!(
+                "[{plugin}] stored {node}/{name}: {} in {seconds:.1}s ({}/s)",
+                bytes(size),
+                bytes((size as f64 / seconds.max(0.001)) as u64)
+            )),
+            Event::Step {
+                plugin,
+                operation,
+                status,
+                detail,
+            } => {
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                };
+                self.spinner.set_message(format!("{plugin}: {operation}"));
+                self.line(format!("[{plugin}] {operation} {status}{detail}"));
+            }
+            Event::Check {
+                plugin,
+                node,
+                name,
+                ok,
+                detail,
+            } => self.line(format!(
+                "[{plugin}] {} {node}: {name} ({detail})",
+                if ok { "ok  " } else { "FAIL" }
+            )),
+        }
+    }
+}
+
+/// Report a failure: always on stderr, and as a JSON line on stdout with `--json`.
+pub fn error(e: &anyhow::Error, code: u8, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit": code})
+        );
+    }
+    eprintln!("error: {e:#}");
+}

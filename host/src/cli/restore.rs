@@ -1,0 +1,68 @@
+//! `coffer restore`: restore a snapshot, then validate it.
+
+use anyhow::Result;
+use coffer::orchestrator::{RestoreOptions, RestoreSummary, human_duration};
+
+use super::output::Printer;
+use super::{Global, coffer, exit, open_repo};
+
+/// Restore a snapshot with each plugin's runbook, in place or under --target, then validate.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Snapshot id (or a unique prefix), or `latest`.
+    snapshot: String,
+    /// Restore under this directory instead of in place.
+    #[arg(long, value_name = "DIR")]
+    target: Option<String>,
+    /// Restore only this absolute path (filesystem plugin); repeatable.
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// Only these plugins; repeatable.
+    #[arg(long = "plugin", value_name = "NAME")]
+    plugins: Vec<String>,
+    /// Do not validate after restoring.
+    #[arg(long)]
+    no_validate: bool,
+}
+
+/// Print the checks and pick the exit code.
+pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
+    printer.summary(s, || {
+        let failed = s.checks.iter().filter(|c| !c.ok).count();
+        let mut text = format!(
+            "snapshot {}: {verb} in {}; {} check(s), {failed} failed",
+            &s.snapshot[..8],
+            human_duration(s.seconds),
+            s.checks.len()
+        );
+        for c in s.checks.iter().filter(|c| !c.ok) {
+            text.push_str(&format!("\n  FAILED {} on {}: {}: {}", c.plugin, c.node, c.name, c.detail));
+        }
+        text
+    });
+    if s.ok() { exit::OK } else { exit::VALIDATION }
+}
+
+pub fn absolute_target(t: Option<String>) -> Result<Option<String>> {
+    Ok(match t {
+        None => None,
+        Some(t) => {
+            let p = std::path::absolute(&t)?;
+            Some(p.display().to_string())
+        }
+    })
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let (coffer, printer) = coffer(g).await?;
+    let repo = open_repo(g, &coffer.deployment).await?;
+    let opts = RestoreOptions {
+        target_root: absolute_target(args.target)?,
+        selection: args.paths,
+        plugins: args.plugins,
+        validate: !args.no_validate,
+    };
+    let s = coffer.restore(repo, &args.snapshot, &opts).await?;
+    Ok(finish(&printer, &s, "restored"))
+}
+

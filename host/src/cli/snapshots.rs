@@ -1,0 +1,87 @@
+//! `coffer snapshots`: list snapshots or show one.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use super::output::bytes;
+use super::{Global, deployment, exit, open_repo};
+
+/// List snapshots (default) or show one.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// List every snapshot, oldest first.
+    List,
+    /// Show one snapshot's artifacts: node, plugin (version, digest), contract, size.
+    Show {
+        /// Snapshot id (or a unique prefix), or `latest`.
+        snapshot: String,
+    },
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let d = deployment(g)?;
+    let repo = open_repo(g, &d).await?;
+    match args.command.unwrap_or(Sub::List) {
+        Sub::List => {
+            let snaps = coffer::orchestrator::blocking(move || repo.snapshots()).await?;
+            if g.json {
+                for s in &snaps {
+                    println!("{}", serde_json::json!({"id": s.id, "time": s.time, "manifest": s.manifest}));
+                }
+            } else {
+                println!("{:<9} {:<22} {:<12} {:>10}  plugins (nodes)", "ID", "TIME", "DEPLOYMENT", "SIZE");
+                for s in &snaps {
+                    let plugins: Vec<String> = s
+                        .manifest
+                        .plugins
+                        .iter()
+                        .map(|p| format!("{} ({})", p.name, p.nodes.join(",")))
+                        .collect();
+                    println!(
+                        "{:<9} {:<22} {:<12} {:>10}  {}",
+                        s.short_id(),
+                        &s.time[..s.time.len().min(19)],
+                        s.manifest.deployment,
+                        bytes(s.manifest.total_size()),
+                        plugins.join(" ")
+                    );
+                }
+                println!("{} snapshot(s)", snaps.len());
+            }
+        }
+        Sub::Show { snapshot } => {
+            let s = coffer::orchestrator::blocking(move || repo.find(&snapshot)).await?;
+            if g.json {
+                println!("{}", serde_json::json!({"id": s.id, "time": s.time, "manifest": s.manifest}));
+            } else {
+                let m = &s.manifest;
+                println!("snapshot {} of deployment {} (run {})", s.id, m.deployment, m.run_id);
+                println!("  started {}, finished {}, coffer {}", m.started, m.finished, m.coffer_version);
+                for a in &m.artifacts {
+                    println!(
+                        "  {}/{}/{}: {} {:?}, sha256 {}\n    plugin {} {} (sha256 {}), contract {}; restic: dump {} {}",
+                        a.node,
+                        a.plugin,
+                        a.name,
+                        bytes(a.size),
+                        a.kind,
+                        &a.sha256[..16],
+                        a.plugin,
+                        a.plugin_version,
+                        &a.plugin_digest[..16],
+                        a.contract,
+                        &a.snapshot[..8],
+                        a.path
+                    );
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}

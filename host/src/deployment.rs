@@ -1,0 +1,411 @@
+//! The operator's deployment file: nodes, plugins per role with their settings, the repository,
+//! limits. Parsed and validated whole before any work starts; every error names its line and
+//! field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::runtime::Limits;
+use crate::transport::NodeHandle;
+
+/// The deployment used when no file is given: the local node as an undercloud, backed up by
+/// the filesystem plugin into `/var/backups/coffer`.
+pub const DEFAULT_DEPLOYMENT: &str = r#"# Coffer's built-in deployment: this machine, as an undercloud.
+name = "local"
+
+[repository]
+path = "/var/backups/coffer"
+password-file = "/etc/coffer/password"
+
+[[node]]
+name = "local"
+address = "local"
+roles = ["undercloud"]
+
+[plugin.filesystem]
+"#;
+
+/// One problem in a deployment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Line (1-based), when known.
+    pub line: Option<usize>,
+    /// The field, e.g. `node[2].address`.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Everything wrong with a deployment file.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    /// The file could not be read.
+    #[error("cannot read deployment file {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is malformed or inconsistent.
+    #[error("deployment file {source_name} is invalid:\n{}", format_problems(.problems))]
+    Invalid {
+        /// File name.
+        source_name: String,
+        /// Each problem.
+        problems: Vec<Problem>,
+    },
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| match p.line {
+            Some(l) => format!("  line {l}, `{}`: {}", p.field, p.message),
+            None => format!("  `{}`: {}", p.field, p.message),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    name: Option<Spanned<String>>,
+    repository: Option<RepositorySection>,
+    plugin_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    limits: Option<LimitsSection>,
+    #[serde(default)]
+    node: Vec<NodeSection>,
+    #[serde(default)]
+    plugin: BTreeMap<Spanned<String>, PluginSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RepositorySection {
+    path: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LimitsSection {
+    memory_mib: Option<u64>,
+    cpu_seconds: Option<u64>,
+    call_timeout_seconds: Option<u64>,
+    command_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct NodeSection {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PluginSection {
+    #[serde(default = "yes")]
+    enabled: bool,
+    roles: Option<Vec<String>>,
+    #[serde(default)]
+    settings: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+
+/// A plugin enabled in the deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// Plugin name.
+    pub name: String,
+    /// Roles it runs on; `None` means the roles the plugin declares.
+    pub roles: Option<Vec<String>>,
+    /// Settings, in file order, list values flattened.
+    pub settings: Vec<(String, String)>,
+    /// Line of its section, for later errors.
+    pub line: Option<usize>,
+    /// Line of each setting key.
+    pub setting_lines: BTreeMap<String, usize>,
+}
+
+/// A validated deployment.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    /// Its name.
+    pub name: String,
+    /// Where it was read from (`built-in default` or a path).
+    pub source_name: String,
+    /// Repository path, if configured.
+    pub repository: Option<PathBuf>,
+    /// Password file, if configured.
+    pub password_file: Option<PathBuf>,
+    /// Third-party plugin directory, if configured.
+    pub plugin_dir: Option<PathBuf>,
+    /// Compiled-component cache directory, if configured.
+    pub cache_dir: Option<PathBuf>,
+    /// Limits for plugins.
+    pub limits: Limits,
+    /// Nodes, in file order.
+    pub nodes: Vec<NodeHandle>,
+    /// Enabled plugins, in file order of their names.
+    pub plugins: Vec<PluginConfig>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Deployment {
+    /// Read and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, DeploymentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DeploymentError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The built-in deployment.
+    pub fn builtin() -> Self {
+        Self::parse(DEFAULT_DEPLOYMENT, "built-in default").expect("the built-in deployment is valid")
+    }
+
+    /// Parse and validate `text`, naming it `source_name` in errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, DeploymentError> {
+        let invalid = |problems: Vec<Problem>| DeploymentError::Invalid {
+            source_name: source_name.into(),
+            problems,
+        };
+        let file: File = toml::from_str(text).map_err(|e| {
+            invalid(vec![Problem {
+                line: e.span().map(|s| line_of(text, s.start)),
+                field: "(syntax)".into(),
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut problem = |offset: usize, field: String, message: String| {
+            problems.push(Problem {
+                line: Some(line_of(text, offset)),
+                field,
+                message,
+            })
+        };
+
+        let name = match &file.name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                problem(n.span().start, "name".into(), "must not be empty".into());
+                String::new()
+            }
+            Some(n) => n.get_ref().clone(),
+            None => "local".into(),
+        };
+
+        let mut nodes = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, n) in file.node.iter().enumerate() {
+            let node_name = n.name.get_ref();
+            if node_name.is_empty()
+                || !node_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                problem(
+                    n.name.span().start,
+                    format!("node[{i}].name"),
+                    format!("`{node_name}` is not a valid node name (letters, digits, `-`, `_`, `.`)"),
+                );
+            }
+            if !seen.insert(node_name.clone()) {
+                problem(
+                    n.name.span().start,
+                    format!("node[{i}].name"),
+                    format!("node `{node_name}` is defined twice"),
+                );
+            }
+            if n.address.get_ref() != "local" {
+                problem(
+                    n.address.span().start,
+                    format!("node[{i}].address"),
+                    format!(
+                        "`{}`: this version of coffer reaches only the local node (address = \"local\")",
+                        n.address.get_ref()
+                    ),
+                );
+            }
+            nodes.push(NodeHandle::local(node_name, n.roles.clone()));
+        }
+        if file.node.is_empty() {
+            problems.push(Problem {
+                line: None,
+                field: "node".into(),
+                message: "no nodes: add a [[node]] section (name, address, roles)".into(),
+            });
+        }
+        let all_roles: BTreeSet<&String> = file.node.iter().flat_map(|n| &n.roles).collect();
+
+        let mut plugins = Vec::new();
+        for (pname, section) in &file.plugin {
+            if !section.enabled {
+                continue;
+            }
+            let line = line_of(text, pname.span().start);
+            if let Some(roles) = &section.roles {
+                for r in roles.iter().filter(|r| !all_roles.contains(r)) {
+                    problems.push(Problem {
+                        line: Some(line),
+                        field: format!("plugin.{}.roles", pname.get_ref()),
+                        message: format!("no node carries role `{r}`"),
+                    });
+                }
+            }
+            let mut settings = Vec::new();
+            let mut setting_lines = BTreeMap::new();
+            for (key, value) in &section.settings {
+                let at = line_of(text, value.span().start);
+                setting_lines.insert(key.clone(), at);
+                let values = match value.get_ref() {
+                    toml::Value::Array(vs) => vs.iter().collect(),
+                    v => vec![v],
+                };
+                for v in values {
+                    match scalar(v) {
+                        Some(s) => settings.push((key.clone(), s)),
+                        None => problems.push(Problem {
+                            line: Some(at),
+                            field: format!("plugin.{}.settings.{key}", pname.get_ref()),
+                            message: "a setting is a string, number, boolean, or a list of them".into(),
+                        }),
+                    }
+                }
+            }
+            plugins.push(PluginConfig {
+                name: pname.get_ref().clone(),
+                roles: section.roles.clone(),
+                settings,
+                line: Some(line),
+                setting_lines,
+            });
+        }
+
+        let mut limits = Limits::default();
+        if let Some(l) = &file.limits {
+            if let Some(m) = l.memory_mib {
+                limits.memory_bytes = (m as usize) << 20;
+            }
+            if let Some(s) = l.cpu_seconds {
+                limits.cpu = Duration::from_secs(s);
+            }
+            if let Some(s) = l.call_timeout_seconds {
+                limits.call_timeout = Duration::from_secs(s);
+            }
+            if let Some(s) = l.command_timeout_seconds {
+                limits.commands.default_timeout = Duration::from_secs(s);
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+        Ok(Self {
+            name,
+            source_name: source_name.into(),
+            repository: file.repository.as_ref().and_then(|r| r.path.clone()),
+            password_file: file.repository.as_ref().and_then(|r| r.password_file.clone()),
+            plugin_dir: file.plugin_dir,
+            cache_dir: file.cache_dir,
+            limits,
+            nodes,
+            plugins,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Deployment::parse(text, "t.toml") {
+            Err(DeploymentError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn builtin_is_the_local_undercloud() {
+        let d = Deployment::builtin();
+        assert_eq!(d.nodes.len(), 1);
+        assert_eq!(d.nodes[0].roles, vec!["undercloud".to_string()]);
+        assert_eq!(d.plugins[0].name, "filesystem");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let p = problems("name = \"x\"\n[[node]]\nname = \"a\"\naddress = \n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].line, Some(4));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let p = problems("[[node]]\nname = \"a\"\naddress = \"local\"\nrole = [\"x\"]\n");
+        assert!(p[0].message.contains("unknown field `role`"), "{p:?}");
+        assert_eq!(p[0].line, Some(4));
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_line() {
+        let text = "[[node]]\nname = \"a\"\naddress = \"local\"\nroles = [\"undercloud\"]\n\
+                    [[node]]\nname = \"a\"\naddress = \"10.0.0.2\"\n\
+                    [plugin.filesystem]\nroles = [\"controller\"]\n\
+                    [plugin.filesystem.settings]\npaths = [{ x = 1 }]\n";
+        let p = problems(text);
+        let fields: Vec<_> = p.iter().map(|p| (p.field.as_str(), p.line)).collect();
+        assert!(fields.contains(&("node[1].name", Some(6))), "{fields:?}");
+        assert!(fields.contains(&("node[1].address", Some(7))), "{fields:?}");
+        assert!(fields.contains(&("plugin.filesystem.roles", Some(8))), "{fields:?}");
+        assert!(fields.contains(&("plugin.filesystem.settings.paths", Some(11))), "{fields:?}");
+    }
+
+    #[test]
+    fn list_settings_flatten_in_order() {
+        let d = Deployment::parse(
+            "[[node]]\nname = \"a\"\naddress = \"local\"\n[plugin.filesystem.settings]\n\
+             add-path = [\"/a\", \"/b\"]\nexclude-path = \"*.pyc\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            d.plugins[0].settings,
+            vec![
+                ("add-path".into(), "/a".into()),
+                ("add-path".into(), "/b".into()),
+                ("exclude-path".into(), "*.pyc".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,578 @@
+//! Runs an operation across the deployment's plugins and nodes: a backup that is either a whole
+//! snapshot or nothing, a restore from a snapshot, a validation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::capabilities::{OperationEnv, SnapshotSource};
+use crate::deployment::{Deployment, PluginConfig};
+use crate::registry::Registry;
+use crate::report::{Event, Reporter};
+use crate::repository::{
+    ArtifactRecord, ArtifactWriter, CofferSnapshot, Manifest, PluginRecord, Repo, RepoError,
+    MANIFEST_FORMAT,
+};
+use crate::runtime::{CallContext, LoadedPlugin, PluginFault, Runtime};
+use crate::transport::NodeHandle;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The repository failed.
+    #[error(transparent)]
+    Repository(#[from] RepoError),
+    /// A plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginFault),
+    /// The deployment and the installed plugins or the snapshot do not fit together.
+    #[error("{0}")]
+    Config(String),
+    /// Ctrl-C.
+    #[error("interrupted; nothing of this run was kept as a snapshot")]
+    Interrupted,
+}
+
+/// Extra settings from the command line, per plugin.
+pub type Overrides = BTreeMap<String, Vec<(String, String)>>;
+
+/// What a backup did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupSummary {
+    /// The new snapshot's id.
+    pub snapshot: String,
+    /// Run id.
+    pub run_id: String,
+    /// Its artifacts.
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Bytes read from the nodes.
+    pub bytes: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Orphaned artifacts of killed runs that were removed first.
+    pub removed_orphans: usize,
+}
+
+/// What a restore or a validation did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreSummary {
+    /// The snapshot.
+    pub snapshot: String,
+    /// Plugins restored (empty for a validation alone).
+    pub restored: Vec<String>,
+    /// Checks made.
+    pub checks: Vec<CheckResult>,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+impl RestoreSummary {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// One check a plugin's validation made.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    /// Plugin.
+    pub plugin: String,
+    /// Node.
+    pub node: String,
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// What to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Restore under this directory instead of in place.
+    pub target_root: Option<String>,
+    /// Only these paths.
+    pub selection: Vec<String>,
+    /// Only these plugins (empty: all in the snapshot).
+    pub plugins: Vec<String>,
+    /// Validate afterwards.
+    pub validate: bool,
+}
+
+/// A deployment with its plugins, ready to run operations.
+pub struct Coffer {
+    /// The engine.
+    pub runtime: Runtime,
+    /// The deployment.
+    pub deployment: Deployment,
+    /// Installed plugins.
+    pub registry: Registry,
+    reporter: Arc<dyn Reporter>,
+}
+
+fn run_id() -> String {
+    format!(
+        "{}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    )
+}
+
+impl Coffer {
+    /// Check that every enabled plugin is installed and every setting is one it accepts.
+    pub fn new(
+        runtime: Runtime,
+        deployment: Deployment,
+        registry: Registry,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Self, RunError> {
+        let mut problems = Vec::new();
+        for pc in &deployment.plugins {
+            let at = pc.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            let Some(p) = registry.get(&pc.name) else {
+                let why = registry
+                    .broken
+                    .iter()
+                    .map(|b| format!("\n    ({b})"))
+                    .collect::<String>();
+                problems.push(format!(
+                    "{at}plugin `{}` is not installed (installed: {}){why}",
+                    pc.name,
+                    registry.names().join(", ")
+                ));
+                continue;
+            };
+            for (key, _) in &pc.settings {
+                if !p.info.settings.iter().any(|s| &s.key == key) {
+                    let line = pc
+                        .setting_lines
+                        .get(key)
+                        .map(|l| format!("line {l}: "))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{line}plugin `{}` has no setting `{key}` (it accepts: {})",
+                        pc.name,
+                        p.info
+                            .settings
+                            .iter()
+                            .map(|s| s.key.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RunError::Config(format!(
+                "deployment {} does not fit the installed plugins:\n  {}",
+                deployment.source_name,
+                problems.join("\n  ")
+            )));
+        }
+        Ok(Self {
+            runtime,
+            deployment,
+            registry,
+            reporter,
+        })
+    }
+
+    /// The nodes `pc` acts on: those carrying one of its roles (all nodes when none).
+    fn nodes_for(&self, pc: &PluginConfig, plugin: &LoadedPlugin) -> Vec<NodeHandle> {
+        let roles = pc.roles.clone().unwrap_or_else(|| plugin.info.roles.clone());
+        self.deployment
+            .nodes
+            .iter()
+            .filter(|n| roles.is_empty() || n.roles.iter().any(|r| roles.contains(r)))
+            .cloned()
+            .collect()
+    }
+
+    fn env(&self, plugin: &LoadedPlugin, nodes: &[NodeHandle], run_id: &str) -> OperationEnv {
+        let mut env = self.runtime.env(
+            plugin,
+            nodes.iter().map(|n| (n.name.clone(), n.clone())).collect(),
+            run_id.into(),
+        );
+        env.reporter = self.reporter.clone();
+        env
+    }
+
+    fn step(&self, plugin: &str, operation: &str, status: &str, detail: String) {
+        self.reporter.report(Event::Step {
+            plugin: plugin.into(),
+            operation: operation.into(),
+            status: status.into(),
+            detail,
+        });
+    }
+
+    /// Back up every enabled plugin (or only `only`) into `repo`. Either the whole snapshot is
+    /// written, or nothing of this run stays in the repository.
+    pub async fn backup(
+        &self,
+        repo: Repo,
+        only: &[String],
+        overrides: &Overrides,
+    ) -> Result<BackupSummary, RunError> {
+        let started = Instant::now();
+        let started_at = jiff::Timestamp::now();
+        let _lock = repo.lock()?;
+        let repo_path = repo.path().to_path_buf();
+        let (removed, repo) = blocking(move || (repo.remove_orphans(), repo)).await;
+        let removed_orphans = removed?;
+        let writer = Arc::new(blocking(move || repo.into_writer()).await?);
+        let run_id = run_id();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let work = self.backup_plugins(&writer, &written, &run_id, &repo_path, only, overrides);
+        let outcome = tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
+        };
+        let plugins = match outcome {
+            Ok(p) => p,
+            Err(e) => {
+                let ids: Vec<String> = written
+                    .lock()
+                    .expect("written lock")
+                    .iter()
+                    .map(|a| a.snapshot.clone())
+                    .collect();
+                let w = writer.clone();
+                // Nothing of a failed run is kept; if this fails too, the next backup removes it.
+                let _ = blocking(move || w.discard(&ids)).await;
+                return Err(e);
+            }
+        };
+        let artifacts = written.lock().expect("written lock").clone();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            run_id: run_id.clone(),
+            deployment: self.deployment.name.clone(),
+            coffer_version: env!("CARGO_PKG_VERSION").into(),
+            started: started_at.to_string(),
+            finished: jiff::Timestamp::now().to_string(),
+            plugins,
+            artifacts: artifacts.clone(),
+        };
+        let snapshot = {
+            let w = writer.clone();
+            let m = manifest.clone();
+            blocking(move || w.commit(&m)).await?
+        };
+        Ok(BackupSummary {
+            snapshot,
+            run_id,
+            bytes: manifest.total_size(),
+            artifacts,
+            seconds: started.elapsed().as_secs_f64(),
+            removed_orphans,
+        })
+    }
+
+    async fn backup_plugins(
+        &self,
+        writer: &Arc<ArtifactWriter>,
+        written: &Arc<Mutex<Vec<ArtifactRecord>>>,
+        run_id: &str,
+        repo_path: &std::path::Path,
+        only: &[String],
+        overrides: &Overrides,
+    ) -> Result<Vec<PluginRecord>, RunError> {
+        for name in only {
+            if !self.deployment.plugins.iter().any(|p| &p.name == name) {
+                return Err(RunError::Config(format!(
+                    "plugin `{name}` is not enabled in deployment {}",
+                    self.deployment.source_name
+                )));
+            }
+        }
+        let mut records = Vec::new();
+        for pc in &self.deployment.plugins {
+            if !only.is_empty() && !only.contains(&pc.name) {
+                continue;
+            }
+            let plugin = self.registry.get(&pc.name).expect("checked in new");
+            if !plugin.info.operations.backup {
+                continue;
+            }
+            let nodes = self.nodes_for(pc, plugin);
+            if nodes.is_empty() {
+                self.step(&pc.name, "backup", "skipped", "no node carries its roles".into());
+                continue;
+            }
+            let mut env = self.env(plugin, &nodes, run_id);
+            env.writer = Some(writer.clone());
+            env.written = written.clone();
+            env.local_excludes = vec![repo_path.display().to_string()];
+            let mut settings = pc.settings.clone();
+            settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());
+            let ctx = CallContext {
+                deployment: self.deployment.name.clone(),
+                run_id: run_id.into(),
+                nodes: nodes.clone(),
+                settings,
+                ..CallContext::default()
+            };
+            self.step(&pc.name, "backup", "started", String::new());
+            let result = self.runtime.backup(plugin, env, &ctx).await;
+            match result {
+                Ok(recs) => {
+                    self.step(&pc.name, "backup", "ok", String::new());
+                    records.push(PluginRecord {
+                        name: plugin.identity.name.clone(),
+                        version: plugin.identity.version.clone(),
+                        digest: plugin.identity.digest.clone(),
+                        contract: plugin.identity.contract.clone(),
+                        nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+                        records: recs,
+                    });
+                }
+                Err(e) => {
+                    self.step(&pc.name, "backup", "failed", e.to_string());
+                    return Err(e.into());
+                }
+            }
+        }
+        if records.is_empty() {
+            return Err(RunError::Config(
+                "no plugin ran: no enabled plugin applies to any node".into(),
+            ));
+        }
+        Ok(records)
+    }
+
+    /// Open a snapshot for restore or validate.
+    async fn source(&self, repo: Repo, spec: &str) -> Result<(CofferSnapshot, Arc<SnapshotSource>), RunError> {
+        let spec = spec.to_string();
+        let (snap, reader) = blocking(move || -> Result<_, RepoError> {
+            let snap = repo.find(&spec)?;
+            Ok((snap, repo.into_reader()?))
+        })
+        .await?;
+        let source = Arc::new(SnapshotSource {
+            manifest: snap.manifest.clone(),
+            reader: Arc::new(reader),
+        });
+        Ok((snap, source))
+    }
+
+    /// The call context of `record`'s plugin for a snapshot.
+    fn snapshot_context(
+        &self,
+        record: &PluginRecord,
+        manifest: &Manifest,
+        opts: &RestoreOptions,
+    ) -> Result<(&LoadedPlugin, CallContext), RunError> {
+        let plugin = self.registry.get(&record.name).ok_or_else(|| {
+            RunError::Config(format!(
+                "snapshot needs plugin `{}` {} which is not installed (installed: {})",
+                record.name,
+                record.version,
+                self.registry.names().join(", ")
+            ))
+        })?;
+        if plugin.identity.digest != record.digest {
+            self.reporter.report(Event::Log {
+                plugin: record.name.clone(),
+                level: "warn".into(),
+                message: format!(
+                    "snapshot was written by {} {} (sha256 {}); restoring with {} (sha256 {})",
+                    record.name,
+                    record.version,
+                    &record.digest[..12.min(record.digest.len())],
+                    plugin.identity.version,
+                    &plugin.identity.digest[..12]
+                ),
+            });
+        }
+        let mut nodes = Vec::new();
+        for name in &record.nodes {
+            let node = self
+                .deployment
+                .nodes
+                .iter()
+                .find(|n| &n.name == name)
+                .ok_or_else(|| {
+                    RunError::Config(format!(
+                        "snapshot has data of plugin `{}` from node `{name}`, which is not in deployment {}",
+                        record.name, self.deployment.source_name
+                    ))
+                })?;
+            nodes.push(node.clone());
+        }
+        let settings = self
+            .deployment
+            .plugins
+            .iter()
+            .find(|p| p.name == record.name)
+            .map(|p| p.settings.clone())
+            .unwrap_or_default();
+        Ok((
+            plugin,
+            CallContext {
+                deployment: self.deployment.name.clone(),
+                run_id: run_id(),
+                nodes,
+                settings,
+                artifacts: manifest
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.plugin == record.name)
+                    .cloned()
+                    .collect(),
+                records: record.records.clone(),
+                target_root: opts.target_root.clone(),
+                selection: opts.selection.clone(),
+            },
+        ))
+    }
+
+    /// Restore snapshot `spec` (`latest` or an id), then validate unless told not to.
+    pub async fn restore(&self, repo: Repo, spec: &str, opts: &RestoreOptions) -> Result<RestoreSummary, RunError> {
+        let started = Instant::now();
+        let (snap, source) = self.source(repo, spec).await?;
+        let records = self.selected(&snap.manifest, &opts.plugins)?;
+        let mut restored = Vec::new();
+        for record in &records {
+            let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
+            let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+            env.source = Some(source.clone());
+            self.step(&record.name, "restore", "started", String::new());
+            let work = self.runtime.restore(plugin, env, &ctx);
+            let result = tokio::select! {
+                r = work => r.map_err(RunError::from),
+                _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
+            };
+            if let Err(e) = result {
+                self.step(&record.name, "restore", "failed", e.to_string());
+                return Err(e);
+            }
+            self.step(&record.name, "restore", "ok", String::new());
+            restored.push(record.name.clone());
+        }
+        let checks = if opts.validate {
+            self.validate_records(&records, &snap.manifest, &source, opts).await?
+        } else {
+            Vec::new()
+        };
+        Ok(RestoreSummary {
+            snapshot: snap.id,
+            restored,
+            checks,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Validate the deployment against snapshot `spec`.
+    pub async fn validate(&self, repo: Repo, spec: &str, opts: &RestoreOptions) -> Result<RestoreSummary, RunError> {
+        let started = Instant::now();
+        let (snap, source) = self.source(repo, spec).await?;
+        let records = self.selected(&snap.manifest, &opts.plugins)?;
+        let checks = self.validate_records(&records, &snap.manifest, &source, opts).await?;
+        Ok(RestoreSummary {
+            snapshot: snap.id,
+            restored: Vec::new(),
+            checks,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn selected(&self, manifest: &Manifest, only: &[String]) -> Result<Vec<PluginRecord>, RunError> {
+        for name in only {
+            if !manifest.plugins.iter().any(|p| &p.name == name) {
+                return Err(RunError::Config(format!(
+                    "the snapshot has no data of plugin `{name}` (it has: {})",
+                    manifest.plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(manifest
+            .plugins
+            .iter()
+            .filter(|p| only.is_empty() || only.contains(&p.name))
+            .cloned()
+            .collect())
+    }
+
+    async fn validate_records(
+        &self,
+        records: &[PluginRecord],
+        manifest: &Manifest,
+        source: &Arc<SnapshotSource>,
+        opts: &RestoreOptions,
+    ) -> Result<Vec<CheckResult>, RunError> {
+        let mut checks = Vec::new();
+        for record in records {
+            let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
+            if !plugin.info.operations.validate {
+                continue;
+            }
+            let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+            env.source = Some(source.clone());
+            self.step(&record.name, "validate", "started", String::new());
+            let result = self.runtime.validate(plugin, env, &ctx).await;
+            match result {
+                Ok(found) => {
+                    let failed = found.iter().filter(|c| !c.ok).count();
+                    self.step(
+                        &record.name,
+                        "validate",
+                        if failed == 0 { "ok" } else { "failed" },
+                        format!("{} check(s), {failed} failed", found.len()),
+                    );
+                    for c in found {
+                        self.reporter.report(Event::Check {
+                            plugin: record.name.clone(),
+                            node: c.node.clone(),
+                            name: c.name.clone(),
+                            ok: c.ok,
+                            detail: c.detail.clone(),
+                        });
+                        checks.push(CheckResult {
+                            plugin: record.name.clone(),
+                            node: c.node,
+                            name: c.name,
+                            ok: c.ok,
+                            detail: c.detail,
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.step(&record.name, "validate", "failed", e.to_string());
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(checks)
+    }
+}
+
+/// Run blocking repository work off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
+}
+
+/// Resolve the repository path of a run: flag or env, else the deployment file's.
+pub fn repository_path(flag: Option<PathBuf>, deployment: &Deployment) -> Option<PathBuf> {
+    flag.or_else(|| deployment.repository.clone())
+}
+
+/// Time as the summary shows it.
+pub fn human_duration(seconds: f64) -> String {
+    humanize(Duration::from_secs_f64(seconds))
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
