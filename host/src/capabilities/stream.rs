@@ -223,7 +223,16 @@ pub async fn capture_paths(
         return Err(StreamError::Exec(ExecError::Refused("no paths to archive".into())));
     }
     let handle = env.allow_paths(node, &set.paths).map_err(StreamError::Exec)?;
-    let mut argv: Vec<String> = ["tar", "--create", "--file=-", "--format=posix", "--sparse"]
+    // Access and change times are left out of the pax headers: they differ on every read and
+    // would make unchanged files look new to deduplication (and cannot be restored anyway).
+    let mut argv: Vec<String> = [
+        "tar",
+        "--create",
+        "--file=-",
+        "--format=posix",
+        "--pax-option=delete=atime,delete=ctime",
+        "--sparse",
+    ]
         .iter()
         .chain(TAR_METADATA)
         .map(|s| s.to_string())

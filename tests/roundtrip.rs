@@ -1,0 +1,236 @@
+//! Back up real trees through the filesystem plugin, restore them, and compare every byte and
+//! every piece of metadata.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::fs::{self, File, FileTimes};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, chown, lchown, symlink};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use support::*;
+
+fn set_mtime(p: &Path, secs: u64, nanos: u32) {
+    let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    File::options()
+        .write(!p.is_dir())
+        .read(p.is_dir())
+        .open(p)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
+}
+
+/// A tree with everything the filesystem plugin promises to keep.
+fn build_tree(root: &Path) {
+    fs::create_dir_all(root.join("etc/swift")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::create_dir_all(root.join("srv/node/d1/objects")).unwrap();
+    for (i, size) in [0usize, 1, 4095, 4096, 65_537, 1 << 20, 7 << 20].iter().enumerate() {
+        fs::write(root.join(format!("etc/file-{i}")), noise(i as u64, *size)).unwrap();
+    }
+    // A 1 GiB sparse file with data at its start, middle and end.
+    {
+        let mut f = File::create(root.join("srv/disk.img")).unwrap();
+        f.set_len(1 << 30).unwrap();
+        for off in [0u64, 512 << 20, (1 << 30) - 4096] {
+            f.seek(SeekFrom::Start(off)).unwrap();
+            f.write_all(&noise(off, 4096)).unwrap();
+        }
+    }
+    // Swift-like object with metadata in xattrs, one 4 KiB binary value.
+    let obj = root.join("srv/node/d1/objects/1234.data");
+    fs::write(&obj, b"object body").unwrap();
+    xattr::set(&obj, "user.swift.metadata", &noise(99, 4096)).unwrap();
+    xattr::set(&obj, "user.swift.metadata_checksum", b"abc123").unwrap();
+    xattr::set(root.join("etc/swift"), "user.dir-note", b"on a directory").unwrap();
+    // A POSIX ACL (stored as system.posix_acl_access).
+    fs::write(root.join("etc/swift/swift.conf"), "[swift-hash]\n").unwrap();
+    sh(&format!("setfacl -m u:65534:r,g:65534:rw {}", root.join("etc/swift/swift.conf").display()));
+    sh(&format!("setfacl -d -m u:65534:rx {}", root.join("etc/swift").display()));
+    // Symlinks, one dangling, and a hardlink pair.
+    symlink("file-1", root.join("etc/link-to-file")).unwrap();
+    symlink("/nonexistent/target", root.join("etc/dangling")).unwrap();
+    fs::write(root.join("etc/hard-a"), b"same inode").unwrap();
+    fs::hard_link(root.join("etc/hard-a"), root.join("etc/hard-b")).unwrap();
+    // Odd names: a newline, non-UTF-8 bytes, a leading dash, spaces, a glob character.
+    for name in [&b"new\nline"[..], b"bad-\xff\xfe-utf8", b"-leading-dash", b"with spaces", b"star*name"] {
+        fs::write(root.join(OsStr::from_bytes(name)), name).unwrap();
+    }
+    // Modes and owners.
+    let secret = root.join("etc/secret");
+    fs::write(&secret, b"s3cr3t").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    chown(&secret, Some(1234), Some(5678)).unwrap();
+    let suid = root.join("etc/tool");
+    fs::write(&suid, b"#!/bin/sh\n").unwrap();
+    chown(&suid, Some(0), Some(42)).unwrap();
+    fs::set_permissions(&suid, fs::Permissions::from_mode(0o4751)).unwrap();
+    fs::set_permissions(root.join("empty"), fs::Permissions::from_mode(0o1777)).unwrap();
+    lchown(root.join("etc/dangling"), Some(1234), Some(1234)).unwrap();
+    chown(root.join("srv/node"), Some(160), Some(160)).unwrap();
+    // Timestamps with nanoseconds, directories last so writes inside do not move them.
+    for (i, p) in ["etc/file-3", "etc/secret", "srv/disk.img", "srv/node/d1/objects/1234.data"].iter().enumerate() {
+        set_mtime(&root.join(p), 1_600_000_000 + i as u64, 123_456_789);
+    }
+    for (i, d) in ["empty", "etc/swift", "srv/node/d1/objects", "srv/node/d1", "srv/node", "srv", "etc", ""].iter().enumerate() {
+        set_mtime(&root.join(d), 1_500_000_000 + i as u64, 987_654_321);
+    }
+}
+
+#[test]
+fn round_trip_keeps_every_byte_xattr_acl_owner_mode_and_mtime() {
+    let s = Scratch::new();
+    let fs = Tmpfs::mount(&s.path("fs"));
+    let src = fs.path.join("data");
+    build_tree(&src);
+    let before = record_tree(&src);
+    s.filesystem(&[&src]);
+    s.init();
+    let id = s.backup(&[]);
+
+    // Under another root.
+    let out = fs.path.join("restored");
+    s.ok(&["restore", &id, "--target", out.to_str().unwrap()]);
+    let restored_root = out.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&before, &record_tree(&restored_root));
+    // The 1 GiB file came back sparse, not as a gigabyte of zeros on disk.
+    let blocks = std::os::unix::fs::MetadataExt::blocks(&fs::metadata(restored_root.join("srv/disk.img")).unwrap());
+    assert!(blocks * 512 < 64 << 20, "disk.img takes {} bytes on disk", blocks * 512);
+
+    // In place, after the original is gone.
+    fs::remove_dir_all(&src).unwrap();
+    s.ok(&["restore", "latest"]);
+    assert_same_tree(&before, &record_tree(&src));
+
+    // A validation after changing a file fails, naming the node and the plugin.
+    fs::write(src.join("etc/secret"), b"tampered").unwrap();
+    let v = s.run(&["validate", "latest"]);
+    assert_eq!(v.status.code(), Some(5), "{}", String::from_utf8_lossy(&v.stderr));
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(text.contains("FAILED filesystem on local"), "{text}");
+}
+
+#[test]
+fn a_single_path_restores_alone() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(src.join("keep/sub")).unwrap();
+    fs::write(src.join("keep/sub/a"), b"a").unwrap();
+    fs::write(src.join("other"), b"o").unwrap();
+    s.filesystem(&[&src]);
+    s.init();
+    s.backup(&[]);
+    let out = s.path("one");
+    let wanted = src.join("keep/sub");
+    s.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--path", wanted.to_str().unwrap()]);
+    let base = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(base.join("keep/sub/a")).unwrap(), b"a");
+    assert!(!base.join("other").exists());
+    // A path that is not in the snapshot is a clear error.
+    let missing = src.join("nope");
+    let r = s.run(&["restore", "latest", "--target", out.to_str().unwrap(), "--path", missing.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("Not found in archive"), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+#[test]
+fn excludes_and_the_repository_itself_are_left_out() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(src.join("logs")).unwrap();
+    fs::write(src.join("logs/a.log"), b"log").unwrap();
+    fs::write(src.join("logs/a.log.gz"), b"gz").unwrap();
+    fs::write(src.join("x.pyc"), b"pyc").unwrap();
+    fs::write(src.join("keep"), b"k").unwrap();
+    // The repository lives inside the backed-up tree.
+    let d = s.path("deployment.toml");
+    s.filesystem(&[s.dir.path()]);
+    let text = fs::read_to_string(&d).unwrap();
+    assert!(text.contains(&s.repo().display().to_string()));
+    s.init();
+    let abs_glob = format!("{}/logs/*.gz", src.display());
+    s.backup(&["--exclude-path", &abs_glob, "--exclude-path", "*.pyc"]);
+    let out = s.path("restored");
+    s.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--no-validate"]);
+    let base = out.join(s.dir.path().strip_prefix("/").unwrap());
+    assert!(base.join("data/keep").exists());
+    assert!(base.join("data/logs/a.log").exists());
+    assert!(!base.join("data/logs/a.log.gz").exists(), "absolute exclude ignored");
+    assert!(!base.join("data/x.pyc").exists(), "relative exclude ignored");
+    assert!(base.join("password").exists());
+    assert!(!base.join("repo").exists(), "the repository was backed up into itself");
+}
+
+#[test]
+fn a_second_backup_of_a_one_percent_change_stores_about_one_percent() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..20u64 {
+        fs::write(src.join(format!("f{i:02}")), noise(1000 + i, 5 << 20)).unwrap();
+    }
+    s.filesystem(&[&src]);
+    s.init();
+    s.backup(&[]);
+    let first = du(&s.repo());
+    // Change 1% of the 100 MiB: 1 MiB inside one file, plus a new small file.
+    let mut f = File::options().write(true).open(src.join("f07")).unwrap();
+    f.seek(SeekFrom::Start(2 << 20)).unwrap();
+    f.write_all(&noise(7, 1 << 20)).unwrap();
+    drop(f);
+    fs::write(src.join("new"), b"new file").unwrap();
+    s.backup(&[]);
+    let growth = du(&s.repo()) - first;
+    assert!(first > 90 << 20, "first backup stored only {first} bytes");
+    assert!(
+        growth < first / 10,
+        "the second backup added {growth} bytes to {first}: deduplication is not working"
+    );
+    assert_eq!(s.snapshot_count(), 2);
+}
+
+#[test]
+fn a_changed_file_with_the_same_size_and_mtime_is_read_again() {
+    // rustic_core reuses an entry from a parent snapshot when its metadata looks unchanged:
+    // Coffer must never hand back the old bytes.
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    let f = src.join("same");
+    fs::write(&f, b"AAAAAAAA").unwrap();
+    set_mtime(&f, 1_600_000_000, 0);
+    set_mtime(&src, 1_600_000_000, 0);
+    s.filesystem(&[&src]);
+    s.init();
+    s.backup(&[]);
+    fs::write(&f, b"BBBBBBBB").unwrap();
+    set_mtime(&f, 1_600_000_000, 0);
+    set_mtime(&src, 1_600_000_000, 0);
+    s.backup(&[]);
+    let out = s.path("out");
+    s.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(fs::read(out.join(f.strip_prefix("/").unwrap())).unwrap(), b"BBBBBBBB");
+}
+
+#[test]
+fn the_compiled_plugin_cache_is_used_on_the_second_run() {
+    let s = Scratch::new();
+    s.deployment("[plugin.filesystem]\n");
+    let cache = s.path("cache");
+    let list = |_: ()| {
+        let out = s
+            .command(&["plugins", "list", "--json"])
+            .env("COFFER_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        v["compile"]["cached"].as_bool().unwrap()
+    };
+    assert!(!list(()), "first run compiles");
+    assert!(list(()), "second run loads the compiled component from the cache");
+}

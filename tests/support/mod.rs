@@ -1,0 +1,339 @@
+//! What the end-to-end tests share: a scratch deployment with its repository, a way to run the
+//! real `coffer` binary against it, and a full record of a directory tree to compare.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+/// The `coffer` binary under test.
+pub const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
+
+/// A scratch deployment: a temporary directory holding the repository, the password file,
+/// the deployment file and whatever the test backs up.
+pub struct Scratch {
+    /// The temporary directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new scratch directory with a password file.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-test-")
+            .tempdir_in(scratch_root())
+            .expect("temp dir");
+        std::fs::write(dir.path().join("password"), "correct horse battery staple\n").unwrap();
+        Self { dir }
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    /// Write a deployment file with one local node and `plugins` (TOML after the node).
+    pub fn deployment(&self, plugins: &str) -> PathBuf {
+        let text = format!(
+            "name = \"test\"\n\n[repository]\npath = \"{}\"\npassword-file = \"{}\"\n\n\
+             [[node]]\nname = \"local\"\naddress = \"local\"\nroles = [\"undercloud\"]\n\n{plugins}\n",
+            self.repo().display(),
+            self.path("password").display()
+        );
+        let p = self.path("deployment.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A deployment whose filesystem plugin backs up `paths`.
+    pub fn filesystem(&self, paths: &[&Path]) -> PathBuf {
+        let list: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+        self.deployment(&format!(
+            "[plugin.filesystem.settings]\npaths = [{}]\n",
+            list.join(", ")
+        ))
+    }
+
+    /// A `coffer` command set up for this scratch deployment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(COFFER);
+        c.args(args)
+            .env("COFFER_CONFIG", self.path("deployment.toml"))
+            .env("COFFER_CACHE_DIR", scratch_root().join("component-cache"))
+            .env("COFFER_PLUGIN_DIR", self.path("plugins"))
+            .env_remove("COFFER_PASSWORD")
+            .env_remove("COFFER_PASSWORD_FILE")
+            .env_remove("COFFER_REPOSITORY");
+        c
+    }
+
+    /// Run `coffer args…` and return its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running coffer")
+    }
+
+    /// Run `coffer args…` and require success.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "coffer {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `coffer init`.
+    pub fn init(&self) {
+        self.ok(&["init"]);
+    }
+
+    /// `coffer backup --json` and the new snapshot's id.
+    pub fn backup(&self, extra: &[&str]) -> String {
+        let mut args = vec!["backup", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        summary(&out)["snapshot"].as_str().expect("snapshot id").to_string()
+    }
+
+    /// Number of Coffer snapshots.
+    pub fn snapshot_count(&self) -> usize {
+        let out = self.ok(&["snapshots", "--json"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// Number of files in the repository's `snapshots/` directory (restic-level snapshots).
+    pub fn raw_snapshot_files(&self) -> usize {
+        std::fs::read_dir(self.repo().join("snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Copy a test fixture plugin into this deployment's plugin directory.
+    pub fn install_fixture(&self, krate: &str) {
+        let dir = self.path("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = format!("{}.wasm", krate.replace('-', "_"));
+        std::fs::copy(Path::new(coffer::registry::BUILT_PLUGINS_DIR).join(&file), dir.join(&file))
+            .expect("fixture plugin built by host/build.rs");
+    }
+}
+
+/// Where scratch directories go: on the same disk as the build, never tmpfs (sparse files,
+/// xattrs and ACLs need a real filesystem).
+pub fn scratch_root() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// The JSON summary line of a `--json` run.
+pub fn summary(out: &Output) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary in output:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Everything about one entry of a tree that a restore must bring back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `file`, `dir`, `symlink`, …
+    pub kind: &'static str,
+    /// Permission bits, setuid/setgid/sticky included.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// Size.
+    pub size: u64,
+    /// SHA-256 of the content (files), or the link target (symlinks).
+    pub content: String,
+    /// Every extended attribute (user.*, and POSIX ACLs as system.posix_acl_*).
+    pub xattrs: BTreeMap<OsString, Vec<u8>>,
+    /// For hardlinks: the relative path of the first name of the same inode.
+    pub link_group: Option<PathBuf>,
+}
+
+/// Record every entry under `root`, keyed by path relative to `root`.
+pub fn record_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        let ft = m.file_type();
+        let (kind, content) = if ft.is_symlink() {
+            (
+                "symlink",
+                std::fs::read_link(&p).unwrap().as_os_str().as_bytes().escape_ascii().to_string(),
+            )
+        } else if ft.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            ("dir", String::new())
+        } else if ft.is_file() {
+            ("file", hash_file(&p))
+        } else {
+            ("other", String::new())
+        };
+        let mut xattrs = BTreeMap::new();
+        if !ft.is_symlink() {
+            for name in xattr::list(&p).unwrap() {
+                let v = xattr::get(&p, &name).unwrap().unwrap_or_default();
+                xattrs.insert(name, v);
+            }
+        }
+        let link_group = if ft.is_file() && m.nlink() > 1 {
+            // Filled in below with the smallest name of the inode, whatever the walk order.
+            let first = inodes.entry((m.dev(), m.ino())).or_insert(rel.clone());
+            if rel < *first {
+                *first = rel.clone();
+            }
+            Some(PathBuf::from(format!("{}:{}", m.dev(), m.ino())))
+        } else {
+            None
+        };
+        out.insert(
+            rel,
+            Entry {
+                kind,
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+                size: if ft.is_dir() { 0 } else { m.len() },
+                content,
+                xattrs,
+                link_group,
+            },
+        );
+    }
+    for e in out.values_mut() {
+        if let Some(key) = &e.link_group {
+            let (dev, ino) = key.to_str().unwrap().split_once(':').unwrap();
+            e.link_group = Some(inodes[&(dev.parse().unwrap(), ino.parse().unwrap())].clone());
+        }
+    }
+    out
+}
+
+/// SHA-256 of a file's content.
+pub fn hash_file(p: &Path) -> String {
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    hex_string(&h.finalize())
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Assert two tree records are equal, listing every difference.
+pub fn assert_same_tree(before: &BTreeMap<PathBuf, Entry>, after: &BTreeMap<PathBuf, Entry>) {
+    let mut diffs = Vec::new();
+    for (p, e) in before {
+        match after.get(p) {
+            None => diffs.push(format!("missing: {p:?}")),
+            Some(a) if a != e => diffs.push(format!("differs: {p:?}\n  before {e:?}\n  after  {a:?}")),
+            _ => {}
+        }
+    }
+    for p in after.keys().filter(|p| !before.contains_key(*p)) {
+        diffs.push(format!("extra: {p:?}"));
+    }
+    assert!(diffs.is_empty(), "{} difference(s):\n{}", diffs.len(), diffs.join("\n"));
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so data does not compress away.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Run a shell command, requiring success.
+pub fn sh(script: &str) {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Total bytes of files under `p`.
+pub fn du(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// A tmpfs mounted for a test and unmounted on drop. ext4 keeps at most one block of extended
+/// attributes per inode, too little for a 4 KiB `user.swift.metadata` value; tmpfs (like XFS,
+/// where Swift keeps its objects) holds it.
+pub struct Tmpfs {
+    /// Mount point.
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs at `path` (needs root).
+    pub fn mount(path: &Path) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        sh(&format!("mount -t tmpfs -o size=512m coffer-test {}", path.display()));
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
