@@ -284,6 +284,18 @@ async fn feed_into(
     argv: Vec<String>,
 ) -> Result<(), StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?;
+    // Read the whole artifact once before anything touches the node: a damaged repository
+    // must fail the restore before a single file or row is overwritten.
+    let verified = {
+        let (reader, record) = (reader.clone(), record.clone());
+        tokio::task::spawn_blocking(move || reader.read(&record, std::io::sink()))
+            .await
+            .expect("verify task")
+    };
+    verified.map_err(|e| match e {
+        e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
+        e => repo_error(e),
+    })?;
     env.command_event(node, &argv);
     let mut p = handle
         .spawn(&argv)

@@ -269,7 +269,7 @@ impl Repo {
         snaps
             .into_iter()
             .map(|s| {
-                let id = s.id.to_string();
+                let id = full_id(&s.id);
                 let manifest = serde_json::from_str(s.description.as_deref().unwrap_or(""))
                     .map_err(|e| RepoError::BadManifest {
                         id: id.clone(),
@@ -311,7 +311,7 @@ impl Repo {
             .collect();
         let orphans: Vec<_> = all
             .iter()
-            .filter(|s| s.label == ARTIFACT_LABEL && !referenced.contains(&s.id.to_string()))
+            .filter(|s| s.label == ARTIFACT_LABEL && !referenced.contains(&full_id(&s.id)))
             .map(|s| s.id)
             .collect();
         if !orphans.is_empty() {
@@ -355,7 +355,7 @@ impl Repo {
         let present: BTreeSet<String> = self
             .all_snapshots()?
             .iter()
-            .map(|s| s.id.to_string())
+            .map(|s| full_id(&s.id))
             .collect();
         match self.snapshots() {
             Ok(snaps) => {
@@ -415,7 +415,7 @@ impl ArtifactWriter {
             .archive(&opts, &source, snap, &[PathBuf::from(entry)])
             .map_err(engine(&self.path))?;
         let stats = stats.finish();
-        let id = snap.id.to_string();
+        let id = full_id(&snap.id);
         if let Some(source) = stats.error {
             // rustic_core logs a failed read and saves the snapshot anyway: undo that.
             self.discard(&[id])?;
@@ -536,4 +536,9 @@ impl ArtifactReader {
         }
         Ok(())
     }
+}
+
+/// The full hex id of a snapshot (`Display` shows only the first 8 characters).
+fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
+    (**id).to_hex().as_str().to_string()
 }

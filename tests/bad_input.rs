@@ -1,0 +1,171 @@
+//! Bad input gets a clear, specific error, the right exit code, and loses nothing.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn fails(s: &Scratch, args: &[&str], code: i32) -> String {
+    let out = s.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "coffer {args:?}:\n{stderr}");
+    stderr
+}
+
+fn small_tree(s: &Scratch) -> std::path::PathBuf {
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..4u64 {
+        fs::write(src.join(format!("f{i}")), noise(i, 3 << 20)).unwrap();
+    }
+    s.filesystem(&[&src]);
+    src
+}
+
+#[test]
+fn a_missing_deployment_file_is_named() {
+    let s = Scratch::new();
+    let err = fails(&s, &["backup"], 2);
+    assert!(err.contains("cannot read deployment file"), "{err}");
+    assert!(err.contains("deployment.toml"), "{err}");
+}
+
+#[test]
+fn a_malformed_deployment_file_names_line_and_field() {
+    let s = Scratch::new();
+    fs::write(
+        s.path("deployment.toml"),
+        "[[node]]\nname = \"a\"\naddress = \"local\"\n\n[[node]]\nname = \"a\"\naddress = \"local\"\nrols = []\n",
+    )
+    .unwrap();
+    let err = fails(&s, &["backup"], 2);
+    assert!(err.contains("line 8"), "{err}");
+    assert!(err.contains("unknown field `rols`"), "{err}");
+}
+
+#[test]
+fn an_unknown_plugin_or_setting_is_named_with_its_line() {
+    let s = Scratch::new();
+    s.deployment("[plugin.nosuch]\n\n[plugin.filesystem.settings]\npath = \"/etc\"\n");
+    let err = fails(&s, &["backup"], 2);
+    assert!(err.contains("line 12: plugin `nosuch` is not installed"), "{err}");
+    assert!(err.contains("line 15: plugin `filesystem` has no setting `path`"), "{err}");
+}
+
+#[test]
+fn a_missing_repository_says_to_init() {
+    let s = Scratch::new();
+    small_tree(&s);
+    let err = fails(&s, &["backup"], 3);
+    assert!(err.contains("coffer init"), "{err}");
+}
+
+#[test]
+fn a_wrong_password_is_reported_and_never_printed() {
+    let s = Scratch::new();
+    small_tree(&s);
+    s.init();
+    let err = fails(&s, &["init"], 3);
+    assert!(err.contains("already exists"), "{err}");
+    let out = s
+        .command(&["snapshots"])
+        .env("COFFER_PASSWORD", "not the password")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("wrong password"), "{err}");
+    assert!(!err.contains("not the password"));
+    // A verbose backup never shows the password either.
+    let out = s.ok(&["backup", "--verbose"]);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("correct horse"), "password in output:\n{all}");
+}
+
+/// The largest pack file in the repository.
+fn largest_pack(s: &Scratch) -> std::path::PathBuf {
+    let mut packs = Vec::new();
+    for d in fs::read_dir(s.repo().join("data")).unwrap() {
+        for f in fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            packs.push((f.metadata().unwrap().len(), f.path()));
+        }
+    }
+    packs.sort();
+    packs.pop().expect("a pack").1
+}
+
+#[test]
+fn a_corrupt_pack_is_found_by_check_and_refused_by_restore() {
+    let s = Scratch::new();
+    let src = small_tree(&s);
+    s.init();
+    s.backup(&[]);
+    s.ok(&["check", "--read-data"]);
+    let pack = largest_pack(&s);
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(&pack).unwrap();
+    f.seek(SeekFrom::Start(1000)).unwrap();
+    let mut b = [0u8; 16];
+    f.read_exact(&mut b).unwrap();
+    for x in &mut b {
+        *x ^= 0xff;
+    }
+    f.seek(SeekFrom::Start(1000)).unwrap();
+    f.write_all(&b).unwrap();
+    drop(f);
+
+    let out = s.run(&["check", "--read-data"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(text.contains(&name[..8]), "check does not name the pack {name}:\n{text}");
+
+    let out_dir = s.path("out");
+    let out = s.run(&["restore", "latest", "--target", out_dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "restore of corrupt data succeeded");
+    assert!(
+        err.contains("repository") || err.contains("corrupt"),
+        "restore error does not say the repository is damaged:\n{err}"
+    );
+    // The source was never touched.
+    assert_eq!(fs::read(src.join("f1")).unwrap(), noise(1, 3 << 20));
+}
+
+#[test]
+fn a_backup_killed_with_sigkill_leaves_no_snapshot_and_the_next_one_works() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        fs::write(src.join(format!("f{i:02}")), noise(500 + i, 8 << 20)).unwrap();
+    }
+    s.filesystem(&[&src]);
+    s.init();
+    let packs_before = du(&s.repo().join("data"));
+    let mut child = s.command(&["backup", "--json"]).spawn().unwrap();
+    // Kill it once it has written some data, before it can finish.
+    let started = Instant::now();
+    while du(&s.repo().join("data")) == packs_before {
+        assert!(started.elapsed() < Duration::from_secs(120), "backup wrote nothing");
+        assert!(child.try_wait().unwrap().is_none(), "backup finished before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(s.snapshot_count(), 0, "a killed backup left a snapshot that looks complete");
+    let out = s.ok(&["backup", "--json"]);
+    assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 1);
+    assert_eq!(s.snapshot_count(), 1);
+    s.ok(&["check", "--read-data"]);
+    let restored = s.path("out");
+    s.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_eq!(
+        hash_file(&restored.join(src.strip_prefix("/").unwrap()).join("f39")),
+        hash_file(&src.join("f39"))
+    );
+}

@@ -1,0 +1,131 @@
+//! The sandbox holds: a hostile plugin gets a clear error naming it, nothing escapes, nothing
+//! half-written is kept, and the host goes on.
+
+mod support;
+
+use std::net::TcpListener;
+
+use support::*;
+
+/// A deployment running only the hostile fixture plugin in `mode`, with tight limits.
+fn hostile(mode: &str, extra: &str) -> Scratch {
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    s.deployment(&format!(
+        "[limits]\nmemory-mib = 64\ncpu-seconds = 2\n\n[plugin.hostile.settings]\nmode = \"{mode}\"\n{extra}"
+    ));
+    s.init();
+    s
+}
+
+/// Run a backup that must fail as a plugin failure; returns stderr.
+fn refused(s: &Scratch) -> String {
+    let out = s.run(&["backup"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(4), "expected a plugin failure, got:\n{stderr}");
+    assert!(stderr.contains("plugin `hostile`"), "error does not name the plugin:\n{stderr}");
+    assert!(!stderr.contains("escaped"), "{stderr}");
+    assert_eq!(s.snapshot_count(), 0, "a failed run left a snapshot");
+    assert_eq!(s.raw_snapshot_files(), 0, "a failed run left restic-level snapshots");
+    stderr
+}
+
+#[test]
+fn reading_a_host_file_through_wasi_finds_nothing() {
+    let err = refused(&hostile("read-file", ""));
+    assert!(err.contains("reading /etc/passwd"), "{err}");
+}
+
+#[test]
+fn opening_a_socket_is_denied() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let err = refused(&hostile("socket", &format!("port = \"{port}\"\n")));
+    assert!(err.contains("connecting"), "{err}");
+    assert!(listener.accept().is_err(), "the plugin reached a socket on the host");
+}
+
+#[test]
+fn the_environment_is_empty() {
+    let s = hostile("env", "");
+    s.command(&["backup"]).env("SECRET_TOKEN", "hunter2").output().unwrap();
+    let out = s.ok(&["snapshots", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("escaped"), "the plugin saw environment variables: {text}");
+    assert!(!text.contains("SECRET_TOKEN"));
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_cpu_limit() {
+    let err = refused(&hostile("loop", ""));
+    assert!(err.contains("CPU limit"), "{err}");
+    assert!(err.contains("in backup"), "{err}");
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_limit() {
+    let err = refused(&hostile("alloc", ""));
+    assert!(err.contains("memory limit of 64 MiB"), "{err}");
+}
+
+#[test]
+fn a_panic_is_reported_as_a_crash() {
+    let err = refused(&hostile("panic", ""));
+    assert!(err.contains("crashed in backup"), "{err}");
+}
+
+#[test]
+fn an_undeclared_command_is_refused() {
+    let err = refused(&hostile("exec-undeclared", ""));
+    assert!(err.contains("may not run `cat /etc/shadow` on node `local`"), "{err}");
+}
+
+#[test]
+fn an_undeclared_path_is_refused() {
+    let err = refused(&hostile("path-undeclared", ""));
+    assert!(err.contains("may not access path `/root`"), "{err}");
+}
+
+#[test]
+fn a_stream_that_fails_midway_is_not_kept() {
+    // rustic_core logs a failed stream and saves the snapshot anyway: Coffer must not.
+    let err = refused(&hostile("failing-stream", ""));
+    assert!(err.contains("code 3"), "{err}");
+    assert!(err.contains("boom"), "{err}");
+}
+
+#[test]
+fn the_host_goes_on_after_a_hostile_plugin() {
+    // One engine: a plugin that loops is stopped, then the same engine runs a plugin call that
+    // works.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut limits = coffer::runtime::Limits::default();
+        limits.cpu = std::time::Duration::from_millis(500);
+        let runtime = coffer::runtime::Runtime::new(limits, None).unwrap();
+        let wasm = std::fs::read(
+            std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR).join("coffer_plugin_hostile.wasm"),
+        )
+        .unwrap();
+        let plugin = runtime
+            .load(&wasm, coffer::runtime::PluginOrigin::Builtin)
+            .await
+            .unwrap();
+        let node = coffer::transport::NodeHandle::local("local", vec![]);
+        let ctx = |mode: &str| coffer::runtime::CallContext {
+            nodes: vec![node.clone()],
+            settings: vec![("mode".into(), mode.into())],
+            ..Default::default()
+        };
+        let nodes = || [("local".to_string(), node.clone())].into_iter().collect();
+        let looped = runtime
+            .backup(&plugin, runtime.env(&plugin, nodes(), "r1".into()), &ctx("loop"))
+            .await;
+        assert!(matches!(looped, Err(coffer::runtime::PluginFault::CpuLimit { .. })), "{looped:?}");
+        let fine = runtime
+            .backup(&plugin, runtime.env(&plugin, nodes(), "r2".into()), &ctx("env"))
+            .await;
+        assert!(fine.is_ok(), "{fine:?}");
+    });
+}
