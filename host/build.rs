@@ -49,11 +49,15 @@ fn main() {
         );
     }
     let built = wasm_target.join("wasm32-wasip2").join("plugin");
-    let mut code = String::from("/// Plugins shipped inside the binary: (name, component bytes).\n");
+    let mut code =
+        String::from("/// Plugins shipped inside the binary: (name, component bytes).\n");
     code.push_str("pub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");
     for (krate, name) in BUILTIN {
         let file = wasm_file(&built, krate);
-        code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     code.push_str("];\n");
     code.push_str(&format!(

@@ -51,8 +51,14 @@ fn an_unknown_plugin_or_setting_is_named_with_its_line() {
     let s = Scratch::new();
     s.deployment("[plugin.nosuch]\n\n[plugin.filesystem.settings]\npath = \"/etc\"\n");
     let err = fails(&s, &["backup"], 2);
-    assert!(err.contains("line 12: plugin `nosuch` is not installed"), "{err}");
-    assert!(err.contains("line 15: plugin `filesystem` has no setting `path`"), "{err}");
+    assert!(
+        err.contains("line 12: plugin `nosuch` is not installed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 15: plugin `filesystem` has no setting `path`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -81,7 +87,11 @@ fn a_wrong_password_is_reported_and_never_printed() {
     assert!(!err.contains("not the password"));
     // A verbose backup never shows the password either.
     let out = s.ok(&["backup", "--verbose"]);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains("correct horse"), "password in output:\n{all}");
 }
 
@@ -106,7 +116,11 @@ fn a_corrupt_pack_is_found_by_check_and_refused_by_restore() {
     s.backup(&[]);
     s.ok(&["check", "--read-data"]);
     let pack = largest_pack(&s);
-    let mut f = fs::OpenOptions::new().read(true).write(true).open(&pack).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
     f.seek(SeekFrom::Start(1000)).unwrap();
     let mut b = [0u8; 16];
     f.read_exact(&mut b).unwrap();
@@ -118,10 +132,17 @@ fn a_corrupt_pack_is_found_by_check_and_refused_by_restore() {
     drop(f);
 
     let out = s.run(&["check", "--read-data"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(3), "{text}");
     let name = pack.file_name().unwrap().to_str().unwrap();
-    assert!(text.contains(&name[..8]), "check does not name the pack {name}:\n{text}");
+    assert!(
+        text.contains(&name[..8]),
+        "check does not name the pack {name}:\n{text}"
+    );
 
     let out_dir = s.path("out");
     let out = s.run(&["restore", "latest", "--target", out_dir.to_str().unwrap()]);
@@ -150,14 +171,24 @@ fn a_backup_killed_with_sigkill_leaves_no_snapshot_and_the_next_one_works() {
     // Kill it once it has written some data, before it can finish.
     let started = Instant::now();
     while du(&s.repo().join("data")) == packs_before {
-        assert!(started.elapsed() < Duration::from_secs(120), "backup wrote nothing");
-        assert!(child.try_wait().unwrap().is_none(), "backup finished before it could be killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "backup wrote nothing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
 
-    assert_eq!(s.snapshot_count(), 0, "a killed backup left a snapshot that looks complete");
+    assert_eq!(
+        s.snapshot_count(),
+        0,
+        "a killed backup left a snapshot that looks complete"
+    );
     let out = s.ok(&["backup", "--json"]);
     assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 1);
     assert_eq!(s.snapshot_count(), 1);

@@ -29,7 +29,10 @@ fn build_tree(root: &Path) {
     fs::create_dir_all(root.join("etc/swift")).unwrap();
     fs::create_dir_all(root.join("empty")).unwrap();
     fs::create_dir_all(root.join("srv/node/d1/objects")).unwrap();
-    for (i, size) in [0usize, 1, 4095, 4096, 65_537, 1 << 20, 7 << 20].iter().enumerate() {
+    for (i, size) in [0usize, 1, 4095, 4096, 65_537, 1 << 20, 7 << 20]
+        .iter()
+        .enumerate()
+    {
         fs::write(root.join(format!("etc/file-{i}")), noise(i as u64, *size)).unwrap();
     }
     // A 1 GiB sparse file with data at its start, middle and end.
@@ -49,15 +52,27 @@ fn build_tree(root: &Path) {
     xattr::set(root.join("etc/swift"), "user.dir-note", b"on a directory").unwrap();
     // A POSIX ACL (stored as system.posix_acl_access).
     fs::write(root.join("etc/swift/swift.conf"), "[swift-hash]\n").unwrap();
-    sh(&format!("setfacl -m u:65534:r,g:65534:rw {}", root.join("etc/swift/swift.conf").display()));
-    sh(&format!("setfacl -d -m u:65534:rx {}", root.join("etc/swift").display()));
+    sh(&format!(
+        "setfacl -m u:65534:r,g:65534:rw {}",
+        root.join("etc/swift/swift.conf").display()
+    ));
+    sh(&format!(
+        "setfacl -d -m u:65534:rx {}",
+        root.join("etc/swift").display()
+    ));
     // Symlinks, one dangling, and a hardlink pair.
     symlink("file-1", root.join("etc/link-to-file")).unwrap();
     symlink("/nonexistent/target", root.join("etc/dangling")).unwrap();
     fs::write(root.join("etc/hard-a"), b"same inode").unwrap();
     fs::hard_link(root.join("etc/hard-a"), root.join("etc/hard-b")).unwrap();
     // Odd names: a newline, non-UTF-8 bytes, a leading dash, spaces, a glob character.
-    for name in [&b"new\nline"[..], b"bad-\xff\xfe-utf8", b"-leading-dash", b"with spaces", b"star*name"] {
+    for name in [
+        &b"new\nline"[..],
+        b"bad-\xff\xfe-utf8",
+        b"-leading-dash",
+        b"with spaces",
+        b"star*name",
+    ] {
         fs::write(root.join(OsStr::from_bytes(name)), name).unwrap();
     }
     // Modes and owners.
@@ -73,10 +88,30 @@ fn build_tree(root: &Path) {
     lchown(root.join("etc/dangling"), Some(1234), Some(1234)).unwrap();
     chown(root.join("srv/node"), Some(160), Some(160)).unwrap();
     // Timestamps with nanoseconds, directories last so writes inside do not move them.
-    for (i, p) in ["etc/file-3", "etc/secret", "srv/disk.img", "srv/node/d1/objects/1234.data"].iter().enumerate() {
+    for (i, p) in [
+        "etc/file-3",
+        "etc/secret",
+        "srv/disk.img",
+        "srv/node/d1/objects/1234.data",
+    ]
+    .iter()
+    .enumerate()
+    {
         set_mtime(&root.join(p), 1_600_000_000 + i as u64, 123_456_789);
     }
-    for (i, d) in ["empty", "etc/swift", "srv/node/d1/objects", "srv/node/d1", "srv/node", "srv", "etc", ""].iter().enumerate() {
+    for (i, d) in [
+        "empty",
+        "etc/swift",
+        "srv/node/d1/objects",
+        "srv/node/d1",
+        "srv/node",
+        "srv",
+        "etc",
+        "",
+    ]
+    .iter()
+    .enumerate()
+    {
         set_mtime(&root.join(d), 1_500_000_000 + i as u64, 987_654_321);
     }
 }
@@ -98,8 +133,14 @@ fn round_trip_keeps_every_byte_xattr_acl_owner_mode_and_mtime() {
     let restored_root = out.join(src.strip_prefix("/").unwrap());
     assert_same_tree(&before, &record_tree(&restored_root));
     // The 1 GiB file came back sparse, not as a gigabyte of zeros on disk.
-    let blocks = std::os::unix::fs::MetadataExt::blocks(&fs::metadata(restored_root.join("srv/disk.img")).unwrap());
-    assert!(blocks * 512 < 64 << 20, "disk.img takes {} bytes on disk", blocks * 512);
+    let blocks = std::os::unix::fs::MetadataExt::blocks(
+        &fs::metadata(restored_root.join("srv/disk.img")).unwrap(),
+    );
+    assert!(
+        blocks * 512 < 64 << 20,
+        "disk.img takes {} bytes on disk",
+        blocks * 512
+    );
 
     // In place, after the original is gone.
     fs::remove_dir_all(&src).unwrap();
@@ -109,7 +150,12 @@ fn round_trip_keeps_every_byte_xattr_acl_owner_mode_and_mtime() {
     // A validation after changing a file fails, naming the node and the plugin.
     fs::write(src.join("etc/secret"), b"tampered").unwrap();
     let v = s.run(&["validate", "latest"]);
-    assert_eq!(v.status.code(), Some(5), "{}", String::from_utf8_lossy(&v.stderr));
+    assert_eq!(
+        v.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
     let text = String::from_utf8_lossy(&v.stdout);
     assert!(text.contains("FAILED filesystem on local"), "{text}");
 }
@@ -126,15 +172,33 @@ fn a_single_path_restores_alone() {
     s.backup(&[]);
     let out = s.path("one");
     let wanted = src.join("keep/sub");
-    s.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--path", wanted.to_str().unwrap()]);
+    s.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--path",
+        wanted.to_str().unwrap(),
+    ]);
     let base = out.join(src.strip_prefix("/").unwrap());
     assert_eq!(fs::read(base.join("keep/sub/a")).unwrap(), b"a");
     assert!(!base.join("other").exists());
     // A path that is not in the snapshot is a clear error.
     let missing = src.join("nope");
-    let r = s.run(&["restore", "latest", "--target", out.to_str().unwrap(), "--path", missing.to_str().unwrap()]);
+    let r = s.run(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--path",
+        missing.to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("Not found in archive"), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("Not found in archive"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
 }
 
 #[test]
@@ -155,14 +219,29 @@ fn excludes_and_the_repository_itself_are_left_out() {
     let abs_glob = format!("{}/logs/*.gz", src.display());
     s.backup(&["--exclude-path", &abs_glob, "--exclude-path", "*.pyc"]);
     let out = s.path("restored");
-    s.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--no-validate"]);
+    s.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--no-validate",
+    ]);
     let base = out.join(s.dir.path().strip_prefix("/").unwrap());
     assert!(base.join("data/keep").exists());
     assert!(base.join("data/logs/a.log").exists());
-    assert!(!base.join("data/logs/a.log.gz").exists(), "absolute exclude ignored");
-    assert!(!base.join("data/x.pyc").exists(), "relative exclude ignored");
+    assert!(
+        !base.join("data/logs/a.log.gz").exists(),
+        "absolute exclude ignored"
+    );
+    assert!(
+        !base.join("data/x.pyc").exists(),
+        "relative exclude ignored"
+    );
     assert!(base.join("password").exists());
-    assert!(!base.join("repo").exists(), "the repository was backed up into itself");
+    assert!(
+        !base.join("repo").exists(),
+        "the repository was backed up into itself"
+    );
 }
 
 #[test]
@@ -213,7 +292,10 @@ fn a_changed_file_with_the_same_size_and_mtime_is_read_again() {
     s.backup(&[]);
     let out = s.path("out");
     s.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_eq!(fs::read(out.join(f.strip_prefix("/").unwrap())).unwrap(), b"BBBBBBBB");
+    assert_eq!(
+        fs::read(out.join(f.strip_prefix("/").unwrap())).unwrap(),
+        b"BBBBBBBB"
+    );
 }
 
 #[test]
@@ -228,9 +310,68 @@ fn the_compiled_plugin_cache_is_used_on_the_second_run() {
             .output()
             .unwrap();
         assert!(out.status.success());
-        let v: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
         v["compile"]["cached"].as_bool().unwrap()
     };
     assert!(!list(()), "first run compiles");
-    assert!(list(()), "second run loads the compiled component from the cache");
+    assert!(
+        list(()),
+        "second run loads the compiled component from the cache"
+    );
+}
+
+#[test]
+fn restic_reads_a_coffer_repository() {
+    // The disaster path: no coffer at hand, only restic.
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("keystone.conf"), b"[DEFAULT]\n").unwrap();
+    s.filesystem(&[&src]);
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let artifact = &summary(&out)["artifacts"][0];
+    let restic = |args: &[&str]| {
+        std::process::Command::new("restic")
+            .args(["-r", s.repo().to_str().unwrap(), "--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD_FILE", s.path("password"))
+            .output()
+            .expect("restic is installed (scripts/test.sh installs it)")
+    };
+    let check = restic(&["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dump = restic(&[
+        "dump",
+        artifact["snapshot"].as_str().unwrap(),
+        artifact["path"].as_str().unwrap(),
+    ]);
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let tar_path = s.path("dumped.tar");
+    fs::write(&tar_path, &dump.stdout).unwrap();
+    let unpacked = s.path("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    sh(&format!(
+        "tar -xf {} -C {}",
+        tar_path.display(),
+        unpacked.display()
+    ));
+    assert_eq!(
+        fs::read(
+            unpacked
+                .join(src.strip_prefix("/").unwrap())
+                .join("keystone.conf")
+        )
+        .unwrap(),
+        b"[DEFAULT]\n"
+    );
 }

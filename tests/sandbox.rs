@@ -22,11 +22,22 @@ fn hostile(mode: &str, extra: &str) -> Scratch {
 fn refused(s: &Scratch) -> String {
     let out = s.run(&["backup"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(4), "expected a plugin failure, got:\n{stderr}");
-    assert!(stderr.contains("plugin `hostile`"), "error does not name the plugin:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "expected a plugin failure, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("plugin `hostile`"),
+        "error does not name the plugin:\n{stderr}"
+    );
     assert!(!stderr.contains("escaped"), "{stderr}");
     assert_eq!(s.snapshot_count(), 0, "a failed run left a snapshot");
-    assert_eq!(s.raw_snapshot_files(), 0, "a failed run left restic-level snapshots");
+    assert_eq!(
+        s.raw_snapshot_files(),
+        0,
+        "a failed run left restic-level snapshots"
+    );
     stderr
 }
 
@@ -43,16 +54,25 @@ fn opening_a_socket_is_denied() {
     let port = listener.local_addr().unwrap().port();
     let err = refused(&hostile("socket", &format!("port = \"{port}\"\n")));
     assert!(err.contains("connecting"), "{err}");
-    assert!(listener.accept().is_err(), "the plugin reached a socket on the host");
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached a socket on the host"
+    );
 }
 
 #[test]
 fn the_environment_is_empty() {
     let s = hostile("env", "");
-    s.command(&["backup"]).env("SECRET_TOKEN", "hunter2").output().unwrap();
+    s.command(&["backup"])
+        .env("SECRET_TOKEN", "hunter2")
+        .output()
+        .unwrap();
     let out = s.ok(&["snapshots", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("escaped"), "the plugin saw environment variables: {text}");
+    assert!(
+        !text.contains("escaped"),
+        "the plugin saw environment variables: {text}"
+    );
     assert!(!text.contains("SECRET_TOKEN"));
 }
 
@@ -78,7 +98,10 @@ fn a_panic_is_reported_as_a_crash() {
 #[test]
 fn an_undeclared_command_is_refused() {
     let err = refused(&hostile("exec-undeclared", ""));
-    assert!(err.contains("may not run `cat /etc/shadow` on node `local`"), "{err}");
+    assert!(
+        err.contains("may not run `cat /etc/shadow` on node `local`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -101,11 +124,14 @@ fn the_host_goes_on_after_a_hostile_plugin() {
     // works.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut limits = coffer::runtime::Limits::default();
-        limits.cpu = std::time::Duration::from_millis(500);
+        let limits = coffer::runtime::Limits {
+            cpu: std::time::Duration::from_millis(500),
+            ..Default::default()
+        };
         let runtime = coffer::runtime::Runtime::new(limits, None).unwrap();
         let wasm = std::fs::read(
-            std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR).join("coffer_plugin_hostile.wasm"),
+            std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR)
+                .join("coffer_plugin_hostile.wasm"),
         )
         .unwrap();
         let plugin = runtime
@@ -120,11 +146,22 @@ fn the_host_goes_on_after_a_hostile_plugin() {
         };
         let nodes = || [("local".to_string(), node.clone())].into_iter().collect();
         let looped = runtime
-            .backup(&plugin, runtime.env(&plugin, nodes(), "r1".into()), &ctx("loop"))
+            .backup(
+                &plugin,
+                runtime.env(&plugin, nodes(), "r1".into()),
+                &ctx("loop"),
+            )
             .await;
-        assert!(matches!(looped, Err(coffer::runtime::PluginFault::CpuLimit { .. })), "{looped:?}");
+        assert!(
+            matches!(looped, Err(coffer::runtime::PluginFault::CpuLimit { .. })),
+            "{looped:?}"
+        );
         let fine = runtime
-            .backup(&plugin, runtime.env(&plugin, nodes(), "r2".into()), &ctx("env"))
+            .backup(
+                &plugin,
+                runtime.env(&plugin, nodes(), "r2".into()),
+                &ctx("env"),
+            )
             .await;
         assert!(fine.is_ok(), "{fine:?}");
     });

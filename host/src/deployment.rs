@@ -125,7 +125,6 @@ fn yes() -> bool {
     true
 }
 
-
 /// A plugin enabled in the deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginConfig {
@@ -165,7 +164,11 @@ pub struct Deployment {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -190,7 +193,8 @@ impl Deployment {
 
     /// The built-in deployment.
     pub fn builtin() -> Self {
-        Self::parse(DEFAULT_DEPLOYMENT, "built-in default").expect("the built-in deployment is valid")
+        Self::parse(DEFAULT_DEPLOYMENT, "built-in default")
+            .expect("the built-in deployment is valid")
     }
 
     /// Parse and validate `text`, naming it `source_name` in errors.
@@ -236,7 +240,9 @@ impl Deployment {
                 problem(
                     n.name.span().start,
                     format!("node[{i}].name"),
-                    format!("`{node_name}` is not a valid node name (letters, digits, `-`, `_`, `.`)"),
+                    format!(
+                        "`{node_name}` is not a valid node name (letters, digits, `-`, `_`, `.`)"
+                    ),
                 );
             }
             if !seen.insert(node_name.clone()) {
@@ -297,7 +303,8 @@ impl Deployment {
                         None => problems.push(Problem {
                             line: Some(at),
                             field: format!("plugin.{}.settings.{key}", pname.get_ref()),
-                            message: "a setting is a string, number, boolean, or a list of them".into(),
+                            message: "a setting is a string, number, boolean, or a list of them"
+                                .into(),
                         }),
                     }
                 }
@@ -334,7 +341,10 @@ impl Deployment {
             name,
             source_name: source_name.into(),
             repository: file.repository.as_ref().and_then(|r| r.path.clone()),
-            password_file: file.repository.as_ref().and_then(|r| r.password_file.clone()),
+            password_file: file
+                .repository
+                .as_ref()
+                .and_then(|r| r.password_file.clone()),
             plugin_dir: file.plugin_dir,
             cache_dir: file.cache_dir,
             limits,
@@ -387,8 +397,14 @@ mod tests {
         let fields: Vec<_> = p.iter().map(|p| (p.field.as_str(), p.line)).collect();
         assert!(fields.contains(&("node[1].name", Some(6))), "{fields:?}");
         assert!(fields.contains(&("node[1].address", Some(7))), "{fields:?}");
-        assert!(fields.contains(&("plugin.filesystem.roles", Some(8))), "{fields:?}");
-        assert!(fields.contains(&("plugin.filesystem.settings.paths", Some(11))), "{fields:?}");
+        assert!(
+            fields.contains(&("plugin.filesystem.roles", Some(8))),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&("plugin.filesystem.settings.paths", Some(11))),
+            "{fields:?}"
+        );
     }
 
     #[test]

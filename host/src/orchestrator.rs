@@ -13,8 +13,8 @@ use crate::deployment::{Deployment, PluginConfig};
 use crate::registry::Registry;
 use crate::report::{Event, Reporter};
 use crate::repository::{
-    ArtifactRecord, ArtifactWriter, CofferSnapshot, Manifest, PluginRecord, Repo, RepoError,
-    MANIFEST_FORMAT,
+    ArtifactRecord, ArtifactWriter, CofferSnapshot, MANIFEST_FORMAT, Manifest, PluginRecord, Repo,
+    RepoError,
 };
 use crate::runtime::{CallContext, LoadedPlugin, PluginFault, Runtime};
 use crate::transport::NodeHandle;
@@ -184,7 +184,10 @@ impl Coffer {
 
     /// The nodes `pc` acts on: those carrying one of its roles (all nodes when none).
     fn nodes_for(&self, pc: &PluginConfig, plugin: &LoadedPlugin) -> Vec<NodeHandle> {
-        let roles = pc.roles.clone().unwrap_or_else(|| plugin.info.roles.clone());
+        let roles = pc
+            .roles
+            .clone()
+            .unwrap_or_else(|| plugin.info.roles.clone());
         self.deployment
             .nodes
             .iter()
@@ -303,7 +306,12 @@ impl Coffer {
             }
             let nodes = self.nodes_for(pc, plugin);
             if nodes.is_empty() {
-                self.step(&pc.name, "backup", "skipped", "no node carries its roles".into());
+                self.step(
+                    &pc.name,
+                    "backup",
+                    "skipped",
+                    "no node carries its roles".into(),
+                );
                 continue;
             }
             let mut env = self.env(plugin, &nodes, run_id);
@@ -348,7 +356,11 @@ impl Coffer {
     }
 
     /// Open a snapshot for restore or validate.
-    async fn source(&self, repo: Repo, spec: &str) -> Result<(CofferSnapshot, Arc<SnapshotSource>), RunError> {
+    async fn source(
+        &self,
+        repo: Repo,
+        spec: &str,
+    ) -> Result<(CofferSnapshot, Arc<SnapshotSource>), RunError> {
         let spec = spec.to_string();
         let (snap, reader) = blocking(move || -> Result<_, RepoError> {
             let snap = repo.find(&spec)?;
@@ -434,7 +446,12 @@ impl Coffer {
     }
 
     /// Restore snapshot `spec` (`latest` or an id), then validate unless told not to.
-    pub async fn restore(&self, repo: Repo, spec: &str, opts: &RestoreOptions) -> Result<RestoreSummary, RunError> {
+    pub async fn restore(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreSummary, RunError> {
         let started = Instant::now();
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
@@ -457,7 +474,8 @@ impl Coffer {
             restored.push(record.name.clone());
         }
         let checks = if opts.validate {
-            self.validate_records(&records, &snap.manifest, &source, opts).await?
+            self.validate_records(&records, &snap.manifest, &source, opts)
+                .await?
         } else {
             Vec::new()
         };
@@ -470,11 +488,18 @@ impl Coffer {
     }
 
     /// Validate the deployment against snapshot `spec`.
-    pub async fn validate(&self, repo: Repo, spec: &str, opts: &RestoreOptions) -> Result<RestoreSummary, RunError> {
+    pub async fn validate(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreSummary, RunError> {
         let started = Instant::now();
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
-        let checks = self.validate_records(&records, &snap.manifest, &source, opts).await?;
+        let checks = self
+            .validate_records(&records, &snap.manifest, &source, opts)
+            .await?;
         Ok(RestoreSummary {
             snapshot: snap.id,
             restored: Vec::new(),
@@ -483,12 +508,21 @@ impl Coffer {
         })
     }
 
-    fn selected(&self, manifest: &Manifest, only: &[String]) -> Result<Vec<PluginRecord>, RunError> {
+    fn selected(
+        &self,
+        manifest: &Manifest,
+        only: &[String],
+    ) -> Result<Vec<PluginRecord>, RunError> {
         for name in only {
             if !manifest.plugins.iter().any(|p| &p.name == name) {
                 return Err(RunError::Config(format!(
                     "the snapshot has no data of plugin `{name}` (it has: {})",
-                    manifest.plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    manifest
+                        .plugins
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -555,7 +589,9 @@ impl Coffer {
 
 /// Run blocking repository work off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task panicked")
 }
 
 /// Resolve the repository path of a run: flag or env, else the deployment file's.

@@ -45,6 +45,19 @@ pub enum Event {
         /// What was refused and why.
         detail: String,
     },
+    /// Bytes of an artifact stored so far (every half second while it streams).
+    Bytes {
+        /// Plugin.
+        plugin: String,
+        /// Node.
+        node: String,
+        /// Artifact name.
+        name: String,
+        /// Bytes so far.
+        bytes: u64,
+        /// Seconds so far.
+        seconds: f64,
+    },
     /// An artifact was stored.
     Artifact {
         /// Plugin.

@@ -138,7 +138,9 @@ mod tests {
         assert!(!c.allows_command(&argv("redis-cli -h 127.0.0.1 BGSAVE extra")));
         assert!(!c.allows_command(&argv("redis-cli -h 127.0.0.1 FLUSHALL")));
         assert!(!c.allows_command(&argv("redis-cli")));
-        assert!(c.allows_command(&argv("mysqldump --defaults-file=/run/coffer/x --all-databases")));
+        assert!(c.allows_command(&argv(
+            "mysqldump --defaults-file=/run/coffer/x --all-databases"
+        )));
         assert!(c.allows_command(&argv("mysqldump --defaults-file=/run/coffer/x")));
         assert!(!c.allows_command(&argv("mysql --defaults-file=/run/coffer/x")));
         assert!(!c.allows_command(&[]));

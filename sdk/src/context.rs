@@ -10,11 +10,14 @@ pub trait Host {
     /// Store a command's standard output as an artifact.
     fn capture(&self, node: &str, argv: &[String], name: &str) -> Result<Artifact, StreamError>;
     /// Store a set of paths with their metadata as an artifact.
-    fn capture_paths(&self, node: &str, paths: &PathSet, name: &str)
-    -> Result<Artifact, StreamError>;
+    fn capture_paths(
+        &self,
+        node: &str,
+        paths: &PathSet,
+        name: &str,
+    ) -> Result<Artifact, StreamError>;
     /// Write an artifact into a command's standard input.
-    fn feed(&self, artifact: &ArtifactRef, node: &str, argv: &[String])
-    -> Result<(), StreamError>;
+    fn feed(&self, artifact: &ArtifactRef, node: &str, argv: &[String]) -> Result<(), StreamError>;
     /// Extract a paths artifact under `target`, limited to `select` when not empty.
     fn restore_paths(
         &self,
@@ -74,14 +77,15 @@ impl<'h> Context<'h> {
     /// Run a command and require it to exit with 0; the error names the node and the command
     /// and carries its standard error.
     pub fn run_ok(&self, cmd: &Command) -> Result<Output, PluginError> {
-        let out = self
-            .host
-            .exec(cmd)
-            .map_err(|e| PluginError::CommandFailed(format!("{} on {}: {e}", cmd.display(), cmd.node)))?;
+        let out = self.host.exec(cmd).map_err(|e| {
+            PluginError::CommandFailed(format!("{} on {}: {e}", cmd.display(), cmd.node))
+        })?;
         if out.success() {
             Ok(out)
         } else {
-            let code = out.exit_code.map_or("a signal".into(), |c| format!("code {c}"));
+            let code = out
+                .exit_code
+                .map_or("a signal".into(), |c| format!("code {c}"));
             Err(PluginError::CommandFailed(format!(
                 "`{}` on {} exited with {code}: {}",
                 cmd.display(),

@@ -3,9 +3,9 @@
 
 #![allow(missing_docs)]
 
+use crate::Plugin;
 use crate::context::{Context, Host};
 use crate::types::*;
-use crate::Plugin;
 
 wit_bindgen::generate!({
     path: "../wit",

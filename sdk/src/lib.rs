@@ -103,7 +103,7 @@ macro_rules! export_plugin {
                     $crate::__private::validate::<$plugin>(ctx)
                 }
             }
-            $crate::__private::export_world!(CofferGuest with_types_in $crate::__private);
+    $crate::__private::export_world!(CofferGuest with_types_in $crate::__private);
         };
     };
 }

@@ -14,10 +14,10 @@
 
 use std::cell::RefCell;
 
+use crate::Plugin;
 use crate::capability::CapabilityMatcher;
 use crate::context::{Context, Host};
 use crate::types::*;
-use crate::Plugin;
 
 /// A scripted answer to a command.
 #[derive(Clone, Debug, Default)]
@@ -224,7 +224,12 @@ impl Harness {
     pub fn restore<P: Plugin>(&self) -> Result<(), PluginError> {
         self.prepare::<P>();
         let mut ctx = self.context();
-        ctx.artifacts = self.stored.borrow().iter().map(|(a, _)| a.clone()).collect();
+        ctx.artifacts = self
+            .stored
+            .borrow()
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect();
         P::restore(&ctx)
     }
 
@@ -232,7 +237,12 @@ impl Harness {
     pub fn validate<P: Plugin>(&self) -> Result<Vec<Check>, PluginError> {
         self.prepare::<P>();
         let mut ctx = self.context();
-        ctx.artifacts = self.stored.borrow().iter().map(|(a, _)| a.clone()).collect();
+        ctx.artifacts = self
+            .stored
+            .borrow()
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect();
         P::validate(&ctx)
     }
 
@@ -335,7 +345,13 @@ impl Harness {
         }
     }
 
-    fn store(&self, node: &str, name: &str, kind: ArtifactKind, bytes: Vec<u8>) -> Result<Artifact, StreamError> {
+    fn store(
+        &self,
+        node: &str,
+        name: &str,
+        kind: ArtifactKind,
+        bytes: Vec<u8>,
+    ) -> Result<Artifact, StreamError> {
         let mut stored = self.stored.borrow_mut();
         if stored.iter().any(|(a, _)| a.node == node && a.name == name) {
             return Err(StreamError::ArtifactExists(name.into()));
@@ -383,7 +399,12 @@ impl Host for Harness {
         self.store(node, name, ArtifactKind::Stream, out.stdout)
     }
 
-    fn capture_paths(&self, node: &str, paths: &PathSet, name: &str) -> Result<Artifact, StreamError> {
+    fn capture_paths(
+        &self,
+        node: &str,
+        paths: &PathSet,
+        name: &str,
+    ) -> Result<Artifact, StreamError> {
         self.calls.borrow_mut().push(Call::CapturePaths {
             node: node.into(),
             paths: paths.clone(),

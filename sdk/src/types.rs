@@ -261,7 +261,9 @@ impl fmt::Display for StreamError {
         match self {
             Self::Exec(e) => e.fmt(f),
             Self::CommandFailed(c) => {
-                let code = c.exit_code.map_or("a signal".into(), |c| format!("code {c}"));
+                let code = c
+                    .exit_code
+                    .map_or("a signal".into(), |c| format!("code {c}"));
                 write!(
                     f,
                     "`{}` failed with {code}: {}",

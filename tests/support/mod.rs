@@ -29,7 +29,11 @@ impl Scratch {
             .prefix("coffer-test-")
             .tempdir_in(scratch_root())
             .expect("temp dir");
-        std::fs::write(dir.path().join("password"), "correct horse battery staple\n").unwrap();
+        std::fs::write(
+            dir.path().join("password"),
+            "correct horse battery staple\n",
+        )
+        .unwrap();
         Self { dir }
     }
 
@@ -58,7 +62,10 @@ impl Scratch {
 
     /// A deployment whose filesystem plugin backs up `paths`.
     pub fn filesystem(&self, paths: &[&Path]) -> PathBuf {
-        let list: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+        let list: Vec<String> = paths
+            .iter()
+            .map(|p| format!("{:?}", p.display().to_string()))
+            .collect();
         self.deployment(&format!(
             "[plugin.filesystem.settings]\npaths = [{}]\n",
             list.join(", ")
@@ -106,7 +113,10 @@ impl Scratch {
         let mut args = vec!["backup", "--json"];
         args.extend_from_slice(extra);
         let out = self.ok(&args);
-        summary(&out)["snapshot"].as_str().expect("snapshot id").to_string()
+        summary(&out)["snapshot"]
+            .as_str()
+            .expect("snapshot id")
+            .to_string()
     }
 
     /// Number of Coffer snapshots.
@@ -127,8 +137,11 @@ impl Scratch {
         let dir = self.path("plugins");
         std::fs::create_dir_all(&dir).unwrap();
         let file = format!("{}.wasm", krate.replace('-', "_"));
-        std::fs::copy(Path::new(coffer::registry::BUILT_PLUGINS_DIR).join(&file), dir.join(&file))
-            .expect("fixture plugin built by host/build.rs");
+        std::fs::copy(
+            Path::new(coffer::registry::BUILT_PLUGINS_DIR).join(&file),
+            dir.join(&file),
+        )
+        .expect("fixture plugin built by host/build.rs");
     }
 }
 
@@ -190,7 +203,12 @@ pub fn record_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
         let (kind, content) = if ft.is_symlink() {
             (
                 "symlink",
-                std::fs::read_link(&p).unwrap().as_os_str().as_bytes().escape_ascii().to_string(),
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .escape_ascii()
+                    .to_string(),
             )
         } else if ft.is_dir() {
             for e in std::fs::read_dir(&p).unwrap() {
@@ -261,14 +279,21 @@ pub fn assert_same_tree(before: &BTreeMap<PathBuf, Entry>, after: &BTreeMap<Path
     for (p, e) in before {
         match after.get(p) {
             None => diffs.push(format!("missing: {p:?}")),
-            Some(a) if a != e => diffs.push(format!("differs: {p:?}\n  before {e:?}\n  after  {a:?}")),
+            Some(a) if a != e => {
+                diffs.push(format!("differs: {p:?}\n  before {e:?}\n  after  {a:?}"))
+            }
             _ => {}
         }
     }
     for p in after.keys().filter(|p| !before.contains_key(*p)) {
         diffs.push(format!("extra: {p:?}"));
     }
-    assert!(diffs.is_empty(), "{} difference(s):\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} difference(s):\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so data does not compress away.
@@ -325,7 +350,10 @@ impl Tmpfs {
     /// Mount a tmpfs at `path` (needs root).
     pub fn mount(path: &Path) -> Self {
         std::fs::create_dir_all(path).unwrap();
-        sh(&format!("mount -t tmpfs -o size=512m coffer-test {}", path.display()));
+        sh(&format!(
+            "mount -t tmpfs -o size=512m coffer-test {}",
+            path.display()
+        ));
         Self {
             path: path.to_path_buf(),
         }

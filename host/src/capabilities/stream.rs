@@ -8,14 +8,15 @@
 
 use std::io::BufWriter;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio_util::io::SyncIoBridge;
 
-use super::process::{self, tail, take_stderr, take_stdout};
 use super::OperationEnv;
+use super::process::{self, tail, take_stderr, take_stdout};
 use crate::report::Event;
-use crate::repository::{artifact_path, ArtifactKind, ArtifactRecord, RepoError};
+use crate::repository::{ArtifactKind, ArtifactRecord, RepoError, artifact_path};
 use crate::runtime::bindings::coffer::plugin::stream as wstream;
 use crate::runtime::bindings::coffer::plugin::types::{
     self, CommandFailure, ExecError, StreamError,
@@ -61,10 +62,9 @@ async fn store_output(
     accepted: &[i32],
 ) -> Result<types::Artifact, StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?.clone();
-    let writer = env
-        .writer
-        .clone()
-        .ok_or_else(|| StreamError::Repository("artifacts can only be written during a backup".into()))?;
+    let writer = env.writer.clone().ok_or_else(|| {
+        StreamError::Repository("artifacts can only be written during a backup".into())
+    })?;
     {
         let written = env.written.lock().expect("written lock");
         if written
@@ -93,13 +93,32 @@ async fn store_output(
         node.to_string(),
         name.to_string(),
     );
+    let progress = Arc::new(AtomicU64::new(0));
     let store = {
-        let writer = writer.clone();
+        let (writer, progress) = (writer.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
-            writer.store(&node_name, &plugin, &artifact, &run_id, bridge)
+            writer.store(&node_name, &plugin, &artifact, &run_id, bridge, progress)
         })
     };
-    let stored = match store.await.expect("store task") {
+    let ticker = {
+        let (reporter, progress) = (env.reporter.clone(), progress.clone());
+        let (plugin, node, name) = (env.plugin.name.clone(), node.to_string(), name.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                reporter.report(Event::Bytes {
+                    plugin: plugin.clone(),
+                    node: node.clone(),
+                    name: name.clone(),
+                    bytes: progress.load(Ordering::Relaxed),
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+        })
+    };
+    let stored = store.await.expect("store task");
+    ticker.abort();
+    let stored = match stored {
         Ok(stored) => stored,
         Err(e) => {
             p.kill().await;
@@ -182,7 +201,16 @@ pub async fn capture(
     name: &str,
 ) -> Result<types::Artifact, StreamError> {
     env.allow_command(node, &argv).map_err(StreamError::Exec)?;
-    store_output(env, node, argv, Vec::new(), name, ArtifactKind::Stream, &[0]).await
+    store_output(
+        env,
+        node,
+        argv,
+        Vec::new(),
+        name,
+        ArtifactKind::Stream,
+        &[0],
+    )
+    .await
 }
 
 /// The tar member name of an absolute path.
@@ -203,7 +231,10 @@ fn exclude_args(glob: &str) -> [String; 2] {
 }
 
 fn absolute(paths: &[String]) -> Result<(), StreamError> {
-    match paths.iter().find(|p| !p.starts_with('/') || p.contains('\0')) {
+    match paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p.contains('\0'))
+    {
         Some(p) => Err(StreamError::Exec(ExecError::Refused(format!(
             "path `{p}` is not absolute"
         )))),
@@ -220,9 +251,13 @@ pub async fn capture_paths(
 ) -> Result<types::Artifact, StreamError> {
     absolute(&set.paths)?;
     if set.paths.is_empty() {
-        return Err(StreamError::Exec(ExecError::Refused("no paths to archive".into())));
+        return Err(StreamError::Exec(ExecError::Refused(
+            "no paths to archive".into(),
+        )));
     }
-    let handle = env.allow_paths(node, &set.paths).map_err(StreamError::Exec)?;
+    let handle = env
+        .allow_paths(node, &set.paths)
+        .map_err(StreamError::Exec)?;
     // Access and change times are left out of the pax headers: they differ on every read and
     // would make unchanged files look new to deduplication (and cannot be restored anyway).
     let mut argv: Vec<String> = [
@@ -233,10 +268,10 @@ pub async fn capture_paths(
         "--pax-option=delete=atime,delete=ctime",
         "--sparse",
     ]
-        .iter()
-        .chain(TAR_METADATA)
-        .map(|s| s.to_string())
-        .collect();
+    .iter()
+    .chain(TAR_METADATA)
+    .map(|s| s.to_string())
+    .collect();
     argv.push("--directory=/".into());
     if handle.transport == Transport::Local {
         for repo in &env.local_excludes {
@@ -261,10 +296,9 @@ fn find_artifact(
     env: &OperationEnv,
     r: &wstream::ArtifactRef,
 ) -> Result<(ArtifactRecord, Arc<crate::repository::ArtifactReader>), StreamError> {
-    let source = env
-        .source
-        .as_ref()
-        .ok_or_else(|| StreamError::ArtifactNotFound(format!("{} (no snapshot in this operation)", r.name)))?;
+    let source = env.source.as_ref().ok_or_else(|| {
+        StreamError::ArtifactNotFound(format!("{} (no snapshot in this operation)", r.name))
+    })?;
     let record = source
         .manifest
         .artifacts
@@ -315,7 +349,9 @@ async fn feed_into(
         Ok(Err(e)) => return Err(StreamError::Exec(ExecError::Unreachable(e.to_string()))),
         Err(_) => {
             p.kill().await;
-            return Err(StreamError::Exec(ExecError::TimedOut(limit.as_millis() as u64)));
+            return Err(StreamError::Exec(ExecError::TimedOut(
+                limit.as_millis() as u64
+            )));
         }
     };
     if code != Some(0) {
@@ -357,7 +393,10 @@ pub async fn restore_paths(
 ) -> Result<(), StreamError> {
     absolute(&select)?;
     absolute(std::slice::from_ref(&target.to_string()))?;
-    let handle = env.allow_paths(node, &select).map_err(StreamError::Exec)?.clone();
+    let handle = env
+        .allow_paths(node, &select)
+        .map_err(StreamError::Exec)?
+        .clone();
     let (record, reader) = find_artifact(env, &artifact)?;
     if record.kind != ArtifactKind::Paths {
         return Err(StreamError::Repository(format!(
@@ -365,19 +404,36 @@ pub async fn restore_paths(
             record.name
         )));
     }
-    let mkdir = vec!["mkdir".to_string(), "-p".into(), "--".into(), target.to_string()];
+    let mkdir = vec![
+        "mkdir".to_string(),
+        "-p".into(),
+        "--".into(),
+        target.to_string(),
+    ];
     env.command_event(node, &mkdir);
-    let made = process::run(&handle, &mkdir, Vec::new(), env.limits.default_timeout, 1 << 20)
-        .await
-        .map_err(|e| StreamError::Exec(super::exec_error(e)))?;
+    let made = process::run(
+        &handle,
+        &mkdir,
+        Vec::new(),
+        env.limits.default_timeout,
+        1 << 20,
+    )
+    .await
+    .map_err(|e| StreamError::Exec(super::exec_error(e)))?;
     if made.exit_code != Some(0) {
         return Err(failure(&mkdir, made.exit_code, made.stderr));
     }
-    let mut argv: Vec<String> = ["tar", "--extract", "--file=-", "--same-permissions", "--same-owner"]
-        .iter()
-        .chain(TAR_METADATA)
-        .map(|s| s.to_string())
-        .collect();
+    let mut argv: Vec<String> = [
+        "tar",
+        "--extract",
+        "--file=-",
+        "--same-permissions",
+        "--same-owner",
+    ]
+    .iter()
+    .chain(TAR_METADATA)
+    .map(|s| s.to_string())
+    .collect();
     argv.push(format!("--directory={target}"));
     if !select.is_empty() {
         argv.push("--".into());

@@ -46,8 +46,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let (coffer, printer) = coffer(g).await?;
     let mut o = overrides(&args.set)?;
     let fs = o.entry("filesystem".into()).or_default();
-    fs.extend(args.add_path.iter().map(|p| ("add-path".to_string(), p.clone())));
-    fs.extend(args.exclude_path.iter().map(|p| ("exclude-path".to_string(), p.clone())));
+    fs.extend(
+        args.add_path
+            .iter()
+            .map(|p| ("add-path".to_string(), p.clone())),
+    );
+    fs.extend(
+        args.exclude_path
+            .iter()
+            .map(|p| ("exclude-path".to_string(), p.clone())),
+    );
     let repo = open_repo(g, &coffer.deployment).await?;
     let s = coffer.backup(repo, &args.plugins, &o).await?;
     printer.summary(&s, || {
@@ -60,7 +68,13 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             bytes((s.bytes as f64 / s.seconds.max(0.001)) as u64)
         );
         for a in &s.artifacts {
-            text.push_str(&format!("\n  {:<12} {:<16} {:<20} {}", a.plugin, a.node, a.name, bytes(a.size)));
+            text.push_str(&format!(
+                "\n  {:<12} {:<16} {:<20} {}",
+                a.plugin,
+                a.node,
+                a.name,
+                bytes(a.size)
+            ));
         }
         if s.removed_orphans > 0 {
             text.push_str(&format!(

@@ -37,8 +37,15 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 if read { ", all data read back" } else { "" }
             );
         } else {
-            println!("{} error(s) found: the repository is damaged", report.errors.len());
+            println!(
+                "{} error(s) found: the repository is damaged",
+                report.errors.len()
+            );
         }
     }
-    Ok(if report.errors.is_empty() { exit::OK } else { exit::REPOSITORY })
+    Ok(if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::REPOSITORY
+    })
 }

@@ -30,7 +30,10 @@ pub async fn run(g: &Global, _args: Args) -> Result<u8> {
     let p = path.clone();
     coffer::orchestrator::blocking(move || Repo::init(&p, &pw)).await?;
     if g.json {
-        println!("{}", serde_json::json!({"event": "summary", "repository": path}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "summary", "repository": path})
+        );
     } else {
         println!("created repository {}", path.display());
     }

@@ -104,7 +104,11 @@ enum Command {
 /// Run the CLI.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = if cli.global.verbose { "coffer=debug" } else { "coffer=info" };
+    let filter = if cli.global.verbose {
+        "coffer=debug"
+    } else {
+        "coffer=info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
@@ -232,7 +236,8 @@ pub fn password(g: &Global, d: &Deployment) -> Result<Password> {
         Some(PasswordSource::File(p)) => read_password(&p),
         Some(PasswordSource::Env(p)) if !p.is_empty() => Ok(Password::new(p)),
         _ => Err(UsageError(
-            "no repository password: use --password-file, COFFER_PASSWORD_FILE or COFFER_PASSWORD".into(),
+            "no repository password: use --password-file, COFFER_PASSWORD_FILE or COFFER_PASSWORD"
+                .into(),
         )
         .into()),
     }

@@ -34,7 +34,6 @@ impl Printer {
         }
     }
 
-
     /// A line for people (stderr), kept clear of the spinner.
     pub fn line(&self, text: impl AsRef<str>) {
         if !self.json {
@@ -71,7 +70,10 @@ pub fn bytes(n: u64) -> String {
 impl Reporter for Printer {
     fn report(&self, event: Event) {
         if self.json {
-            println!("{}", serde_json::to_string(&event).expect("event serialises"));
+            println!(
+                "{}",
+                serde_json::to_string(&event).expect("event serialises")
+            );
             return;
         }
         match event {
@@ -91,7 +93,8 @@ impl Reporter for Printer {
                 total,
             } => {
                 let of = total.map(|t| format!("/{t}")).unwrap_or_default();
-                self.spinner.set_message(format!("{plugin}: {step} {done}{of}"));
+                self.spinner
+                    .set_message(format!("{plugin}: {step} {done}{of}"));
             }
             Event::Command { plugin, node, argv } => {
                 self.spinner
@@ -100,6 +103,17 @@ impl Reporter for Printer {
                     self.line(format!("[{plugin}] {node}$ {}", argv.join(" ")));
                 }
             }
+            Event::Bytes {
+                plugin,
+                node,
+                name,
+                bytes: n,
+                seconds,
+            } => self.spinner.set_message(format!(
+                "{plugin}: {node}/{name} {} ({}/s)",
+                bytes(n),
+                bytes((n as f64 / seconds.max(0.001)) as u64)
+            )),
             Event::Refused {
                 plugin,
                 node,

@@ -61,7 +61,11 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                         p.identity.contract,
                         p.origin.to_string(),
                         &p.identity.digest[..12],
-                        if p.compile.cached { "loaded from cache" } else { "compiled" },
+                        if p.compile.cached {
+                            "loaded from cache"
+                        } else {
+                            "compiled"
+                        },
                         p.compile.duration
                     );
                 }
@@ -78,14 +82,25 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 println!("{}", json(p));
             } else {
                 let i = &p.info;
-                println!("{} {} ({}), contract {}", i.name, i.version, p.origin, p.identity.contract);
+                println!(
+                    "{} {} ({}), contract {}",
+                    i.name, i.version, p.origin, p.identity.contract
+                );
                 println!("  sha256 {}", p.identity.digest);
                 println!("  {}", i.description);
-                let roles = if i.roles.is_empty() { "every node".into() } else { i.roles.join(", ") };
+                let roles = if i.roles.is_empty() {
+                    "every node".into()
+                } else {
+                    i.roles.join(", ")
+                };
                 println!("  runs on: {roles}");
                 println!("  settings:");
                 for s in &i.settings {
-                    let default = s.default_value.as_ref().map(|d| format!(" [default: {d}]")).unwrap_or_default();
+                    let default = s
+                        .default_value
+                        .as_ref()
+                        .map(|d| format!(" [default: {d}]"))
+                        .unwrap_or_default();
                     let many = if s.multiple { " (repeatable)" } else { "" };
                     println!("    {}{many}: {}{default}", s.key, s.description);
                 }
@@ -97,7 +112,9 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 for path in &i.capabilities.paths {
                     println!("    {path}");
                 }
-                println!("  granted: everything it asks for (per-deployment grants come with SSH nodes)");
+                println!(
+                    "  granted: everything it asks for (per-deployment grants come with SSH nodes)"
+                );
             }
         }
     }

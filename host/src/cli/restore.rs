@@ -36,7 +36,10 @@ pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
             s.checks.len()
         );
         for c in s.checks.iter().filter(|c| !c.ok) {
-            text.push_str(&format!("\n  FAILED {} on {}: {}: {}", c.plugin, c.node, c.name, c.detail));
+            text.push_str(&format!(
+                "\n  FAILED {} on {}: {}: {}",
+                c.plugin, c.node, c.name, c.detail
+            ));
         }
         text
     });
@@ -65,4 +68,3 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let s = coffer.restore(repo, &args.snapshot, &opts).await?;
     Ok(finish(&printer, &s, "restored"))
 }
-

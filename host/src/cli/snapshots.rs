@@ -32,10 +32,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             let snaps = coffer::orchestrator::blocking(move || repo.snapshots()).await?;
             if g.json {
                 for s in &snaps {
-                    println!("{}", serde_json::json!({"id": s.id, "time": s.time, "manifest": s.manifest}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": s.id, "time": s.time, "manifest": s.manifest})
+                    );
                 }
             } else {
-                println!("{:<9} {:<22} {:<12} {:>10}  plugins (nodes)", "ID", "TIME", "DEPLOYMENT", "SIZE");
+                println!(
+                    "{:<9} {:<22} {:<12} {:>10}  plugins (nodes)",
+                    "ID", "TIME", "DEPLOYMENT", "SIZE"
+                );
                 for s in &snaps {
                     let plugins: Vec<String> = s
                         .manifest
@@ -58,11 +64,20 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         Sub::Show { snapshot } => {
             let s = coffer::orchestrator::blocking(move || repo.find(&snapshot)).await?;
             if g.json {
-                println!("{}", serde_json::json!({"id": s.id, "time": s.time, "manifest": s.manifest}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": s.id, "time": s.time, "manifest": s.manifest})
+                );
             } else {
                 let m = &s.manifest;
-                println!("snapshot {} of deployment {} (run {})", s.id, m.deployment, m.run_id);
-                println!("  started {}, finished {}, coffer {}", m.started, m.finished, m.coffer_version);
+                println!(
+                    "snapshot {} of deployment {} (run {})",
+                    s.id, m.deployment, m.run_id
+                );
+                println!(
+                    "  started {}, finished {}, coffer {}",
+                    m.started, m.finished, m.coffer_version
+                );
                 for a in &m.artifacts {
                     println!(
                         "  {}/{}/{}: {} {:?}, sha256 {}\n    plugin {} {} (sha256 {}), contract {}; restic: dump {} {}",

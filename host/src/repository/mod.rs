@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use rustic_backend::LocalBackend;
 use rustic_core::repofile::SnapshotFile;
@@ -84,7 +85,9 @@ pub enum RepoError {
         reason: String,
     },
     /// Artifact bytes do not match their recorded digest.
-    #[error("artifact {path} in snapshot {snapshot} is corrupt: expected sha256 {expected}, read {actual}")]
+    #[error(
+        "artifact {path} in snapshot {snapshot} is corrupt: expected sha256 {expected}, read {actual}"
+    )]
     Integrity {
         /// Artifact snapshot.
         snapshot: String,
@@ -402,8 +405,9 @@ impl ArtifactWriter {
         entry: &str,
         options: SnapshotOptions,
         reader: impl Read + Send + 'static,
+        progress: Arc<AtomicU64>,
     ) -> Result<(String, StreamStats)> {
-        let (reader, stats) = HashingReader::new(reader);
+        let (reader, stats) = HashingReader::new(reader, progress);
         let source = SingleEntry::new(entry, reader);
         let snap = options.to_snapshot().map_err(engine(&self.path))?;
         // Never reuse data from a parent snapshot: a stream has no metadata to compare.
@@ -434,8 +438,8 @@ impl ArtifactWriter {
         Ok((id, stats))
     }
 
-    /// Store everything `reader` yields as artifact `/<node>/<plugin>/<name>` of run `run_id`.
-    /// Blocking: call it from a blocking thread.
+    /// Store everything `reader` yields as artifact `/<node>/<plugin>/<name>` of run `run_id`,
+    /// counting bytes into `progress` as they go. Blocking: call it from a blocking thread.
     pub fn store(
         &self,
         node: &str,
@@ -443,6 +447,7 @@ impl ArtifactWriter {
         name: &str,
         run_id: &str,
         reader: impl Read + Send + 'static,
+        progress: Arc<AtomicU64>,
     ) -> Result<Stored> {
         let entry = artifact_path(node, plugin, name);
         let options = SnapshotOptions::default()
@@ -450,7 +455,7 @@ impl ArtifactWriter {
             .host(node.to_string())
             .add_tags(&format!("coffer,run={run_id},plugin={plugin}"))
             .map_err(engine(&self.path))?;
-        let (snapshot, stats) = self.archive(&entry, options, reader)?;
+        let (snapshot, stats) = self.archive(&entry, options, reader, progress)?;
         Ok(Stored {
             snapshot,
             size: stats.size,
@@ -468,7 +473,9 @@ impl ArtifactWriter {
         if ids.is_empty() {
             return Ok(());
         }
-        self.inner.delete_snapshots(&ids).map_err(engine(&self.path))
+        self.inner
+            .delete_snapshots(&ids)
+            .map_err(engine(&self.path))
     }
 
     /// Write the Coffer snapshot for `manifest`: from now on the run is complete.
@@ -480,7 +487,12 @@ impl ArtifactWriter {
             .description(json.clone())
             .add_tags(&format!("coffer,run={}", manifest.run_id))
             .map_err(engine(&self.path))?;
-        let (id, _) = self.archive(MANIFEST_PATH, options, std::io::Cursor::new(json.into_bytes()))?;
+        let (id, _) = self.archive(
+            MANIFEST_PATH,
+            options,
+            std::io::Cursor::new(json.into_bytes()),
+            Arc::default(),
+        )?;
         Ok(id)
     }
 }

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{Metadata, Node, NodeType};
@@ -41,10 +42,12 @@ impl<R: Read + Send + 'static> ReadSource for SingleEntry<R> {
     fn entries(&self) -> Self::Iter {
         let open = self.reader.lock().expect("reader lock").take();
         let name = self.path.file_name().unwrap_or(OsStr::new("stream"));
-        let mut meta = Metadata::default();
         // A fresh mtime on every run: nothing may ever be taken from a parent snapshot.
-        meta.mtime = Some(jiff::Timestamp::now());
-        meta.mode = Some(0o600);
+        let meta = Metadata {
+            mtime: Some(jiff::Timestamp::now()),
+            mode: Some(0o600),
+            ..Metadata::default()
+        };
         let node = Node::new_node(name, NodeType::File, meta);
         Some(Ok(ReadSourceEntry {
             path: self.path.clone(),
@@ -98,16 +101,19 @@ impl StatsHandle {
 pub struct HashingReader<R> {
     inner: BufReader<R>,
     state: Arc<Mutex<State>>,
+    progress: Arc<AtomicU64>,
 }
 
 impl<R: Read> HashingReader<R> {
-    /// Wrap `inner`; the handle gives the stats afterwards.
-    pub fn new(inner: R) -> (Self, StatsHandle) {
+    /// Wrap `inner`; the handle gives the stats afterwards, `progress` counts bytes as they
+    /// pass.
+    pub fn new(inner: R, progress: Arc<AtomicU64>) -> (Self, StatsHandle) {
         let state = Arc::new(Mutex::new(State::default()));
         (
             Self {
                 inner: BufReader::with_capacity(READ_BUFFER, inner),
                 state: state.clone(),
+                progress,
             },
             StatsHandle(state),
         )
@@ -123,6 +129,7 @@ impl<R: Read> Read for HashingReader<R> {
             Ok(n) => {
                 s.hasher.update(&buf[..*n]);
                 s.size += *n as u64;
+                self.progress.fetch_add(*n as u64, Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -212,17 +219,24 @@ mod tests {
     fn tiny_reads_are_buffered() {
         let reads = Arc::new(Mutex::new(0));
         let total = 32 << 20;
-        let (mut r, stats) = HashingReader::new(Counting {
-            left: total,
-            reads: reads.clone(),
-        });
+        let (mut r, stats) = HashingReader::new(
+            Counting {
+                left: total,
+                reads: reads.clone(),
+            },
+            Arc::default(),
+        );
         let mut small = [0u8; 512];
         while r.read(&mut small).unwrap() > 0 {}
         let stats = stats.finish();
         assert_eq!(stats.size, total as u64);
         assert!(stats.finished);
         // 64 KiB per pipe read, so at least 512 reads; 512-byte reads would be 65536.
-        assert!(*reads.lock().unwrap() <= total / (64 * 1024) + 64, "reads: {}", reads.lock().unwrap());
+        assert!(
+            *reads.lock().unwrap() <= total / (64 * 1024) + 64,
+            "reads: {}",
+            reads.lock().unwrap()
+        );
     }
 
     struct Failing;
@@ -235,7 +249,7 @@ mod tests {
     /// rustic_core only logs a failed read: the reader must remember it.
     #[test]
     fn read_errors_are_remembered() {
-        let (mut r, stats) = HashingReader::new(Failing);
+        let (mut r, stats) = HashingReader::new(Failing, Arc::default());
         assert!(r.read(&mut [0u8; 16]).is_err());
         let stats = stats.finish();
         assert!(!stats.finished);

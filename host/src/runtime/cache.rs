@@ -33,8 +33,7 @@ impl ComponentCache {
     fn entry(&self, engine: &Engine, digest: &str) -> PathBuf {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        self.dir
-            .join(format!("{digest}-{:016x}.cwasm", h.finish()))
+        self.dir.join(format!("{digest}-{:016x}.cwasm", h.finish()))
     }
 
     /// The compiled form of `wasm` (whose SHA-256 is `digest`), from the cache or compiled now
@@ -90,7 +89,9 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create(dir)?;
     let meta = std::fs::metadata(dir)?;
     if meta.permissions().mode() & 0o022 != 0 {
-        return Err(std::io::Error::other("cache directory is writable by others"));
+        return Err(std::io::Error::other(
+            "cache directory is writable by others",
+        ));
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;

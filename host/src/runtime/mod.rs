@@ -87,7 +87,9 @@ pub enum PluginFault {
         served: String,
     },
     /// It used more guest CPU time than allowed.
-    #[error("plugin `{plugin}` was stopped in {step}: it ran for more than its CPU limit of {limit:?} (a loop?)")]
+    #[error(
+        "plugin `{plugin}` was stopped in {step}: it ran for more than its CPU limit of {limit:?} (a loop?)"
+    )]
     CpuLimit {
         /// Plugin.
         plugin: String,
@@ -280,9 +282,15 @@ impl Runtime {
         // WASI is linked so that components built by rustc load, but every store's WASI
         // context is empty: no files, no sockets, no environment.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::coffer::plugin::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::coffer::plugin::types::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         bindings::coffer::plugin::exec::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-        bindings::coffer::plugin::stream::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::coffer::plugin::stream::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         bindings::coffer::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
@@ -308,7 +316,11 @@ impl Runtime {
 
     /// Load a plugin from its component bytes: check the contract it targets, compile (or
     /// take from the cache), link, and ask it to describe itself.
-    pub async fn load(&self, wasm: &[u8], origin: PluginOrigin) -> Result<LoadedPlugin, PluginFault> {
+    pub async fn load(
+        &self,
+        wasm: &[u8],
+        origin: PluginOrigin,
+    ) -> Result<LoadedPlugin, PluginFault> {
         let invalid = |reason: String| PluginFault::Invalid {
             origin: origin.to_string(),
             reason,
@@ -456,7 +468,10 @@ impl Runtime {
                 Op::Describe => guest.call_describe(&mut store).await.map(Reply::Describe),
                 Op::Backup(c) => guest.call_backup(&mut store, c).await.map(Reply::Backup),
                 Op::Restore(c) => guest.call_restore(&mut store, c).await.map(Reply::Restore),
-                Op::Validate(c) => guest.call_validate(&mut store, c).await.map(Reply::Validate),
+                Op::Validate(c) => guest
+                    .call_validate(&mut store, c)
+                    .await
+                    .map(Reply::Validate),
             }
         };
         let result = tokio::time::timeout(self.limits.call_timeout, call).await;
@@ -512,7 +527,10 @@ impl Runtime {
         ctx: &CallContext,
     ) -> Result<(), PluginFault> {
         let ctx = ctx.to_wit();
-        match self.invoke(plugin, env, "restore", Op::Restore(&ctx)).await? {
+        match self
+            .invoke(plugin, env, "restore", Op::Restore(&ctx))
+            .await?
+        {
             Reply::Restore(r) => r.map_err(|e| failed(plugin, "restore", e)),
             _ => unreachable!("restore returns nothing"),
         }
@@ -526,7 +544,10 @@ impl Runtime {
         ctx: &CallContext,
     ) -> Result<Vec<Check>, PluginFault> {
         let ctx = ctx.to_wit();
-        match self.invoke(plugin, env, "validate", Op::Validate(&ctx)).await? {
+        match self
+            .invoke(plugin, env, "validate", Op::Validate(&ctx))
+            .await?
+        {
             Reply::Validate(r) => r
                 .map(|checks| {
                     checks

@@ -62,7 +62,9 @@ impl Filesystem {
 
 /// Tar member name of an absolute path.
 fn member(path: &str) -> String {
-    path.trim_start_matches('/').trim_end_matches('/').to_string()
+    path.trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
 }
 
 impl Plugin for Filesystem {
@@ -102,8 +104,11 @@ impl Plugin for Filesystem {
         for node in &ctx.nodes {
             let mut present = Vec::new();
             for path in &wanted {
-                let out = ctx.run(&Command::on(&node.name, "test").args(["-e", path]))
-                    .map_err(|e| PluginError::CommandFailed(format!("test -e {path} on {}: {e}", node.name)))?;
+                let out = ctx
+                    .run(&Command::on(&node.name, "test").args(["-e", path]))
+                    .map_err(|e| {
+                        PluginError::CommandFailed(format!("test -e {path} on {}: {e}", node.name))
+                    })?;
                 if out.success() {
                     present.push(path.clone());
                 } else {
@@ -111,7 +116,10 @@ impl Plugin for Filesystem {
                 }
             }
             if present.is_empty() {
-                ctx.warn(format!("{}: none of the paths exist; nothing to back up", node.name));
+                ctx.warn(format!(
+                    "{}: none of the paths exist; nothing to back up",
+                    node.name
+                ));
                 continue;
             }
             let set = PathSet {
@@ -126,7 +134,9 @@ impl Plugin for Filesystem {
                 artifact.size
             ));
             for p in present {
-                report.records.push(PATH_RECORD, format!("{}\t{p}", node.name));
+                report
+                    .records
+                    .push(PATH_RECORD, format!("{}\t{p}", node.name));
             }
         }
         Ok(report)
@@ -135,8 +145,14 @@ impl Plugin for Filesystem {
     fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         let target = Self::target(ctx);
         for node in &ctx.nodes {
-            for artifact in ctx.artifacts_of(&node.name).filter(|a| a.kind == ArtifactKind::Paths) {
-                ctx.info(format!("{}: restoring {} under {target}", node.name, artifact.name));
+            for artifact in ctx
+                .artifacts_of(&node.name)
+                .filter(|a| a.kind == ArtifactKind::Paths)
+            {
+                ctx.info(format!(
+                    "{}: restoring {} under {target}",
+                    node.name, artifact.name
+                ));
                 ctx.restore_paths(&artifact.reference(), &node.name, &target, &ctx.selection)?;
             }
         }
@@ -147,7 +163,10 @@ impl Plugin for Filesystem {
         let target = Self::target(ctx);
         let mut checks = Vec::new();
         for node in &ctx.nodes {
-            for artifact in ctx.artifacts_of(&node.name).filter(|a| a.kind == ArtifactKind::Paths) {
+            for artifact in ctx
+                .artifacts_of(&node.name)
+                .filter(|a| a.kind == ArtifactKind::Paths)
+            {
                 let cmd = Command::on(&node.name, "tar")
                     .args(["--compare", "--file=-", "--numeric-owner", "-C", &target])
                     .args(ctx.selection.iter().map(|p| member(p)));
@@ -196,7 +215,10 @@ mod tests {
             .setting("paths", "/data/")
             .setting("add-path", "/opt/x");
         h.backup::<Filesystem>().unwrap();
-        assert_eq!(h.commands(), vec!["n1: test -e /data", "n1: test -e /opt/x"]);
+        assert_eq!(
+            h.commands(),
+            vec!["n1: test -e /data", "n1: test -e /opt/x"]
+        );
     }
 
     #[test]
@@ -219,7 +241,10 @@ mod tests {
         assert_eq!(
             h.calls()[0],
             Call::RestorePaths {
-                artifact: ArtifactRef { node: "n1".into(), name: ARTIFACT.into() },
+                artifact: ArtifactRef {
+                    node: "n1".into(),
+                    name: ARTIFACT.into()
+                },
                 node: "n1".into(),
                 target: "/tmp/r".into(),
                 select: vec!["/etc/hosts".into()],
@@ -236,7 +261,10 @@ mod tests {
         let h = Harness::new()
             .node("n1", &[])
             .artifact("n1", ARTIFACT, ArtifactKind::Paths, b"tar")
-            .reply(&["tar", "--compare"], Reply::fail(1, "etc/hosts: Contents differ"));
+            .reply(
+                &["tar", "--compare"],
+                Reply::fail(1, "etc/hosts: Contents differ"),
+            );
         let checks = h.validate::<Filesystem>().unwrap();
         assert_eq!(checks.len(), 1);
         assert!(!checks[0].ok);

@@ -19,7 +19,11 @@ impl Plugin for Hostile {
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
         let mode = ctx.settings.get("mode").unwrap_or("");
-        let node = ctx.nodes.first().map(|n| n.name.clone()).unwrap_or_default();
+        let node = ctx
+            .nodes
+            .first()
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         let mut report = BackupReport::default();
         match mode {
             "read-file" => match std::fs::read_to_string("/etc/passwd") {
@@ -71,7 +75,8 @@ impl Plugin for Hostile {
             "failing-stream" => {
                 // Writes data, then fails: nothing of it may be kept.
                 ctx.capture(
-                    &Command::on(&node, "sh").args(["-c", "head -c 3000000 /dev/zero; echo boom >&2; exit 3"]),
+                    &Command::on(&node, "sh")
+                        .args(["-c", "head -c 3000000 /dev/zero; echo boom >&2; exit 3"]),
                     "partial",
                 )?;
                 report.records.push("escaped", "kept a failed stream");
@@ -80,7 +85,11 @@ impl Plugin for Hostile {
                 let text = ctx.settings.get("text").unwrap_or("hello");
                 ctx.capture(&Command::on(&node, "echo").arg(text), "echo")?;
             }
-            other => return Err(PluginError::InvalidSettings(format!("unknown mode `{other}`"))),
+            other => {
+                return Err(PluginError::InvalidSettings(format!(
+                    "unknown mode `{other}`"
+                )));
+            }
         }
         Ok(report)
     }

@@ -1,0 +1,28 @@
+# Shared by the setup, test and bench scripts: install what Coffer needs on Debian 12.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# A fixed target directory outside the checkout, so CI and repeated runs reuse the build.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/coffer-target}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+    local wanted=(tar acl attr restic gcc)
+    local missing=()
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "==> installing Debian packages: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        echo "==> adding the wasm32-wasip2 Rust target"
+        rustup target add wasm32-wasip2
+    fi
+}
