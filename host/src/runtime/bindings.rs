@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use coffer::plugin::types;
+pub use self::coffer::plugin::types;
