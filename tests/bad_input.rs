@@ -200,3 +200,40 @@ fn a_backup_killed_with_sigkill_leaves_no_snapshot_and_the_next_one_works() {
         hash_file(&src.join("f39"))
     );
 }
+
+#[test]
+fn a_full_disk_fails_the_backup_cleanly_and_keeps_earlier_snapshots() {
+    let s = Scratch::new();
+    // The repository lives on a small filesystem that the second backup overflows.
+    let disk = Tmpfs::mount_sized(&s.path("small-disk"), 24);
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("small"), noise(1, 2 << 20)).unwrap();
+    let text = fs::read_to_string(s.filesystem(&[&src])).unwrap();
+    let repo = disk.path.join("repo");
+    fs::write(
+        s.path("deployment.toml"),
+        text.replace(&s.repo().display().to_string(), &repo.display().to_string()),
+    )
+    .unwrap();
+    s.init();
+    s.backup(&[]);
+    fs::write(src.join("big"), noise(2, 48 << 20)).unwrap();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "backup onto a full disk succeeded");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains("plugin `filesystem`") && err.contains("local"),
+        "{err}"
+    );
+    // The earlier snapshot is intact and is still the only one.
+    assert_eq!(s.snapshot_count(), 1);
+    fs::remove_file(src.join("big")).unwrap();
+    let restored = s.path("out");
+    s.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(restored.join(src.strip_prefix("/").unwrap()).join("small")).unwrap(),
+        noise(1, 2 << 20)
+    );
+}

@@ -407,7 +407,7 @@ impl ArtifactWriter {
         reader: impl Read + Send + 'static,
         progress: Arc<AtomicU64>,
     ) -> Result<(String, StreamStats)> {
-        let (reader, stats) = HashingReader::new(reader, progress);
+        let (reader, stats) = HashingReader::metered(reader, progress);
         let source = SingleEntry::new(entry, reader);
         let snap = options.to_snapshot().map_err(engine(&self.path))?;
         // Never reuse data from a parent snapshot: a stream has no metadata to compare.

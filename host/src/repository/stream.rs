@@ -96,25 +96,30 @@ impl StatsHandle {
     }
 }
 
-/// A buffered reader that counts and hashes, and remembers the first error (which rustic_core
-/// would otherwise only log).
+/// A reader that counts and hashes, and remembers the first error (which rustic_core would
+/// otherwise only log).
 pub struct HashingReader<R> {
-    inner: BufReader<R>,
+    inner: R,
     state: Arc<Mutex<State>>,
     progress: Arc<AtomicU64>,
 }
 
+/// The reader rustic_core gets: a large buffer in front of a [`HashingReader`], so its tiny
+/// reads are served from memory while the pipe is read, and hashed, a megabyte at a time.
+pub type MeteredReader<R> = BufReader<HashingReader<R>>;
+
 impl<R: Read> HashingReader<R> {
-    /// Wrap `inner`; the handle gives the stats afterwards, `progress` counts bytes as they
-    /// pass.
-    pub fn new(inner: R, progress: Arc<AtomicU64>) -> (Self, StatsHandle) {
+    /// Wrap `inner` for rustic_core; the handle gives the stats afterwards, `progress` counts
+    /// bytes as they pass.
+    pub fn metered(inner: R, progress: Arc<AtomicU64>) -> (MeteredReader<R>, StatsHandle) {
         let state = Arc::new(Mutex::new(State::default()));
+        let reader = Self {
+            inner,
+            state: state.clone(),
+            progress,
+        };
         (
-            Self {
-                inner: BufReader::with_capacity(READ_BUFFER, inner),
-                state: state.clone(),
-                progress,
-            },
+            BufReader::with_capacity(READ_BUFFER, reader),
             StatsHandle(state),
         )
     }
@@ -219,7 +224,7 @@ mod tests {
     fn tiny_reads_are_buffered() {
         let reads = Arc::new(Mutex::new(0));
         let total = 32 << 20;
-        let (mut r, stats) = HashingReader::new(
+        let (mut r, stats) = HashingReader::metered(
             Counting {
                 left: total,
                 reads: reads.clone(),
@@ -249,7 +254,7 @@ mod tests {
     /// rustic_core only logs a failed read: the reader must remember it.
     #[test]
     fn read_errors_are_remembered() {
-        let (mut r, stats) = HashingReader::new(Failing, Arc::default());
+        let (mut r, stats) = HashingReader::metered(Failing, Arc::default());
         assert!(r.read(&mut [0u8; 16]).is_err());
         let stats = stats.finish();
         assert!(!stats.finished);
