@@ -375,3 +375,44 @@ fn restic_reads_a_coffer_repository() {
         b"[DEFAULT]\n"
     );
 }
+
+#[test]
+fn json_output_is_one_event_per_line_then_a_summary() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"a").unwrap();
+    s.filesystem(&[&src]);
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"step"));
+    assert!(kinds.contains(&"artifact"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"summary"));
+    let artifact = events.iter().find(|e| e["event"] == "artifact").unwrap();
+    assert_eq!(artifact["plugin"], "filesystem");
+    assert_eq!(artifact["node"], "local");
+    // Errors come as JSON too, with the exit code.
+    let out = s
+        .command(&["restore", "nosuchid", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["exit"], 3);
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("no snapshot `nosuchid`")
+    );
+}

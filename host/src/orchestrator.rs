@@ -452,11 +452,36 @@ impl Coffer {
         spec: &str,
         opts: &RestoreOptions,
     ) -> Result<RestoreSummary, RunError> {
+        self.run_snapshot(repo, spec, opts, true).await
+    }
+
+    /// Validate the deployment against snapshot `spec`.
+    pub async fn validate(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreSummary, RunError> {
+        let opts = RestoreOptions {
+            validate: true,
+            ..opts.clone()
+        };
+        self.run_snapshot(repo, spec, &opts, false).await
+    }
+
+    /// Restore (when `restore`) and then validate (when `opts.validate`) from a snapshot.
+    async fn run_snapshot(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+        restore: bool,
+    ) -> Result<RestoreSummary, RunError> {
         let started = Instant::now();
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
         let mut restored = Vec::new();
-        for record in &records {
+        for record in records.iter().filter(|_| restore) {
             let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
             let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
             env.source = Some(source.clone());
@@ -482,27 +507,6 @@ impl Coffer {
         Ok(RestoreSummary {
             snapshot: snap.id,
             restored,
-            checks,
-            seconds: started.elapsed().as_secs_f64(),
-        })
-    }
-
-    /// Validate the deployment against snapshot `spec`.
-    pub async fn validate(
-        &self,
-        repo: Repo,
-        spec: &str,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreSummary, RunError> {
-        let started = Instant::now();
-        let (snap, source) = self.source(repo, spec).await?;
-        let records = self.selected(&snap.manifest, &opts.plugins)?;
-        let checks = self
-            .validate_records(&records, &snap.manifest, &source, opts)
-            .await?;
-        Ok(RestoreSummary {
-            snapshot: snap.id,
-            restored: Vec::new(),
             checks,
             seconds: started.elapsed().as_secs_f64(),
         })

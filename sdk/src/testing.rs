@@ -223,27 +223,13 @@ impl Harness {
     /// Run `P::restore` with the artifacts given or captured so far.
     pub fn restore<P: Plugin>(&self) -> Result<(), PluginError> {
         self.prepare::<P>();
-        let mut ctx = self.context();
-        ctx.artifacts = self
-            .stored
-            .borrow()
-            .iter()
-            .map(|(a, _)| a.clone())
-            .collect();
-        P::restore(&ctx)
+        P::restore(&self.snapshot_context())
     }
 
     /// Run `P::validate`.
     pub fn validate<P: Plugin>(&self) -> Result<Vec<Check>, PluginError> {
         self.prepare::<P>();
-        let mut ctx = self.context();
-        ctx.artifacts = self
-            .stored
-            .borrow()
-            .iter()
-            .map(|(a, _)| a.clone())
-            .collect();
-        P::validate(&ctx)
+        P::validate(&self.snapshot_context())
     }
 
     /// Every call made so far.
@@ -296,6 +282,18 @@ impl Harness {
         ctx.records = self.records.clone();
         ctx.target_root = self.target_root.clone();
         ctx.selection = self.selection.clone();
+        ctx
+    }
+
+    /// The context of a restore or validate: with the artifacts given or captured so far.
+    fn snapshot_context(&self) -> Context<'_> {
+        let mut ctx = self.context();
+        ctx.artifacts = self
+            .stored
+            .borrow()
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect();
         ctx
     }
 

@@ -349,9 +349,14 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// Mount a tmpfs at `path` (needs root).
     pub fn mount(path: &Path) -> Self {
+        Self::mount_sized(path, 512)
+    }
+
+    /// Mount a tmpfs of `mib` MiB at `path` (needs root).
+    pub fn mount_sized(path: &Path, mib: u64) -> Self {
         std::fs::create_dir_all(path).unwrap();
         sh(&format!(
-            "mount -t tmpfs -o size=512m coffer-test {}",
+            "mount -t tmpfs -o size={mib}m coffer-test {}",
             path.display()
         ));
         Self {
