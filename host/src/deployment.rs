@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::runtime::Limits;
-use crate::transport::NodeHandle;
+use crate::transport::{NodeHandle, SshOptions, SshTarget, TransportError};
 
 /// The deployment used when no file is given: the local node as an undercloud, backed up by
 /// the filesystem plugin into `/var/backups/coffer`.
@@ -80,6 +80,7 @@ struct File {
     plugin_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     limits: Option<LimitsSection>,
+    ssh: Option<SshSection>,
     #[serde(default)]
     node: Vec<NodeSection>,
     #[serde(default)]
@@ -104,11 +105,33 @@ struct LimitsSection {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SshSection {
+    known_hosts: Option<PathBuf>,
+    parallel: Option<usize>,
+    connect_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct NodeSection {
     name: Spanned<String>,
     address: Spanned<String>,
     #[serde(default)]
     roles: Vec<String>,
+    user: Option<String>,
+    port: Option<u16>,
+    key: Option<PathBuf>,
+}
+
+/// A node as the deployment file describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// Unique name.
+    pub name: String,
+    /// Roles it carries.
+    pub roles: Vec<String>,
+    /// How to reach it over SSH; `None` for the local node.
+    pub ssh: Option<SshTarget>,
 }
 
 #[derive(Deserialize)]
@@ -158,7 +181,13 @@ pub struct Deployment {
     /// Limits for plugins.
     pub limits: Limits,
     /// Nodes, in file order.
-    pub nodes: Vec<NodeHandle>,
+    pub nodes: Vec<NodeSpec>,
+    /// The known_hosts file SSH nodes are verified against.
+    pub known_hosts: PathBuf,
+    /// How many nodes are connected to at once.
+    pub ssh_parallel: usize,
+    /// How long a connection may take.
+    pub connect_timeout: Duration,
     /// Enabled plugins, in file order of their names.
     pub plugins: Vec<PluginConfig>,
 }
@@ -252,17 +281,43 @@ impl Deployment {
                     format!("node `{node_name}` is defined twice"),
                 );
             }
-            if n.address.get_ref() != "local" {
+            let address = n.address.get_ref();
+            let ssh = if address == "local" {
+                for (field, set) in [
+                    ("user", n.user.is_some()),
+                    ("port", n.port.is_some()),
+                    ("key", n.key.is_some()),
+                ] {
+                    if set {
+                        problem(
+                            n.address.span().start,
+                            format!("node[{i}].{field}"),
+                            "the local node is not reached over SSH; remove it or give an address"
+                                .into(),
+                        );
+                    }
+                }
+                None
+            } else if address.trim().is_empty() || address.contains(char::is_whitespace) {
                 problem(
                     n.address.span().start,
                     format!("node[{i}].address"),
-                    format!(
-                        "`{}`: this version of coffer reaches only the local node (address = \"local\")",
-                        n.address.get_ref()
-                    ),
+                    format!("`{address}` is not a host name or address (or `local`)"),
                 );
-            }
-            nodes.push(NodeHandle::local(node_name, n.roles.clone()));
+                None
+            } else {
+                Some(SshTarget {
+                    address: address.clone(),
+                    port: n.port.unwrap_or(22),
+                    user: n.user.clone().unwrap_or_else(|| "root".into()),
+                    key: n.key.clone(),
+                })
+            };
+            nodes.push(NodeSpec {
+                name: node_name.clone(),
+                roles: n.roles.clone(),
+                ssh,
+            });
         }
         if file.node.is_empty() {
             problems.push(Problem {
@@ -334,6 +389,14 @@ impl Deployment {
             }
         }
 
+        let ssh = file.ssh.as_ref();
+        if ssh.and_then(|s| s.parallel) == Some(0) {
+            problems.push(Problem {
+                line: None,
+                field: "ssh.parallel".into(),
+                message: "must be at least 1".into(),
+            });
+        }
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -349,8 +412,55 @@ impl Deployment {
             cache_dir: file.cache_dir,
             limits,
             nodes,
+            known_hosts: ssh
+                .and_then(|s| s.known_hosts.clone())
+                .or_else(|| dirs::home_dir().map(|h| h.join(".ssh/known_hosts")))
+                .unwrap_or_else(|| PathBuf::from("/root/.ssh/known_hosts")),
+            ssh_parallel: ssh.and_then(|s| s.parallel).unwrap_or(8),
+            connect_timeout: Duration::from_secs(
+                ssh.and_then(|s| s.connect_timeout_seconds).unwrap_or(10),
+            ),
             plugins,
         })
+    }
+
+    /// Reach every node: the local one directly, the others over SSH, `ssh_parallel` at a
+    /// time. `accept_new` records the host key of a node seen for the first time.
+    pub async fn connect(&self, accept_new: bool) -> Result<Vec<NodeHandle>, TransportError> {
+        let options = SshOptions {
+            known_hosts: self.known_hosts.clone(),
+            accept_new,
+            connect_timeout: self.connect_timeout,
+        };
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(self.ssh_parallel));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, spec) in self.nodes.iter().enumerate() {
+            let (spec, options, limit) = (spec.clone(), options.clone(), limit.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore open");
+                let node = match &spec.ssh {
+                    None => Ok(NodeHandle::local(&spec.name, spec.roles.clone())),
+                    Some(target) => {
+                        NodeHandle::connect(&spec.name, spec.roles.clone(), target, &options).await
+                    }
+                };
+                (i, node)
+            });
+        }
+        let mut nodes: Vec<Option<NodeHandle>> = vec![None; self.nodes.len()];
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (i, node) = joined.expect("connect task");
+            match node {
+                Ok(n) => nodes[i] = Some(n),
+                Err(e) if first_error.is_none() => first_error = Some(e),
+                Err(_) => {}
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(nodes.into_iter().map(|n| n.expect("connected")).collect()),
+        }
     }
 }
 
@@ -396,7 +506,6 @@ mod tests {
         let p = problems(text);
         let fields: Vec<_> = p.iter().map(|p| (p.field.as_str(), p.line)).collect();
         assert!(fields.contains(&("node[1].name", Some(6))), "{fields:?}");
-        assert!(fields.contains(&("node[1].address", Some(7))), "{fields:?}");
         assert!(
             fields.contains(&("plugin.filesystem.roles", Some(8))),
             "{fields:?}"
@@ -405,6 +514,27 @@ mod tests {
             fields.contains(&("plugin.filesystem.settings.paths", Some(11))),
             "{fields:?}"
         );
+    }
+
+    #[test]
+    fn ssh_nodes_get_defaults_and_local_nodes_refuse_ssh_fields() {
+        let d = Deployment::parse(
+            "[ssh]\nknown-hosts = \"/k\"\n[[node]]\nname = \"c0\"\naddress = \"10.0.0.5\"\n\
+             [[node]]\nname = \"c1\"\naddress = \"c1.example\"\nport = 2222\nuser = \"heat-admin\"\nkey = \"/id\"\n",
+            "t",
+        )
+        .unwrap();
+        let t0 = d.nodes[0].ssh.as_ref().unwrap();
+        assert_eq!(
+            (t0.port, t0.user.as_str(), t0.key.clone()),
+            (22, "root", None)
+        );
+        let t1 = d.nodes[1].ssh.as_ref().unwrap();
+        assert_eq!(t1.destination(), "heat-admin@c1.example:2222");
+        assert_eq!(d.known_hosts, PathBuf::from("/k"));
+        let p = problems("[[node]]\nname = \"l\"\naddress = \"local\"\nport = 22\n");
+        assert_eq!(p[0].field, "node[0].port");
+        assert_eq!(p[0].line, Some(3));
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct Coffer {
     pub deployment: Deployment,
     /// Installed plugins.
     pub registry: Registry,
+    /// The deployment's nodes, reached.
+    pub nodes: Vec<NodeHandle>,
     reporter: Arc<dyn Reporter>,
 }
 
@@ -125,10 +127,12 @@ fn run_id() -> String {
 
 impl Coffer {
     /// Check that every enabled plugin is installed and every setting is one it accepts.
+    /// `nodes` are the deployment's nodes, connected (see [`Deployment::connect`]).
     pub fn new(
         runtime: Runtime,
         deployment: Deployment,
         registry: Registry,
+        nodes: Vec<NodeHandle>,
         reporter: Arc<dyn Reporter>,
     ) -> Result<Self, RunError> {
         let mut problems = Vec::new();
@@ -178,6 +182,7 @@ impl Coffer {
             runtime,
             deployment,
             registry,
+            nodes,
             reporter,
         })
     }
@@ -188,8 +193,7 @@ impl Coffer {
             .roles
             .clone()
             .unwrap_or_else(|| plugin.info.roles.clone());
-        self.deployment
-            .nodes
+        self.nodes
             .iter()
             .filter(|n| roles.is_empty() || n.roles.iter().any(|r| roles.contains(r)))
             .cloned()
@@ -406,7 +410,6 @@ impl Coffer {
         let mut nodes = Vec::new();
         for name in &record.nodes {
             let node = self
-                .deployment
                 .nodes
                 .iter()
                 .find(|n| &n.name == name)

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -49,9 +51,16 @@ impl Scratch {
 
     /// Write a deployment file with one local node and `plugins` (TOML after the node).
     pub fn deployment(&self, plugins: &str) -> PathBuf {
+        self.deployment_with_nodes(
+            "[[node]]\nname = \"local\"\naddress = \"local\"\nroles = [\"undercloud\"]\n",
+            plugins,
+        )
+    }
+
+    /// Write a deployment file with these `nodes` sections and `plugins` (TOML).
+    pub fn deployment_with_nodes(&self, nodes: &str, plugins: &str) -> PathBuf {
         let text = format!(
-            "name = \"test\"\n\n[repository]\npath = \"{}\"\npassword-file = \"{}\"\n\n\
-             [[node]]\nname = \"local\"\naddress = \"local\"\nroles = [\"undercloud\"]\n\n{plugins}\n",
+            "name = \"test\"\n\n[repository]\npath = \"{}\"\npassword-file = \"{}\"\n\n{nodes}\n{plugins}\n",
             self.repo().display(),
             self.path("password").display()
         );

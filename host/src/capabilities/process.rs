@@ -91,7 +91,7 @@ pub async fn run(
     timeout: Duration,
     max_output: u64,
 ) -> Result<Finished, RunError> {
-    let mut p = node.spawn(argv)?;
+    let mut p = node.spawn(argv).await?;
     let writer = feed_stdin(&mut p, stdin);
     let stderr = tail(take_stderr(&mut p));
     let mut stdout = take_stdout(&mut p);

@@ -21,7 +21,6 @@ use crate::runtime::bindings::coffer::plugin::stream as wstream;
 use crate::runtime::bindings::coffer::plugin::types::{
     self, CommandFailure, ExecError, StreamError,
 };
-use crate::transport::Transport;
 
 /// Options for archiving paths with everything `capture-paths` promises.
 const TAR_METADATA: &[&str] = &[
@@ -83,6 +82,7 @@ async fn store_output(
     let started = Instant::now();
     let mut p = handle
         .spawn(&argv)
+        .await
         .map_err(|e| StreamError::Exec(ExecError::SpawnFailed(e.to_string())))?;
     let stdin_task = process::feed_stdin(&mut p, stdin);
     let stderr = tail(take_stderr(&mut p));
@@ -273,7 +273,7 @@ pub async fn capture_paths(
     .map(|s| s.to_string())
     .collect();
     argv.push("--directory=/".into());
-    if handle.transport == Transport::Local {
+    if handle.is_local() {
         for repo in &env.local_excludes {
             argv.extend(exclude_args(repo));
         }
@@ -333,6 +333,7 @@ async fn feed_into(
     env.command_event(node, &argv);
     let mut p = handle
         .spawn(&argv)
+        .await
         .map_err(|e| StreamError::Exec(ExecError::SpawnFailed(e.to_string())))?;
     let stdin = p.stdin.take().expect("piped stdin");
     let stderr = tail(take_stderr(&mut p));

@@ -36,13 +36,16 @@ pub mod exit {
     pub const PLUGIN: u8 = 4;
     /// The operation ran but validation found problems.
     pub const VALIDATION: u8 = 5;
+    /// A node could not be reached, or its host key is wrong.
+    pub const NODE: u8 = 6;
     /// Interrupted by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 other failure, 2 usage or deployment file, 3 repository (missing, wrong \
-password, locked, damaged), 4 plugin failed, 5 validation failed, 130 interrupted.
+password, locked, damaged), 4 plugin failed, 5 validation failed, 6 node unreachable or wrong \
+host key, 130 interrupted.
 
 The password never goes on the command line: use --password-file, COFFER_PASSWORD_FILE, \
 COFFER_PASSWORD, or `password-file` in the deployment file.";
@@ -81,6 +84,10 @@ pub struct Global {
     /// More detail (plugin debug messages, every command run).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Record the SSH host key of a node seen for the first time in known_hosts (a changed
+    /// key is still refused).
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +168,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<RepoError>().is_some() {
             return exit::REPOSITORY;
+        }
+        if cause
+            .downcast_ref::<coffer::transport::TransportError>()
+            .is_some()
+        {
+            return exit::NODE;
         }
         if cause.downcast_ref::<PluginFault>().is_some() {
             return exit::PLUGIN;
@@ -280,7 +293,8 @@ pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Regist
 pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
     let d = deployment(g)?;
     let (runtime, registry) = load_plugins(g, &d).await?;
+    let nodes = d.connect(g.accept_new_host_keys).await?;
     let printer = Arc::new(output::Printer::new(g.json, g.verbose));
-    let coffer = Coffer::new(runtime, d, registry, printer.clone())?;
+    let coffer = Coffer::new(runtime, d, registry, nodes, printer.clone())?;
     Ok((coffer, printer))
 }

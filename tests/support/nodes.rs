@@ -1,0 +1,184 @@
+//! A multi-node test deployment: each node a real `sshd` on its own loopback address, in its own
+//! mount namespace, so that the same path (`/srv/node`) holds different data on every node, as on
+//! real controllers. Started and torn down by the tests themselves, as root, without systemd.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::sh;
+
+/// The port every test sshd listens on (each node has its own address).
+pub const SSH_PORT: u16 = 2222;
+/// Paths each node has its own copy of (bind-mounted in its mount namespace).
+pub const NODE_PATHS: &[&str] = &["/srv/node"];
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh loopback address, unique within this test process and unlikely to clash with
+/// another test binary running at the same time.
+pub fn fresh_address() -> String {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    format!(
+        "127.{}.{}.{}",
+        100 + pid % 100,
+        (pid / 100) % 250 + 1,
+        n + 10
+    )
+}
+
+/// One test node.
+pub struct Node {
+    /// Its name in the deployment.
+    pub name: String,
+    /// Its loopback address.
+    pub address: String,
+    /// The host-side directory bind-mounted at `/srv/node` on the node.
+    pub srv_node: PathBuf,
+    /// Its host key's public half, as a known_hosts line.
+    pub known_hosts_line: String,
+    sshd: Child,
+}
+
+impl Node {
+    /// A path as the node sees it (through its sshd's mount namespace).
+    pub fn path(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{path}", self.sshd.id()))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
+
+/// A set of test nodes sharing one client key and one known_hosts file.
+pub struct Cluster {
+    /// The nodes.
+    pub nodes: Vec<Node>,
+    /// The client's private key.
+    pub key: PathBuf,
+    /// A known_hosts file with every node's key.
+    pub known_hosts: PathBuf,
+}
+
+fn keygen(path: &Path) {
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -C coffer-test -f {}",
+        path.display()
+    ));
+}
+
+impl Cluster {
+    /// Start `names.len()` nodes under `dir`.
+    pub fn start(dir: &Path, names: &[&str]) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for p in NODE_PATHS {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        let key = dir.join("client_key");
+        keygen(&key);
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+        let mut nodes = Vec::new();
+        let mut known = String::new();
+        for name in names {
+            let node = start_node(dir, name, &authorized);
+            known.push_str(&node.known_hosts_line);
+            known.push('\n');
+            nodes.push(node);
+        }
+        let known_hosts = dir.join("known_hosts");
+        std::fs::write(&known_hosts, known).unwrap();
+        Self {
+            nodes,
+            key,
+            known_hosts,
+        }
+    }
+
+    /// `[[node]]` sections for the deployment file, each with `roles`.
+    pub fn deployment_nodes(&self, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+        let mut text = format!(
+            "[ssh]\nknown-hosts = {:?}\n\n",
+            self.known_hosts.display().to_string()
+        );
+        for n in &self.nodes {
+            text.push_str(&format!(
+                "[[node]]\nname = {:?}\naddress = {:?}\nport = {SSH_PORT}\nuser = \"root\"\nkey = {:?}\nroles = [{}]\n\n",
+                n.name,
+                n.address,
+                self.key.display().to_string(),
+                roles.join(", ")
+            ));
+        }
+        text
+    }
+}
+
+fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
+    let home = dir.join(name);
+    let srv_node = home.join("srv-node");
+    std::fs::create_dir_all(&srv_node).unwrap();
+    let host_key = home.join("ssh_host_ed25519_key");
+    keygen(&host_key);
+    let address = fresh_address();
+    let config = home.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress {address}:{SSH_PORT}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             UsePAM no\nStrictModes no\nPrintMotd no\nSubsystem sftp internal-sftp\n",
+            host_key.display(),
+            home.join("sshd.pid").display(),
+            authorized.display()
+        ),
+    )
+    .unwrap();
+    let mounts: Vec<String> = NODE_PATHS
+        .iter()
+        .map(|p| format!("mount --bind {} {p}", srv_node.display()))
+        .collect();
+    let script = format!(
+        "{} && exec /usr/sbin/sshd -D -e -f {} 2>>{}",
+        mounts.join(" && "),
+        config.display(),
+        home.join("sshd.log").display()
+    );
+    let sshd = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare and sshd (openssh-server) are installed");
+    let started = Instant::now();
+    while TcpStream::connect((address.as_str(), SSH_PORT)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "sshd for {name} did not start: {}",
+            std::fs::read_to_string(home.join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+    let mut parts = public.split_whitespace();
+    let known_hosts_line = format!(
+        "[{address}]:{SSH_PORT} {} {}",
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    Node {
+        name: name.into(),
+        address,
+        srv_node,
+        known_hosts_line,
+        sshd,
+    }
+}
