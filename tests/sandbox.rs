@@ -12,7 +12,9 @@ fn hostile(mode: &str, extra: &str) -> Scratch {
     let s = Scratch::new();
     s.install_fixture("coffer-plugin-hostile");
     s.deployment(&format!(
-        "[limits]\nmemory-mib = 64\ncpu-seconds = 2\n\n[plugin.hostile.settings]\nmode = \"{mode}\"\n{extra}"
+        "[limits]\nmemory-mib = 64\ncpu-seconds = 2\n\n[plugin.hostile.grant]\n\
+         commands = [\"echo **\", \"sh -c *\"]\npaths = [\"/tmp/**\"]\n\n\
+         [plugin.hostile.settings]\nmode = \"{mode}\"\n{extra}"
     ));
     s.init();
     s
@@ -165,4 +167,30 @@ fn the_host_goes_on_after_a_hostile_plugin() {
             .await;
         assert!(fine.is_ok(), "{fine:?}");
     });
+}
+
+#[test]
+fn a_command_declared_but_not_granted_is_refused() {
+    // Two keys: the plugin declares `echo`, but this deployment grants it only `sh -c *`.
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    s.deployment(
+        "[plugin.hostile.grant]\ncommands = [\"sh -c *\"]\n\n[plugin.hostile.settings]\nmode = \"stream\"\n",
+    );
+    s.init();
+    let err = refused(&s);
+    assert!(
+        err.contains("may not run `echo hello` on node `local`: not granted by the deployment"),
+        "{err}"
+    );
+    // Without any grant section a plugin from the plugin directory may do nothing at all.
+    s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
+    let err = refused(&s);
+    assert!(err.contains("not granted by the deployment"), "{err}");
+    let out = s.ok(&["plugins", "describe", "hostile"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("echo **") && text.contains("granted by") && text.contains("nothing"),
+        "{text}"
+    );
 }

@@ -145,3 +145,48 @@ fn host_keys_are_verified_and_new_ones_recorded_only_when_asked() {
     s.ok(&["backup"]);
     assert_eq!(s.snapshot_count(), 2);
 }
+
+#[test]
+fn a_connection_killed_mid_stream_fails_the_run_and_keeps_nothing() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    for i in 0..24u64 {
+        fs::write(node.srv_node.join(format!("f{i}")), noise(i, 8 << 20)).unwrap();
+    }
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+    );
+    s.init();
+    let data_before = du(&s.repo().join("data"));
+    let mut child = s
+        .command(&["backup"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once data flows, kill every session process of the node's sshd (the listener stays).
+    let started = std::time::Instant::now();
+    while du(&s.repo().join("data")) == data_before {
+        assert!(started.elapsed().as_secs() < 60, "backup wrote nothing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup finished before the cut"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sh(&format!("pkill -KILL -P {}", node.sshd_pid()));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("controller-0") && err.contains("plugin `filesystem`"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_count(), 0, "a cut stream left a snapshot");
+    assert_eq!(
+        s.raw_snapshot_files(),
+        0,
+        "a cut stream left restic-level snapshots"
+    );
+}

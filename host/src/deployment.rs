@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use coffer_sdk::{Capabilities, CommandPattern};
+
 use crate::runtime::Limits;
 use crate::transport::{NodeHandle, SshOptions, SshTarget, TransportError};
 
@@ -142,6 +144,16 @@ struct PluginSection {
     roles: Option<Vec<String>>,
     #[serde(default)]
     settings: BTreeMap<String, Spanned<toml::Value>>,
+    grant: Option<Spanned<GrantSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct GrantSection {
+    #[serde(default)]
+    commands: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -161,6 +173,10 @@ pub struct PluginConfig {
     pub line: Option<usize>,
     /// Line of each setting key.
     pub setting_lines: BTreeMap<String, usize>,
+    /// What the operator grants it (`[plugin.NAME.grant]`); `None`: see [`PluginConfig`].
+    /// Without a grant section, a built-in plugin may do what it declares and a plugin from
+    /// the plugin directory may do nothing.
+    pub grant: Option<Capabilities>,
 }
 
 /// A validated deployment.
@@ -364,12 +380,47 @@ impl Deployment {
                     }
                 }
             }
+            let grant = section.grant.as_ref().map(|g| {
+                let at = line_of(text, g.span().start);
+                let g = g.get_ref();
+                let caps = Capabilities {
+                    commands: g
+                        .commands
+                        .iter()
+                        .filter_map(|c| {
+                            let mut words = c.split_whitespace().map(str::to_string);
+                            let program = words.next();
+                            if program.is_none() {
+                                problems.push(Problem {
+                                    line: Some(at),
+                                    field: format!("plugin.{}.grant.commands", pname.get_ref()),
+                                    message: "an empty command".into(),
+                                });
+                            }
+                            program.map(|program| CommandPattern {
+                                program,
+                                args: words.collect(),
+                            })
+                        })
+                        .collect(),
+                    paths: g.paths.clone(),
+                };
+                if let Err(e) = coffer_sdk::capability::CapabilityMatcher::new(&caps) {
+                    problems.push(Problem {
+                        line: Some(at),
+                        field: format!("plugin.{}.grant", pname.get_ref()),
+                        message: e.to_string(),
+                    });
+                }
+                caps
+            });
             plugins.push(PluginConfig {
                 name: pname.get_ref().clone(),
                 roles: section.roles.clone(),
                 settings,
                 line: Some(line),
                 setting_lines,
+                grant,
             });
         }
 

@@ -16,8 +16,9 @@ use crate::repository::{
     ArtifactRecord, ArtifactWriter, CofferSnapshot, MANIFEST_FORMAT, Manifest, PluginRecord, Repo,
     RepoError,
 };
-use crate::runtime::{CallContext, LoadedPlugin, PluginFault, Runtime};
+use crate::runtime::{CallContext, LoadedPlugin, PluginFault, PluginOrigin, Runtime};
 use crate::transport::NodeHandle;
+use coffer_sdk::capability::CapabilityMatcher;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +208,13 @@ impl Coffer {
             run_id.into(),
         );
         env.reporter = self.reporter.clone();
+        env.grant = self.grant_of(plugin);
         env
+    }
+
+    /// The second key: what the deployment grants `plugin`. `None` grants all it declares.
+    pub fn grant_of(&self, plugin: &LoadedPlugin) -> Option<Arc<CapabilityMatcher>> {
+        grant_of(&self.deployment, plugin)
     }
 
     fn step(&self, plugin: &str, operation: &str, status: &str, detail: String) {
@@ -591,6 +598,26 @@ impl Coffer {
             }
         }
         Ok(checks)
+    }
+}
+
+/// What `deployment` grants `plugin`: its `[plugin.NAME.grant]` section if there is one;
+/// otherwise everything it declares for a built-in plugin and nothing for a plugin from the
+/// plugin directory. `None` means everything declared.
+pub fn grant_of(deployment: &Deployment, plugin: &LoadedPlugin) -> Option<Arc<CapabilityMatcher>> {
+    let explicit = deployment
+        .plugins
+        .iter()
+        .find(|p| p.name == plugin.identity.name)
+        .and_then(|p| p.grant.clone());
+    match (explicit, &plugin.origin) {
+        (Some(caps), _) => Some(Arc::new(
+            CapabilityMatcher::new(&caps).expect("grants are validated when the file is read"),
+        )),
+        (None, PluginOrigin::Builtin) => None,
+        (None, PluginOrigin::File(_)) => Some(Arc::new(
+            CapabilityMatcher::new(&Default::default()).expect("empty grant"),
+        )),
     }
 }
 

@@ -44,6 +44,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// Pid of the node's listening sshd (its sessions are its children).
+    pub fn sshd_pid(&self) -> u32 {
+        self.sshd.id()
+    }
+
     /// A path as the node sees it (through its sshd's mount namespace).
     pub fn path(&self, path: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root{path}", self.sshd.id()))

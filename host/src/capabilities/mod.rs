@@ -56,6 +56,8 @@ pub struct OperationEnv {
     pub plugin: PluginIdentity,
     /// What it declared.
     pub matcher: Arc<CapabilityMatcher>,
+    /// What the deployment grants it; `None` grants everything it declares.
+    pub grant: Option<Arc<CapabilityMatcher>>,
     /// Nodes of this operation, by name.
     pub nodes: BTreeMap<String, NodeHandle>,
     /// The run.
@@ -85,9 +87,17 @@ impl OperationEnv {
         })
     }
 
-    fn refuse(&self, node: &str, what: String) -> types::ExecError {
+    fn refuse(&self, node: &str, what: String, declared: bool) -> types::ExecError {
+        let why = if declared {
+            format!(
+                "not granted by the deployment (add it to [plugin.{}.grant])",
+                self.plugin.name
+            )
+        } else {
+            "not declared in its manifest".to_string()
+        };
         let detail = format!(
-            "plugin `{}` may not {what} on node `{node}`: not declared in its manifest",
+            "plugin `{}` may not {what} on node `{node}`: {why}",
             self.plugin.name
         );
         self.reporter.report(Event::Refused {
@@ -101,8 +111,10 @@ impl OperationEnv {
     /// Check a command against the node list and the plugin's declarations.
     fn allow_command(&self, node: &str, argv: &[String]) -> Result<&NodeHandle, types::ExecError> {
         let handle = self.node(node)?;
-        if !self.matcher.allows_command(argv) {
-            return Err(self.refuse(node, format!("run `{}`", argv.join(" "))));
+        let declared = self.matcher.allows_command(argv);
+        let granted = self.grant.as_ref().is_none_or(|g| g.allows_command(argv));
+        if !declared || !granted {
+            return Err(self.refuse(node, format!("run `{}`", argv.join(" ")), declared));
         }
         Ok(handle)
     }
@@ -111,8 +123,10 @@ impl OperationEnv {
     fn allow_paths(&self, node: &str, paths: &[String]) -> Result<&NodeHandle, types::ExecError> {
         let handle = self.node(node)?;
         for p in paths {
-            if !self.matcher.allows_path(p) {
-                return Err(self.refuse(node, format!("access path `{p}`")));
+            let declared = self.matcher.allows_path(p);
+            let granted = self.grant.as_ref().is_none_or(|g| g.allows_path(p));
+            if !declared || !granted {
+                return Err(self.refuse(node, format!("access path `{p}`"), declared));
             }
         }
         Ok(handle)

@@ -112,9 +112,31 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 for path in &i.capabilities.paths {
                     println!("    {path}");
                 }
-                println!(
-                    "  granted: everything it asks for (per-deployment grants come with SSH nodes)"
-                );
+                let explicit = d
+                    .plugins
+                    .iter()
+                    .find(|pc| pc.name == name)
+                    .and_then(|pc| pc.grant.clone());
+                let source = &d.source_name;
+                match (explicit, coffer::orchestrator::grant_of(&d, p)) {
+                    (_, None) => println!(
+                        "  granted by {source}: everything it asks for (a built-in plugin without a [plugin.{name}.grant] section)"
+                    ),
+                    (Some(g), Some(_)) => {
+                        println!(
+                            "  granted by {source} ([plugin.{name}.grant]); a call needs both keys:"
+                        );
+                        for c in &g.commands {
+                            println!("    run  {} {}", c.program, c.args.join(" "));
+                        }
+                        for path in &g.paths {
+                            println!("    path {path}");
+                        }
+                    }
+                    (None, Some(_)) => println!(
+                        "  granted by {source}: nothing (a plugin from the plugin directory needs a [plugin.{name}.grant] section)"
+                    ),
+                }
             }
         }
     }

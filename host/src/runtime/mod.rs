@@ -416,6 +416,7 @@ impl Runtime {
         OperationEnv {
             plugin: plugin.identity.clone(),
             matcher: plugin.matcher.clone(),
+            grant: None,
             nodes,
             run_id,
             writer: None,
