@@ -190,3 +190,52 @@ fn a_connection_killed_mid_stream_fails_the_run_and_keeps_nothing() {
         "a cut stream left restic-level snapshots"
     );
 }
+
+#[test]
+fn no_secret_appears_in_any_process_arguments() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    for i in 0..8u64 {
+        fs::write(
+            cluster.nodes[0].srv_node.join(format!("f{i}")),
+            noise(i, 8 << 20),
+        )
+        .unwrap();
+    }
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+    );
+    s.init();
+    let password = fs::read_to_string(s.path("password"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut child = s
+        .command(&["backup", "--verbose"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = 0;
+    while child.try_wait().unwrap().is_none() {
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+                seen += 1;
+                let text = String::from_utf8_lossy(&cmdline);
+                assert!(
+                    !text.contains(&password),
+                    "password in argv of pid {:?}: {text}",
+                    entry.file_name()
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&password),
+        "password in the log"
+    );
+    assert!(seen > 0);
+}
