@@ -237,3 +237,43 @@ fn a_full_disk_fails_the_backup_cleanly_and_keeps_earlier_snapshots() {
         noise(1, 2 << 20)
     );
 }
+
+#[test]
+fn ctrl_c_mid_backup_exits_130_and_keeps_nothing() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        fs::write(src.join(format!("f{i:02}")), noise(900 + i, 8 << 20)).unwrap();
+    }
+    s.filesystem(&[&src]);
+    s.init();
+    let before = du(&s.repo().join("data"));
+    let child = s
+        .command(&["backup"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while du(&s.repo().join("data")) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "backup wrote nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sh(&format!("kill -INT {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(s.snapshot_count(), 0);
+    // The artifact being written when Ctrl-C came is removed by the next backup at the latest.
+    s.ok(&["backup"]);
+    assert_eq!(s.snapshot_count(), 1);
+    assert_eq!(
+        s.raw_snapshot_files(),
+        2,
+        "one artifact snapshot and one Coffer snapshot"
+    );
+}

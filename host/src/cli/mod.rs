@@ -145,6 +145,9 @@ pub fn main() -> ExitCode {
             Command::Plugins(a) => plugins::run(&global, a).await,
         }
     });
+    // Work still running on blocking threads (an artifact being stored when Ctrl-C came) is
+    // not waited for: what it leaves is not a snapshot and the next backup removes it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
