@@ -249,22 +249,25 @@ fn a_second_backup_of_a_one_percent_change_stores_about_one_percent() {
     let s = Scratch::new();
     let src = s.path("data");
     fs::create_dir_all(&src).unwrap();
-    for i in 0..20u64 {
-        fs::write(src.join(format!("f{i:02}")), noise(1000 + i, 5 << 20)).unwrap();
+    // 300 MiB: large against rustic_core's chunk sizes (0.5 to 8 MiB), so the few chunks a
+    // change touches around its edges do not dominate.
+    for i in 0..30u64 {
+        fs::write(src.join(format!("f{i:02}")), noise(1000 + i, 10 << 20)).unwrap();
     }
     s.filesystem(&[&src]);
     s.init();
     s.backup(&[]);
     let first = du(&s.repo());
-    // Change 1% of the 100 MiB: 1 MiB inside one file, plus a new small file.
+    // Change 1% of the 300 MiB: 3 MiB inside one file. (The chunker's polynomial is random per
+    // repository; measured growth 9 to 17 MB; the bound leaves room for its largest chunks.)
     let mut f = File::options().write(true).open(src.join("f07")).unwrap();
-    f.seek(SeekFrom::Start(2 << 20)).unwrap();
-    f.write_all(&noise(7, 1 << 20)).unwrap();
+    f.seek(SeekFrom::Start(4 << 20)).unwrap();
+    f.write_all(&noise(7, 3 << 20)).unwrap();
     drop(f);
-    fs::write(src.join("new"), b"new file").unwrap();
     s.backup(&[]);
     let growth = du(&s.repo()) - first;
-    assert!(first > 90 << 20, "first backup stored only {first} bytes");
+    eprintln!("a 1% change grew the repository by {growth} bytes on {first}");
+    assert!(first > 290 << 20, "first backup stored only {first} bytes");
     assert!(
         growth < first / 10,
         "the second backup added {growth} bytes to {first}: deduplication is not working"
