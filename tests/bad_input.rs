@@ -4,7 +4,6 @@ mod support;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -156,31 +155,23 @@ fn a_corrupt_pack_is_found_by_check_and_refused_by_restore() {
     assert_eq!(fs::read(src.join("f1")).unwrap(), noise(1, 3 << 20));
 }
 
-#[test]
-fn a_backup_killed_with_sigkill_leaves_no_snapshot_and_the_next_one_works() {
-    let s = Scratch::new();
+/// A deployment backing up a 320 MiB tree, initialised; returns the tree.
+fn big_tree(s: &Scratch, seed: u64) -> std::path::PathBuf {
     let src = s.path("data");
     fs::create_dir_all(&src).unwrap();
     for i in 0..40u64 {
-        fs::write(src.join(format!("f{i:02}")), noise(500 + i, 8 << 20)).unwrap();
+        fs::write(src.join(format!("f{i:02}")), noise(seed + i, 8 << 20)).unwrap();
     }
     s.filesystem(&[&src]);
     s.init();
-    let packs_before = du(&s.repo().join("data"));
-    let mut child = s.command(&["backup", "--json"]).spawn().unwrap();
-    // Kill it once it has written some data, before it can finish.
-    let started = Instant::now();
-    while du(&s.repo().join("data")) == packs_before {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "backup wrote nothing"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup finished before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    src
+}
+
+#[test]
+fn a_backup_killed_with_sigkill_leaves_no_snapshot_and_the_next_one_works() {
+    let s = Scratch::new();
+    let src = big_tree(&s, 500);
+    let mut child = s.backup_in_flight();
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -241,27 +232,8 @@ fn a_full_disk_fails_the_backup_cleanly_and_keeps_earlier_snapshots() {
 #[test]
 fn ctrl_c_mid_backup_exits_130_and_keeps_nothing() {
     let s = Scratch::new();
-    let src = s.path("data");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..40u64 {
-        fs::write(src.join(format!("f{i:02}")), noise(900 + i, 8 << 20)).unwrap();
-    }
-    s.filesystem(&[&src]);
-    s.init();
-    let before = du(&s.repo().join("data"));
-    let child = s
-        .command(&["backup"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while du(&s.repo().join("data")) == before {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "backup wrote nothing"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    big_tree(&s, 900);
+    let child = s.backup_in_flight();
     sh(&format!("kill -INT {}", child.id()));
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -128,6 +128,28 @@ impl Scratch {
             .to_string()
     }
 
+    /// Start `coffer backup` and return once it has written data to the repository (so a test
+    /// can interrupt it mid-stream). Its stderr is piped.
+    pub fn backup_in_flight(&self) -> std::process::Child {
+        let data = self.repo().join("data");
+        let before = du(&data);
+        let mut child = self
+            .command(&["backup"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while du(&data) == before {
+            assert!(started.elapsed().as_secs() < 120, "backup wrote nothing");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "backup finished before it could be interrupted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
     /// Number of Coffer snapshots.
     pub fn snapshot_count(&self) -> usize {
         let out = self.ok(&["snapshots", "--json"]);
