@@ -145,6 +145,26 @@ struct PluginSection {
     #[serde(default)]
     settings: BTreeMap<String, Spanned<toml::Value>>,
     grant: Option<Spanned<GrantSection>>,
+    container: Option<Spanned<ContainerSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ContainerSection {
+    runtime: String,
+    name: String,
+    roles: Option<Vec<String>>,
+}
+
+/// The container a plugin's commands run in (TripleO: podman, kolla: docker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// `podman` or `docker`.
+    pub runtime: String,
+    /// Container name, e.g. `galera-bundle-podman-0`.
+    pub name: String,
+    /// Only on nodes with one of these roles; `None`: on every node of the plugin.
+    pub roles: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +197,8 @@ pub struct PluginConfig {
     /// Without a grant section, a built-in plugin may do what it declares and a plugin from
     /// the plugin directory may do nothing.
     pub grant: Option<Capabilities>,
+    /// The container its commands run in, if any (`[plugin.NAME.container]`).
+    pub container: Option<ContainerSpec>,
 }
 
 /// A validated deployment.
@@ -414,6 +436,31 @@ impl Deployment {
                 }
                 caps
             });
+            let container = section.container.as_ref().and_then(|c| {
+                let at = line_of(text, c.span().start);
+                let c = c.get_ref();
+                if c.runtime != "podman" && c.runtime != "docker" {
+                    problems.push(Problem {
+                        line: Some(at),
+                        field: format!("plugin.{}.container.runtime", pname.get_ref()),
+                        message: format!("`{}`: use `podman` or `docker`", c.runtime),
+                    });
+                    return None;
+                }
+                if c.name.trim().is_empty() {
+                    problems.push(Problem {
+                        line: Some(at),
+                        field: format!("plugin.{}.container.name", pname.get_ref()),
+                        message: "must name the container".into(),
+                    });
+                    return None;
+                }
+                Some(ContainerSpec {
+                    runtime: c.runtime.clone(),
+                    name: c.name.clone(),
+                    roles: c.roles.clone(),
+                })
+            });
             plugins.push(PluginConfig {
                 name: pname.get_ref().clone(),
                 roles: section.roles.clone(),
@@ -421,6 +468,7 @@ impl Deployment {
                 line: Some(line),
                 setting_lines,
                 grant,
+                container,
             });
         }
 

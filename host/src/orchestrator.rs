@@ -209,6 +209,12 @@ impl Coffer {
         );
         env.reporter = self.reporter.clone();
         env.grant = self.grant_of(plugin);
+        env.container = self
+            .deployment
+            .plugins
+            .iter()
+            .find(|p| p.name == plugin.identity.name)
+            .and_then(|p| p.container.clone());
         env
     }
 

@@ -12,6 +12,7 @@ use coffer_sdk::capability::CapabilityMatcher;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::deployment::ContainerSpec;
 use crate::report::{Event, Reporter};
 use crate::repository::{ArtifactReader, ArtifactRecord, ArtifactWriter, Manifest};
 use crate::runtime::bindings::coffer::plugin::{exec, log, stream as wstream, types};
@@ -58,6 +59,8 @@ pub struct OperationEnv {
     pub matcher: Arc<CapabilityMatcher>,
     /// What the deployment grants it; `None` grants everything it declares.
     pub grant: Option<Arc<CapabilityMatcher>>,
+    /// The container its commands run in, on the nodes it applies to.
+    pub container: Option<ContainerSpec>,
     /// Nodes of this operation, by name.
     pub nodes: BTreeMap<String, NodeHandle>,
     /// The run.
@@ -132,6 +135,29 @@ impl OperationEnv {
         Ok(handle)
     }
 
+    /// The command line that runs the plugin's `argv` on `node`: inside the plugin's container
+    /// (`podman exec -i NAME …`, streams included) where one is configured for the node.
+    /// Grants are checked on the plugin's own `argv`, before this.
+    pub fn on_node(&self, node: &NodeHandle, argv: &[String]) -> Vec<String> {
+        match &self.container {
+            Some(c)
+                if c.roles
+                    .as_ref()
+                    .is_none_or(|roles| node.roles.iter().any(|r| roles.contains(r))) =>
+            {
+                let mut wrapped = vec![
+                    c.runtime.clone(),
+                    "exec".into(),
+                    "-i".into(),
+                    c.name.clone(),
+                ];
+                wrapped.extend_from_slice(argv);
+                wrapped
+            }
+            _ => argv.to_vec(),
+        }
+    }
+
     fn command_event(&self, node: &str, argv: &[String]) {
         self.reporter.report(Event::Command {
             plugin: self.plugin.name.clone(),
@@ -142,12 +168,13 @@ impl OperationEnv {
 
     async fn exec(&self, cmd: types::Command) -> Result<types::Output, types::ExecError> {
         let node = self.allow_command(&cmd.node, &cmd.argv)?;
-        self.command_event(&cmd.node, &cmd.argv);
+        let argv = self.on_node(node, &cmd.argv);
+        self.command_event(&cmd.node, &argv);
         let timeout = cmd
             .timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(self.limits.default_timeout);
-        process::run(node, &cmd.argv, cmd.stdin, timeout, self.limits.max_output)
+        process::run(node, &argv, cmd.stdin, timeout, self.limits.max_output)
             .await
             .map(|f| types::Output {
                 exit_code: f.exit_code,

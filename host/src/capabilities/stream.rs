@@ -78,6 +78,7 @@ async fn store_output(
             "artifact name `{name}` must be non-empty and contain no `/`"
         )));
     }
+    let argv = env.on_node(&handle, &argv);
     env.command_event(node, &argv);
     let started = Instant::now();
     let mut p = handle
@@ -330,6 +331,7 @@ async fn feed_into(
         e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
         e => repo_error(e),
     })?;
+    let argv = env.on_node(handle, &argv);
     env.command_event(node, &argv);
     let mut p = handle
         .spawn(&argv)
@@ -405,12 +407,15 @@ pub async fn restore_paths(
             record.name
         )));
     }
-    let mkdir = vec![
-        "mkdir".to_string(),
-        "-p".into(),
-        "--".into(),
-        target.to_string(),
-    ];
+    let mkdir = env.on_node(
+        &handle,
+        &[
+            "mkdir".to_string(),
+            "-p".into(),
+            "--".into(),
+            target.to_string(),
+        ],
+    );
     env.command_event(node, &mkdir);
     let made = process::run(
         &handle,

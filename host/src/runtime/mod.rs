@@ -417,6 +417,7 @@ impl Runtime {
             plugin: plugin.identity.clone(),
             matcher: plugin.matcher.clone(),
             grant: None,
+            container: None,
             nodes,
             run_id,
             writer: None,

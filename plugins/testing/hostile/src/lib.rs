@@ -14,6 +14,7 @@ impl Plugin for Hostile {
             .setting("port", "Port to connect to in `socket` mode", None)
             .command("echo", &["**"])
             .command("sh", &["-c", "*"])
+            .command("cat", &["/etc/marker"])
             .path("/tmp/**")
     }
 
@@ -80,6 +81,24 @@ impl Plugin for Hostile {
                     "partial",
                 )?;
                 report.records.push("escaped", "kept a failed stream");
+            }
+            "marker" => {
+                // One exec and one stream, wherever the host runs them (bare node or container).
+                let cmd = Command::on(&node, "cat").arg("/etc/marker");
+                let out = ctx
+                    .run(&cmd)
+                    .map_err(|e| PluginError::CommandFailed(e.to_string()))?;
+                report.records.push(
+                    "marker",
+                    if out.success() {
+                        out.stdout_text()
+                    } else {
+                        "missing".into()
+                    },
+                );
+                if out.success() {
+                    ctx.capture(&cmd, "marker")?;
+                }
             }
             "stream" => {
                 let text = ctx.settings.get("text").unwrap_or("hello");
