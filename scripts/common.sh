@@ -21,6 +21,12 @@ install_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed | grep -q "^$component"; then
+            echo "==> adding the $component Rust component"
+            rustup component add "$component"
+        fi
+    done
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
         echo "==> adding the wasm32-wasip2 Rust target"
         rustup target add wasm32-wasip2
