@@ -217,8 +217,17 @@ pub fn repo_path(g: &Global, d: &Deployment) -> Result<PathBuf> {
 }
 
 fn read_password(path: &Path) -> Result<Password> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("cannot read password file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (`coffer init` creates it with a random password when the deployment names it)"
+        } else {
+            ""
+        };
+        UsageError(format!(
+            "cannot read password file {}: {e}{hint}",
+            path.display()
+        ))
+    })?;
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(UsageError(format!("password file {} is empty", path.display())).into());
