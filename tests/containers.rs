@@ -17,7 +17,9 @@ struct Container {
 
 impl Container {
     fn start(dir: &std::path::Path, marker: &str) -> Self {
-        let tag = format!("coffer-test-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("coffer-test-{}-{n}", std::process::id());
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(rootfs.join("bin")).unwrap();
         fs::create_dir_all(rootfs.join("etc")).unwrap();
@@ -54,14 +56,22 @@ impl Drop for Container {
     }
 }
 
-fn deployment(s: &Scratch, container: Option<&str>) {
+fn plugin_sections(container: Option<&str>, role: &str) -> String {
     let section = container
-        .map(|c| format!("[plugin.hostile.container]\nruntime = \"podman\"\nname = \"{c}\"\nroles = [\"undercloud\"]\n\n"))
+        .map(|c| {
+            format!(
+                "[plugin.hostile.container]\nruntime = \"podman\"\nname = \"{c}\"\nroles = [\"{role}\"]\n\n"
+            )
+        })
         .unwrap_or_default();
-    s.deployment(&format!(
+    format!(
         "[plugin.hostile.grant]\ncommands = [\"cat /etc/marker\"]\n\n{section}\
          [plugin.hostile.settings]\nmode = \"marker\"\n"
-    ));
+    )
+}
+
+fn deployment(s: &Scratch, container: Option<&str>) {
+    s.deployment(&plugin_sections(container, "undercloud"));
 }
 
 #[test]
@@ -109,5 +119,29 @@ fn exec_and_stream_run_inside_the_named_podman_container() {
             container.name
         )),
         "{events}"
+    );
+}
+
+#[test]
+fn a_container_on_an_ssh_node_is_reached_the_same_way() {
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    let marker = format!("container behind ssh {}\n", std::process::id());
+    let container = Container::start(&s.path("image"), &marker);
+    let cluster = support::nodes::Cluster::start(&s.path("nodes"), &["controller-0"]);
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &plugin_sections(Some(&container.name), "controller"),
+    );
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let artifact = &summary(&out)["artifacts"][0];
+    assert_eq!(artifact["node"], "controller-0");
+    assert_eq!(artifact["size"], marker.len());
+    let shown = s.ok(&["snapshots", "show", "latest", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        v["manifest"]["plugins"][0]["records"][0][1],
+        marker.as_str()
     );
 }
