@@ -225,3 +225,51 @@ fn no_secret_appears_in_any_process_arguments() {
     );
     assert!(seen > 0);
 }
+
+#[test]
+fn the_repository_lives_on_an_external_backup_host() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(
+        &s.path("nodes"),
+        &["controller-0", "controller-1", "backup-host"],
+    );
+    for (i, n) in cluster.nodes[..2].iter().enumerate() {
+        fill(&n.srv_node, 100 + i as u64);
+    }
+    // The backup host carries its own role, so no plugin backs it up.
+    let all = cluster.deployment_nodes(&["controller"]);
+    let (head, tail) = all.split_at(all.find("name = \"backup-host\"").unwrap());
+    let nodes = format!(
+        "{head}{}",
+        tail.replacen("roles = [\"controller\"]", "roles = [\"backup\"]", 1)
+    );
+    let text = format!(
+        "name = \"test\"\n\n[repository]\nnode = \"backup-host\"\npath = \"/srv/node/repo\"\n\
+         password-file = {:?}\n\n{nodes}\n\
+         [plugin.filesystem]\nroles = [\"controller\"]\n[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+        s.path("password").display().to_string()
+    );
+    fs::write(s.path("deployment.toml"), text).unwrap();
+    s.ok(&["init"]);
+    let backup_host = &cluster.nodes[2];
+    assert!(
+        backup_host.path("/srv/node/repo/config").exists(),
+        "config is not on the backup host"
+    );
+    assert!(!s.repo().exists());
+
+    let before: Vec<_> = cluster.nodes[..2]
+        .iter()
+        .map(|n| record_tree(&n.path("/srv/node")))
+        .collect();
+    let out = s.ok(&["backup", "--json"]);
+    assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 2);
+    s.ok(&["check", "--read-data"]);
+    for n in &cluster.nodes[..2] {
+        fs::remove_dir_all(n.srv_node.join("d1")).unwrap();
+    }
+    s.ok(&["restore", "latest"]);
+    for (n, b) in cluster.nodes[..2].iter().zip(&before) {
+        assert_same_tree(b, &record_tree(&n.path("/srv/node")));
+    }
+}

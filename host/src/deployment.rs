@@ -94,6 +94,7 @@ struct File {
 struct RepositorySection {
     path: Option<PathBuf>,
     password_file: Option<PathBuf>,
+    node: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +211,8 @@ pub struct Deployment {
     pub source_name: String,
     /// Repository path, if configured.
     pub repository: Option<PathBuf>,
+    /// The node the repository lives on (the external backup host); `None`: this machine.
+    pub repository_node: Option<String>,
     /// Password file, if configured.
     pub password_file: Option<PathBuf>,
     /// Third-party plugin directory, if configured.
@@ -488,6 +491,36 @@ impl Deployment {
             }
         }
 
+        let repository_node = file.repository.as_ref().and_then(|r| r.node.as_ref());
+        if let Some(n) = repository_node {
+            match nodes.iter().find(|x: &&NodeSpec| &x.name == n.get_ref()) {
+                None => problems.push(Problem {
+                    line: Some(line_of(text, n.span().start)),
+                    field: "repository.node".into(),
+                    message: format!("no node `{}` in this file", n.get_ref()),
+                }),
+                Some(x) if x.ssh.is_none() => problems.push(Problem {
+                    line: Some(line_of(text, n.span().start)),
+                    field: "repository.node".into(),
+                    message: "the local node holds a repository by `path` alone; remove `node`"
+                        .into(),
+                }),
+                Some(_)
+                    if file
+                        .repository
+                        .as_ref()
+                        .and_then(|r| r.path.as_ref())
+                        .is_none() =>
+                {
+                    problems.push(Problem {
+                        line: Some(line_of(text, n.span().start)),
+                        field: "repository.path".into(),
+                        message: "give the repository's directory on that node".into(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
         let ssh = file.ssh.as_ref();
         if ssh.and_then(|s| s.parallel) == Some(0) {
             problems.push(Problem {
@@ -503,6 +536,7 @@ impl Deployment {
             name,
             source_name: source_name.into(),
             repository: file.repository.as_ref().and_then(|r| r.path.clone()),
+            repository_node: repository_node.map(|n| n.get_ref().clone()),
             password_file: file
                 .repository
                 .as_ref()
@@ -521,6 +555,30 @@ impl Deployment {
             ),
             plugins,
         })
+    }
+
+    /// Reach one node by name.
+    pub async fn connect_one(
+        &self,
+        name: &str,
+        accept_new: bool,
+    ) -> Result<NodeHandle, TransportError> {
+        let spec = self
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("validated node name");
+        match &spec.ssh {
+            None => Ok(NodeHandle::local(&spec.name, spec.roles.clone())),
+            Some(target) => {
+                let options = SshOptions {
+                    known_hosts: self.known_hosts.clone(),
+                    accept_new,
+                    connect_timeout: self.connect_timeout,
+                };
+                NodeHandle::connect(&spec.name, spec.roles.clone(), target, &options).await
+            }
+        }
     }
 
     /// Reach every node: the local one directly, the others over SSH, `ssh_parallel` at a

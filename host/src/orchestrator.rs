@@ -12,6 +12,7 @@ use crate::capabilities::{OperationEnv, SnapshotSource};
 use crate::deployment::{Deployment, PluginConfig};
 use crate::registry::Registry;
 use crate::report::{Event, Reporter};
+use crate::repository::RepoLocation;
 use crate::repository::{
     ArtifactRecord, ArtifactWriter, CofferSnapshot, MANIFEST_FORMAT, Manifest, PluginRecord, Repo,
     RepoError,
@@ -242,14 +243,14 @@ impl Coffer {
     ) -> Result<BackupSummary, RunError> {
         let started = Instant::now();
         let started_at = jiff::Timestamp::now();
-        let _lock = repo.lock()?;
-        let repo_path = repo.path().to_path_buf();
+        let _lock = repo.lock().await?;
+        let location = repo.location().clone();
         let (removed, repo) = blocking(move || (repo.remove_orphans(), repo)).await;
         let removed_orphans = removed?;
         let writer = Arc::new(blocking(move || repo.into_writer()).await?);
         let run_id = run_id();
         let written = Arc::new(Mutex::new(Vec::new()));
-        let work = self.backup_plugins(&writer, &written, &run_id, &repo_path, only, overrides);
+        let work = self.backup_plugins(&writer, &written, &run_id, &location, only, overrides);
         let outcome = tokio::select! {
             r = work => r,
             _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
@@ -300,7 +301,7 @@ impl Coffer {
         writer: &Arc<ArtifactWriter>,
         written: &Arc<Mutex<Vec<ArtifactRecord>>>,
         run_id: &str,
-        repo_path: &std::path::Path,
+        location: &RepoLocation,
         only: &[String],
         overrides: &Overrides,
     ) -> Result<Vec<PluginRecord>, RunError> {
@@ -334,7 +335,7 @@ impl Coffer {
             let mut env = self.env(plugin, &nodes, run_id);
             env.writer = Some(writer.clone());
             env.written = written.clone();
-            env.local_excludes = vec![repo_path.display().to_string()];
+            env.repository = Some(location.clone());
             let mut settings = pc.settings.clone();
             settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());
             let ctx = CallContext {

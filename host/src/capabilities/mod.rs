@@ -71,8 +71,8 @@ pub struct OperationEnv {
     pub written: Arc<Mutex<Vec<ArtifactRecord>>>,
     /// For restore and validate: the snapshot.
     pub source: Option<Arc<SnapshotSource>>,
-    /// Absolute paths never archived from the local node (the repository).
-    pub local_excludes: Vec<String>,
+    /// The repository of this run: never archived from the node it lives on.
+    pub repository: Option<crate::repository::RepoLocation>,
     /// Command limits.
     pub limits: CommandLimits,
     /// Where events go.

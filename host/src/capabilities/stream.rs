@@ -16,7 +16,7 @@ use tokio_util::io::SyncIoBridge;
 use super::OperationEnv;
 use super::process::{self, tail, take_stderr, take_stdout};
 use crate::report::Event;
-use crate::repository::{ArtifactKind, ArtifactRecord, RepoError, artifact_path};
+use crate::repository::{ArtifactKind, ArtifactRecord, RepoError, RepoLocation, artifact_path};
 use crate::runtime::bindings::coffer::plugin::stream as wstream;
 use crate::runtime::bindings::coffer::plugin::types::{
     self, CommandFailure, ExecError, StreamError,
@@ -274,10 +274,14 @@ pub async fn capture_paths(
     .map(|s| s.to_string())
     .collect();
     argv.push("--directory=/".into());
-    if handle.is_local() {
-        for repo in &env.local_excludes {
-            argv.extend(exclude_args(repo));
+    match &env.repository {
+        Some(RepoLocation::Local(path)) if handle.is_local() => {
+            argv.extend(exclude_args(&path.display().to_string()));
         }
+        Some(RepoLocation::Remote { node, path }) if node.name == handle.name => {
+            argv.extend(exclude_args(path));
+        }
+        _ => {}
     }
     for glob in &set.excludes {
         argv.extend(exclude_args(glob));

@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::{Context as _, Result};
 use coffer::repository::Repo;
 
-use super::{Global, PasswordSource, deployment, exit, password, password_source, repo_path};
+use super::{Global, PasswordSource, deployment, exit, password, password_source};
 
 /// Create a repository. When the deployment names a password file that does not exist yet and
 /// no other password is given, a random password is generated into it (mode 0600).
@@ -15,7 +15,7 @@ pub struct Args {}
 
 pub async fn run(g: &Global, _args: Args) -> Result<u8> {
     let d = deployment(g)?;
-    let path = repo_path(g, &d)?;
+    let location = super::repo_location(g, &d).await?;
     if let Some(PasswordSource::File(file)) = password_source(g, &d)
         && g.password_file.is_none()
         && !file.exists()
@@ -27,15 +27,15 @@ pub async fn run(g: &Global, _args: Args) -> Result<u8> {
         );
     }
     let pw = password(g, &d)?;
-    let p = path.clone();
-    coffer::orchestrator::blocking(move || Repo::init(&p, &pw)).await?;
+    let l = location.clone();
+    coffer::orchestrator::blocking(move || Repo::init(&l, &pw)).await?;
     if g.json {
         println!(
             "{}",
-            serde_json::json!({"event": "summary", "repository": path})
+            serde_json::json!({"event": "summary", "repository": location.to_string()})
         );
     } else {
-        println!("created repository {}", path.display());
+        println!("created repository {location}");
     }
     Ok(exit::OK)
 }

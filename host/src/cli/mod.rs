@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 use coffer::deployment::Deployment;
 use coffer::orchestrator::{Coffer, RunError};
 use coffer::registry::Registry;
-use coffer::repository::{Password, Repo, RepoError};
+use coffer::repository::{Password, Repo, RepoError, RepoLocation};
 use coffer::runtime::{PluginFault, Runtime};
 
 /// Exit codes a script can rely on.
@@ -268,11 +268,24 @@ pub fn password(g: &Global, d: &Deployment) -> Result<Password> {
     }
 }
 
+/// Where the repository of this run lives: `-r` (a local directory), else the deployment's
+/// `[repository]` (a local directory, or a directory on its `node`, reached over SSH).
+pub async fn repo_location(g: &Global, d: &Deployment) -> Result<RepoLocation> {
+    let path = repo_path(g, d)?;
+    match (&g.repo, &d.repository_node) {
+        (None, Some(node)) => Ok(RepoLocation::Remote {
+            node: d.connect_one(node, g.accept_new_host_keys).await?,
+            path: path.display().to_string(),
+        }),
+        _ => Ok(RepoLocation::Local(path)),
+    }
+}
+
 /// Open the repository of this run.
 pub async fn open_repo(g: &Global, d: &Deployment) -> Result<Repo> {
-    let path = repo_path(g, d)?;
+    let location = repo_location(g, d).await?;
     let password = password(g, d)?;
-    let repo = coffer::orchestrator::blocking(move || Repo::open(&path, &password)).await?;
+    let repo = coffer::orchestrator::blocking(move || Repo::open(&location, &password)).await?;
     Ok(repo)
 }
 

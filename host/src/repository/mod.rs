@@ -12,6 +12,7 @@
 //! was killed ([`Repo::remove_orphans`]).
 
 mod manifest;
+mod remote;
 mod stream;
 
 use std::collections::BTreeSet;
@@ -22,6 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use rustic_backend::LocalBackend;
+use rustic_core::{FileType, ReadBackend, WriteBackend};
+
+use crate::transport::{NodeHandle, Process};
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, IndexedIdsStatus,
@@ -171,89 +175,176 @@ pub struct CheckReport {
 }
 
 /// An exclusive lock for writers; released on drop.
-pub struct RepoLock {
-    _file: File,
+pub enum RepoLock {
+    /// `flock` on a local file.
+    Local(File),
+    /// A `flock … cat` on the backup host, held while its stdin stays open.
+    Remote(Box<Process>),
+}
+
+/// Where a repository lives.
+#[derive(Clone, Debug)]
+pub enum RepoLocation {
+    /// A directory of the Coffer host.
+    Local(PathBuf),
+    /// A directory of another machine (the backup host), reached over SSH.
+    Remote {
+        /// The backup host.
+        node: NodeHandle,
+        /// The directory there.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for RepoLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "{}", p.display()),
+            Self::Remote { node, path } => write!(f, "{}:{path}", node.name),
+        }
+    }
 }
 
 /// An open repository.
 pub struct Repo {
     path: PathBuf,
+    location: RepoLocation,
     inner: Repository<OpenStatus>,
 }
 
-fn backends(path: &Path) -> Result<RepositoryBackends> {
-    let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
-        .map_err(engine(path))?;
-    Ok(RepositoryBackends::new(Arc::new(be), None))
+fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
+    let label = PathBuf::from(location.to_string());
+    Ok(match location {
+        RepoLocation::Local(path) => Arc::new(
+            LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
+                .map_err(engine(&label))?,
+        ),
+        RepoLocation::Remote { node, path } => {
+            Arc::new(remote::RemoteBackend::new(node.clone(), path))
+        }
+    })
 }
 
-fn repository(path: &Path) -> Result<Repository<()>> {
+fn repository(location: &RepoLocation) -> Result<Repository<()>> {
+    let label = PathBuf::from(location.to_string());
     let opts = RepositoryOptions::default().no_cache(true);
-    Repository::new(&opts, &backends(path)?).map_err(engine(path))
+    Repository::new(&opts, &RepositoryBackends::new(backend(location)?, None))
+        .map_err(engine(&label))
+}
+
+/// Whether a repository exists at `location` (it has a config file).
+fn exists(location: &RepoLocation) -> Result<bool> {
+    let label = PathBuf::from(location.to_string());
+    Ok(!backend(location)?
+        .list_with_size(FileType::Config)
+        .map_err(engine(&label))?
+        .is_empty())
 }
 
 impl Repo {
-    /// Create a repository at `path` protected by `password`.
-    pub fn init(path: &Path, password: &Password) -> Result<()> {
-        if path.join("config").exists() {
-            return Err(RepoError::AlreadyExists(path.to_path_buf()));
+    /// Create a repository at `location` protected by `password`. Blocking.
+    pub fn init(location: &RepoLocation, password: &Password) -> Result<()> {
+        let label = PathBuf::from(location.to_string());
+        if let RepoLocation::Local(path) = location {
+            std::fs::create_dir_all(path).map_err(|source| RepoError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
-        std::fs::create_dir_all(path).map_err(|source| RepoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        if exists(location)? {
+            return Err(RepoError::AlreadyExists(label));
+        }
         let config = ConfigOptions::default();
-        repository(path)?
+        repository(location)?
             .init(
                 &Credentials::password(&password.0),
                 &KeyOptions::default(),
                 &config,
             )
-            .map_err(engine(path))?;
+            .map_err(engine(&label))?;
         Ok(())
     }
 
-    /// Open the repository at `path`.
-    pub fn open(path: &Path, password: &Password) -> Result<Self> {
-        if !path.join("config").exists() {
-            return Err(RepoError::NotFound(path.to_path_buf()));
+    /// Open the repository at `location`. Blocking.
+    pub fn open(location: &RepoLocation, password: &Password) -> Result<Self> {
+        let label = PathBuf::from(location.to_string());
+        if !exists(location)? {
+            return Err(RepoError::NotFound(label));
         }
-        let inner = repository(path)?
+        let inner = repository(location)?
             .open(&Credentials::password(&password.0))
             .map_err(|e| {
                 if e.is_incorrect_password() {
-                    RepoError::WrongPassword(path.to_path_buf())
+                    RepoError::WrongPassword(label.clone())
                 } else {
-                    engine(path)(e)
+                    engine(&label)(e)
                 }
             })?;
         Ok(Self {
-            path: path.to_path_buf(),
+            path: label,
+            location: location.clone(),
             inner,
         })
     }
 
-    /// Where it is.
+    /// Where it is, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Where it is.
+    pub fn location(&self) -> &RepoLocation {
+        &self.location
+    }
+
     /// Take the writer lock, failing at once when another run holds it.
-    pub fn lock(&self) -> Result<RepoLock> {
-        let p = self.path.join(LOCK_FILE);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|source| RepoError::Io {
-                path: p.clone(),
-                source,
-            })?;
-        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-            Ok(true) => Ok(RepoLock { _file: file }),
-            Ok(false) => Err(RepoError::Locked(self.path.clone())),
-            Err(source) => Err(RepoError::Io { path: p, source }),
+    pub async fn lock(&self) -> Result<RepoLock> {
+        match &self.location {
+            RepoLocation::Local(dir) => {
+                let p = dir.join(LOCK_FILE);
+                let file = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&p)
+                    .map_err(|source| RepoError::Io {
+                        path: p.clone(),
+                        source,
+                    })?;
+                match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+                    Ok(true) => Ok(RepoLock::Local(file)),
+                    Ok(false) => Err(RepoError::Locked(self.path.clone())),
+                    Err(source) => Err(RepoError::Io { path: p, source }),
+                }
+            }
+            RepoLocation::Remote { node, path } => {
+                // `cat` holds the lock until our end of its stdin closes (end of run, or a
+                // lost connection): it cannot outlive us. `locked` on stdout says we have it.
+                let argv: Vec<String> = ["flock", "-n", "-E", "75"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([
+                        format!("{path}/{LOCK_FILE}"),
+                        "sh".into(),
+                        "-c".into(),
+                        "echo locked; exec cat".into(),
+                    ])
+                    .collect();
+                let io = |e: String| RepoError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(e),
+                };
+                let mut p = node.spawn(&argv).await.map_err(|e| io(e.to_string()))?;
+                let mut first = [0u8; 7];
+                use tokio::io::AsyncReadExt;
+                match p.stdout.read_exact(&mut first).await {
+                    Ok(_) if &first == b"locked\n" => Ok(RepoLock::Remote(Box::new(p))),
+                    _ => match p.wait().await {
+                        Ok(Some(75)) => Err(RepoError::Locked(self.path.clone())),
+                        other => Err(io(format!("taking the lock with flock failed: {other:?}"))),
+                    },
+                }
+            }
         }
     }
 

@@ -423,7 +423,7 @@ impl Runtime {
             writer: None,
             written: Arc::new(Mutex::new(Vec::new())),
             source: None,
-            local_excludes: Vec::new(),
+            repository: None,
             limits: self.limits.commands.clone(),
             reporter: Arc::new(Silent),
         }
