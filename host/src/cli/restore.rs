@@ -11,18 +11,37 @@ use super::{Global, coffer, exit, open_repo};
 pub struct Args {
     /// Snapshot id (or a unique prefix), or `latest`.
     snapshot: String,
-    /// Restore under this directory instead of in place.
+    #[command(flatten)]
+    scope: Scope,
+    /// Do not validate after restoring.
+    #[arg(long)]
+    no_validate: bool,
+}
+
+/// What part of a snapshot a restore or a validation covers.
+#[derive(clap::Args)]
+pub struct Scope {
+    /// Restore (or compare) under this directory instead of in place.
     #[arg(long, value_name = "DIR")]
     target: Option<String>,
-    /// Restore only this absolute path (filesystem plugin); repeatable.
+    /// Only this absolute path (filesystem plugin); repeatable.
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
     /// Only these plugins; repeatable.
     #[arg(long = "plugin", value_name = "NAME")]
     plugins: Vec<String>,
-    /// Do not validate after restoring.
-    #[arg(long)]
-    no_validate: bool,
+}
+
+impl Scope {
+    /// The restore options for this scope.
+    pub fn options(self, validate: bool) -> Result<RestoreOptions> {
+        Ok(RestoreOptions {
+            target_root: absolute_target(self.target)?,
+            selection: self.paths,
+            plugins: self.plugins,
+            validate,
+        })
+    }
 }
 
 /// Print the checks and pick the exit code.
@@ -46,7 +65,7 @@ pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
     if s.ok() { exit::OK } else { exit::VALIDATION }
 }
 
-pub fn absolute_target(t: Option<String>) -> Result<Option<String>> {
+fn absolute_target(t: Option<String>) -> Result<Option<String>> {
     Ok(match t {
         None => None,
         Some(t) => {
@@ -59,12 +78,7 @@ pub fn absolute_target(t: Option<String>) -> Result<Option<String>> {
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let (coffer, printer) = coffer(g).await?;
     let repo = open_repo(g, &coffer.deployment).await?;
-    let opts = RestoreOptions {
-        target_root: absolute_target(args.target)?,
-        selection: args.paths,
-        plugins: args.plugins,
-        validate: !args.no_validate,
-    };
+    let opts = args.scope.options(!args.no_validate)?;
     let s = coffer.restore(repo, &args.snapshot, &opts).await?;
     Ok(finish(&printer, &s, "restored"))
 }
