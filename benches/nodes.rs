@@ -19,9 +19,14 @@ fn main() {
     let s = Scratch::new();
     let cluster = Cluster::start(
         &s.path("nodes"),
-        &["controller-0", "controller-1", "controller-2"],
+        &[
+            "controller-0",
+            "controller-1",
+            "controller-2",
+            "backup-host",
+        ],
     );
-    for (n, node) in cluster.nodes.iter().enumerate() {
+    for (n, node) in cluster.nodes[..3].iter().enumerate() {
         for i in 0..mib / 16 {
             let data = if i % 4 == 3 {
                 // Text-like, compressible.
@@ -34,10 +39,15 @@ fn main() {
             std::fs::write(node.srv_node.join(format!("f{i}")), data).unwrap();
         }
     }
-    s.deployment_with_nodes(
-        &cluster.deployment_nodes(&["controller"]),
-        "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+    // The backup host carries its own role, so the filesystem plugin leaves it alone.
+    let all = cluster.deployment_nodes(&["controller"]);
+    let (head, tail) = all.split_at(all.find("name = \"backup-host\"").unwrap());
+    let nodes = format!(
+        "{head}{}",
+        tail.replacen("roles = [\"controller\"]", "roles = [\"backup\"]", 1)
     );
+    let plugins = "[plugin.filesystem]\nroles = [\"controller\"]\n[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n";
+    s.deployment_with_nodes(&nodes, plugins);
     s.init();
     let total = mib * 3;
 
@@ -45,8 +55,25 @@ fn main() {
     s.ok(&["backup"]);
     let coffer = t.elapsed().as_secs_f64();
 
+    // The same into a repository on the backup host.
+    let remote = s.deployment_with_nodes(&nodes, plugins);
+    let text = std::fs::read_to_string(&remote).unwrap().replacen(
+        "[repository]\n",
+        "[repository]\nnode = \"backup-host\"\n",
+        1,
+    );
+    let text = text.replace(
+        &format!("path = \"{}\"", s.repo().display()),
+        "path = \"/srv/node/repo\"",
+    );
+    std::fs::write(&remote, text).unwrap();
+    s.ok(&["init"]);
     let t = Instant::now();
-    for node in &cluster.nodes {
+    s.ok(&["backup"]);
+    let coffer_remote = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for node in &cluster.nodes[..3] {
         sh(&format!(
             "ssh -q -i {} -p {SSH_PORT} -o UserKnownHostsFile={} root@{} \
              tar -C / -cf - --xattrs --xattrs-include='*' --acls srv/node > {}",
@@ -62,6 +89,10 @@ fn main() {
     println!(
         "  coffer backup (dedup, zstd, encrypted):   {coffer:6.1} s  {:6.1} MiB/s",
         total as f64 / coffer
+    );
+    println!(
+        "  coffer backup into the backup host:       {coffer_remote:6.1} s  {:6.1} MiB/s",
+        total as f64 / coffer_remote
     );
     println!(
         "  ssh tar --xattrs > file, node by node:    {tar_ssh:6.1} s  {:6.1} MiB/s",
