@@ -39,13 +39,7 @@ fn main() {
             std::fs::write(node.srv_node.join(format!("f{i}")), data).unwrap();
         }
     }
-    // The backup host carries its own role, so the filesystem plugin leaves it alone.
-    let all = cluster.deployment_nodes(&["controller"]);
-    let (head, tail) = all.split_at(all.find("name = \"backup-host\"").unwrap());
-    let nodes = format!(
-        "{head}{}",
-        tail.replacen("roles = [\"controller\"]", "roles = [\"backup\"]", 1)
-    );
+    let nodes = cluster.deployment_nodes_by(support::nodes::controllers_and_backup_host);
     let plugins = "[plugin.filesystem]\nroles = [\"controller\"]\n[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n";
     s.deployment_with_nodes(&nodes, plugins);
     s.init();

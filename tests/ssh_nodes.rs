@@ -236,13 +236,7 @@ fn the_repository_lives_on_an_external_backup_host() {
     for (i, n) in cluster.nodes[..2].iter().enumerate() {
         fill(&n.srv_node, 100 + i as u64);
     }
-    // The backup host carries its own role, so no plugin backs it up.
-    let all = cluster.deployment_nodes(&["controller"]);
-    let (head, tail) = all.split_at(all.find("name = \"backup-host\"").unwrap());
-    let nodes = format!(
-        "{head}{}",
-        tail.replacen("roles = [\"controller\"]", "roles = [\"backup\"]", 1)
-    );
+    let nodes = cluster.deployment_nodes_by(support::nodes::controllers_and_backup_host);
     let text = format!(
         "name = \"test\"\n\n[repository]\nnode = \"backup-host\"\npath = \"/srv/node/repo\"\n\
          password-file = {:?}\n\n{nodes}\n\

@@ -137,6 +137,18 @@ pub struct NodeSpec {
     pub ssh: Option<SshTarget>,
 }
 
+impl NodeSpec {
+    /// Reach the node: the local one directly, any other over SSH with `options`.
+    pub async fn reach(&self, options: &SshOptions) -> Result<NodeHandle, TransportError> {
+        match &self.ssh {
+            None => Ok(NodeHandle::local(&self.name, self.roles.clone())),
+            Some(target) => {
+                NodeHandle::connect(&self.name, self.roles.clone(), target, options).await
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct PluginSection {
@@ -557,6 +569,14 @@ impl Deployment {
         })
     }
 
+    fn ssh_options(&self, accept_new: bool) -> SshOptions {
+        SshOptions {
+            known_hosts: self.known_hosts.clone(),
+            accept_new,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
     /// Reach one node by name.
     pub async fn connect_one(
         &self,
@@ -568,40 +588,20 @@ impl Deployment {
             .iter()
             .find(|n| n.name == name)
             .expect("validated node name");
-        match &spec.ssh {
-            None => Ok(NodeHandle::local(&spec.name, spec.roles.clone())),
-            Some(target) => {
-                let options = SshOptions {
-                    known_hosts: self.known_hosts.clone(),
-                    accept_new,
-                    connect_timeout: self.connect_timeout,
-                };
-                NodeHandle::connect(&spec.name, spec.roles.clone(), target, &options).await
-            }
-        }
+        spec.reach(&self.ssh_options(accept_new)).await
     }
 
     /// Reach every node: the local one directly, the others over SSH, `ssh_parallel` at a
     /// time. `accept_new` records the host key of a node seen for the first time.
     pub async fn connect(&self, accept_new: bool) -> Result<Vec<NodeHandle>, TransportError> {
-        let options = SshOptions {
-            known_hosts: self.known_hosts.clone(),
-            accept_new,
-            connect_timeout: self.connect_timeout,
-        };
+        let options = self.ssh_options(accept_new);
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(self.ssh_parallel));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, spec) in self.nodes.iter().enumerate() {
             let (spec, options, limit) = (spec.clone(), options.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore open");
-                let node = match &spec.ssh {
-                    None => Ok(NodeHandle::local(&spec.name, spec.roles.clone())),
-                    Some(target) => {
-                        NodeHandle::connect(&spec.name, spec.roles.clone(), target, &options).await
-                    }
-                };
-                (i, node)
+                (i, spec.reach(&options).await)
             });
         }
         let mut nodes: Vec<Option<NodeHandle>> = vec![None; self.nodes.len()];

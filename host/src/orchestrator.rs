@@ -2,9 +2,8 @@
 //! snapshot or nothing, a restore from a snapshot, a validation.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -635,21 +634,12 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
         .expect("blocking task panicked")
 }
 
-/// Resolve the repository path of a run: flag or env, else the deployment file's.
-pub fn repository_path(flag: Option<PathBuf>, deployment: &Deployment) -> Option<PathBuf> {
-    flag.or_else(|| deployment.repository.clone())
-}
-
 /// Time as the summary shows it.
 pub fn human_duration(seconds: f64) -> String {
-    humanize(Duration::from_secs_f64(seconds))
-}
-
-fn humanize(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1}s")
+    if seconds < 60.0 {
+        format!("{seconds:.1}s")
     } else {
-        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+        let whole = seconds as u64;
+        format!("{}m{:02}s", whole / 60, whole % 60)
     }
 }

@@ -110,12 +110,17 @@ impl Cluster {
 
     /// `[[node]]` sections for the deployment file, each with `roles`.
     pub fn deployment_nodes(&self, roles: &[&str]) -> String {
-        let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+        self.deployment_nodes_by(|_| roles.to_vec())
+    }
+
+    /// `[[node]]` sections for the deployment file, each with the roles `roles_of(name)`.
+    pub fn deployment_nodes_by<'a>(&self, roles_of: impl Fn(&str) -> Vec<&'a str>) -> String {
         let mut text = format!(
             "[ssh]\nknown-hosts = {:?}\n\n",
             self.known_hosts.display().to_string()
         );
         for n in &self.nodes {
+            let roles: Vec<String> = roles_of(&n.name).iter().map(|r| format!("{r:?}")).collect();
             text.push_str(&format!(
                 "[[node]]\nname = {:?}\naddress = {:?}\nport = {SSH_PORT}\nuser = \"root\"\nkey = {:?}\nroles = [{}]\n\n",
                 n.name,
@@ -125,6 +130,16 @@ impl Cluster {
             ));
         }
         text
+    }
+}
+
+/// Roles for a cluster whose `backup-host` node keeps the repository: a role of its own, so no
+/// plugin backs it up; every other node is a controller.
+pub fn controllers_and_backup_host(name: &str) -> Vec<&'static str> {
+    if name == "backup-host" {
+        vec!["backup"]
+    } else {
+        vec!["controller"]
     }
 }
 

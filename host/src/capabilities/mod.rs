@@ -90,6 +90,22 @@ impl OperationEnv {
         })
     }
 
+    /// Pass when both keys allow it: the plugin's declaration (`allows` on its manifest) and
+    /// the deployment's grant; otherwise refuse, saying which key is missing.
+    fn both_keys(
+        &self,
+        node: &str,
+        allows: impl Fn(&CapabilityMatcher) -> bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), types::ExecError> {
+        let declared = allows(&self.matcher);
+        if declared && self.grant.as_deref().is_none_or(&allows) {
+            Ok(())
+        } else {
+            Err(self.refuse(node, what(), declared))
+        }
+    }
+
     fn refuse(&self, node: &str, what: String, declared: bool) -> types::ExecError {
         let why = if declared {
             format!(
@@ -114,11 +130,11 @@ impl OperationEnv {
     /// Check a command against the node list and the plugin's declarations.
     fn allow_command(&self, node: &str, argv: &[String]) -> Result<&NodeHandle, types::ExecError> {
         let handle = self.node(node)?;
-        let declared = self.matcher.allows_command(argv);
-        let granted = self.grant.as_ref().is_none_or(|g| g.allows_command(argv));
-        if !declared || !granted {
-            return Err(self.refuse(node, format!("run `{}`", argv.join(" ")), declared));
-        }
+        self.both_keys(
+            node,
+            |m| m.allows_command(argv),
+            || format!("run `{}`", argv.join(" ")),
+        )?;
         Ok(handle)
     }
 
@@ -126,11 +142,7 @@ impl OperationEnv {
     fn allow_paths(&self, node: &str, paths: &[String]) -> Result<&NodeHandle, types::ExecError> {
         let handle = self.node(node)?;
         for p in paths {
-            let declared = self.matcher.allows_path(p);
-            let granted = self.grant.as_ref().is_none_or(|g| g.allows_path(p));
-            if !declared || !granted {
-                return Err(self.refuse(node, format!("access path `{p}`"), declared));
-            }
+            self.both_keys(node, |m| m.allows_path(p), || format!("access path `{p}`"))?;
         }
         Ok(handle)
     }
