@@ -267,3 +267,69 @@ fn the_repository_lives_on_an_external_backup_host() {
         assert_same_tree(b, &record_tree(&n.path("/srv/node")));
     }
 }
+
+#[test]
+fn an_ansible_inventory_imports_into_a_deployment_that_backs_up_its_nodes() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(
+        &s.path("nodes"),
+        &["overcloud-controller-0", "overcloud-controller-1"],
+    );
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        fill(&n.srv_node, 50 + i as u64);
+    }
+    let mut ini = String::from("[Controller]\n");
+    for n in &cluster.nodes {
+        ini.push_str(&format!(
+            "{} ansible_host={} ansible_ssh_private_key_file={}\n",
+            n.name,
+            n.address,
+            cluster.key.display()
+        ));
+    }
+    ini.push_str(&format!(
+        "\n[Controller:vars]\nansible_user=root\nansible_port={}\n\n[mysql:children]\nController\n",
+        support::nodes::SSH_PORT
+    ));
+    fs::write(s.path("hosts.ini"), ini).unwrap();
+    let out = s.ok(&["import-inventory", s.path("hosts.ini").to_str().unwrap()]);
+    let imported = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        imported.contains("roles = [\"controller\", \"mysql\"]"),
+        "{imported}"
+    );
+    // The operator's edits: where the repository goes, which paths, the known_hosts file.
+    let edited = imported
+        .replace("/var/backups/coffer", s.repo().to_str().unwrap())
+        .replace("/etc/coffer/password", s.path("password").to_str().unwrap())
+        + &format!(
+            "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n\n[ssh]\nknown-hosts = {:?}\n",
+            cluster.known_hosts.display().to_string()
+        );
+    fs::write(s.path("deployment.toml"), edited).unwrap();
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let mut from: Vec<String> = summary(&out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].as_str().unwrap().to_string())
+        .collect();
+    from.sort();
+    assert_eq!(from, ["overcloud-controller-0", "overcloud-controller-1"]);
+    // A broken inventory is refused with its line, and nothing is written.
+    fs::write(s.path("bad.ini"), "[Controller]\nctl[1:x]\n").unwrap();
+    let out = s.run(&[
+        "import-inventory",
+        s.path("bad.ini").to_str().unwrap(),
+        "-o",
+        s.path("bad.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("host range"),
+        "{err}"
+    );
+    assert!(!s.path("bad.toml").exists());
+}

@@ -3,6 +3,7 @@
 
 pub mod capabilities;
 pub mod deployment;
+pub mod inventory;
 pub mod orchestrator;
 pub mod registry;
 pub mod report;

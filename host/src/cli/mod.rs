@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod import;
 mod init;
 mod output;
 mod plugins;
@@ -106,6 +107,8 @@ enum Command {
     Check(check::Args),
     /// List installed plugins, or describe one.
     Plugins(plugins::Args),
+    /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
+    ImportInventory(import::Args),
 }
 
 /// Run the CLI.
@@ -143,6 +146,7 @@ pub fn main() -> ExitCode {
             Command::Snapshots(a) => snapshots::run(&global, a).await,
             Command::Check(a) => check::run(&global, a).await,
             Command::Plugins(a) => plugins::run(&global, a).await,
+            Command::ImportInventory(a) => import::run(&global, a).await,
         }
     });
     // Work still running on blocking threads (an artifact being stored when Ctrl-C came) is
