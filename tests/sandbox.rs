@@ -193,4 +193,29 @@ fn a_command_declared_but_not_granted_is_refused() {
         text.contains("echo **") && text.contains("granted by") && text.contains("nothing"),
         "{text}"
     );
+    // A grant for a role: it applies on the nodes carrying that role (here the undercloud).
+    s.deployment(
+        "[plugin.hostile.grant]\ncommands = [\"sh -c *\"]\n\
+         [plugin.hostile.grant.role.undercloud]\ncommands = [\"echo hello\"]\n\n\
+         [plugin.hostile.settings]\nmode = \"stream\"\n",
+    );
+    s.ok(&["backup"]);
+    let out = s.ok(&["plugins", "describe", "hostile"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("on nodes with role `undercloud`") && text.contains("run  echo hello"),
+        "{text}"
+    );
+    // A grant for a role no node carries is a mistake in the file, named before anything runs.
+    s.deployment(
+        "[plugin.hostile.grant.role.controler]\ncommands = [\"echo hello\"]\n\n\
+         [plugin.hostile.settings]\nmode = \"stream\"\n",
+    );
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugin.hostile.grant.role.controler") && err.contains("no node carries role"),
+        "{err}"
+    );
 }

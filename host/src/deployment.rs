@@ -187,6 +187,41 @@ struct GrantSection {
     commands: Vec<String>,
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    role: BTreeMap<String, RoleGrantSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RoleGrantSection {
+    #[serde(default)]
+    commands: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+}
+
+/// What the operator grants a plugin: `[plugin.NAME.grant]` on every node of the plugin, plus
+/// `[plugin.NAME.grant.role.ROLE]` on the nodes carrying that role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Granted on every node.
+    pub all: Capabilities,
+    /// Granted on nodes with the role, in addition.
+    pub roles: BTreeMap<String, Capabilities>,
+}
+
+impl Grant {
+    /// Everything granted on a node carrying `roles`.
+    pub fn on(&self, roles: &[String]) -> Capabilities {
+        let mut caps = self.all.clone();
+        for (role, extra) in &self.roles {
+            if roles.contains(role) {
+                caps.commands.extend(extra.commands.iter().cloned());
+                caps.paths.extend(extra.paths.iter().cloned());
+            }
+        }
+        caps
+    }
 }
 
 fn yes() -> bool {
@@ -206,10 +241,10 @@ pub struct PluginConfig {
     pub line: Option<usize>,
     /// Line of each setting key.
     pub setting_lines: BTreeMap<String, usize>,
-    /// What the operator grants it (`[plugin.NAME.grant]`); `None`: see [`PluginConfig`].
-    /// Without a grant section, a built-in plugin may do what it declares and a plugin from
-    /// the plugin directory may do nothing.
-    pub grant: Option<Capabilities>,
+    /// What the operator grants it (`[plugin.NAME.grant]`, per role
+    /// `[plugin.NAME.grant.role.ROLE]`). Without a grant section, a built-in plugin may do what
+    /// it declares and a plugin from the plugin directory may do nothing.
+    pub grant: Option<Grant>,
     /// The container its commands run in, if any (`[plugin.NAME.container]`).
     pub container: Option<ContainerSpec>,
 }
@@ -420,36 +455,52 @@ impl Deployment {
             let grant = section.grant.as_ref().map(|g| {
                 let at = line_of(text, g.span().start);
                 let g = g.get_ref();
-                let caps = Capabilities {
-                    commands: g
-                        .commands
-                        .iter()
-                        .filter_map(|c| {
-                            let mut words = c.split_whitespace().map(str::to_string);
-                            let program = words.next();
-                            if program.is_none() {
-                                problems.push(Problem {
-                                    line: Some(at),
-                                    field: format!("plugin.{}.grant.commands", pname.get_ref()),
-                                    message: "an empty command".into(),
-                                });
-                            }
-                            program.map(|program| CommandPattern {
-                                program,
-                                args: words.collect(),
+                let field = format!("plugin.{}.grant", pname.get_ref());
+                let mut caps = |commands: &[String], paths: &[String], field: String| {
+                    let caps = Capabilities {
+                        commands: commands
+                            .iter()
+                            .filter_map(|c| {
+                                let mut words = c.split_whitespace().map(str::to_string);
+                                let program = words.next();
+                                if program.is_none() {
+                                    problems.push(Problem {
+                                        line: Some(at),
+                                        field: format!("{field}.commands"),
+                                        message: "an empty command".into(),
+                                    });
+                                }
+                                program.map(|program| CommandPattern {
+                                    program,
+                                    args: words.collect(),
+                                })
                             })
-                        })
-                        .collect(),
-                    paths: g.paths.clone(),
+                            .collect(),
+                        paths: paths.to_vec(),
+                    };
+                    if let Err(e) = coffer_sdk::capability::CapabilityMatcher::new(&caps) {
+                        problems.push(Problem {
+                            line: Some(at),
+                            field: field.clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                    caps
                 };
-                if let Err(e) = coffer_sdk::capability::CapabilityMatcher::new(&caps) {
+                let all = caps(&g.commands, &g.paths, field.clone());
+                let mut roles = BTreeMap::new();
+                for (role, r) in &g.role {
+                    let role_field = format!("{field}.role.{role}");
+                    roles.insert(role.clone(), caps(&r.commands, &r.paths, role_field));
+                }
+                for role in g.role.keys().filter(|r| !all_roles.contains(r)) {
                     problems.push(Problem {
                         line: Some(at),
-                        field: format!("plugin.{}.grant", pname.get_ref()),
-                        message: e.to_string(),
+                        field: format!("{field}.role.{role}"),
+                        message: format!("no node carries role `{role}`"),
                     });
                 }
-                caps
+                Grant { all, roles }
             });
             let container = section.container.as_ref().and_then(|c| {
                 let at = line_of(text, c.span().start);

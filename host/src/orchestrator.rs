@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::capabilities::{OperationEnv, SnapshotSource};
-use crate::deployment::{Deployment, PluginConfig};
+use crate::deployment::{Deployment, Grant, PluginConfig};
 use crate::registry::Registry;
 use crate::report::{Event, Reporter};
 use crate::repository::RepoLocation;
@@ -208,7 +208,17 @@ impl Coffer {
             run_id.into(),
         );
         env.reporter = self.reporter.clone();
-        env.grant = self.grant_of(plugin);
+        env.grant = self.grant_of(plugin).map(|g| {
+            nodes
+                .iter()
+                .map(|n| {
+                    let caps = g.on(&n.roles);
+                    let m = CapabilityMatcher::new(&caps)
+                        .expect("grants are validated when the file is read");
+                    (n.name.clone(), Arc::new(m))
+                })
+                .collect()
+        });
         env.container = self
             .deployment
             .plugins
@@ -219,7 +229,7 @@ impl Coffer {
     }
 
     /// The second key: what the deployment grants `plugin`. `None` grants all it declares.
-    pub fn grant_of(&self, plugin: &LoadedPlugin) -> Option<Arc<CapabilityMatcher>> {
+    pub fn grant_of(&self, plugin: &LoadedPlugin) -> Option<Grant> {
         grant_of(&self.deployment, plugin)
     }
 
@@ -610,20 +620,16 @@ impl Coffer {
 /// What `deployment` grants `plugin`: its `[plugin.NAME.grant]` section if there is one;
 /// otherwise everything it declares for a built-in plugin and nothing for a plugin from the
 /// plugin directory. `None` means everything declared.
-pub fn grant_of(deployment: &Deployment, plugin: &LoadedPlugin) -> Option<Arc<CapabilityMatcher>> {
+pub fn grant_of(deployment: &Deployment, plugin: &LoadedPlugin) -> Option<Grant> {
     let explicit = deployment
         .plugins
         .iter()
         .find(|p| p.name == plugin.identity.name)
         .and_then(|p| p.grant.clone());
     match (explicit, &plugin.origin) {
-        (Some(caps), _) => Some(Arc::new(
-            CapabilityMatcher::new(&caps).expect("grants are validated when the file is read"),
-        )),
+        (Some(grant), _) => Some(grant),
         (None, PluginOrigin::Builtin) => None,
-        (None, PluginOrigin::File(_)) => Some(Arc::new(
-            CapabilityMatcher::new(&Default::default()).expect("empty grant"),
-        )),
+        (None, PluginOrigin::File(_)) => Some(Grant::default()),
     }
 }
 

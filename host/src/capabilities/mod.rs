@@ -57,8 +57,9 @@ pub struct OperationEnv {
     pub plugin: PluginIdentity,
     /// What it declared.
     pub matcher: Arc<CapabilityMatcher>,
-    /// What the deployment grants it; `None` grants everything it declares.
-    pub grant: Option<Arc<CapabilityMatcher>>,
+    /// What the deployment grants it on each node, by node name; `None` grants everything it
+    /// declares.
+    pub grant: Option<BTreeMap<String, Arc<CapabilityMatcher>>>,
     /// The container its commands run in, on the nodes it applies to.
     pub container: Option<ContainerSpec>,
     /// Nodes of this operation, by name.
@@ -99,7 +100,11 @@ impl OperationEnv {
         what: impl FnOnce() -> String,
     ) -> Result<(), types::ExecError> {
         let declared = allows(&self.matcher);
-        if declared && self.grant.as_deref().is_none_or(&allows) {
+        let granted = self
+            .grant
+            .as_ref()
+            .is_none_or(|g| g.get(node).is_some_and(|m| allows(m)));
+        if declared && granted {
             Ok(())
         } else {
             Err(self.refuse(node, what(), declared))
@@ -109,7 +114,8 @@ impl OperationEnv {
     fn refuse(&self, node: &str, what: String, declared: bool) -> types::ExecError {
         let why = if declared {
             format!(
-                "not granted by the deployment (add it to [plugin.{}.grant])",
+                "not granted by the deployment (add it to [plugin.{0}.grant], or to \
+                 [plugin.{0}.grant.role.ROLE] for a role of this node)",
                 self.plugin.name
             )
         } else {

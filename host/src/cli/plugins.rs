@@ -112,30 +112,37 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 for path in &i.capabilities.paths {
                     println!("    {path}");
                 }
-                let explicit = d
-                    .plugins
-                    .iter()
-                    .find(|pc| pc.name == name)
-                    .and_then(|pc| pc.grant.clone());
                 let source = &d.source_name;
-                match (explicit, coffer::orchestrator::grant_of(&d, p)) {
-                    (_, None) => println!(
+                match coffer::orchestrator::grant_of(&d, p) {
+                    None => println!(
                         "  granted by {source}: everything it asks for (a built-in plugin without a [plugin.{name}.grant] section)"
                     ),
-                    (Some(g), Some(_)) => {
-                        println!(
-                            "  granted by {source} ([plugin.{name}.grant]); a call needs both keys:"
-                        );
-                        for c in &g.commands {
-                            println!("    run  {} {}", c.program, c.args.join(" "));
-                        }
-                        for path in &g.paths {
-                            println!("    path {path}");
-                        }
-                    }
-                    (None, Some(_)) => println!(
+                    Some(g) if g == Default::default() => println!(
                         "  granted by {source}: nothing (a plugin from the plugin directory needs a [plugin.{name}.grant] section)"
                     ),
+                    Some(g) => {
+                        println!(
+                            "  granted by {source}; a call needs both keys (asked for and granted):"
+                        );
+                        let show = |scope: &str, caps: &coffer_sdk::Capabilities| {
+                            println!("    {scope}:");
+                            for c in &caps.commands {
+                                println!("      run  {} {}", c.program, c.args.join(" "));
+                            }
+                            for path in &caps.paths {
+                                println!("      path {path}");
+                            }
+                        };
+                        show(&format!("on every node ([plugin.{name}.grant])"), &g.all);
+                        for (role, caps) in &g.roles {
+                            show(
+                                &format!(
+                                    "on nodes with role `{role}` ([plugin.{name}.grant.role.{role}])"
+                                ),
+                                caps,
+                            );
+                        }
+                    }
                 }
             }
         }
