@@ -333,3 +333,145 @@ fn an_ansible_inventory_imports_into_a_deployment_that_backs_up_its_nodes() {
     );
     assert!(!s.path("bad.toml").exists());
 }
+
+#[test]
+fn the_temporary_access_key_is_gone_after_success_failure_and_sigint() {
+    use support::nodes::AUTHORIZED_KEYS;
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0", "controller-1"]);
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        fill(&n.srv_node, 70 + i as u64);
+    }
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!(
+            "[access]\ntemporary = true\nfrom = \"127.0.0.1\"\nttl-minutes = 30\n\
+             authorized-keys = {AUTHORIZED_KEYS:?}\n\n\
+             [plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n"
+        ),
+    );
+    let keys = |n: &support::nodes::Node| fs::read_to_string(&n.authorized_keys).unwrap();
+    let original: Vec<String> = cluster.nodes.iter().map(keys).collect();
+    let all_back = |when: &str| {
+        for (n, o) in cluster.nodes.iter().zip(&original) {
+            assert_eq!(&keys(n), o, "{when}: authorized_keys of {} changed", n.name);
+        }
+    };
+
+    // A run that fails after the key went in (no repository yet).
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("installed on 2 node(s)"), "{err}");
+    assert!(
+        err.contains("removed from 2 node(s) and verified gone"),
+        "{err}"
+    );
+    all_back("after a failed run");
+
+    // A run that succeeds, connecting with the run's key (not the operator's).
+    s.init();
+    let out = s.ok(&["backup"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verified gone"));
+    all_back("after a successful run");
+    let operator = String::from_utf8(
+        std::process::Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(cluster.key.with_extension("pub"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let operator_fp = operator.split_whitespace().nth(1).unwrap().to_string();
+    let log = fs::read_to_string(&cluster.nodes[0].sshd_log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Accepted publickey") && !l.contains(&operator_fp)),
+        "no login with the run's key in:\n{log}"
+    );
+
+    // By hand: `access grant` gives a key that logs in; `access revoke` takes it away.
+    let out = s.ok(&[
+        "access",
+        "grant",
+        "--ttl-minutes",
+        "5",
+        "--key-dir",
+        s.path("granted").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = text.split_whitespace().nth(2).unwrap().to_string();
+    let login = |n: &support::nodes::Node| {
+        std::process::Command::new("ssh")
+            .args([
+                "-i",
+                s.path("granted/id_ed25519").to_str().unwrap(),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                cluster.known_hosts.display()
+            ))
+            .args([
+                "-p",
+                &support::nodes::SSH_PORT.to_string(),
+                &format!("root@{}", n.address),
+                "true",
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        cluster.nodes.iter().all(login),
+        "the granted key must log in:\n{text}"
+    );
+    let out = s.ok(&["access", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("coffer-access:{id}")));
+    s.ok(&["access", "revoke", &id]);
+    assert!(
+        !cluster.nodes.iter().any(login),
+        "the revoked key must not log in"
+    );
+    all_back("after access revoke");
+
+    // A run interrupted with SIGINT while it holds the key.
+    let child = s
+        .command(&["backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let line = loop {
+        if let Some(l) = keys(&cluster.nodes[1])
+            .lines()
+            .find(|l| l.contains("coffer-access:"))
+        {
+            break l.to_string();
+        }
+        assert!(started.elapsed().as_secs() < 30, "the key never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    sh(&format!("kill -INT {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        line.starts_with("from=\"127.0.0.1\",expiry-time=\"")
+            && line.contains(",restrict ssh-ed25519 "),
+        "{line}"
+    );
+    all_back("after SIGINT");
+    assert_eq!(s.snapshot_count(), 1);
+}

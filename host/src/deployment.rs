@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use coffer_sdk::{Capabilities, CommandPattern};
 
+use crate::access::AccessConfig;
 use crate::runtime::Limits;
 use crate::transport::{NodeHandle, SshOptions, SshTarget, TransportError};
 
@@ -83,6 +84,7 @@ struct File {
     cache_dir: Option<PathBuf>,
     limits: Option<LimitsSection>,
     ssh: Option<SshSection>,
+    access: Option<Spanned<AccessSection>>,
     #[serde(default)]
     node: Vec<NodeSection>,
     #[serde(default)]
@@ -112,6 +114,16 @@ struct SshSection {
     known_hosts: Option<PathBuf>,
     parallel: Option<usize>,
     connect_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct AccessSection {
+    #[serde(default)]
+    temporary: bool,
+    from: Option<String>,
+    ttl_minutes: Option<u64>,
+    authorized_keys: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +290,8 @@ pub struct Deployment {
     pub connect_timeout: Duration,
     /// Enabled plugins, in file order of their names.
     pub plugins: Vec<PluginConfig>,
+    /// Temporary access keys (`[access]`).
+    pub access: AccessConfig,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -592,10 +606,54 @@ impl Deployment {
                 message: "must be at least 1".into(),
             });
         }
+        let access = file
+            .access
+            .as_ref()
+            .map(|a| (line_of(text, a.span().start), a.get_ref()));
+        let access = AccessConfig {
+            temporary: access.is_some_and(|(_, a)| a.temporary),
+            from: access.and_then(|(_, a)| a.from.clone()).unwrap_or_default(),
+            ttl: Duration::from_secs(60 * access.and_then(|(_, a)| a.ttl_minutes).unwrap_or(240)),
+            authorized_keys: access
+                .and_then(|(_, a)| a.authorized_keys.clone())
+                .unwrap_or_else(|| "~/.ssh/authorized_keys".into()),
+        };
+        if let Some((at, a)) = file
+            .access
+            .as_ref()
+            .map(|a| (line_of(text, a.span().start), a.get_ref()))
+        {
+            if a.temporary && a.from.as_deref().is_none_or(|f| f.trim().is_empty()) {
+                problems.push(Problem {
+                    line: Some(at),
+                    field: "access.from".into(),
+                    message: "temporary access needs `from`: the address(es) Coffer connects from, as the nodes see it (authorized_keys from= patterns)".into(),
+                });
+            }
+            if a.from
+                .as_deref()
+                .is_some_and(|f| f.contains(['"', ' ', '\n']))
+            {
+                problems.push(Problem {
+                    line: Some(at),
+                    field: "access.from".into(),
+                    message: "a comma-separated list of address patterns, without quotes or spaces"
+                        .into(),
+                });
+            }
+            if a.ttl_minutes == Some(0) {
+                problems.push(Problem {
+                    line: Some(at),
+                    field: "access.ttl-minutes".into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
         Ok(Self {
+            access,
             name,
             source_name: source_name.into(),
             repository: file.repository.as_ref().and_then(|r| r.path.clone()),
@@ -618,6 +676,18 @@ impl Deployment {
             ),
             plugins,
         })
+    }
+
+    /// The same deployment with every SSH node reached with the private key `key` (a run's
+    /// temporary access key).
+    pub fn with_identity(&self, key: &Path) -> Self {
+        let mut d = self.clone();
+        for n in &mut d.nodes {
+            if let Some(t) = &mut n.ssh {
+                t.key = Some(key.to_path_buf());
+            }
+        }
+        d
     }
 
     fn ssh_options(&self, accept_new: bool) -> SshOptions {

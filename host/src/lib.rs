@@ -1,6 +1,7 @@
 //! Coffer's host: loads sandboxed plugin components, gives them the capabilities they are
 //! granted, and runs backup, restore and validate across a deployment's nodes.
 
+pub mod access;
 pub mod capabilities;
 pub mod deployment;
 pub mod inventory;

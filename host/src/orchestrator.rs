@@ -19,6 +19,7 @@ use crate::repository::{
 use crate::runtime::{CallContext, LoadedPlugin, PluginFault, PluginOrigin, Runtime};
 use crate::transport::NodeHandle;
 use coffer_sdk::capability::CapabilityMatcher;
+use tokio_util::sync::CancellationToken;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,7 @@ pub struct Coffer {
     /// The deployment's nodes, reached.
     pub nodes: Vec<NodeHandle>,
     reporter: Arc<dyn Reporter>,
+    interrupt: Option<CancellationToken>,
 }
 
 fn run_id() -> String {
@@ -127,6 +129,23 @@ fn run_id() -> String {
 }
 
 impl Coffer {
+    /// Stop a run when `token` is cancelled (also if it already is when the run starts)
+    /// instead of on Ctrl-C.
+    pub fn with_interrupt(mut self, token: CancellationToken) -> Self {
+        self.interrupt = Some(token);
+        self
+    }
+
+    /// Completes when the run must stop: the interrupt token, else Ctrl-C.
+    async fn interrupted(&self) {
+        match &self.interrupt {
+            Some(t) => t.cancelled().await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+
     /// Check that every enabled plugin is installed and every setting is one it accepts.
     /// `nodes` are the deployment's nodes, connected (see [`Deployment::connect`]).
     pub fn new(
@@ -185,6 +204,7 @@ impl Coffer {
             registry,
             nodes,
             reporter,
+            interrupt: None,
         })
     }
 
@@ -262,7 +282,7 @@ impl Coffer {
         let work = self.backup_plugins(&writer, &written, &run_id, &location, only, overrides);
         let outcome = tokio::select! {
             r = work => r,
-            _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
+            _ = self.interrupted() => Err(RunError::Interrupted),
         };
         let plugins = match outcome {
             Ok(p) => p,
@@ -515,7 +535,7 @@ impl Coffer {
             let work = self.runtime.restore(plugin, env, &ctx);
             let result = tokio::select! {
                 r = work => r.map_err(RunError::from),
-                _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
+                _ = self.interrupted() => Err(RunError::Interrupted),
             };
             if let Err(e) = result {
                 self.step(&record.name, "restore", "failed", e.to_string());

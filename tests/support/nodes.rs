@@ -14,6 +14,8 @@ use super::sh;
 pub const SSH_PORT: u16 = 2222;
 /// Paths each node has its own copy of (bind-mounted in its mount namespace).
 pub const NODE_PATHS: &[&str] = &["/srv/node"];
+/// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
+pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -38,6 +40,10 @@ pub struct Node {
     pub address: String,
     /// The host-side directory bind-mounted at `/srv/node` on the node.
     pub srv_node: PathBuf,
+    /// The host-side file the node's sshd sees as [`AUTHORIZED_KEYS`].
+    pub authorized_keys: PathBuf,
+    /// The node's sshd log.
+    pub sshd_log: PathBuf,
     /// Its host key's public half, as a known_hosts line.
     pub known_hosts_line: String,
     sshd: Child,
@@ -87,6 +93,7 @@ impl Cluster {
         for p in NODE_PATHS {
             std::fs::create_dir_all(p).unwrap();
         }
+        std::fs::create_dir_all(Path::new(AUTHORIZED_KEYS).parent().unwrap()).unwrap();
         let key = dir.join("client_key");
         keygen(&key);
         let authorized = dir.join("authorized_keys");
@@ -147,6 +154,9 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
     let home = dir.join(name);
     let srv_node = home.join("srv-node");
     std::fs::create_dir_all(&srv_node).unwrap();
+    let ssh_auth = home.join("ssh-auth");
+    std::fs::create_dir_all(&ssh_auth).unwrap();
+    std::fs::copy(authorized, ssh_auth.join("authorized_keys")).unwrap();
     let host_key = home.join("ssh_host_ed25519_key");
     keygen(&host_key);
     let address = fresh_address();
@@ -159,14 +169,19 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
              UsePAM no\nStrictModes no\nPrintMotd no\nSubsystem sftp internal-sftp\n",
             host_key.display(),
             home.join("sshd.pid").display(),
-            authorized.display()
+            AUTHORIZED_KEYS
         ),
     )
     .unwrap();
-    let mounts: Vec<String> = NODE_PATHS
+    let mut mounts: Vec<String> = NODE_PATHS
         .iter()
         .map(|p| format!("mount --bind {} {p}", srv_node.display()))
         .collect();
+    mounts.push(format!(
+        "mount --bind {} {}",
+        ssh_auth.display(),
+        Path::new(AUTHORIZED_KEYS).parent().unwrap().display()
+    ));
     let script = format!(
         "{} && exec /usr/sbin/sshd -D -e -f {} 2>>{}",
         mounts.join(" && "),
@@ -198,6 +213,8 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
         name: name.into(),
         address,
         srv_node,
+        authorized_keys: ssh_auth.join("authorized_keys"),
+        sshd_log: home.join("sshd.log"),
         known_hosts_line,
         sshd,
     }

@@ -1,5 +1,6 @@
 //! The command line: parsing, the shared setup every subcommand needs, and exit codes.
 
+mod access;
 mod backup;
 mod check;
 mod import;
@@ -107,6 +108,8 @@ enum Command {
     Check(check::Args),
     /// List installed plugins, or describe one.
     Plugins(plugins::Args),
+    /// Temporary SSH access keys on the nodes: grant, list, revoke.
+    Access(access::Args),
     /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
     ImportInventory(import::Args),
 }
@@ -137,7 +140,7 @@ pub fn main() -> ExitCode {
     };
     let global = cli.global.clone();
     let json = global.json;
-    let result = runtime.block_on(async move {
+    let command = async move {
         match cli.command {
             Command::Init(a) => init::run(&global, a).await,
             Command::Backup(a) => backup::run(&global, a).await,
@@ -147,6 +150,16 @@ pub fn main() -> ExitCode {
             Command::Check(a) => check::run(&global, a).await,
             Command::Plugins(a) => plugins::run(&global, a).await,
             Command::ImportInventory(a) => import::run(&global, a).await,
+            Command::Access(a) => access::run(&global, a).await,
+        }
+    };
+    let result = runtime.block_on(async move {
+        let result = until_interrupted(command).await;
+        // Whatever happened, this run's temporary access key leaves every node.
+        let ended = access::end_run().await;
+        match (result, ended) {
+            (Ok(code), Err(e)) if code == exit::OK => Err(e),
+            (r, _) => r,
         }
     });
     // Work still running on blocking threads (an artifact being stored when Ctrl-C came) is
@@ -158,6 +171,26 @@ pub fn main() -> ExitCode {
             let code = exit_code(&e);
             output::error(&e, code, json);
             ExitCode::from(code)
+        }
+    }
+}
+
+/// Cancelled on the first Ctrl-C; a run checks it when it starts and while it works.
+static INTERRUPT: std::sync::LazyLock<tokio_util::sync::CancellationToken> =
+    std::sync::LazyLock::new(tokio_util::sync::CancellationToken::new);
+
+/// Run `command`; on Ctrl-C let it stop by itself (a backup discards what it wrote, a run
+/// that has not started yet stops when it does), waiting at most a minute.
+async fn until_interrupted(command: impl std::future::Future<Output = Result<u8>>) -> Result<u8> {
+    let mut command = std::pin::pin!(command);
+    tokio::select! {
+        r = &mut command => r,
+        _ = tokio::signal::ctrl_c() => {
+            INTERRUPT.cancel();
+            match tokio::time::timeout(std::time::Duration::from_secs(60), &mut command).await {
+                Ok(r) => r,
+                Err(_) => Err(RunError::Interrupted.into()),
+            }
         }
     }
 }
@@ -278,11 +311,23 @@ pub async fn repo_location(g: &Global, d: &Deployment) -> Result<RepoLocation> {
     let path = repo_path(g, d)?;
     match (&g.repo, &d.repository_node) {
         (None, Some(node)) => Ok(RepoLocation::Remote {
-            node: d.connect_one(node, g.accept_new_host_keys).await?,
+            node: run_deployment(g, d)
+                .await?
+                .connect_one(node, g.accept_new_host_keys)
+                .await?,
             path: path.display().to_string(),
         }),
         _ => Ok(RepoLocation::Local(path)),
     }
+}
+
+/// The deployment as this run reaches it: with temporary access on, every SSH node through
+/// the run's own key (installed on the first call).
+async fn run_deployment(g: &Global, d: &Deployment) -> Result<Deployment> {
+    Ok(match access::run_key(g, d).await? {
+        Some(key) => d.with_identity(&key),
+        None => d.clone(),
+    })
 }
 
 /// Open the repository of this run.
@@ -322,8 +367,12 @@ pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Regist
 pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
     let d = deployment(g)?;
     let (runtime, registry) = load_plugins(g, &d).await?;
-    let nodes = d.connect(g.accept_new_host_keys).await?;
+    let nodes = run_deployment(g, &d)
+        .await?
+        .connect(g.accept_new_host_keys)
+        .await?;
     let printer = Arc::new(output::Printer::new(g.json, g.verbose));
-    let coffer = Coffer::new(runtime, d, registry, nodes, printer.clone())?;
+    let coffer = Coffer::new(runtime, d, registry, nodes, printer.clone())?
+        .with_interrupt(INTERRUPT.clone());
     Ok((coffer, printer))
 }
