@@ -475,3 +475,60 @@ fn the_temporary_access_key_is_gone_after_success_failure_and_sigint() {
     all_back("after SIGINT");
     assert_eq!(s.snapshot_count(), 1);
 }
+
+#[test]
+fn a_node_scoped_plugin_works_on_its_nodes_at_once() {
+    // Each node's call waits until every node's call has started: the backup completes only if
+    // the host really runs them at the same time (no clock involved).
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    let cluster = Cluster::start(
+        &s.path("nodes"),
+        &["controller-0", "controller-1", "controller-2"],
+    );
+    let barrier = s.path("barrier");
+    fs::create_dir_all(&barrier).unwrap();
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!(
+            "[plugin.hostile.grant]\ncommands = [\"sh -c **\"]\n\n[plugin.hostile.settings]\n\
+             mode = \"barrier\"\ndir = {:?}\ncount = 3\n",
+            barrier.display().to_string()
+        ),
+    );
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("one call per node on 3 nodes, 3 at a time"),
+        "{text}"
+    );
+    let mut arrived: Vec<String> = fs::read_dir(&barrier)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    arrived.sort();
+    assert_eq!(arrived, ["controller-0", "controller-1", "controller-2"]);
+    let described = s.ok(&["plugins", "describe", "hostile"]);
+    assert!(String::from_utf8_lossy(&described.stdout).contains("nodes in parallel: backup"));
+
+    // With one node at a time ([ssh] parallel = 1) the same barrier can never be reached:
+    // the first call gives up, and the run fails cleanly.
+    for e in fs::read_dir(&barrier).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        text.replacen("[ssh]\n", "[ssh]\nparallel = 1\n", 1) + "tries = 10\n",
+    )
+    .unwrap();
+    let out = s.run(&["backup"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.snapshot_count(), 1);
+}

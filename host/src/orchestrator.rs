@@ -248,6 +248,36 @@ impl Coffer {
         env
     }
 
+    /// Make `calls` (one per node for a node-scoped operation, else one), `[ssh] parallel` at
+    /// a time; the first failure stops the others.
+    async fn fan_out<T, Fut>(
+        &self,
+        calls: Vec<CallContext>,
+        call: impl Fn(CallContext) -> Fut,
+    ) -> Result<Vec<T>, PluginFault>
+    where
+        Fut: std::future::Future<Output = Result<T, PluginFault>>,
+    {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        futures::stream::iter(calls)
+            .map(call)
+            .buffer_unordered(self.deployment.ssh_parallel)
+            .try_collect()
+            .await
+    }
+
+    fn fan_detail(&self, calls: &[CallContext]) -> String {
+        if calls.len() > 1 {
+            format!(
+                "one call per node on {} nodes, {} at a time",
+                calls.len(),
+                self.deployment.ssh_parallel.min(calls.len())
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// The second key: what the deployment grants `plugin`. `None` grants all it declares.
     pub fn grant_of(&self, plugin: &LoadedPlugin) -> Option<Grant> {
         grant_of(&self.deployment, plugin)
@@ -361,10 +391,6 @@ impl Coffer {
                 );
                 continue;
             }
-            let mut env = self.env(plugin, &nodes, run_id);
-            env.writer = Some(writer.clone());
-            env.written = written.clone();
-            env.repository = Some(location.clone());
             let mut settings = pc.settings.clone();
             settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());
             let ctx = CallContext {
@@ -374,8 +400,18 @@ impl Coffer {
                 settings,
                 ..CallContext::default()
             };
-            self.step(&pc.name, "backup", "started", String::new());
-            let result = self.runtime.backup(plugin, env, &ctx).await;
+            let calls = ctx.split(plugin.info.node_scoped.backup);
+            self.step(&pc.name, "backup", "started", self.fan_detail(&calls));
+            let result = self
+                .fan_out(calls, |ctx| {
+                    let mut env = self.env(plugin, &ctx.nodes, run_id);
+                    env.writer = Some(writer.clone());
+                    env.written = written.clone();
+                    env.repository = Some(location.clone());
+                    async move { self.runtime.backup(plugin, env, &ctx).await }
+                })
+                .await
+                .map(|per_call| per_call.concat());
             match result {
                 Ok(recs) => {
                     self.step(&pc.name, "backup", "ok", String::new());
@@ -529,12 +565,15 @@ impl Coffer {
         let mut restored = Vec::new();
         for record in records.iter().filter(|_| restore) {
             let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
-            let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
-            env.source = Some(source.clone());
-            self.step(&record.name, "restore", "started", String::new());
-            let work = self.runtime.restore(plugin, env, &ctx);
+            let calls = ctx.split(plugin.info.node_scoped.restore);
+            self.step(&record.name, "restore", "started", self.fan_detail(&calls));
+            let work = self.fan_out(calls, |ctx| {
+                let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+                env.source = Some(source.clone());
+                async move { self.runtime.restore(plugin, env, &ctx).await }
+            });
             let result = tokio::select! {
-                r = work => r.map_err(RunError::from),
+                r = work => r.map(drop).map_err(RunError::from),
                 _ = self.interrupted() => Err(RunError::Interrupted),
             };
             if let Err(e) = result {
@@ -597,10 +636,16 @@ impl Coffer {
             if !plugin.info.operations.validate {
                 continue;
             }
-            let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
-            env.source = Some(source.clone());
-            self.step(&record.name, "validate", "started", String::new());
-            let result = self.runtime.validate(plugin, env, &ctx).await;
+            let calls = ctx.split(plugin.info.node_scoped.validate);
+            self.step(&record.name, "validate", "started", self.fan_detail(&calls));
+            let result = self
+                .fan_out(calls, |ctx| {
+                    let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+                    env.source = Some(source.clone());
+                    async move { self.runtime.validate(plugin, env, &ctx).await }
+                })
+                .await
+                .map(|per_call| per_call.concat());
             match result {
                 Ok(found) => {
                     let failed = found.iter().filter(|c| !c.ok).count();

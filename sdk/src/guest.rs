@@ -19,6 +19,7 @@ pub use self::__export_coffer_world as export_world;
 use self::coffer::plugin::{exec as wexec, log as wlog, stream as wstream, types as w};
 use self::exports::coffer::plugin::handler as wh;
 
+pub use self::exports::coffer::plugin::fan_out::Guest as FanOutGuest;
 pub use wh::Guest;
 
 /// The real host, reached through the component's imports.
@@ -173,18 +174,27 @@ fn with_context<T>(ctx: w::Context, f: impl FnOnce(&Context<'_>) -> T) -> T {
     f(&c)
 }
 
-pub fn describe<P: Plugin>() -> w::PluginInfo {
-    let i = P::describe();
+fn operations(o: Operations) -> w::Operations {
     let mut ops = w::Operations::empty();
-    if i.operations.backup {
+    if o.backup {
         ops = ops | w::Operations::BACKUP;
     }
-    if i.operations.restore {
+    if o.restore {
         ops = ops | w::Operations::RESTORE;
     }
-    if i.operations.validate {
+    if o.validate {
         ops = ops | w::Operations::VALIDATE;
     }
+    ops
+}
+
+pub fn node_scoped<P: Plugin>() -> w::Operations {
+    operations(P::describe().node_scoped)
+}
+
+pub fn describe<P: Plugin>() -> w::PluginInfo {
+    let i = P::describe();
+    let ops = operations(i.operations);
     w::PluginInfo {
         name: i.name,
         version: i.version,

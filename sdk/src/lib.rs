@@ -103,6 +103,11 @@ macro_rules! export_plugin {
                     $crate::__private::validate::<$plugin>(ctx)
                 }
             }
+            impl $crate::__private::FanOutGuest for CofferGuest {
+                fn node_scoped() -> $crate::__private::coffer::plugin::types::Operations {
+                    $crate::__private::node_scoped::<$plugin>()
+                }
+            }
     $crate::__private::export_world!(CofferGuest with_types_in $crate::__private);
         };
     };

@@ -352,6 +352,9 @@ pub struct PluginInfo {
     pub before: Vec<String>,
     /// What it needs from the host.
     pub capabilities: Capabilities,
+    /// Operations it does one node at a time (contract 1.1 `fan-out`): the host calls it once
+    /// per node, in parallel. Empty: one call for all its nodes.
+    pub node_scoped: Operations,
 }
 
 impl PluginInfo {
@@ -367,7 +370,15 @@ impl PluginInfo {
             after: Vec::new(),
             before: Vec::new(),
             capabilities: Capabilities::default(),
+            node_scoped: Operations::default(),
         }
+    }
+
+    /// Do these operations one node at a time: the host then calls the plugin once per node,
+    /// several nodes at once, each call seeing only its node (and that node's artifacts).
+    pub fn node_scoped(mut self, operations: Operations) -> Self {
+        self.node_scoped = operations;
+        self
     }
 
     /// Act only on nodes carrying one of these roles.

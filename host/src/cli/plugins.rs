@@ -104,6 +104,27 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                     let many = if s.multiple { " (repeatable)" } else { "" };
                     println!("    {}{many}: {}{default}", s.key, s.description);
                 }
+                let ops = |o: &coffer_sdk::Operations| {
+                    [
+                        ("backup", o.backup),
+                        ("restore", o.restore),
+                        ("validate", o.validate),
+                    ]
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                };
+                let scoped = ops(&i.node_scoped);
+                println!(
+                    "  one node at a time, nodes in parallel: {}",
+                    if scoped.is_empty() {
+                        "no (one call for all its nodes)".into()
+                    } else {
+                        scoped
+                    }
+                );
                 println!("  asks to run (argument globs; ** = any rest):");
                 for c in &i.capabilities.commands {
                     println!("    {} {}", c.program, c.args.join(" "));

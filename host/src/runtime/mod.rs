@@ -16,7 +16,7 @@ use coffer_sdk::{
     Capabilities, Check, CommandPattern, Operations, PluginError, PluginInfo, SettingSpec,
 };
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 pub use cache::CompileStats;
@@ -26,10 +26,11 @@ use crate::capabilities::{CommandLimits, HostState, OperationEnv, PluginIdentity
 use crate::report::Silent;
 use crate::repository::{ArtifactKind, ArtifactRecord};
 use crate::transport::NodeHandle;
-use bindings::{PluginPre, types};
+use bindings::exports::coffer::plugin::{fan_out, handler};
+use bindings::types;
 
 /// The contract version this host serves (`wit/plugin.wit`).
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "1.1.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -169,7 +170,10 @@ pub struct LoadedPlugin {
     /// How its component was obtained.
     pub compile: CompileStats,
     matcher: Arc<CapabilityMatcher>,
-    pre: PluginPre<HostState>,
+    pre: InstancePre<HostState>,
+    handler: handler::GuestIndices,
+    /// Present when the component exports `fan-out` (contract 1.1 and later).
+    fan_out: Option<fan_out::GuestIndices>,
 }
 
 impl LoadedPlugin {
@@ -201,6 +205,28 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// The calls for one operation: this context whole, or with `per_node` (the plugin does the
+    /// operation one node at a time) one context per node, holding only that node and its
+    /// artifacts.
+    pub fn split(&self, per_node: bool) -> Vec<CallContext> {
+        if !per_node || self.nodes.len() < 2 {
+            return vec![self.clone()];
+        }
+        self.nodes
+            .iter()
+            .map(|n| CallContext {
+                nodes: vec![n.clone()],
+                artifacts: self
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.node == n.name)
+                    .cloned()
+                    .collect(),
+                ..self.clone()
+            })
+            .collect()
+    }
+
     fn to_wit(&self) -> types::Context {
         let setting = |(key, value): &(String, String)| types::Setting {
             key: key.clone(),
@@ -262,6 +288,7 @@ enum Reply {
     Backup(Result<types::BackupReport, types::PluginError>),
     Restore(Result<(), types::PluginError>),
     Validate(Result<Vec<types::Check>, types::PluginError>),
+    NodeScoped(types::Operations),
 }
 
 /// Which export to call.
@@ -270,6 +297,7 @@ enum Op<'a> {
     Backup(&'a types::Context),
     Restore(&'a types::Context),
     Validate(&'a types::Context),
+    NodeScoped,
 }
 
 impl Runtime {
@@ -355,8 +383,10 @@ impl Runtime {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
+        let handler = handler::GuestIndices::new(&pre)
+            .map_err(|e| invalid(format!("its handler export does not match: {e:#}")))?;
+        let fan_out = fan_out::GuestIndices::new(&pre).ok();
         let mut plugin = LoadedPlugin {
             info: PluginInfo::new("", "", ""),
             identity: PluginIdentity {
@@ -371,6 +401,8 @@ impl Runtime {
                 CapabilityMatcher::new(&Capabilities::default()).expect("empty capabilities"),
             ),
             pre,
+            handler,
+            fan_out,
         };
         let env = self.env(&plugin, BTreeMap::new(), String::new());
         let info = match self.invoke(&plugin, env, "describe", Op::Describe).await? {
@@ -395,6 +427,19 @@ impl Runtime {
         plugin.identity.name = info.name.clone();
         plugin.identity.version = info.version.clone();
         plugin.info = info;
+        if plugin.fan_out.is_some() {
+            let env = self.env(&plugin, BTreeMap::new(), String::new());
+            if let Reply::NodeScoped(ops) = self
+                .invoke(&plugin, env, "describe", Op::NodeScoped)
+                .await?
+            {
+                plugin.info.node_scoped = Operations {
+                    backup: ops.contains(types::Operations::BACKUP),
+                    restore: ops.contains(types::Operations::RESTORE),
+                    validate: ops.contains(types::Operations::VALIDATE),
+                };
+            }
+        }
         Ok(plugin)
     }
 
@@ -463,10 +508,24 @@ impl Runtime {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| trap(format!("{e:#}")))?;
-        let guest = instance.coffer_plugin_handler();
+        let guest = plugin
+            .handler
+            .load(&mut store, &instance)
+            .map_err(|e| trap(format!("{e:#}")))?;
+        let fan_out = match &plugin.fan_out {
+            Some(f) => Some(
+                f.load(&mut store, &instance)
+                    .map_err(|e| trap(format!("{e:#}")))?,
+            ),
+            None => None,
+        };
         store.data_mut().call_started = Instant::now();
         let call = async {
             match op {
+                Op::NodeScoped => match &fan_out {
+                    Some(f) => f.call_node_scoped(&mut store).await.map(Reply::NodeScoped),
+                    None => Ok(Reply::NodeScoped(types::Operations::empty())),
+                },
                 Op::Describe => guest.call_describe(&mut store).await.map(Reply::Describe),
                 Op::Backup(c) => guest.call_backup(&mut store, c).await.map(Reply::Backup),
                 Op::Restore(c) => guest.call_restore(&mut store, c).await.map(Reply::Restore),
@@ -618,5 +677,6 @@ fn plugin_info(i: types::PluginInfo) -> PluginInfo {
                 .collect(),
             paths: i.capabilities.paths,
         },
+        node_scoped: Operations::default(),
     }
 }

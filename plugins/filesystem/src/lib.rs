@@ -76,6 +76,8 @@ impl Plugin for Filesystem {
              attributes, symlinks, hardlinks and sparse files; restores them in place or under \
              another root, whole or a single path, and validates a restore against the snapshot.",
         )
+        // Each node's paths are its own: the host may work on several nodes at once.
+        .node_scoped(Operations::ALL)
         .multi_setting(
             "paths",
             "Paths to back up, replacing the default undercloud set (/etc, /root, /home/stack, \

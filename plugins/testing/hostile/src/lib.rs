@@ -13,9 +13,20 @@ impl Plugin for Hostile {
             .setting("text", "What `stream` mode captures", None)
             .setting("port", "Port to connect to in `socket` mode", None)
             .command("echo", &["**"])
-            .command("sh", &["-c", "*"])
+            .command("sh", &["-c", "**"])
             .command("cat", &["/etc/marker"])
+            .setting("dir", "Shared directory of `barrier` mode", None)
+            .setting("count", "How many calls `barrier` mode waits for", None)
+            .setting(
+                "tries",
+                "How many tenths of a second `barrier` mode waits",
+                None,
+            )
             .path("/tmp/**")
+            .node_scoped(Operations {
+                backup: true,
+                ..Operations::default()
+            })
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -99,6 +110,23 @@ impl Plugin for Hostile {
                 if out.success() {
                     ctx.capture(&cmd, "marker")?;
                 }
+            }
+            "barrier" => {
+                // Each call marks its node in a shared directory, then waits until `count`
+                // calls have: it completes only if the host runs the nodes' calls at once.
+                let dir = ctx.settings.get("dir").unwrap_or("/tmp");
+                let count = ctx.settings.get("count").unwrap_or("1");
+                let tries = ctx.settings.get("tries").unwrap_or("300");
+                let script = "touch \"$1/$2\"; i=0; \
+                    while [ \"$(ls \"$1\" | wc -l)\" -lt \"$3\" ]; do \
+                    i=$((i+1)); [ $i -lt \"$4\" ] || exit 7; sleep 0.1; done";
+                let out = ctx.run_ok(
+                    &Command::on(&node, "sh")
+                        .args(["-c", script, "barrier", dir, &node, count, tries]),
+                )?;
+                report
+                    .records
+                    .push("barrier", format!("{node}:{}", out.exit_code.unwrap_or(-1)));
             }
             "stream" => {
                 let text = ctx.settings.get("text").unwrap_or("hello");
