@@ -7,7 +7,7 @@ use std::process::Command;
 /// Plugins embedded in the binary: (crate, plugin name).
 const BUILTIN: &[(&str, &str)] = &[("coffer-plugin-filesystem", "filesystem")];
 /// Plugins built for the test suite only, left in the plugin output directory.
-const FIXTURES: &[&str] = &["coffer-plugin-hostile"];
+const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -219,3 +219,34 @@ fn a_command_declared_but_not_granted_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plugin_built_against_contract_1_0_runs_unchanged_on_this_host() {
+    // Built from source against wit/v1.0 (as published) with wit-bindgen alone, no SDK.
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-contract-1-0");
+    s.deployment("[plugin.legacy.grant]\ncommands = [\"echo **\"]\n");
+    s.init();
+    let out = s.ok(&["plugins", "list"]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    let legacy = list.lines().find(|l| l.starts_with("legacy")).unwrap();
+    assert!(legacy.contains("contract 1.0.0"), "{list}");
+    let out = s.ok(&["plugins", "describe", "legacy"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nodes in parallel: no"),
+        "a 1.0 plugin has no fan-out export"
+    );
+    let out = s.ok(&["backup", "--json"]);
+    let artifacts = summary(&out)["artifacts"].as_array().unwrap().clone();
+    assert!(
+        artifacts
+            .iter()
+            .any(|a| a["plugin"] == "legacy" && a["name"] == "legacy" && a["node"] == "local"),
+        "{artifacts:?}"
+    );
+    let out = s.ok(&["validate", "latest", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("artifact recorded"), "{text}");
+    let out = s.ok(&["snapshots", "show", "latest"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1.0.0"));
+}
