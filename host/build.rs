@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugins embedded in the binary: (crate, plugin name).
-const BUILTIN: &[(&str, &str)] = &[("coffer-plugin-filesystem", "filesystem")];
+const BUILTIN: &[(&str, &str)] = &[
+    ("coffer-plugin-filesystem", "filesystem"),
+    ("coffer-plugin-mysql", "mysql"),
+];
 /// Plugins built for the test suite only, left in the plugin output directory.
 const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod mariadb;
 pub mod nodes;
 
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use super::sh;
 /// The port every test sshd listens on (each node has its own address).
 pub const SSH_PORT: u16 = 2222;
 /// Paths each node has its own copy of (bind-mounted in its mount namespace).
-pub const NODE_PATHS: &[&str] = &["/srv/node"];
+pub const NODE_PATHS: &[&str] = &["/srv/node", "/var/lib/mysql", "/run/mysqld"];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";
 
@@ -53,6 +53,15 @@ impl Node {
     /// Pid of the node's listening sshd (its sessions are its children).
     pub fn sshd_pid(&self) -> u32 {
         self.sshd.id()
+    }
+
+    /// Run `script` with `sh -c` inside the node's mount namespace (as the node sees its
+    /// files), e.g. to start a service there.
+    pub fn sh(&self, script: &str) -> std::process::Output {
+        Command::new("nsenter")
+            .args(["-t", &self.sshd.id().to_string(), "-m", "sh", "-c", script])
+            .output()
+            .expect("nsenter (util-linux)")
     }
 
     /// A path as the node sees it (through its sshd's mount namespace).
@@ -152,8 +161,11 @@ pub fn controllers_and_backup_host(name: &str) -> Vec<&'static str> {
 
 fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
     let home = dir.join(name);
-    let srv_node = home.join("srv-node");
-    std::fs::create_dir_all(&srv_node).unwrap();
+    let own = |p: &str| home.join(p.trim_start_matches('/').replace('/', "-"));
+    for p in NODE_PATHS {
+        std::fs::create_dir_all(own(p)).unwrap();
+    }
+    let srv_node = own("/srv/node");
     let ssh_auth = home.join("ssh-auth");
     std::fs::create_dir_all(&ssh_auth).unwrap();
     std::fs::copy(authorized, ssh_auth.join("authorized_keys")).unwrap();
@@ -175,7 +187,7 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
     .unwrap();
     let mut mounts: Vec<String> = NODE_PATHS
         .iter()
-        .map(|p| format!("mount --bind {} {p}", srv_node.display()))
+        .map(|p| format!("mount --bind {} {p}", own(p).display()))
         .collect();
     mounts.push(format!(
         "mount --bind {} {}",
