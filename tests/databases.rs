@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::mariadb::Mariadb;
+use support::mariadb::{DATADIR, Mariadb};
 use support::nodes::Cluster;
 use support::*;
 
@@ -37,11 +37,11 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
     let s = Scratch::new();
     let cluster = Cluster::start(&s.path("nodes"), &["undercloud"]);
     let node = &cluster.nodes[0];
-    let _db = Mariadb::start(node, &s.path("mariadb"));
+    let _db = Mariadb::start(node);
     Mariadb::sql(node, SCHEMA);
     s.deployment_with_nodes(
         &cluster.deployment_nodes(&["undercloud"]),
-        "[plugin.mysql]\n",
+        &format!("[plugin.mysql.settings]\ndatadir = {DATADIR:?}\n"),
     );
     s.init();
     let before = state(node);
@@ -75,9 +75,28 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
         "DROP DATABASE nova; DROP DATABASE keystone; DROP USER 'nova'@'%'",
     );
 
+    // The talk's runbook: a new datadir; the old one is moved aside, never deleted.
     s.ok(&["restore", "latest"]);
     assert_eq!(state(node), before);
+    let kept: Vec<_> = std::fs::read_dir(node.own("/srv/db"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mysql.before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        !node.own("/srv/db").join(&kept[0]).join("nova").exists(),
+        "the old datadir is the one without nova (it was dropped)"
+    );
     // The password never went on a command line: the dump holds only its hash.
     let grants = Mariadb::sql(node, "SHOW GRANTS FOR 'nova'@'%'");
     assert!(!grants.contains("n0va-secret"));
+
+    // The whole datadir lost, the server down: restore from nothing.
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl stop mariadb && rm -rf {DATADIR}"
+    ));
+    assert!(out.status.success());
+    s.ok(&["restore", "latest"]);
+    assert_eq!(state(node), before);
 }

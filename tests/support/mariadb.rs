@@ -1,16 +1,42 @@
 //! A real MariaDB server on a test node, started without systemd inside the node's mount
-//! namespace: its datadir and socket are the node's own `/var/lib/mysql` and `/run/mysqld`.
+//! namespace: its datadir (`/srv/db/mysql`), config (`/srv/db/my.cnf`) and socket directory
+//! (`/run/mysqld`) are the node's own. systemd cannot run here, so each node gets a
+//! `systemctl` stand-in in its own `/usr/local/sbin` that starts and stops this real mariadbd
+//! (`systemctl start|stop mariadb`), as a plugin would on a real node.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::nodes::Node;
 
-/// A running mariadbd; stopped when dropped.
+/// The node's datadir.
+pub const DATADIR: &str = "/srv/db/mysql";
+
+const SYSTEMCTL: &str = r#"#!/bin/sh
+# Test stand-in for systemd's systemctl: starts and stops this node's real mariadbd.
+set -u
+ping() { mariadb-admin ping >/dev/null 2>&1; }
+case "$1 ${2:-}" in
+"start mariadb")
+    ping && exit 0
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    setsid mariadbd --defaults-file=/srv/db/my.cnf </dev/null >/dev/null 2>&1 &
+    i=0; until ping; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1; done ;;
+"stop mariadb")
+    [ -f /run/mysqld/mysqld.pid ] || exit 0
+    pid=$(cat /run/mysqld/mysqld.pid)
+    kill "$pid" 2>/dev/null || exit 0
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
+"is-active mariadb") ping ;;
+*) echo "systemctl (test stand-in): unsupported: $*" >&2; exit 1 ;;
+esac
+"#;
+
+/// A MariaDB server on a node; stopped when dropped.
 pub struct Mariadb {
-    pid: u32,
+    run_dir: std::path::PathBuf,
     /// Its error log (host path).
-    pub log: PathBuf,
+    pub log: std::path::PathBuf,
 }
 
 fn check(out: std::process::Output, what: &str) -> String {
@@ -24,52 +50,36 @@ fn check(out: std::process::Output, what: &str) -> String {
 }
 
 impl Mariadb {
-    /// Create a fresh datadir on `node` and start mariadbd there, listening on the node's
-    /// address; root logs in through the socket (unix_socket), as on Debian.
-    pub fn start(node: &Node, dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let conf = dir.join(format!("{}-my.cnf", node.name));
-        let log = dir.join(format!("{}-mariadb.log", node.name));
+    /// Install the `systemctl` stand-in and MariaDB's config on `node`, create a fresh datadir
+    /// and start the server, listening on the node's address; root logs in through the socket.
+    pub fn start(node: &Node) -> Self {
+        let sbin = node.own("/usr/local/sbin").join("systemctl");
+        std::fs::write(&sbin, SYSTEMCTL).unwrap();
+        super::sh(&format!("chmod 755 {}", sbin.display()));
+        let log = node.own("/srv/db").join("error.log");
         std::fs::write(
-            &conf,
+            node.own("/srv/db").join("my.cnf"),
             format!(
-                "[mysqld]\nuser=mysql\ndatadir=/var/lib/mysql\nsocket=/run/mysqld/mysqld.sock\n\
+                "[mysqld]\nuser=mysql\ndatadir={DATADIR}\nsocket=/run/mysqld/mysqld.sock\n\
                  pid-file=/run/mysqld/mysqld.pid\nbind-address={}\nport=3306\nskip-name-resolve\n\
-                 log-error={}\ninnodb_buffer_pool_size=64M\n",
-                node.address,
-                log.display()
+                 log-error=/srv/db/error.log\ninnodb_buffer_pool_size=64M\n",
+                node.address
             ),
         )
         .unwrap();
         check(
             node.sh(&format!(
-                "chown -R mysql:mysql /var/lib/mysql /run/mysqld && touch {log} && chown mysql {log} && \
-                 mariadb-install-db --defaults-file={conf} --skip-test-db >/dev/null 2>&1 && \
-                 (setsid mariadbd --defaults-file={conf} </dev/null >/dev/null 2>&1 &)",
-                conf = conf.display(),
-                log = log.display()
+                "mkdir -p {DATADIR} && touch /srv/db/error.log && \
+                 chown -R mysql:mysql /srv/db /run/mysqld && \
+                 mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db >/dev/null 2>&1 && \
+                 /usr/local/sbin/systemctl start mariadb"
             )),
-            "mariadb-install-db",
+            "creating and starting MariaDB",
         );
-        let started = Instant::now();
-        while !node
-            .sh("mariadb-admin ping >/dev/null 2>&1")
-            .status
-            .success()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "mariadbd on {} did not start: {}",
-                node.name,
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        Self {
+            run_dir: node.own("/run/mysqld"),
+            log,
         }
-        let pid = check(node.sh("cat /run/mysqld/mysqld.pid"), "reading the pid")
-            .trim()
-            .parse()
-            .unwrap();
-        Self { pid, log }
     }
 
     /// Run SQL as root on `node` and return the tab-separated output (no headers).
@@ -93,11 +103,14 @@ impl Mariadb {
 
 impl Drop for Mariadb {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg(self.pid.to_string())
-            .status();
+        // The server may have been restarted (by a restore): stop whichever runs now.
+        let Ok(pid) = std::fs::read_to_string(self.run_dir.join("mysqld.pid")) else {
+            return;
+        };
+        let pid = pid.trim().to_string();
+        let _ = std::process::Command::new("kill").arg(&pid).status();
         let started = Instant::now();
-        while Path::new(&format!("/proc/{}", self.pid)).exists()
+        while Path::new(&format!("/proc/{pid}")).exists()
             && started.elapsed() < Duration::from_secs(20)
         {
             std::thread::sleep(Duration::from_millis(50));

@@ -13,7 +13,9 @@ use super::sh;
 /// The port every test sshd listens on (each node has its own address).
 pub const SSH_PORT: u16 = 2222;
 /// Paths each node has its own copy of (bind-mounted in its mount namespace).
-pub const NODE_PATHS: &[&str] = &["/srv/node", "/var/lib/mysql", "/run/mysqld"];
+/// `/srv/db` holds a test MariaDB's datadir and config; `/usr/local/sbin` the node's
+/// `systemctl` stand-in (see `mariadb.rs`).
+pub const NODE_PATHS: &[&str] = &["/srv/node", "/srv/db", "/run/mysqld", "/usr/local/sbin"];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";
 
@@ -44,6 +46,7 @@ pub struct Node {
     pub authorized_keys: PathBuf,
     /// The node's sshd log.
     pub sshd_log: PathBuf,
+    home: PathBuf,
     /// Its host key's public half, as a known_hosts line.
     pub known_hosts_line: String,
     sshd: Child,
@@ -62,6 +65,13 @@ impl Node {
             .args(["-t", &self.sshd.id().to_string(), "-m", "sh", "-c", script])
             .output()
             .expect("nsenter (util-linux)")
+    }
+
+    /// The host-side directory mounted at `path` (one of [`NODE_PATHS`]) on this node.
+    pub fn own(&self, path: &str) -> PathBuf {
+        assert!(NODE_PATHS.contains(&path), "{path} is not a per-node path");
+        self.home
+            .join(path.trim_start_matches('/').replace('/', "-"))
     }
 
     /// A path as the node sees it (through its sshd's mount namespace).
@@ -165,6 +175,14 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
     for p in NODE_PATHS {
         std::fs::create_dir_all(own(p)).unwrap();
     }
+    // Keep the node's `/usr/local/sbin` as it was, plus whatever a test adds.
+    let _ = std::process::Command::new("cp")
+        .args([
+            "-a",
+            "/usr/local/sbin/.",
+            own("/usr/local/sbin").to_str().unwrap(),
+        ])
+        .status();
     let srv_node = own("/srv/node");
     let ssh_auth = home.join("ssh-auth");
     std::fs::create_dir_all(&ssh_auth).unwrap();
@@ -227,6 +245,7 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
         srv_node,
         authorized_keys: ssh_auth.join("authorized_keys"),
         sshd_log: home.join("sshd.log"),
+        home: home.clone(),
         known_hosts_line,
         sshd,
     }

@@ -1,7 +1,11 @@
 //! The `mysql` plugin: MariaDB/MySQL on a single node (the undercloud). Backup streams a
 //! consistent logical dump (`mysqldump --single-transaction`) and the accounts with their grants
 //! (`mysqldump --system=users`) straight into the repository, and records a `CHECKSUM TABLE`
-//! of every user table; restore imports both; validate compares the checksums.
+//! of every user table. Restore follows the talk's runbook: stop the server, move the old
+//! datadir aside (never deleted), create a new one, start, raise `max_allowed_packet`, import
+//! dump and grants; if any of that fails, the old datadir is put back and the server started on
+//! it. (`restore-mode = import` imports into the running server instead.) Validate compares the
+//! checksums.
 //!
 //! Credentials come from the node: the client reads root's `~/.my.cnf` (or socket
 //! authentication), or the `defaults-file` setting names another option file there. No
@@ -87,6 +91,21 @@ impl Plugin for Mysql {
         )
         .roles(&["undercloud", "mysql"])
         .setting(
+            "datadir",
+            "The server's data directory on the node",
+            Some("/var/lib/mysql"),
+        )
+        .setting(
+            "service",
+            "The systemd unit of the server (TripleO's undercloud: tripleo_mysql)",
+            Some("mariadb"),
+        )
+        .setting(
+            "restore-mode",
+            "`reinit`: a new datadir, the old one moved aside; `import`: into the running server",
+            Some("reinit"),
+        )
+        .setting(
             "defaults-file",
             "Client option file on the node with the credentials (default: root's ~/.my.cnf, \
              or socket authentication)",
@@ -96,6 +115,16 @@ impl Plugin for Mysql {
         .command("mysql", &["**"])
         .command("mysqldump", &["**"])
         .command("mysqladmin", &["**"])
+        .command("systemctl", &["stop", "*"])
+        .command("systemctl", &["start", "*"])
+        .command("test", &["-e", "*"])
+        .command("mv", &["-T", "*", "*.before-restore-*"])
+        .command("mv", &["-T", "*", "*.failed-restore-*"])
+        .command("mv", &["-T", "*.before-restore-*", "*"])
+        .command(
+            "mariadb-install-db",
+            &["--user=mysql", "--datadir=*", "--skip-test-db"],
+        )
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -127,6 +156,12 @@ impl Plugin for Mysql {
     }
 
     fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+        let mode = ctx.settings.get("restore-mode").unwrap_or("reinit");
+        if mode != "reinit" && mode != "import" {
+            return Err(PluginError::InvalidSettings(format!(
+                "restore-mode `{mode}`: use `reinit` or `import`"
+            )));
+        }
         for node in &ctx.nodes {
             let n = node.name.as_str();
             let find = |name: &str| {
@@ -135,15 +170,23 @@ impl Plugin for Mysql {
                 })
             };
             let (dump, grants) = (find(DUMP)?.reference(), find(GRANTS)?.reference());
-            // A dump holds rows up to the server's packet limit at backup time; allow the most.
-            query(ctx, n, "SET GLOBAL max_allowed_packet = 1073741824")?;
-            let import = || client(ctx, n, "mysql").arg("--max-allowed-packet=1G");
-            ctx.feed(&dump, &import())?;
-            // The dump rewrote the privilege tables; load them before the grants refer to them.
-            query(ctx, n, "FLUSH PRIVILEGES")?;
-            ctx.feed(&grants, &import())?;
-            query(ctx, n, "FLUSH PRIVILEGES")?;
-            ctx.info(format!("{n}: databases and grants imported"));
+            let import = || -> Result<(), PluginError> {
+                // A dump holds rows up to the packet limit at backup time; allow the most.
+                query(ctx, n, "SET GLOBAL max_allowed_packet = 1073741824")?;
+                let client = || client(ctx, n, "mysql").arg("--max-allowed-packet=1G");
+                ctx.feed(&dump, &client())?;
+                // The dump rewrote the privilege tables; load them before the grants use them.
+                query(ctx, n, "FLUSH PRIVILEGES")?;
+                ctx.feed(&grants, &client())?;
+                query(ctx, n, "FLUSH PRIVILEGES")?;
+                Ok(())
+            };
+            if mode == "import" {
+                import()?;
+            } else {
+                reinit(ctx, n, import)?;
+            }
+            ctx.info(format!("{n}: databases and grants restored ({mode})"));
         }
         Ok(())
     }
@@ -187,6 +230,60 @@ impl Plugin for Mysql {
         }
         Ok(checks)
     }
+}
+
+/// The talk's runbook on node `n`: stop, move the datadir aside, create a new one, start, then
+/// `import`. On failure after the move, the old datadir is put back and the server started.
+fn reinit(
+    ctx: &Context<'_>,
+    n: &str,
+    import: impl FnOnce() -> Result<(), PluginError>,
+) -> Result<(), PluginError> {
+    let datadir = ctx.settings.get("datadir").unwrap_or("/var/lib/mysql");
+    let service = ctx.settings.get("service").unwrap_or("mariadb");
+    let aside = format!("{datadir}.before-restore-{}", ctx.run_id);
+    let systemctl = |verb: &str| Command::on(n, "systemctl").args([verb, service]);
+    ctx.run_ok(&systemctl("stop"))?;
+    let had_datadir = ctx
+        .run(&Command::on(n, "test").args(["-e", datadir]))
+        .map_err(|e| PluginError::CommandFailed(e.to_string()))?
+        .success();
+    if had_datadir {
+        ctx.run_ok(&Command::on(n, "mv").args(["-T", datadir, &aside]))?;
+        ctx.info(format!("{n}: the old datadir is kept at {aside}"));
+    }
+    let fresh = || -> Result<(), PluginError> {
+        ctx.run_ok(&Command::on(n, "mariadb-install-db").args([
+            "--user=mysql",
+            &format!("--datadir={datadir}"),
+            "--skip-test-db",
+        ]))?;
+        ctx.run_ok(&systemctl("start"))?;
+        import()
+    };
+    let Err(e) = fresh() else {
+        return Ok(());
+    };
+    if !had_datadir {
+        return Err(e);
+    }
+    // Put the node back as it was; keep the failed datadir for inspection.
+    let failed = format!("{datadir}.failed-restore-{}", ctx.run_id);
+    let back = ctx
+        .run_ok(&systemctl("stop"))
+        .and_then(|_| ctx.run_ok(&Command::on(n, "mv").args(["-T", datadir, &failed])))
+        .and_then(|_| ctx.run_ok(&Command::on(n, "mv").args(["-T", &aside, datadir])))
+        .and_then(|_| ctx.run_ok(&systemctl("start")));
+    Err(PluginError::CommandFailed(match back {
+        Ok(_) => format!(
+            "{n}: restore failed ({e}); the previous datadir is back in {datadir} and the server \
+             runs on it; the failed one is at {failed}"
+        ),
+        Err(b) => format!(
+            "{n}: restore failed ({e}), and putting the previous datadir back failed too ({b}); \
+             it is at {aside}"
+        ),
+    }))
 }
 
 export_plugin!(Mysql);
