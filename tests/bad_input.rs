@@ -3,7 +3,6 @@
 mod support;
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
 
 use support::*;
 
@@ -94,19 +93,6 @@ fn a_wrong_password_is_reported_and_never_printed() {
     assert!(!all.contains("correct horse"), "password in output:\n{all}");
 }
 
-/// The largest pack file in the repository.
-fn largest_pack(s: &Scratch) -> std::path::PathBuf {
-    let mut packs = Vec::new();
-    for d in fs::read_dir(s.repo().join("data")).unwrap() {
-        for f in fs::read_dir(d.unwrap().path()).unwrap() {
-            let f = f.unwrap();
-            packs.push((f.metadata().unwrap().len(), f.path()));
-        }
-    }
-    packs.sort();
-    packs.pop().expect("a pack").1
-}
-
 #[test]
 fn a_corrupt_pack_is_found_by_check_and_refused_by_restore() {
     let s = Scratch::new();
@@ -114,21 +100,7 @@ fn a_corrupt_pack_is_found_by_check_and_refused_by_restore() {
     s.init();
     s.backup(&[]);
     s.ok(&["check", "--read-data"]);
-    let pack = largest_pack(&s);
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&pack)
-        .unwrap();
-    f.seek(SeekFrom::Start(1000)).unwrap();
-    let mut b = [0u8; 16];
-    f.read_exact(&mut b).unwrap();
-    for x in &mut b {
-        *x ^= 0xff;
-    }
-    f.seek(SeekFrom::Start(1000)).unwrap();
-    f.write_all(&b).unwrap();
-    drop(f);
+    let pack = s.corrupt_largest_pack();
 
     let out = s.run(&["check", "--read-data"]);
     let text = format!(

@@ -99,4 +99,24 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
     assert!(out.status.success());
     s.ok(&["restore", "latest"]);
     assert_eq!(state(node), before);
+
+    // A restore that fails after the datadir was moved (the dump in the repository is damaged)
+    // puts the previous datadir back and leaves the server running on it.
+    Mariadb::sql(
+        node,
+        "INSERT INTO nova.instances VALUES (100001, 'x', 'late', 1)",
+    );
+    let current = state(node);
+    s.corrupt_largest_pack();
+    let out = s.run(&["restore", "latest"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the previous datadir is back"), "{err}");
+    assert_eq!(state(node), current);
+    assert!(std::fs::read_dir(node.own("/srv/db")).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("mysql.failed-restore-")
+    }));
 }

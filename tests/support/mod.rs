@@ -164,6 +164,34 @@ impl Scratch {
             .unwrap_or(0)
     }
 
+    /// Flip 16 bytes in the middle of the repository's largest pack file; returns its path.
+    pub fn corrupt_largest_pack(&self) -> PathBuf {
+        use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+        let mut packs = Vec::new();
+        for d in std::fs::read_dir(self.repo().join("data")).unwrap() {
+            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+                let f = f.unwrap();
+                packs.push((f.metadata().unwrap().len(), f.path()));
+            }
+        }
+        packs.sort();
+        let pack = packs.pop().expect("a pack").1;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&pack)
+            .unwrap();
+        f.seek(SeekFrom::Start(1000)).unwrap();
+        let mut b = [0u8; 16];
+        f.read_exact(&mut b).unwrap();
+        for x in &mut b {
+            *x ^= 0xff;
+        }
+        f.seek(SeekFrom::Start(1000)).unwrap();
+        f.write_all(&b).unwrap();
+        pack
+    }
+
     /// Copy a test fixture plugin into this deployment's plugin directory.
     pub fn install_fixture(&self, krate: &str) {
         let dir = self.path("plugins");
