@@ -120,3 +120,17 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
             .starts_with("mysql.failed-restore-")
     }));
 }
+
+#[test]
+fn galera_smoke() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(
+        &s.path("nodes"),
+        &["controller-0", "controller-1", "controller-2"],
+    );
+    let nodes: Vec<_> = cluster.nodes.iter().collect();
+    let _dbs = Mariadb::galera(&nodes);
+    Mariadb::sql(nodes[0], "CREATE DATABASE x");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(Mariadb::sql(nodes[2], "SHOW DATABASES").contains('x'));
+}

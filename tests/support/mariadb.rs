@@ -13,20 +13,28 @@ use super::nodes::Node;
 pub const DATADIR: &str = "/srv/db/mysql";
 
 const SYSTEMCTL: &str = r#"#!/bin/sh
-# Test stand-in for systemd's systemctl: starts and stops this node's real mariadbd.
+# Test stand-in for systemd's systemctl: starts and stops this node's real mariadbd, and keeps
+# the one environment variable galera_new_cluster sets (_WSREP_NEW_CLUSTER).
 set -u
 ping() { mariadb-admin ping >/dev/null 2>&1; }
 case "$1 ${2:-}" in
 "start mariadb")
     ping && exit 0
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
-    setsid mariadbd --defaults-file=/srv/db/my.cnf </dev/null >/dev/null 2>&1 &
-    i=0; until ping; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1; done ;;
+    extra=$(sed -n 's/^_WSREP_NEW_CLUSTER=//p' /srv/db/systemd-env 2>/dev/null)
+    setsid mariadbd --defaults-file=/srv/db/my.cnf $extra </dev/null >/dev/null 2>&1 &
+    pid=$!
+    i=0; until ping; do
+        kill -0 "$pid" 2>/dev/null || { echo "mariadbd exited; see /srv/db/error.log" >&2; exit 1; }
+        i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1
+    done ;;
 "stop mariadb")
     [ -f /run/mysqld/mysqld.pid ] || exit 0
     pid=$(cat /run/mysqld/mysqld.pid)
     kill "$pid" 2>/dev/null || exit 0
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
+"restart mariadb") "$0" stop mariadb && "$0" start mariadb ;;
+"set-environment "*) echo "$2" > /srv/db/systemd-env ;;
 "is-active mariadb") ping ;;
 *) echo "systemctl (test stand-in): unsupported: $*" >&2; exit 1 ;;
 esac
@@ -53,6 +61,17 @@ impl Mariadb {
     /// Install the `systemctl` stand-in and MariaDB's config on `node`, create a fresh datadir
     /// and start the server, listening on the node's address; root logs in through the socket.
     pub fn start(node: &Node) -> Self {
+        let db = Self::install(node, "");
+        check(
+            node.sh("/usr/local/sbin/systemctl start mariadb"),
+            "starting MariaDB",
+        );
+        db
+    }
+
+    /// Install the stand-in, the config (with `extra` lines in `[mysqld]`) and a fresh datadir
+    /// on `node`, without starting the server.
+    pub fn install(node: &Node, extra: &str) -> Self {
         let sbin = node.own("/usr/local/sbin").join("systemctl");
         std::fs::write(&sbin, SYSTEMCTL).unwrap();
         super::sh(&format!("chmod 755 {}", sbin.display()));
@@ -62,7 +81,7 @@ impl Mariadb {
             format!(
                 "[mysqld]\nuser=mysql\ndatadir={DATADIR}\nsocket=/run/mysqld/mysqld.sock\n\
                  pid-file=/run/mysqld/mysqld.pid\nbind-address={}\nport=3306\nskip-name-resolve\n\
-                 log-error=/srv/db/error.log\ninnodb_buffer_pool_size=64M\n",
+                 log-error=/srv/db/error.log\ninnodb_buffer_pool_size=64M\n{extra}",
                 node.address
             ),
         )
@@ -71,15 +90,51 @@ impl Mariadb {
             node.sh(&format!(
                 "mkdir -p {DATADIR} && touch /srv/db/error.log && \
                  chown -R mysql:mysql /srv/db /run/mysqld && \
-                 mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db >/dev/null 2>&1 && \
-                 /usr/local/sbin/systemctl start mariadb"
+                 mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db >/dev/null 2>&1"
             )),
-            "creating and starting MariaDB",
+            "mariadb-install-db",
         );
         Self {
             run_dir: node.own("/run/mysqld"),
             log,
         }
+    }
+
+    /// A three-member (or more) Galera cluster on `nodes`, each member on its node's address:
+    /// the first bootstrapped with the real `galera_new_cluster`, the others joined by SST.
+    pub fn galera(nodes: &[&Node]) -> Vec<Self> {
+        let members: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{}:4567", n.address))
+            .collect();
+        let dbs: Vec<Self> = nodes
+            .iter()
+            .map(|n| {
+                Self::install(
+                    n,
+                    &format!(
+                        "binlog_format=ROW\ndefault_storage_engine=InnoDB\ninnodb_autoinc_lock_mode=2\n\
+                         wsrep_on=ON\nwsrep_provider=/usr/lib/galera/libgalera_smm.so\n\
+                         wsrep_cluster_name=coffer-test\nwsrep_cluster_address=gcomm://{}\n\
+                         wsrep_node_address={a}\nwsrep_node_name={}\n\
+                         wsrep_provider_options=\"gmcast.listen_addr=tcp://{a}:4567;ist.recv_addr={a}:4568\"\n\
+                         wsrep_sst_method=rsync\nwsrep_sst_receive_address={a}:4444\n",
+                        members.join(","),
+                        n.name,
+                        a = n.address
+                    ),
+                )
+            })
+            .collect();
+        check(nodes[0].sh("galera_new_cluster"), "bootstrapping Galera");
+        for n in &nodes[1..] {
+            check(
+                n.sh("/usr/local/sbin/systemctl start mariadb"),
+                "joining Galera",
+            );
+        }
+        wait_synced(nodes);
+        dbs
     }
 
     /// Run SQL as root on `node` and return the tab-separated output (no headers).
@@ -98,6 +153,32 @@ impl Mariadb {
             .output()
             .unwrap();
         check(out, &format!("SQL on {}: {sql}", node.name))
+    }
+}
+
+/// Wait until every node is Synced in one cluster of `nodes.len()` members.
+pub fn wait_synced(nodes: &[&Node]) {
+    let started = Instant::now();
+    loop {
+        let ok = nodes.iter().all(|n| {
+            let st = Mariadb::sql(
+                n,
+                "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_SIZE') ORDER BY 1",
+            );
+            st == format!(
+                "wsrep_cluster_size\t{}\nwsrep_local_state_comment\tSynced\n",
+                nodes.len()
+            )
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "Galera never got Synced"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
