@@ -8,6 +8,7 @@ use std::process::Command;
 const BUILTIN: &[(&str, &str)] = &[
     ("coffer-plugin-filesystem", "filesystem"),
     ("coffer-plugin-mysql", "mysql"),
+    ("coffer-plugin-galera", "galera"),
 ];
 /// Plugins built for the test suite only, left in the plugin output directory.
 const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];

@@ -121,8 +121,16 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
     }));
 }
 
+/// [`state`] as a member sees it once it has applied everything the cluster committed.
+fn synced_state(node: &support::nodes::Node) -> String {
+    Mariadb::sql(node, "SET GLOBAL wsrep_sync_wait = 1");
+    let s = state(node);
+    Mariadb::sql(node, "SET GLOBAL wsrep_sync_wait = 0");
+    s
+}
+
 #[test]
-fn galera_smoke() {
+fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     let s = Scratch::new();
     let cluster = Cluster::start(
         &s.path("nodes"),
@@ -130,7 +138,71 @@ fn galera_smoke() {
     );
     let nodes: Vec<_> = cluster.nodes.iter().collect();
     let _dbs = Mariadb::galera(&nodes);
-    Mariadb::sql(nodes[0], "CREATE DATABASE x");
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    assert!(Mariadb::sql(nodes[2], "SHOW DATABASES").contains('x'));
+    Mariadb::sql(nodes[0], SCHEMA);
+    Mariadb::sql(
+        nodes[0],
+        "CREATE DATABASE loadgen; CREATE TABLE loadgen.w (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    );
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!("[plugin.galera.settings]\ndatadir = {DATADIR:?}\n"),
+    );
+    s.init();
+    let before = synced_state(nodes[0]);
+
+    // controller-0 takes writes (as the VIP holder would) all through the backup.
+    let mut writer = std::process::Command::new("nsenter")
+        .args(["-t", &nodes[0].sshd_pid().to_string(), "-m", "sh", "-c"])
+        .arg("while :; do mariadb -e 'INSERT INTO loadgen.w (v) VALUES (1)' || exit 1; done")
+        .spawn()
+        .unwrap();
+    while Mariadb::sql(nodes[0], "SELECT COUNT(*) FROM loadgen.w").trim() == "0" {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = s.ok(&["backup", "--json"]);
+    let finished = writer.try_wait().unwrap();
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert!(finished.is_none(), "the writer stopped early: {finished:?}");
+
+    let sources: Vec<String> = summary(&out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert!(
+        sources
+            .iter()
+            .all(|n| n == &sources[0] && n != "controller-0"),
+        "the dump must come from one idle member, not the one taking writes: {sources:?}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    s.ok(&["validate", "latest"]);
+
+    // Every member loses its datadir.
+    for n in &nodes {
+        let out = n.sh(&format!(
+            "/usr/local/sbin/systemctl stop mariadb && rm -rf {DATADIR}"
+        ));
+        assert!(out.status.success());
+    }
+    let out = s.ok(&["restore", "latest", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("\"ok\":false"), "{text}");
+    for n in &nodes {
+        assert_eq!(synced_state(n), before, "on {}", n.name);
+    }
+    let rules = String::from_utf8(
+        std::process::Command::new("iptables")
+            .args(["-S", "INPUT"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for n in &nodes {
+        assert!(!rules.contains(&n.address), "a block is left: {rules}");
+    }
 }

@@ -1,0 +1,376 @@
+//! The `galera` plugin: a MariaDB Galera cluster on the overcloud controllers.
+//!
+//! - **validate**: every node `Synced`, one `wsrep_cluster_state_uuid`, `wsrep_cluster_size`
+//!   equal to the number of nodes; each failing node named with what it reports.
+//! - **backup**: from an idle member: `Synced`, not in `avoid`, and not taking writes (`wsrep_local_commits`,
+//!   the transactions its own clients commit, sampled over `write-sample-seconds`: the load
+//!   balancer's preferred member is the one whose count moves). When every member takes writes, the one with the
+//!   fewest is used and the run says so; `source` forces a member. With `desync = true` the
+//!   member is desynced for the dump and resynced afterwards, also when the dump fails. The
+//!   snapshot records the source.
+//! - **restore**, the talk's runbook: block client access to 3306 on every member (iptables),
+//!   stop the server everywhere, move each old datadir aside (never deleted), create a new
+//!   database on each, bootstrap one member (`galera_new_cluster`), import dump and grants
+//!   there, start the others (they join by SST), wait until all are `Synced`, unblock. The block
+//!   is removed whatever happens; after a failure the old datadirs stay where the error says.
+
+use coffer_mysql_common::{self as sql, Datadir};
+use coffer_sdk::*;
+
+/// Record: the member the backup was taken from.
+pub const SOURCE: &str = "source";
+
+/// The galera plugin.
+pub struct Galera;
+
+/// What a member reports about itself.
+#[derive(Debug, Default)]
+struct Member {
+    state: String,
+    uuid: String,
+    size: usize,
+    /// Transactions committed for this member's own clients (`wsrep_local_commits`): replicated
+    /// writesets do not count, so it tells the member taking writes from the others.
+    writes: u64,
+}
+
+fn member(ctx: &Context<'_>, node: &str) -> Result<Member, PluginError> {
+    let rows = sql::query(
+        ctx,
+        node,
+        "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+         WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_STATE_UUID', \
+         'WSREP_CLUSTER_SIZE', 'WSREP_LOCAL_COMMITS')",
+    )?;
+    let mut m = Member::default();
+    for r in rows {
+        let (Some(k), Some(v)) = (r.first(), r.get(1)) else {
+            continue;
+        };
+        match k.as_str() {
+            "wsrep_local_state_comment" => m.state = v.clone(),
+            "wsrep_cluster_state_uuid" => m.uuid = v.clone(),
+            "wsrep_cluster_size" => m.size = v.parse().unwrap_or(0),
+            _ => m.writes = v.parse().unwrap_or(0),
+        }
+    }
+    Ok(m)
+}
+
+fn nodes<'c>(ctx: &'c Context<'_>) -> Vec<&'c str> {
+    ctx.nodes.iter().map(|n| n.name.as_str()).collect()
+}
+
+/// Choose the member to dump from; see the module documentation for the rule.
+fn choose_source(ctx: &Context<'_>) -> Result<String, PluginError> {
+    let all = nodes(ctx);
+    let avoid = ctx.settings.all("avoid");
+    let first: Vec<_> = all.iter().map(|n| member(ctx, n)).collect();
+    let seconds: f64 = ctx.settings.parse_or("write-sample-seconds", 1.0)?;
+    if let Some(n) = all
+        .iter()
+        .zip(&first)
+        .find(|(_, m)| m.is_ok())
+        .map(|(n, _)| n)
+    {
+        sql::query(ctx, n, &format!("SELECT SLEEP({seconds})"))?;
+    }
+    let mut synced = Vec::new();
+    let mut why = Vec::new();
+    for (n, before) in all.iter().zip(first) {
+        match (before, member(ctx, n)) {
+            (Ok(b), Ok(a)) if a.state == "Synced" => {
+                synced.push((n.to_string(), a.writes.saturating_sub(b.writes)))
+            }
+            (_, Ok(a)) => why.push(format!("{n}: {}", a.state)),
+            (Err(e), _) | (_, Err(e)) => why.push(format!("{n}: not answering ({e})")),
+        }
+    }
+    ctx.info(format!(
+        "Synced members and their writes in {seconds}s: {}{}",
+        synced
+            .iter()
+            .map(|(n, w)| format!("{n} {w}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!("; others: {}", why.join("; "))
+        }
+    ));
+    if let Some(forced) = ctx.settings.get("source") {
+        return match synced.iter().find(|(n, _)| n == forced) {
+            Some(_) => Ok(forced.to_string()),
+            None => Err(PluginError::Precondition(format!(
+                "source `{forced}` is not a Synced member ({})",
+                why.join("; ")
+            ))),
+        };
+    }
+    let usable: Vec<&(String, u64)> = synced
+        .iter()
+        .filter(|(n, _)| !avoid.contains(&n.as_str()))
+        .collect();
+    if let Some((n, _)) = usable.iter().find(|(_, w)| *w == 0) {
+        return Ok(n.clone());
+    }
+    match usable.iter().min_by_key(|(_, w)| *w) {
+        Some((n, w)) => {
+            ctx.warn(format!(
+                "every Synced member takes writes; dumping from {n}, which took the fewest \
+                 ({w} in {seconds}s)"
+            ));
+            Ok(n.clone())
+        }
+        None => Err(PluginError::Precondition(format!(
+            "no Synced member to back up from{} ({})",
+            if avoid.is_empty() {
+                ""
+            } else {
+                " outside `avoid`"
+            },
+            why.join("; ")
+        ))),
+    }
+}
+
+/// Block (`-I`) or unblock (`-D`) client connections to 3306 on the member's address.
+fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError> {
+    if ctx.settings.get("block").unwrap_or("iptables") == "none" {
+        return Ok(());
+    }
+    ctx.run_ok(&Command::on(&node.name, "iptables").args([
+        op,
+        "INPUT",
+        "-d",
+        &node.address,
+        "-p",
+        "tcp",
+        "--dport",
+        "3306",
+        "-j",
+        "DROP",
+    ]))
+    .map(drop)
+}
+
+/// Wait until `node` is Synced in a cluster of `size`.
+fn wait_synced(ctx: &Context<'_>, node: &str, size: usize) -> Result<(), PluginError> {
+    let limit: u64 = ctx.settings.parse_or("join-timeout-seconds", 600)?;
+    let mut last = Member::default();
+    for _ in 0..limit * 2 {
+        if let Ok(m) = member(ctx, node) {
+            if m.state == "Synced" && m.size == size {
+                return Ok(());
+            }
+            last = m;
+        }
+        let _ = sql::query(ctx, node, "SELECT SLEEP(0.5)");
+    }
+    Err(PluginError::CommandFailed(format!(
+        "{node} is not Synced in a cluster of {size} after {limit}s (state `{}`, size {})",
+        last.state, last.size
+    )))
+}
+
+impl Plugin for Galera {
+    fn describe() -> PluginInfo {
+        let info = PluginInfo::new(
+            "galera",
+            env!("CARGO_PKG_VERSION"),
+            "A MariaDB Galera cluster: backup from an idle Synced member (optionally desynced), \
+             restore by the talk's runbook (block 3306, stop, new datadirs with the old ones \
+             kept, bootstrap one member, import, join the others by SST, unblock), validate that \
+             every member is Synced in one cluster of the right size.",
+        )
+        .roles(&["controller", "galera"])
+        .setting(
+            "source",
+            "Back up from this member (default: an idle Synced one)",
+            None,
+        )
+        .multi_setting("avoid", "Never back up from this member unless forced")
+        .setting(
+            "write-sample-seconds",
+            "How long members' write counters are watched to find an idle one",
+            Some("1"),
+        )
+        .setting(
+            "desync",
+            "Desync the source during the dump (wsrep_desync)",
+            Some("false"),
+        )
+        .setting(
+            "bootstrap",
+            "Member that bootstraps the restored cluster (default: the backup's source)",
+            None,
+        )
+        .setting(
+            "block",
+            "`iptables` to block 3306 during restore, or `none`",
+            Some("iptables"),
+        )
+        .setting(
+            "join-timeout-seconds",
+            "How long a member may take to become Synced",
+            Some("600"),
+        )
+        .command(
+            "iptables",
+            &[
+                "-I", "INPUT", "-d", "*", "-p", "tcp", "--dport", "3306", "-j", "DROP",
+            ],
+        )
+        .command(
+            "iptables",
+            &[
+                "-D", "INPUT", "-d", "*", "-p", "tcp", "--dport", "3306", "-j", "DROP",
+            ],
+        )
+        .command("galera_new_cluster", &["*"]);
+        sql::commands(sql::settings(info))
+    }
+
+    fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+        let source = choose_source(ctx)?;
+        let desync = ctx.settings.parse_or("desync", false)?;
+        ctx.info(format!(
+            "backing up from {source}{}",
+            if desync {
+                " (desynced during the dump)"
+            } else {
+                ""
+            }
+        ));
+        if desync {
+            sql::query(ctx, &source, "SET GLOBAL wsrep_desync = ON")?;
+        }
+        let dumped = sql::dump(ctx, &source);
+        if desync {
+            // Resync whatever happened to the dump.
+            let resynced = sql::query(ctx, &source, "SET GLOBAL wsrep_desync = OFF");
+            if let (Ok(_), Err(e)) = (&dumped, resynced) {
+                return Err(PluginError::CommandFailed(format!(
+                    "the dump worked but resyncing {source} failed: {e}; run `SET GLOBAL \
+                     wsrep_desync = OFF` there"
+                )));
+            }
+        }
+        let size = dumped?;
+        ctx.info(format!(
+            "{source}: dump of every database and the grants, {size} bytes"
+        ));
+        let mut report = BackupReport::default();
+        report.records.push(SOURCE, source);
+        Ok(report)
+    }
+
+    fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+        let all = nodes(ctx);
+        let bootstrap = ctx
+            .settings
+            .get("bootstrap")
+            .or_else(|| ctx.records.get(SOURCE).filter(|s| all.contains(s)))
+            .or_else(|| all.first().copied())
+            .ok_or_else(|| PluginError::Precondition("no members".into()))?
+            .to_string();
+        let service = ctx.settings.get("service").unwrap_or("mariadb");
+        let mut blocked = Vec::new();
+        let result = (|| -> Result<(), PluginError> {
+            for node in &ctx.nodes {
+                firewall(ctx, node, "-I")?;
+                blocked.push(node);
+            }
+            ctx.info("client access to 3306 blocked on every member");
+            let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
+            for d in &datadirs {
+                d.service("stop")?;
+            }
+            for d in &datadirs {
+                d.move_aside()?;
+                d.create()?;
+            }
+            ctx.run_ok(&Command::on(&bootstrap, "galera_new_cluster").arg(service))?;
+            ctx.info(format!("{bootstrap}: new cluster bootstrapped"));
+            sql::import(ctx, &bootstrap)?;
+            ctx.info(format!("{bootstrap}: databases and grants imported"));
+            for (n, d) in all.iter().zip(&datadirs) {
+                if *n != bootstrap {
+                    d.service("start")?;
+                    ctx.info(format!("{n}: joined (state transfer from the cluster)"));
+                }
+            }
+            for n in &all {
+                wait_synced(ctx, n, all.len())?;
+            }
+            Ok(())
+        })();
+        let mut unblock_errors = Vec::new();
+        for node in blocked {
+            if let Err(e) = firewall(ctx, node, "-D") {
+                unblock_errors.push(format!("{}: {e}", node.name));
+            }
+        }
+        match (result, unblock_errors.is_empty()) {
+            (Ok(()), true) => {
+                ctx.info("every member Synced; client access unblocked");
+                Ok(())
+            }
+            (Ok(()), false) => Err(PluginError::CommandFailed(format!(
+                "restored, but unblocking 3306 failed: {}",
+                unblock_errors.join("; ")
+            ))),
+            (Err(e), _) => Err(PluginError::CommandFailed(format!(
+                "{e}; client access is unblocked{}; each member's previous datadir is kept as \
+                 <datadir>.before-restore-{} (run `coffer restore` again, or move it back)",
+                if unblock_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" except: {}", unblock_errors.join("; "))
+                },
+                ctx.run_id
+            ))),
+        }
+    }
+
+    fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let all = nodes(ctx);
+        let members: Vec<_> = all.iter().map(|n| member(ctx, n)).collect();
+        let uuid = members
+            .iter()
+            .filter_map(|m| m.as_ref().ok())
+            .find(|m| m.state == "Synced")
+            .map(|m| m.uuid.clone())
+            .unwrap_or_default();
+        let mut checks = Vec::new();
+        for (n, m) in all.iter().zip(members) {
+            match m {
+                Err(e) => checks.push(Check::new(n, "answers", false, e.to_string())),
+                Ok(m) => {
+                    checks.push(Check::new(
+                        n,
+                        "Synced",
+                        m.state == "Synced",
+                        m.state.clone(),
+                    ));
+                    checks.push(Check::new(
+                        n,
+                        "one cluster",
+                        !uuid.is_empty() && m.uuid == uuid,
+                        m.uuid.clone(),
+                    ));
+                    checks.push(Check::new(
+                        n,
+                        "cluster size",
+                        m.size == all.len(),
+                        format!("{} of {}", m.size, all.len()),
+                    ));
+                }
+            }
+        }
+        Ok(checks)
+    }
+}
+
+export_plugin!(Galera);

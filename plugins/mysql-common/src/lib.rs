@@ -1,0 +1,232 @@
+//! What the `mysql` and `galera` plugins share: client commands that take their credentials
+//! from an option file (never argv), the streamed dumps, the import, and the datadir steps of
+//! the talk's restore runbook.
+
+use coffer_sdk::*;
+
+/// The logical dump of every database.
+pub const DUMP: &str = "databases.sql";
+/// The accounts and their grants.
+pub const GRANTS: &str = "grants.sql";
+/// Schemas that are the server's own.
+const SYSTEM_SCHEMAS: &str = "'mysql','information_schema','performance_schema','sys'";
+
+/// Settings every MariaDB plugin accepts.
+pub fn settings(info: PluginInfo) -> PluginInfo {
+    info.setting(
+        "datadir",
+        "The server's data directory on the node",
+        Some("/var/lib/mysql"),
+    )
+    .setting(
+        "service",
+        "The server's systemd unit (TripleO's undercloud: tripleo_mysql)",
+        Some("mariadb"),
+    )
+    .setting(
+        "defaults-file",
+        "Client option file on the node with the credentials (default: root's ~/.my.cnf, \
+             or socket authentication)",
+        None,
+    )
+}
+
+/// Commands every MariaDB plugin declares: the clients, the service, the datadir steps.
+pub fn commands(info: PluginInfo) -> PluginInfo {
+    info.command("mysql", &["**"])
+        .command("mysqldump", &["**"])
+        .command("mysqladmin", &["**"])
+        .command("systemctl", &["stop", "*"])
+        .command("systemctl", &["start", "*"])
+        .command("test", &["-e", "*"])
+        .command("mv", &["-T", "*", "*.before-restore-*"])
+        .command("mv", &["-T", "*", "*.failed-restore-*"])
+        .command("mv", &["-T", "*.before-restore-*", "*"])
+        .command(
+            "mariadb-install-db",
+            &["--user=mysql", "--datadir=*", "--skip-test-db"],
+        )
+}
+
+/// A client command on `node`: `program`, then the option file if one is set (it must be the
+/// first argument).
+pub fn client(ctx: &Context<'_>, node: &str, program: &str) -> Command {
+    let cmd = Command::on(node, program);
+    match ctx.settings.get("defaults-file") {
+        Some(f) => cmd.arg(format!("--defaults-extra-file={f}")),
+        None => cmd,
+    }
+}
+
+/// Run SQL on `node` (through stdin) and return its rows, tab-separated.
+pub fn query(ctx: &Context<'_>, node: &str, sql: &str) -> Result<Vec<Vec<String>>, PluginError> {
+    let out = ctx.run_ok(&client(ctx, node, "mysql").args(["-N", "-B"]).stdin(sql))?;
+    Ok(out
+        .stdout_text()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect())
+}
+
+/// One value: the first column of the first row.
+pub fn value(ctx: &Context<'_>, node: &str, sql: &str) -> Result<String, PluginError> {
+    Ok(query(ctx, node, sql)?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or_default())
+}
+
+/// `schema.table` of every user table.
+pub fn user_tables(ctx: &Context<'_>, node: &str) -> Result<Vec<String>, PluginError> {
+    let rows = query(
+        ctx,
+        node,
+        &format!(
+            "SELECT CONCAT('`', table_schema, '`.`', table_name, '`') FROM information_schema.tables \
+             WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY 1"
+        ),
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect())
+}
+
+/// `CHECKSUM TABLE` of `tables`: (table, checksum).
+pub fn checksums(
+    ctx: &Context<'_>,
+    node: &str,
+    tables: &[String],
+) -> Result<Vec<(String, String)>, PluginError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = query(ctx, node, &format!("CHECKSUM TABLE {}", tables.join(", ")))?;
+    Ok(tables
+        .iter()
+        .zip(rows)
+        .map(|(t, r)| (t.clone(), r.get(1).cloned().unwrap_or_default()))
+        .collect())
+}
+
+/// Stream a consistent dump of every database and one of the accounts with their grants from
+/// `node` into the repository (no file on the node).
+pub fn dump(ctx: &Context<'_>, node: &str) -> Result<u64, PluginError> {
+    let all = client(ctx, node, "mysqldump").args([
+        "--opt",
+        "--single-transaction",
+        "--routines",
+        "--events",
+        "--triggers",
+        "--all-databases",
+        // Galera's streaming-replication log cannot be restored (and is empty at rest).
+        "--ignore-table=mysql.wsrep_streaming_log",
+    ]);
+    let a = ctx.capture(&all, DUMP)?;
+    let users = client(ctx, node, "mysqldump").args(["--system=users", "--insert-ignore"]);
+    let g = ctx.capture(&users, GRANTS)?;
+    Ok(a.size + g.size)
+}
+
+/// Import the dump and the grants of the snapshot into the running server on `node`.
+pub fn import(ctx: &Context<'_>, node: &str) -> Result<(), PluginError> {
+    let find = |name: &str| {
+        ctx.artifacts
+            .iter()
+            .find(|a| a.name == name)
+            .map(Artifact::reference)
+            .ok_or_else(|| PluginError::Precondition(format!("the snapshot has no {name}")))
+    };
+    let (dump, grants) = (find(DUMP)?, find(GRANTS)?);
+    // A dump holds rows up to the packet limit at backup time; allow the most.
+    query(ctx, node, "SET GLOBAL max_allowed_packet = 1073741824")?;
+    let mysql = || client(ctx, node, "mysql").arg("--max-allowed-packet=1G");
+    ctx.feed(&dump, &mysql())?;
+    // The dump rewrote the privilege tables; load them before the grants use them.
+    query(ctx, node, "FLUSH PRIVILEGES")?;
+    ctx.feed(&grants, &mysql())?;
+    query(ctx, node, "FLUSH PRIVILEGES")?;
+    Ok(())
+}
+
+/// The datadir steps of the runbook on one node.
+pub struct Datadir<'c, 'a> {
+    ctx: &'c Context<'a>,
+    node: String,
+    /// The data directory.
+    pub path: String,
+    /// Where the old one is kept: `<datadir>.before-restore-<run>`.
+    pub aside: String,
+    service: String,
+}
+
+impl<'c, 'a> Datadir<'c, 'a> {
+    /// The datadir of `node` as the settings name it.
+    pub fn of(ctx: &'c Context<'a>, node: &str) -> Self {
+        let path = ctx
+            .settings
+            .get("datadir")
+            .unwrap_or("/var/lib/mysql")
+            .to_string();
+        Self {
+            ctx,
+            node: node.into(),
+            aside: format!("{path}.before-restore-{}", ctx.run_id),
+            path,
+            service: ctx.settings.get("service").unwrap_or("mariadb").into(),
+        }
+    }
+
+    /// `systemctl VERB SERVICE` on the node.
+    pub fn service(&self, verb: &str) -> Result<(), PluginError> {
+        self.ctx
+            .run_ok(&Command::on(&self.node, "systemctl").args([verb, &self.service]))
+            .map(drop)
+    }
+
+    /// Move the datadir aside (never deleted); `false` when there was none.
+    pub fn move_aside(&self) -> Result<bool, PluginError> {
+        let exists = self
+            .ctx
+            .run(&Command::on(&self.node, "test").args(["-e", &self.path]))
+            .map_err(|e| PluginError::CommandFailed(e.to_string()))?
+            .success();
+        if exists {
+            self.ctx.run_ok(&Command::on(&self.node, "mv").args([
+                "-T",
+                &self.path,
+                &self.aside,
+            ]))?;
+            self.ctx.info(format!(
+                "{}: the old datadir is kept at {}",
+                self.node, self.aside
+            ));
+        }
+        Ok(exists)
+    }
+
+    /// Create a new, empty database in the datadir.
+    pub fn create(&self) -> Result<(), PluginError> {
+        self.ctx
+            .run_ok(&Command::on(&self.node, "mariadb-install-db").args([
+                "--user=mysql",
+                &format!("--datadir={}", self.path),
+                "--skip-test-db",
+            ]))
+            .map(drop)
+    }
+
+    /// Put the old datadir back (the new one kept as `.failed-restore-<run>`), server stopped
+    /// first; returns where the failed one went.
+    pub fn put_back(&self) -> Result<String, PluginError> {
+        let failed = format!("{}.failed-restore-{}", self.path, self.ctx.run_id);
+        self.service("stop")?;
+        self.ctx
+            .run_ok(&Command::on(&self.node, "mv").args(["-T", &self.path, &failed]))?;
+        self.ctx
+            .run_ok(&Command::on(&self.node, "mv").args(["-T", &self.aside, &self.path]))?;
+        Ok(failed)
+    }
+}
