@@ -205,4 +205,50 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     for n in &nodes {
         assert!(!rules.contains(&n.address), "a block is left: {rules}");
     }
+
+    // A restore in which a member's mariadbd is killed while it joins fails with a clear
+    // error, unblocks 3306 and keeps the previous datadirs; the next restore completes.
+    std::fs::write(nodes[2].own("/srv/db").join("kill-next-start"), "").unwrap();
+    let out = s.run(&["restore", "latest"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("controller-2") && err.contains("client access is unblocked"),
+        "{err}"
+    );
+    assert!(!iptables_rules().contains("3306"));
+    for n in &nodes {
+        let kept = std::fs::read_dir(n.own("/srv/db"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("mysql.before-restore-")
+            })
+            .filter(|p| p.join("nova").join("instances.ibd").exists())
+            .count();
+        assert!(
+            kept >= 1,
+            "{}: no previous datadir with the data kept",
+            n.name
+        );
+    }
+    s.ok(&["restore", "latest"]);
+    for n in &nodes {
+        assert_eq!(synced_state(n), before, "on {}", n.name);
+    }
+    assert!(!iptables_rules().contains("3306"));
+}
+
+fn iptables_rules() -> String {
+    String::from_utf8(
+        std::process::Command::new("iptables")
+            .args(["-S", "INPUT"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
 }
