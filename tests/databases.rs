@@ -39,18 +39,50 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
     let node = &cluster.nodes[0];
     let _db = Mariadb::start(node);
     Mariadb::sql(node, SCHEMA);
-    s.deployment_with_nodes(
-        &cluster.deployment_nodes(&["undercloud"]),
-        &format!("[plugin.mysql.settings]\ndatadir = {DATADIR:?}\n"),
+    // Credentials from the deployment file, for a backup account (not root).
+    Mariadb::sql(
+        node,
+        "CREATE USER 'coffer'@'localhost' IDENTIFIED BY 'Pw-0f-the-b4ckup-user'; \
+         GRANT SELECT, RELOAD, LOCK TABLES, SHOW VIEW, EVENT, TRIGGER, PROCESS ON *.* \
+         TO 'coffer'@'localhost'",
     );
+    let deployment = |password: &str| {
+        s.deployment_with_nodes(
+            &cluster.deployment_nodes(&["undercloud"]),
+            &format!(
+                "[plugin.mysql.settings]\ndatadir = {DATADIR:?}\nuser = \"coffer\"\n\
+                 password = {password:?}\n"
+            ),
+        )
+    };
+    deployment("wrong");
     s.init();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("Access denied for user 'coffer'"), "{err}");
+    deployment("Pw-0f-the-b4ckup-user");
     let before = state(node);
     assert!(
         before.contains("GRANT SELECT, INSERT, UPDATE ON `nova`.*"),
         "{before}"
     );
 
-    let out = s.ok(&["backup", "--json"]);
+    let out = run_watching_argv(
+        s.command(&["backup", "--json", "--verbose"]),
+        "Pw-0f-the-b4ckup-user",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        node.sh("ls /run/coffer-mysql-* 2>/dev/null")
+            .stdout
+            .is_empty(),
+        "the option file with the password is left on the node"
+    );
     let mut names: Vec<String> = summary(&out)["artifacts"]
         .as_array()
         .unwrap()

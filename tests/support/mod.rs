@@ -205,6 +205,41 @@ impl Scratch {
     }
 }
 
+/// Run `cmd` to completion while scanning every process's argv for `secret`; fail if it shows
+/// up there or in the command's output. Returns the output.
+pub fn run_watching_argv(mut cmd: Command, secret: &str) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let mut seen = 0;
+    while child.try_wait().unwrap().is_none() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                seen += 1;
+                let text = String::from_utf8_lossy(&cmdline);
+                assert!(
+                    !text.contains(secret),
+                    "secret in argv of pid {:?}: {text}",
+                    entry.file_name()
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains(secret),
+            "secret in the output"
+        );
+    }
+    assert!(seen > 0);
+    out
+}
+
 /// Where scratch directories go: on the same disk as the build, never tmpfs (sparse files,
 /// xattrs and ACLs need a real filesystem).
 pub fn scratch_root() -> PathBuf {

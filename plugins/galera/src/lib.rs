@@ -233,144 +233,156 @@ impl Plugin for Galera {
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
-        let source = choose_source(ctx)?;
-        let desync = ctx.settings.parse_or("desync", false)?;
-        ctx.info(format!(
-            "backing up from {source}{}",
-            if desync {
-                " (desynced during the dump)"
-            } else {
-                ""
-            }
-        ));
-        if desync {
-            sql::query(ctx, &source, "SET GLOBAL wsrep_desync = ON")?;
-        }
-        let dumped = sql::dump(ctx, &source);
-        if desync {
-            // Resync whatever happened to the dump.
-            let resynced = sql::query(ctx, &source, "SET GLOBAL wsrep_desync = OFF");
-            if let (Ok(_), Err(e)) = (&dumped, resynced) {
-                return Err(PluginError::CommandFailed(format!(
-                    "the dump worked but resyncing {source} failed: {e}; run `SET GLOBAL \
-                     wsrep_desync = OFF` there"
-                )));
-            }
-        }
-        let size = dumped?;
-        ctx.info(format!(
-            "{source}: dump of every database and the grants, {size} bytes"
-        ));
-        let mut report = BackupReport::default();
-        report.records.push(SOURCE, source);
-        Ok(report)
+        sql::with_credentials(ctx, || backup(ctx))
     }
 
     fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
-        let all = nodes(ctx);
-        let bootstrap = ctx
-            .settings
-            .get("bootstrap")
-            .or_else(|| ctx.records.get(SOURCE).filter(|s| all.contains(s)))
-            .or_else(|| all.first().copied())
-            .ok_or_else(|| PluginError::Precondition("no members".into()))?
-            .to_string();
-        let service = ctx.settings.get("service").unwrap_or("mariadb");
-        let mut blocked = Vec::new();
-        let result = (|| -> Result<(), PluginError> {
-            for node in &ctx.nodes {
-                firewall(ctx, node, "-I")?;
-                blocked.push(node);
-            }
-            ctx.info("client access to 3306 blocked on every member");
-            let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
-            for d in &datadirs {
-                d.service("stop")?;
-            }
-            for d in &datadirs {
-                d.move_aside()?;
-                d.create()?;
-            }
-            ctx.run_ok(&Command::on(&bootstrap, "galera_new_cluster").arg(service))?;
-            ctx.info(format!("{bootstrap}: new cluster bootstrapped"));
-            sql::import(ctx, &bootstrap)?;
-            ctx.info(format!("{bootstrap}: databases and grants imported"));
-            for (n, d) in all.iter().zip(&datadirs) {
-                if *n != bootstrap {
-                    d.service("start")?;
-                    ctx.info(format!("{n}: joined (state transfer from the cluster)"));
-                }
-            }
-            for n in &all {
-                wait_synced(ctx, n, all.len())?;
-            }
-            Ok(())
-        })();
-        let mut unblock_errors = Vec::new();
-        for node in blocked {
-            if let Err(e) = firewall(ctx, node, "-D") {
-                unblock_errors.push(format!("{}: {e}", node.name));
-            }
-        }
-        match (result, unblock_errors.is_empty()) {
-            (Ok(()), true) => {
-                ctx.info("every member Synced; client access unblocked");
-                Ok(())
-            }
-            (Ok(()), false) => Err(PluginError::CommandFailed(format!(
-                "restored, but unblocking 3306 failed: {}",
-                unblock_errors.join("; ")
-            ))),
-            (Err(e), _) => Err(PluginError::CommandFailed(format!(
-                "{e}; client access is unblocked{}; each member's previous datadir is kept as \
-                 <datadir>.before-restore-{} (run `coffer restore` again, or move it back)",
-                if unblock_errors.is_empty() {
-                    String::new()
-                } else {
-                    format!(" except: {}", unblock_errors.join("; "))
-                },
-                ctx.run_id
-            ))),
-        }
+        sql::with_credentials(ctx, || restore(ctx))
     }
 
     fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let all = nodes(ctx);
-        let members: Vec<_> = all.iter().map(|n| member(ctx, n)).collect();
-        let uuid = members
-            .iter()
-            .filter_map(|m| m.as_ref().ok())
-            .find(|m| m.state == "Synced")
-            .map(|m| m.uuid.clone())
-            .unwrap_or_default();
-        let mut checks = Vec::new();
-        for (n, m) in all.iter().zip(members) {
-            match m {
-                Err(e) => checks.push(Check::new(n, "answers", false, e.to_string())),
-                Ok(m) => {
-                    checks.push(Check::new(
-                        n,
-                        "Synced",
-                        m.state == "Synced",
-                        m.state.clone(),
-                    ));
-                    checks.push(Check::new(
-                        n,
-                        "one cluster",
-                        !uuid.is_empty() && m.uuid == uuid,
-                        m.uuid.clone(),
-                    ));
-                    checks.push(Check::new(
-                        n,
-                        "cluster size",
-                        m.size == all.len(),
-                        format!("{} of {}", m.size, all.len()),
-                    ));
-                }
+        sql::with_credentials(ctx, || validate(ctx))
+    }
+}
+
+fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+    let source = choose_source(ctx)?;
+    let desync = ctx.settings.parse_or("desync", false)?;
+    ctx.info(format!(
+        "backing up from {source}{}",
+        if desync {
+            " (desynced during the dump)"
+        } else {
+            ""
+        }
+    ));
+    if desync {
+        sql::query(ctx, &source, "SET GLOBAL wsrep_desync = ON")?;
+    }
+    let dumped = sql::dump(ctx, &source);
+    if desync {
+        // Resync whatever happened to the dump.
+        let resynced = sql::query(ctx, &source, "SET GLOBAL wsrep_desync = OFF");
+        if let (Ok(_), Err(e)) = (&dumped, resynced) {
+            return Err(PluginError::CommandFailed(format!(
+                "the dump worked but resyncing {source} failed: {e}; run `SET GLOBAL \
+                 wsrep_desync = OFF` there"
+            )));
+        }
+    }
+    let size = dumped?;
+    ctx.info(format!(
+        "{source}: dump of every database and the grants, {size} bytes"
+    ));
+    let mut report = BackupReport::default();
+    report.records.push(SOURCE, source);
+    Ok(report)
+}
+
+fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+    let all = nodes(ctx);
+    let bootstrap = ctx
+        .settings
+        .get("bootstrap")
+        .or_else(|| ctx.records.get(SOURCE).filter(|s| all.contains(s)))
+        .or_else(|| all.first().copied())
+        .ok_or_else(|| PluginError::Precondition("no members".into()))?
+        .to_string();
+    let service = ctx.settings.get("service").unwrap_or("mariadb");
+    let mut blocked = Vec::new();
+    let result = (|| -> Result<(), PluginError> {
+        for node in &ctx.nodes {
+            firewall(ctx, node, "-I")?;
+            blocked.push(node);
+        }
+        ctx.info("client access to 3306 blocked on every member");
+        let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
+        for d in &datadirs {
+            d.service("stop")?;
+        }
+        for d in &datadirs {
+            d.move_aside()?;
+            d.create()?;
+        }
+        ctx.run_ok(&Command::on(&bootstrap, "galera_new_cluster").arg(service))?;
+        ctx.info(format!("{bootstrap}: new cluster bootstrapped"));
+        sql::import(ctx, &bootstrap, true)?;
+        ctx.info(format!("{bootstrap}: databases and grants imported"));
+        for (n, d) in all.iter().zip(&datadirs) {
+            if *n != bootstrap {
+                d.service("start")?;
+                ctx.info(format!("{n}: joined (state transfer from the cluster)"));
             }
         }
-        Ok(checks)
+        for n in &all {
+            wait_synced(ctx, n, all.len())?;
+        }
+        Ok(())
+    })();
+    let mut unblock_errors = Vec::new();
+    for node in blocked {
+        if let Err(e) = firewall(ctx, node, "-D") {
+            unblock_errors.push(format!("{}: {e}", node.name));
+        }
     }
+    match (result, unblock_errors.is_empty()) {
+        (Ok(()), true) => {
+            ctx.info("every member Synced; client access unblocked");
+            Ok(())
+        }
+        (Ok(()), false) => Err(PluginError::CommandFailed(format!(
+            "restored, but unblocking 3306 failed: {}",
+            unblock_errors.join("; ")
+        ))),
+        (Err(e), _) => Err(PluginError::CommandFailed(format!(
+            "{e}; client access is unblocked{}; each member's previous datadir is kept as \
+             <datadir>.before-restore-{} (run `coffer restore` again, or move it back)",
+            if unblock_errors.is_empty() {
+                String::new()
+            } else {
+                format!(" except: {}", unblock_errors.join("; "))
+            },
+            ctx.run_id
+        ))),
+    }
+}
+
+fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+    let all = nodes(ctx);
+    let members: Vec<_> = all.iter().map(|n| member(ctx, n)).collect();
+    let uuid = members
+        .iter()
+        .filter_map(|m| m.as_ref().ok())
+        .find(|m| m.state == "Synced")
+        .map(|m| m.uuid.clone())
+        .unwrap_or_default();
+    let mut checks = Vec::new();
+    for (n, m) in all.iter().zip(members) {
+        match m {
+            Err(e) => checks.push(Check::new(n, "answers", false, e.to_string())),
+            Ok(m) => {
+                checks.push(Check::new(
+                    n,
+                    "Synced",
+                    m.state == "Synced",
+                    m.state.clone(),
+                ));
+                checks.push(Check::new(
+                    n,
+                    "one cluster",
+                    !uuid.is_empty() && m.uuid == uuid,
+                    m.uuid.clone(),
+                ));
+                checks.push(Check::new(
+                    n,
+                    "cluster size",
+                    m.size == all.len(),
+                    format!("{} of {}", m.size, all.len()),
+                ));
+            }
+        }
+    }
+    Ok(checks)
 }
 
 export_plugin!(Galera);

@@ -1,6 +1,12 @@
 //! What the `mysql` and `galera` plugins share: client commands that take their credentials
 //! from an option file (never argv), the streamed dumps, the import, and the datadir steps of
 //! the talk's restore runbook.
+//!
+//! Credentials: root's `~/.my.cnf` or socket authentication on the node (the talk's way), an
+//! option file already on the node (`defaults-file`), or `user`/`password` in the deployment
+//! file, which reach each node as a 0600 option file written through stdin for the length of
+//! one operation. A new datadir has only root over the socket, so the import into one runs as
+//! root.
 
 use coffer_sdk::*;
 
@@ -29,6 +35,16 @@ pub fn settings(info: PluginInfo) -> PluginInfo {
              or socket authentication)",
         None,
     )
+    .setting(
+        "user",
+        "Database user (with `password`; default root)",
+        None,
+    )
+    .setting(
+        "password",
+        "Its password; reaches each node only as a 0600 option file written through stdin",
+        None,
+    )
 }
 
 /// Commands every MariaDB plugin declares: the clients, the service, the datadir steps.
@@ -46,21 +62,101 @@ pub fn commands(info: PluginInfo) -> PluginInfo {
             "mariadb-install-db",
             &["--user=mysql", "--datadir=*", "--skip-test-db"],
         )
+        .command(
+            "sh",
+            &["-c", WRITE_PRIVATE, "coffer", "/run/coffer-mysql-*.cnf"],
+        )
+        .command("rm", &["-f", "/run/coffer-mysql-*.cnf"])
+}
+
+/// Writes stdin to "$1", readable by its owner only.
+const WRITE_PRIVATE: &str = "umask 077 && cat > \"$1\"";
+
+fn credentials(ctx: &Context<'_>) -> Option<(String, String)> {
+    let password = ctx.settings.get("password")?;
+    Some((
+        ctx.settings.get("user").unwrap_or("root").into(),
+        password.into(),
+    ))
+}
+
+/// The option file holding this operation's credentials on every node.
+fn credentials_file(ctx: &Context<'_>) -> String {
+    let run: String = ctx
+        .run_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("/run/coffer-mysql-{run}.cnf")
+}
+
+/// An option-file value: quoted, with `\` and `"` escaped.
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Run `f` with the deployment's credentials (if any) in an option file on every node of the
+/// operation; the files are removed afterwards, whatever `f` returned.
+pub fn with_credentials<T>(
+    ctx: &Context<'_>,
+    f: impl FnOnce() -> Result<T, PluginError>,
+) -> Result<T, PluginError> {
+    let Some((user, password)) = credentials(ctx) else {
+        return f();
+    };
+    let file = credentials_file(ctx);
+    let text = format!(
+        "[client]\nuser={}\npassword={}\n",
+        quoted(&user),
+        quoted(&password)
+    );
+    let mut written = Vec::new();
+    let mut result = Ok(());
+    for node in &ctx.nodes {
+        let write = Command::on(&node.name, "sh")
+            .args(["-c", WRITE_PRIVATE, "coffer", &file])
+            .stdin(text.clone());
+        match ctx.run_ok(&write) {
+            Ok(_) => written.push(node.name.clone()),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let outcome = result.and_then(|_| f());
+    for node in written {
+        if let Err(e) = ctx.run_ok(&Command::on(&node, "rm").args(["-f", &file])) {
+            ctx.warn(format!("{node}: could not remove {file}: {e}"));
+        }
+    }
+    outcome
 }
 
 /// A client command on `node`: `program`, then the option file if one is set (it must be the
 /// first argument).
 pub fn client(ctx: &Context<'_>, node: &str, program: &str) -> Command {
     let cmd = Command::on(node, program);
+    if credentials(ctx).is_some() {
+        return cmd.arg(format!("--defaults-extra-file={}", credentials_file(ctx)));
+    }
     match ctx.settings.get("defaults-file") {
         Some(f) => cmd.arg(format!("--defaults-extra-file={f}")),
         None => cmd,
     }
 }
 
+/// A client command as root over the socket: the only account a new datadir has.
+fn root_client(node: &str, program: &str) -> Command {
+    Command::on(node, program)
+}
+
 /// Run SQL on `node` (through stdin) and return its rows, tab-separated.
 pub fn query(ctx: &Context<'_>, node: &str, sql: &str) -> Result<Vec<Vec<String>>, PluginError> {
-    let out = ctx.run_ok(&client(ctx, node, "mysql").args(["-N", "-B"]).stdin(sql))?;
+    rows(ctx.run_ok(&client(ctx, node, "mysql").args(["-N", "-B"]).stdin(sql))?)
+}
+
+fn rows(out: Output) -> Result<Vec<Vec<String>>, PluginError> {
     Ok(out
         .stdout_text()
         .lines()
@@ -130,8 +226,17 @@ pub fn dump(ctx: &Context<'_>, node: &str) -> Result<u64, PluginError> {
     Ok(a.size + g.size)
 }
 
-/// Import the dump and the grants of the snapshot into the running server on `node`.
-pub fn import(ctx: &Context<'_>, node: &str) -> Result<(), PluginError> {
+/// Import the dump and the grants of the snapshot into the running server on `node`; `fresh`:
+/// a new datadir, where only root over the socket can log in.
+pub fn import(ctx: &Context<'_>, node: &str, fresh: bool) -> Result<(), PluginError> {
+    let client = |program: &str| {
+        if fresh {
+            root_client(node, program)
+        } else {
+            client(ctx, node, program)
+        }
+    };
+    let query = |sql: &str| rows(ctx.run_ok(&client("mysql").args(["-N", "-B"]).stdin(sql))?);
     let find = |name: &str| {
         ctx.artifacts
             .iter()
@@ -141,13 +246,13 @@ pub fn import(ctx: &Context<'_>, node: &str) -> Result<(), PluginError> {
     };
     let (dump, grants) = (find(DUMP)?, find(GRANTS)?);
     // A dump holds rows up to the packet limit at backup time; allow the most.
-    query(ctx, node, "SET GLOBAL max_allowed_packet = 1073741824")?;
-    let mysql = || client(ctx, node, "mysql").arg("--max-allowed-packet=1G");
+    query("SET GLOBAL max_allowed_packet = 1073741824")?;
+    let mysql = || client("mysql").arg("--max-allowed-packet=1G");
     ctx.feed(&dump, &mysql())?;
     // The dump rewrote the privilege tables; load them before the grants use them.
-    query(ctx, node, "FLUSH PRIVILEGES")?;
+    query("FLUSH PRIVILEGES")?;
     ctx.feed(&grants, &mysql())?;
-    query(ctx, node, "FLUSH PRIVILEGES")?;
+    query("FLUSH PRIVILEGES")?;
     Ok(())
 }
 

@@ -41,82 +41,94 @@ impl Plugin for Mysql {
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
-        let mut report = BackupReport::default();
-        for node in &ctx.nodes {
-            let n = node.name.as_str();
-            let size = sql::dump(ctx, n)?;
-            ctx.info(format!(
-                "{n}: dump of every database and the grants, {size} bytes"
-            ));
-            let tables = sql::user_tables(ctx, n)?;
-            for (table, sum) in sql::checksums(ctx, n, &tables)? {
-                report
-                    .records
-                    .push(CHECKSUM, format!("{n}\t{table}\t{sum}"));
-            }
-            ctx.info(format!("{n}: {} user table(s) checksummed", tables.len()));
-        }
-        Ok(report)
+        sql::with_credentials(ctx, || backup(ctx))
     }
 
     fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
-        let mode = ctx.settings.get("restore-mode").unwrap_or("reinit");
-        if mode != "reinit" && mode != "import" {
-            return Err(PluginError::InvalidSettings(format!(
-                "restore-mode `{mode}`: use `reinit` or `import`"
-            )));
-        }
-        for node in &ctx.nodes {
-            let n = node.name.as_str();
-            if mode == "import" {
-                sql::import(ctx, n)?;
-            } else {
-                reinit(ctx, n)?;
-            }
-            ctx.info(format!("{n}: databases and grants restored ({mode})"));
-        }
-        Ok(())
+        sql::with_credentials(ctx, || restore(ctx))
     }
 
     fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let mut checks = Vec::new();
-        for node in &ctx.nodes {
-            let n = node.name.as_str();
-            let alive = ctx
-                .run(&sql::client(ctx, n, "mysqladmin").arg("ping"))
-                .is_ok_and(|o| o.success());
-            checks.push(Check::new(n, "server answers", alive, ""));
-            if !alive {
-                continue;
-            }
-            let expected: Vec<(String, String)> = ctx
-                .records
-                .all(CHECKSUM)
-                .iter()
-                .filter_map(|r| {
-                    let mut f = r.splitn(3, '\t');
-                    let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
-                    (node == n).then(|| (table.to_string(), sum.to_string()))
-                })
-                .collect();
-            let tables: Vec<String> = expected.iter().map(|(t, _)| t.clone()).collect();
-            let found = sql::checksums(ctx, n, &tables)?;
-            for ((table, want), (_, got)) in expected.iter().zip(found) {
-                let detail = if &got == want {
-                    String::new()
-                } else {
-                    format!("checksum {got}, backup had {want}")
-                };
-                checks.push(Check::new(
-                    n,
-                    &format!("table {table}"),
-                    &got == want,
-                    detail,
-                ));
-            }
-        }
-        Ok(checks)
+        sql::with_credentials(ctx, || validate(ctx))
     }
+}
+
+fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+    let mut report = BackupReport::default();
+    for node in &ctx.nodes {
+        let n = node.name.as_str();
+        let size = sql::dump(ctx, n)?;
+        ctx.info(format!(
+            "{n}: dump of every database and the grants, {size} bytes"
+        ));
+        let tables = sql::user_tables(ctx, n)?;
+        for (table, sum) in sql::checksums(ctx, n, &tables)? {
+            report
+                .records
+                .push(CHECKSUM, format!("{n}\t{table}\t{sum}"));
+        }
+        ctx.info(format!("{n}: {} user table(s) checksummed", tables.len()));
+    }
+    Ok(report)
+}
+
+fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+    let mode = ctx.settings.get("restore-mode").unwrap_or("reinit");
+    if mode != "reinit" && mode != "import" {
+        return Err(PluginError::InvalidSettings(format!(
+            "restore-mode `{mode}`: use `reinit` or `import`"
+        )));
+    }
+    for node in &ctx.nodes {
+        let n = node.name.as_str();
+        if mode == "import" {
+            sql::import(ctx, n, false)?;
+        } else {
+            reinit(ctx, n)?;
+        }
+        ctx.info(format!("{n}: databases and grants restored ({mode})"));
+    }
+    Ok(())
+}
+
+fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+    let mut checks = Vec::new();
+    for node in &ctx.nodes {
+        let n = node.name.as_str();
+        let alive = ctx
+            .run(&sql::client(ctx, n, "mysqladmin").arg("ping"))
+            .is_ok_and(|o| o.success());
+        checks.push(Check::new(n, "server answers", alive, ""));
+        if !alive {
+            continue;
+        }
+        let expected: Vec<(String, String)> = ctx
+            .records
+            .all(CHECKSUM)
+            .iter()
+            .filter_map(|r| {
+                let mut f = r.splitn(3, '\t');
+                let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
+                (node == n).then(|| (table.to_string(), sum.to_string()))
+            })
+            .collect();
+        let tables: Vec<String> = expected.iter().map(|(t, _)| t.clone()).collect();
+        let found = sql::checksums(ctx, n, &tables)?;
+        for ((table, want), (_, got)) in expected.iter().zip(found) {
+            let detail = if &got == want {
+                String::new()
+            } else {
+                format!("checksum {got}, backup had {want}")
+            };
+            checks.push(Check::new(
+                n,
+                &format!("table {table}"),
+                &got == want,
+                detail,
+            ));
+        }
+    }
+    Ok(checks)
 }
 
 /// The talk's runbook on node `n`: stop, move the datadir aside, create a new one, start, import.
@@ -128,7 +140,7 @@ fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
     let fresh = || -> Result<(), PluginError> {
         datadir.create()?;
         datadir.service("start")?;
-        sql::import(ctx, n)
+        sql::import(ctx, n, true)
     };
     let Err(e) = fresh() else {
         return Ok(());
