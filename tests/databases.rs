@@ -284,3 +284,32 @@ fn iptables_rules() -> String {
     )
     .unwrap()
 }
+
+#[test]
+fn mysql_physical_backup_with_mariabackup_becomes_the_new_datadir() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["undercloud"]);
+    let node = &cluster.nodes[0];
+    let _db = Mariadb::start(node);
+    Mariadb::sql(node, SCHEMA);
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["undercloud"]),
+        &format!("[plugin.mysql.settings]\ndatadir = {DATADIR:?}\nmethod = \"mariabackup\"\n"),
+    );
+    s.init();
+    let before = state(node);
+    let out = s.ok(&["backup", "--json"]);
+    let names: Vec<String> = summary(&out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["datadir.xbstream"]);
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl stop mariadb && rm -rf {DATADIR}"
+    ));
+    assert!(out.status.success());
+    s.ok(&["restore", "latest"]);
+    assert_eq!(state(node), before);
+}
