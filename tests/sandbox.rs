@@ -250,3 +250,115 @@ fn a_plugin_built_against_contract_1_0_runs_unchanged_on_this_host() {
     let out = s.ok(&["snapshots", "show", "latest"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1.0.0"));
 }
+
+fn undo_deployment(s: &Scratch, mode: &str) -> std::path::PathBuf {
+    let dir = s.path("changes");
+    std::fs::create_dir_all(&dir).unwrap();
+    s.install_fixture("coffer-plugin-hostile");
+    s.deployment(&format!(
+        "[plugin.hostile.grant]\ncommands = [\"sh -c **\", \"sleep *\"]\n\n\
+         [plugin.hostile.settings]\nmode = \"{mode}\"\ndir = {:?}\n",
+        dir.display().to_string()
+    ));
+    dir.join("undone")
+}
+
+fn journals(s: &Scratch) -> usize {
+    std::fs::read_dir(s.path("state/undo"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failing_run_runs_exactly_the_registered_reversals_newest_first() {
+    let s = Scratch::new();
+    let undone = undo_deployment(&s, "undo-fail");
+    s.init();
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(4));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&undone).unwrap(),
+        "third\nfirst\n",
+        "{text}"
+    );
+    assert!(text.contains("undone on local: third change"), "{text}");
+    assert_eq!(journals(&s), 0, "a fully unwound run leaves no journal");
+}
+
+#[test]
+fn sigint_mid_run_runs_the_reversals() {
+    let s = Scratch::new();
+    let undone = undo_deployment(&s, "undo-hang");
+    s.init();
+    let child = s
+        .command(&["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while journals(&s) == 0 {
+        assert!(started.elapsed().as_secs() < 60, "no journal appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Wait until all three are registered (the journal is rewritten on each change).
+    while !std::fs::read_dir(s.path("state/undo"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .contains("third")
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sh(&format!("kill -INT {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(std::fs::read_to_string(&undone).unwrap(), "third\nfirst\n");
+    assert_eq!(journals(&s), 0);
+}
+
+#[test]
+fn sigkill_mid_run_leaves_a_journal_that_recover_unwinds() {
+    let s = Scratch::new();
+    let undone = undo_deployment(&s, "undo-hang");
+    s.init();
+    let mut child = s
+        .command(&["backup"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(s.path("state/undo"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .contains("third")
+            })
+        })
+        .unwrap_or(false)
+    {
+        assert!(started.elapsed().as_secs() < 60, "no journal appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!undone.exists(), "nothing ran the reversals yet");
+    let out = s.ok(&["recover", "--list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 pending reversal(s)") && text.contains("third change"),
+        "{text}"
+    );
+    assert!(!undone.exists());
+    s.ok(&["recover"]);
+    assert_eq!(std::fs::read_to_string(&undone).unwrap(), "third\nfirst\n");
+    assert_eq!(journals(&s), 0);
+    let out = s.ok(&["recover"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to recover"));
+}

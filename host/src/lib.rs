@@ -11,3 +11,4 @@ pub mod report;
 pub mod repository;
 pub mod runtime;
 pub mod transport;
+pub mod undo;

@@ -18,6 +18,7 @@ use crate::repository::{
 };
 use crate::runtime::{CallContext, LoadedPlugin, PluginFault, PluginOrigin, Runtime};
 use crate::transport::NodeHandle;
+use crate::undo::UndoStack;
 use coffer_sdk::capability::CapabilityMatcher;
 use tokio_util::sync::CancellationToken;
 
@@ -248,6 +249,31 @@ impl Coffer {
         env
     }
 
+    /// The run failed: run the reversals plugins registered, newest first, each reported.
+    async fn unwind(&self, undo: &UndoStack) {
+        if undo.pending().is_empty() {
+            return;
+        }
+        if let Err(e) = undo.unwind(&self.nodes, self.reporter.as_ref()).await {
+            self.reporter.report(Event::Log {
+                plugin: "coffer".into(),
+                level: "error".into(),
+                message: e.to_string(),
+            });
+        }
+    }
+
+    /// The run succeeded: its changes stay; forget their reversals.
+    fn keep_changes(&self, undo: &UndoStack) {
+        if let Err(e) = undo.discard() {
+            self.reporter.report(Event::Log {
+                plugin: "coffer".into(),
+                level: "warn".into(),
+                message: e.to_string(),
+            });
+        }
+    }
+
     /// Make `calls` (one per node for a node-scoped operation, else one), `[ssh] parallel` at
     /// a time; the first failure stops the others.
     async fn fan_out<T, Fut>(
@@ -309,7 +335,10 @@ impl Coffer {
         let writer = Arc::new(blocking(move || repo.into_writer()).await?);
         let run_id = run_id();
         let written = Arc::new(Mutex::new(Vec::new()));
-        let work = self.backup_plugins(&writer, &written, &run_id, &location, only, overrides);
+        let undo = Arc::new(UndoStack::new(&run_id, &self.deployment.source_name));
+        let work = self.backup_plugins(
+            &writer, &written, &undo, &run_id, &location, only, overrides,
+        );
         let outcome = tokio::select! {
             r = work => r,
             _ = self.interrupted() => Err(RunError::Interrupted),
@@ -326,9 +355,11 @@ impl Coffer {
                 let w = writer.clone();
                 // Nothing of a failed run is kept; if this fails too, the next backup removes it.
                 let _ = blocking(move || w.discard(&ids)).await;
+                self.unwind(&undo).await;
                 return Err(e);
             }
         };
+        self.keep_changes(&undo);
         let artifacts = written.lock().expect("written lock").clone();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -355,10 +386,12 @@ impl Coffer {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn backup_plugins(
         &self,
         writer: &Arc<ArtifactWriter>,
         written: &Arc<Mutex<Vec<ArtifactRecord>>>,
+        undo: &Arc<UndoStack>,
         run_id: &str,
         location: &RepoLocation,
         only: &[String],
@@ -408,6 +441,7 @@ impl Coffer {
                     env.writer = Some(writer.clone());
                     env.written = written.clone();
                     env.repository = Some(location.clone());
+                    env.undo = Some(undo.clone());
                     async move { self.runtime.backup(plugin, env, &ctx).await }
                 })
                 .await
@@ -563,6 +597,7 @@ impl Coffer {
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
         let mut restored = Vec::new();
+        let undo = Arc::new(UndoStack::new(&run_id(), &self.deployment.source_name));
         for record in records.iter().filter(|_| restore) {
             let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
             let calls = ctx.split(plugin.info.node_scoped.restore);
@@ -570,6 +605,7 @@ impl Coffer {
             let work = self.fan_out(calls, |ctx| {
                 let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
                 env.source = Some(source.clone());
+                env.undo = Some(undo.clone());
                 async move { self.runtime.restore(plugin, env, &ctx).await }
             });
             let result = tokio::select! {
@@ -578,11 +614,13 @@ impl Coffer {
             };
             if let Err(e) = result {
                 self.step(&record.name, "restore", "failed", e.to_string());
+                self.unwind(&undo).await;
                 return Err(e);
             }
             self.step(&record.name, "restore", "ok", String::new());
             restored.push(record.name.clone());
         }
+        self.keep_changes(&undo);
         let checks = if opts.validate {
             self.validate_records(&records, &snap.manifest, &source, opts)
                 .await?

@@ -82,6 +82,19 @@ pub enum Event {
         /// Details (the error, or a summary).
         detail: String,
     },
+    /// The host ran (or failed to run) a reversal a plugin registered, unwinding a run.
+    Undo {
+        /// Plugin that registered it.
+        plugin: String,
+        /// Node.
+        node: String,
+        /// What it reverses.
+        what: String,
+        /// Whether it worked.
+        ok: bool,
+        /// Why not.
+        detail: String,
+    },
     /// A validation check.
     Check {
         /// Plugin.

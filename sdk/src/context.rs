@@ -30,7 +30,17 @@ pub trait Host {
     fn log(&self, level: Level, message: &str);
     /// Report progress.
     fn progress(&self, step: &str, done: u64, total: Option<u64>);
+    /// Register a reversal with the host (contract 1.2 `undo.push`).
+    fn undo_push(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError>;
+    /// Forget a reversal (`undo.release`).
+    fn undo_release(&self, id: u64);
 }
+
+/// A reversal registered with the host; give it back to [`Context::keep`] once the change is
+/// reversed by the plugin or meant to stay.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a registered reversal runs if the run fails; keep() it once the change may stay"]
+pub struct Undo(u64);
 
 /// Everything one operation of a plugin receives.
 pub struct Context<'h> {
@@ -101,6 +111,27 @@ impl<'h> Context<'h> {
         self.host
             .capture(&cmd.node, &cmd.argv, name)
             .map_err(|e| stream_failed("capture", &cmd.node, name, e))
+    }
+
+    /// Before changing a node, register how to reverse the change: `cmd` (declared like any
+    /// command). If the run fails, times out or is interrupted before [`Context::keep`], the
+    /// host runs it, newest first; a run killed outright leaves it for `coffer recover`.
+    pub fn undo_with(&self, cmd: &Command, what: &str) -> Result<Undo, PluginError> {
+        self.host
+            .undo_push(&cmd.node, &cmd.argv, what)
+            .map(Undo)
+            .map_err(|e| {
+                PluginError::CommandFailed(format!(
+                    "registering `{}` on {} to undo {what}: {e}",
+                    cmd.display(),
+                    cmd.node
+                ))
+            })
+    }
+
+    /// The change behind `undo` may stay (or was reversed by the plugin): forget its reversal.
+    pub fn keep(&self, undo: Undo) {
+        self.host.undo_release(undo.0);
     }
 
     /// Store `paths` on `node` with their metadata as artifact `name`.

@@ -16,7 +16,9 @@ wit_bindgen::generate!({
 });
 
 pub use self::__export_coffer_world as export_world;
-use self::coffer::plugin::{exec as wexec, log as wlog, stream as wstream, types as w};
+use self::coffer::plugin::{
+    exec as wexec, log as wlog, stream as wstream, types as w, undo as wundo,
+};
 use self::exports::coffer::plugin::handler as wh;
 
 pub use self::exports::coffer::plugin::fan_out::Guest as FanOutGuest;
@@ -89,6 +91,14 @@ impl Host for WitHost {
 
     fn progress(&self, step: &str, done: u64, total: Option<u64>) {
         wlog::progress(step, done, total);
+    }
+
+    fn undo_push(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError> {
+        wundo::push(node, argv, what).map_err(exec_error)
+    }
+
+    fn undo_release(&self, id: u64) {
+        wundo::release(id);
     }
 }
 

@@ -32,7 +32,7 @@ pub mod capability;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use context::{Context, Host};
+pub use context::{Context, Host, Undo};
 pub use types::*;
 
 /// A backup plugin. Only `describe` is required; an operation left out reports itself as

@@ -103,6 +103,19 @@ pub enum Call {
         /// Command line.
         argv: Vec<String>,
     },
+    /// `undo.push`: a reversal registered, with the id the harness gave it.
+    UndoPush {
+        /// Id.
+        id: u64,
+        /// Node.
+        node: String,
+        /// Command line.
+        argv: Vec<String>,
+        /// What it reverses.
+        what: String,
+    },
+    /// `undo.release`.
+    UndoRelease(u64),
     /// `stream.restore-paths`.
     RestorePaths {
         /// Artifact.
@@ -458,4 +471,52 @@ impl Host for Harness {
     }
 
     fn progress(&self, _step: &str, _done: u64, _total: Option<u64>) {}
+
+    fn undo_push(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError> {
+        self.check(node, argv)?;
+        let mut calls = self.calls.borrow_mut();
+        let id = calls
+            .iter()
+            .filter(|c| matches!(c, Call::UndoPush { .. }))
+            .count() as u64
+            + 1;
+        calls.push(Call::UndoPush {
+            id,
+            node: node.into(),
+            argv: argv.to_vec(),
+            what: what.into(),
+        });
+        Ok(id)
+    }
+
+    fn undo_release(&self, id: u64) {
+        self.calls.borrow_mut().push(Call::UndoRelease(id));
+    }
+}
+
+impl Harness {
+    /// The reversals still registered (pushed and not released), oldest first: what the host
+    /// would run if the operation failed now.
+    pub fn pending_undo(&self) -> Vec<(String, Vec<String>, String)> {
+        let calls = self.calls.borrow();
+        let released: Vec<u64> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::UndoRelease(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::UndoPush {
+                    id,
+                    node,
+                    argv,
+                    what,
+                } if !released.contains(id) => Some((node.clone(), argv.clone(), what.clone())),
+                _ => None,
+            })
+            .collect()
+    }
 }

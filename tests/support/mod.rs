@@ -89,6 +89,7 @@ impl Scratch {
             .env("COFFER_CONFIG", self.path("deployment.toml"))
             .env("COFFER_CACHE_DIR", scratch_root().join("component-cache"))
             .env("COFFER_PLUGIN_DIR", self.path("plugins"))
+            .env("COFFER_STATE_DIR", self.path("state"))
             .env_remove("COFFER_PASSWORD")
             .env_remove("COFFER_PASSWORD_FILE")
             .env_remove("COFFER_REPOSITORY");

@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::deployment::ContainerSpec;
 use crate::report::{Event, Reporter};
 use crate::repository::{ArtifactReader, ArtifactRecord, ArtifactWriter, Manifest};
-use crate::runtime::bindings::coffer::plugin::{exec, log, stream as wstream, types};
+use crate::runtime::bindings::coffer::plugin::{exec, log, stream as wstream, types, undo};
 use crate::runtime::limits::MemoryCap;
 use crate::transport::NodeHandle;
 
@@ -78,6 +78,8 @@ pub struct OperationEnv {
     pub limits: CommandLimits,
     /// Where events go.
     pub reporter: Arc<dyn Reporter>,
+    /// The run's undo stack; `None` where nothing may change (describe).
+    pub undo: Option<Arc<crate::undo::UndoStack>>,
 }
 
 impl OperationEnv {
@@ -267,6 +269,38 @@ impl WasiView for HostState {
 }
 
 impl types::Host for HostState {}
+
+impl undo::Host for HostState {
+    async fn push(
+        &mut self,
+        node: String,
+        argv: Vec<String>,
+        what: String,
+    ) -> wasmtime::Result<Result<u64, types::ExecError>> {
+        let env = self.env.clone();
+        let handle = match env.allow_command(&node, &argv) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(stack) = &env.undo else {
+            return Ok(Err(types::ExecError::Refused(format!(
+                "plugin `{}` may not register reversals outside a run",
+                env.plugin.name
+            ))));
+        };
+        let wrapped = env.on_node(handle, &argv);
+        Ok(stack
+            .push(&env.plugin.name, &node, wrapped, &what)
+            .map_err(|e| types::ExecError::SpawnFailed(e.to_string())))
+    }
+
+    async fn release(&mut self, id: u64) -> wasmtime::Result<()> {
+        if let Some(stack) = &self.env.undo {
+            stack.release(id)?;
+        }
+        Ok(())
+    }
+}
 
 impl exec::Host for HostState {
     async fn run(

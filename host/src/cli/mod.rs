@@ -7,6 +7,7 @@ mod import;
 mod init;
 mod output;
 mod plugins;
+mod recover;
 mod restore;
 mod snapshots;
 mod validate;
@@ -108,6 +109,8 @@ enum Command {
     Check(check::Args),
     /// List installed plugins, or describe one.
     Plugins(plugins::Args),
+    /// Run the reversals a run left behind (killed with SIGKILL, or its unwinding failed).
+    Recover(recover::Args),
     /// Temporary SSH access keys on the nodes: grant, list, revoke.
     Access(access::Args),
     /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
@@ -151,6 +154,7 @@ pub fn main() -> ExitCode {
             Command::Plugins(a) => plugins::run(&global, a).await,
             Command::ImportInventory(a) => import::run(&global, a).await,
             Command::Access(a) => access::run(&global, a).await,
+            Command::Recover(a) => recover::run(&global, a).await,
         }
     };
     let result = runtime.block_on(async move {

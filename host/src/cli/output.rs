@@ -144,6 +144,17 @@ impl Reporter for Printer {
                 self.spinner.set_message(format!("{plugin}: {operation}"));
                 self.line(format!("[{plugin}] {operation} {status}{detail}"));
             }
+            Event::Undo {
+                plugin,
+                node,
+                what,
+                ok,
+                detail,
+            } => self.line(if ok {
+                format!("[{plugin}] undone on {node}: {what}")
+            } else {
+                format!("[{plugin}] UNDO FAILED on {node}: {what}: {detail}")
+            }),
             Event::Check {
                 plugin,
                 node,

@@ -30,7 +30,7 @@ use bindings::exports::coffer::plugin::{fan_out, handler};
 use bindings::types;
 
 /// The contract version this host serves (`wit/plugin.wit`).
-pub const CONTRACT_VERSION: &str = "1.1.0";
+pub const CONTRACT_VERSION: &str = "1.2.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -320,6 +320,7 @@ impl Runtime {
             |s| s,
         )?;
         bindings::coffer::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::coffer::plugin::undo::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -471,6 +472,7 @@ impl Runtime {
             repository: None,
             limits: self.limits.commands.clone(),
             reporter: Arc::new(Silent),
+            undo: None,
         }
     }
 

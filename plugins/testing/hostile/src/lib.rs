@@ -22,6 +22,7 @@ impl Plugin for Hostile {
                 "How many tenths of a second `barrier` mode waits",
                 None,
             )
+            .command("sleep", &["*"])
             .path("/tmp/**")
             .node_scoped(Operations {
                 backup: true,
@@ -110,6 +111,31 @@ impl Plugin for Hostile {
                 if out.success() {
                     ctx.capture(&cmd, "marker")?;
                 }
+            }
+            "undo-fail" | "undo-hang" => {
+                // Register reversals that append a word to DIR/undone, keep one, then fail (or
+                // hang in a command, to be interrupted or killed).
+                let dir = ctx.settings.get("dir").unwrap_or("/tmp");
+                let note = |word: &str| {
+                    Command::on(&node, "sh").args([
+                        "-c",
+                        "echo \"$2\" >> \"$1/undone\"",
+                        "undo",
+                        dir,
+                        word,
+                    ])
+                };
+                let _first = ctx.undo_with(&note("first"), "first change")?;
+                let second = ctx.undo_with(&note("second"), "second change")?;
+                let _third = ctx.undo_with(&note("third"), "third change")?;
+                ctx.keep(second);
+                if mode == "undo-hang" {
+                    ctx.run(&Command::on(&node, "sleep").arg("30"))
+                        .map_err(|e| PluginError::CommandFailed(e.to_string()))?;
+                }
+                return Err(PluginError::Other(
+                    "failing on purpose after three changes".into(),
+                ));
             }
             "barrier" => {
                 // Each call marks its node in a shared directory, then waits until `count`
