@@ -143,7 +143,15 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
     let out = s.run(&["restore", "latest"]);
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the previous datadir is back"), "{err}");
+    let report = String::from_utf8_lossy(&out.stdout).to_string() + &err;
+    for step in [
+        "undone on undercloud: stop the restored server",
+        "undone on undercloud: keep the failed datadir",
+        "undone on undercloud: put the previous datadir back",
+        "undone on undercloud: start the server again",
+    ] {
+        assert!(report.contains(step), "{step}: {report}");
+    }
     assert_eq!(state(node), current);
     assert!(std::fs::read_dir(node.own("/srv/db")).unwrap().any(|e| {
         e.unwrap()
@@ -245,10 +253,11 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("controller-2") && err.contains("client access is unblocked"),
+        err.contains("controller-2") && err.contains("the host removes the 3306 blocks"),
         "{err}"
     );
     assert!(!iptables_rules().contains("3306"));
+    assert_eq!(err.matches("undone on controller-").count(), 3, "{err}");
     for n in &nodes {
         let kept = std::fs::read_dir(n.own("/srv/db"))
             .unwrap()

@@ -94,7 +94,8 @@ impl Mariadb {
             node.sh(&format!(
                 "mkdir -p {DATADIR} && touch /srv/db/error.log && \
                  chown -R mysql:mysql /srv/db /run/mysqld && \
-                 mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db >/dev/null 2>&1"
+                 {{ mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db \
+                 >/srv/db/install.log 2>&1 || {{ cat /srv/db/install.log; exit 1; }}; }}"
             )),
             "mariadb-install-db",
         );

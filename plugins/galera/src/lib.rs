@@ -135,12 +135,18 @@ fn choose_source(ctx: &Context<'_>) -> Result<String, PluginError> {
     }
 }
 
-/// Block (`-I`) or unblock (`-D`) client connections to 3306 on the member's address.
-fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError> {
+/// Register the removal of the 3306 block on `node` (`None` when blocking is off).
+fn firewall_undo(ctx: &Context<'_>, node: &Node) -> Result<Option<Undo>, PluginError> {
     if ctx.settings.get("block").unwrap_or("iptables") == "none" {
-        return Ok(());
+        return Ok(None);
     }
-    ctx.run_ok(&Command::on(&node.name, "iptables").args([
+    let unblock = Command::on(&node.name, "iptables").args(firewall_args(node, "-D"));
+    ctx.undo_with(&unblock, &format!("unblock 3306 on {}", node.address))
+        .map(Some)
+}
+
+fn firewall_args(node: &Node, op: &str) -> Vec<String> {
+    [
         op,
         "INPUT",
         "-d",
@@ -151,8 +157,16 @@ fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError>
         "3306",
         "-j",
         "DROP",
-    ]))
-    .map(drop)
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Block (`-I`) or unblock (`-D`) client connections to 3306 on the member's address.
+fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError> {
+    ctx.run_ok(&Command::on(&node.name, "iptables").args(firewall_args(node, op)))
+        .map(drop)
 }
 
 /// Wait until `node` is Synced in a cluster of `size`.
@@ -256,19 +270,21 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
             ""
         }
     ));
-    if desync {
+    let resync = if desync {
+        // Registered first: if anything below fails, the host resyncs the member.
+        let undo = ctx.undo_with(
+            &Command::on(&source, "mysql").args(["-e", "SET GLOBAL wsrep_desync = OFF"]),
+            &format!("resync {source} (wsrep_desync = OFF)"),
+        )?;
         sql::query(ctx, &source, "SET GLOBAL wsrep_desync = ON")?;
-    }
+        Some(undo)
+    } else {
+        None
+    };
     let dumped = sql::dump(ctx, &source);
-    if desync {
-        // Resync whatever happened to the dump.
-        let resynced = sql::query(ctx, &source, "SET GLOBAL wsrep_desync = OFF");
-        if let (Ok(_), Err(e)) = (&dumped, resynced) {
-            return Err(PluginError::CommandFailed(format!(
-                "the dump worked but resyncing {source} failed: {e}; run `SET GLOBAL \
-                 wsrep_desync = OFF` there"
-            )));
-        }
+    if let (Some(undo), Ok(_)) = (resync, &dumped) {
+        sql::query(ctx, &source, "SET GLOBAL wsrep_desync = OFF")?;
+        ctx.keep(undo);
     }
     let size = dumped?;
     ctx.info(format!(
@@ -289,11 +305,14 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         .ok_or_else(|| PluginError::Precondition("no members".into()))?
         .to_string();
     let service = ctx.settings.get("service").unwrap_or("mariadb");
-    let mut blocked = Vec::new();
+    let mut blocks = Vec::new();
     let result = (|| -> Result<(), PluginError> {
         for node in &ctx.nodes {
-            firewall(ctx, node, "-I")?;
-            blocked.push(node);
+            // The reversal goes in before the block: it is never left behind.
+            if let Some(undo) = firewall_undo(ctx, node)? {
+                firewall(ctx, node, "-I")?;
+                blocks.push((node, undo));
+            }
         }
         ctx.info("client access to 3306 blocked on every member");
         let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
@@ -319,32 +338,21 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         }
         Ok(())
     })();
-    let mut unblock_errors = Vec::new();
-    for node in blocked {
-        if let Err(e) = firewall(ctx, node, "-D") {
-            unblock_errors.push(format!("{}: {e}", node.name));
-        }
-    }
-    match (result, unblock_errors.is_empty()) {
-        (Ok(()), true) => {
-            ctx.info("every member Synced; client access unblocked");
-            Ok(())
-        }
-        (Ok(()), false) => Err(PluginError::CommandFailed(format!(
-            "restored, but unblocking 3306 failed: {}",
-            unblock_errors.join("; ")
-        ))),
-        (Err(e), _) => Err(PluginError::CommandFailed(format!(
-            "{e}; client access is unblocked{}; each member's previous datadir is kept as \
-             <datadir>.before-restore-{} (run `coffer restore` again, or move it back)",
-            if unblock_errors.is_empty() {
-                String::new()
-            } else {
-                format!(" except: {}", unblock_errors.join("; "))
-            },
+    if let Err(e) = result {
+        // The host runs the registered reversals (the unblocks) after this returns.
+        return Err(PluginError::CommandFailed(format!(
+            "{e}; the host removes the 3306 blocks (see its undo report); each member's \
+             previous datadir is kept as <datadir>.before-restore-{} (run `coffer restore` \
+             again, or move it back)",
             ctx.run_id
-        ))),
+        )));
     }
+    for (node, undo) in blocks {
+        firewall(ctx, node, "-D")?;
+        ctx.keep(undo);
+    }
+    ctx.info("every member Synced; client access unblocked");
+    Ok(())
 }
 
 fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {

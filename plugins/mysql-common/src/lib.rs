@@ -56,8 +56,26 @@ pub fn commands(info: PluginInfo) -> PluginInfo {
         .command("systemctl", &["start", "*"])
         .command("test", &["-e", "*"])
         .command("mv", &["-T", "*", "*.before-restore-*"])
-        .command("mv", &["-T", "*", "*.failed-restore-*"])
-        .command("mv", &["-T", "*.before-restore-*", "*"])
+        .command(
+            "sh",
+            &[
+                MOVE_IF_PRESENT[0],
+                MOVE_IF_PRESENT[1],
+                "undo",
+                "*",
+                "*.failed-restore-*",
+            ],
+        )
+        .command(
+            "sh",
+            &[
+                MOVE_IF_PRESENT[0],
+                MOVE_IF_PRESENT[1],
+                "undo",
+                "*.before-restore-*",
+                "*",
+            ],
+        )
         .command(
             "mariadb-install-db",
             &["--user=mysql", "--datadir=*", "--skip-test-db"],
@@ -68,6 +86,10 @@ pub fn commands(info: PluginInfo) -> PluginInfo {
         )
         .command("rm", &["-f", "/run/coffer-mysql-*.cnf"])
 }
+
+/// `sh` arguments that move "$1" to "$2" if "$1" exists.
+/// (No glob characters: it is matched literally against the declared command.)
+pub const MOVE_IF_PRESENT: [&str; 2] = ["-c", "test ! -e \"$1\" || mv -T \"$1\" \"$2\""];
 
 /// Writes stdin to "$1", readable by its owner only.
 const WRITE_PRIVATE: &str = "umask 077 && cat > \"$1\"";
@@ -285,10 +307,13 @@ impl<'c, 'a> Datadir<'c, 'a> {
     }
 
     /// `systemctl VERB SERVICE` on the node.
+    pub fn service_command(&self, verb: &str) -> Command {
+        Command::on(&self.node, "systemctl").args([verb, &self.service])
+    }
+
+    /// Run `systemctl VERB SERVICE` on the node.
     pub fn service(&self, verb: &str) -> Result<(), PluginError> {
-        self.ctx
-            .run_ok(&Command::on(&self.node, "systemctl").args([verb, &self.service]))
-            .map(drop)
+        self.ctx.run_ok(&self.service_command(verb)).map(drop)
     }
 
     /// Move the datadir aside (never deleted); `false` when there was none.
@@ -321,17 +346,5 @@ impl<'c, 'a> Datadir<'c, 'a> {
                 "--skip-test-db",
             ]))
             .map(drop)
-    }
-
-    /// Put the old datadir back (the new one kept as `.failed-restore-<run>`), server stopped
-    /// first; returns where the failed one went.
-    pub fn put_back(&self) -> Result<String, PluginError> {
-        let failed = format!("{}.failed-restore-{}", self.path, self.ctx.run_id);
-        self.service("stop")?;
-        self.ctx
-            .run_ok(&Command::on(&self.node, "mv").args(["-T", &self.path, &failed]))?;
-        self.ctx
-            .run_ok(&Command::on(&self.node, "mv").args(["-T", &self.aside, &self.path]))?;
-        Ok(failed)
     }
 }

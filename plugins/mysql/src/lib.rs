@@ -154,58 +154,68 @@ fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
     Ok(checks)
 }
 
-/// The talk's runbook on node `n`: stop, move the datadir aside, create a new one, start, import.
-/// On failure after the move, the old datadir is put back and the server started on it.
+/// The talk's runbook on node `n`: stop, move the datadir aside, create a new one (or unpack
+/// the physical copy), start, import. Each step registers its reversal first, so if anything
+/// fails the host stops the server, keeps the new datadir as `.failed-restore-<run>`, puts the
+/// old one back and starts the server on it.
 fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
     let datadir = Datadir::of(ctx, n);
-    datadir.service("stop")?;
-    let had_datadir = datadir.move_aside()?;
-    let physical = ctx.artifacts_of(n).find(|a| a.name == PHYSICAL);
-    let fresh = || -> Result<(), PluginError> {
-        match physical {
-            // The copy becomes the new datadir: unpack, prepare, hand it to the server's user.
-            Some(copy) => {
-                let dir = datadir.path.as_str();
-                ctx.run_ok(&Command::on(n, "mkdir").args(["-p", dir]))?;
-                ctx.feed(
-                    &copy.reference(),
-                    &Command::on(n, "mbstream").args(["-x", "-C", dir]),
-                )?;
-                ctx.run_ok(
-                    &Command::on(n, "mariabackup")
-                        .args(["--prepare", &format!("--target-dir={dir}")]),
-                )?;
-                ctx.run_ok(&Command::on(n, "chown").args(["-R", "mysql:mysql", dir]))?;
-                datadir.service("start")
-            }
-            None => {
-                datadir.create()?;
-                datadir.service("start")?;
-                sql::import(ctx, n, true)
-            }
-        }
-    };
-    let Err(e) = fresh() else {
-        return Ok(());
-    };
-    if !had_datadir {
-        return Err(e);
+    let (dir, aside) = (datadir.path.as_str(), datadir.aside.as_str());
+    let failed = format!("{dir}.failed-restore-{}", ctx.run_id);
+    let mut undo = Vec::new();
+    let had_datadir = ctx
+        .run(&Command::on(n, "test").args(["-e", dir]))
+        .map_err(|e| PluginError::CommandFailed(e.to_string()))?
+        .success();
+    if had_datadir {
+        undo.push(ctx.undo_with(&datadir.service_command("start"), "start the server again")?);
     }
-    let back = datadir
-        .put_back()
-        .and_then(|failed| datadir.service("start").map(|_| failed));
-    Err(PluginError::CommandFailed(match back {
-        Ok(failed) => format!(
-            "{n}: restore failed ({e}); the previous datadir is back in {} and the server runs \
-             on it; the failed one is at {failed}",
-            datadir.path
-        ),
-        Err(b) => format!(
-            "{n}: restore failed ({e}), and putting the previous datadir back failed too ({b}); \
-             it is at {}",
-            datadir.aside
-        ),
-    }))
+    datadir.service("stop")?;
+    if had_datadir {
+        undo.push(
+            ctx.undo_with(
+                &Command::on(n, "sh")
+                    .args(sql::MOVE_IF_PRESENT)
+                    .args(["undo", aside, dir]),
+                "put the previous datadir back",
+            )?,
+        );
+        undo.push(
+            ctx.undo_with(
+                &Command::on(n, "sh")
+                    .args(sql::MOVE_IF_PRESENT)
+                    .args(["undo", dir, &failed]),
+                &format!("keep the failed datadir as {failed}"),
+            )?,
+        );
+        datadir.move_aside()?;
+    }
+    match ctx.artifacts_of(n).find(|a| a.name == PHYSICAL) {
+        // The copy becomes the new datadir: unpack, prepare, hand it to the server's user.
+        Some(copy) => {
+            ctx.run_ok(&Command::on(n, "mkdir").args(["-p", dir]))?;
+            ctx.feed(
+                &copy.reference(),
+                &Command::on(n, "mbstream").args(["-x", "-C", dir]),
+            )?;
+            ctx.run_ok(
+                &Command::on(n, "mariabackup").args(["--prepare", &format!("--target-dir={dir}")]),
+            )?;
+            ctx.run_ok(&Command::on(n, "chown").args(["-R", "mysql:mysql", dir]))?;
+        }
+        None => datadir.create()?,
+    }
+    if had_datadir {
+        undo.push(ctx.undo_with(&datadir.service_command("stop"), "stop the restored server")?);
+    }
+    datadir.service("start")?;
+    if ctx.artifacts_of(n).all(|a| a.name != PHYSICAL) {
+        sql::import(ctx, n, true)?;
+    }
+    for u in undo {
+        ctx.keep(u);
+    }
+    Ok(())
 }
 
 export_plugin!(Mysql);
