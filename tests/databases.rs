@@ -190,6 +190,31 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     s.init();
     let before = synced_state(nodes[0]);
 
+    // desync = true, and a dump that fails (mysqldump not granted): the host resyncs the member.
+    let text = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
+    std::fs::write(
+        s.path("deployment.toml"),
+        format!("{text}desync = true\n[plugin.galera.grant]\ncommands = [\"mysql **\"]\n"),
+    )
+    .unwrap();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("may not run `mysqldump") && err.contains("undone on"),
+        "{err}"
+    );
+    assert!(err.contains("resync"), "{err}");
+    for n in &nodes {
+        assert_eq!(
+            Mariadb::sql(n, "SELECT @@wsrep_desync").trim(),
+            "0",
+            "{}",
+            n.name
+        );
+    }
+    std::fs::write(s.path("deployment.toml"), format!("{text}desync = true\n")).unwrap();
+
     // controller-0 takes writes (as the VIP holder would) all through the backup.
     let mut writer = std::process::Command::new("nsenter")
         .args(["-t", &nodes[0].sshd_pid().to_string(), "-m", "sh", "-c"])
@@ -220,6 +245,14 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
     s.ok(&["validate", "latest"]);
+    for n in &nodes {
+        assert_eq!(
+            Mariadb::sql(n, "SELECT @@wsrep_desync").trim(),
+            "0",
+            "{}",
+            n.name
+        );
+    }
 
     // Every member loses its datadir.
     for n in &nodes {
