@@ -213,7 +213,14 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
             n.name
         );
     }
-    std::fs::write(s.path("deployment.toml"), format!("{text}desync = true\n")).unwrap();
+    std::fs::write(
+        s.path("deployment.toml"),
+        format!(
+            "{text}desync = true\nclustercheck-user = \"clustercheck\"\n\
+             clustercheck-password = \"it's-a-check\"\n"
+        ),
+    )
+    .unwrap();
 
     // controller-0 takes writes (as the VIP holder would) all through the backup.
     let mut writer = std::process::Command::new("nsenter")
@@ -266,6 +273,12 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     assert!(!text.contains("\"ok\":false"), "{text}");
     for n in &nodes {
         assert_eq!(synced_state(n), before, "on {}", n.name);
+        assert!(
+            Mariadb::sql(n, "SHOW GRANTS FOR 'clustercheck'@'localhost'")
+                .contains("GRANT PROCESS ON *.*"),
+            "{}",
+            n.name
+        );
     }
     let rules = String::from_utf8(
         std::process::Command::new("iptables")

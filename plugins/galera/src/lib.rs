@@ -226,6 +226,17 @@ impl Plugin for Galera {
             Some("iptables"),
         )
         .setting(
+            "clustercheck-user",
+            "Account the load balancer's health check uses; (re)created on the new cluster \
+             with PROCESS after the import",
+            None,
+        )
+        .setting(
+            "clustercheck-password",
+            "Its password (sent as SQL on stdin)",
+            None,
+        )
+        .setting(
             "join-timeout-seconds",
             "How long a member may take to become Synced",
             Some("600"),
@@ -327,6 +338,22 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         ctx.info(format!("{bootstrap}: new cluster bootstrapped"));
         sql::import(ctx, &bootstrap, true)?;
         ctx.info(format!("{bootstrap}: databases and grants imported"));
+        if let Some(user) = ctx.settings.get("clustercheck-user") {
+            let password = ctx.settings.get("clustercheck-password").unwrap_or("");
+            let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+            let account = format!("{}@'localhost'", quote(user));
+            sql::root_query(
+                ctx,
+                &bootstrap,
+                &format!(
+                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}; \
+                     ALTER USER {account} IDENTIFIED BY {pw}; \
+                     GRANT PROCESS ON *.* TO {account}; FLUSH PRIVILEGES;",
+                    pw = quote(password)
+                ),
+            )?;
+            ctx.info(format!("{bootstrap}: clustercheck account {user} ready"));
+        }
         for (n, d) in all.iter().zip(&datadirs) {
             if *n != bootstrap {
                 d.service("start")?;

@@ -168,6 +168,15 @@ pub fn client(ctx: &Context<'_>, node: &str, program: &str) -> Command {
     }
 }
 
+/// Run SQL as root over the socket (the only account a new datadir has), through stdin.
+pub fn root_query(
+    ctx: &Context<'_>,
+    node: &str,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, PluginError> {
+    rows(ctx.run_ok(&root_client(node, "mysql").args(["-N", "-B"]).stdin(sql))?)
+}
+
 /// A client command as root over the socket: the only account a new datadir has.
 fn root_client(node: &str, program: &str) -> Command {
     Command::on(node, program)
