@@ -1,8 +1,7 @@
 //! A real MariaDB server on a test node, started without systemd inside the node's mount
 //! namespace: its datadir (`/srv/db/mysql`), config (`/srv/db/my.cnf`) and socket directory
-//! (`/run/mysqld`) are the node's own. systemd cannot run here, so each node gets a
-//! `systemctl` stand-in in its own `/usr/local/sbin` that starts and stops this real mariadbd
-//! (`systemctl start|stop mariadb`), as a plugin would on a real node.
+//! (`/run/mysqld`) are the node's own; `systemctl start|stop mariadb` (the stand-in of
+//! `systemctl.rs`) starts and stops it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,38 +10,6 @@ use super::nodes::Node;
 
 /// The node's datadir.
 pub const DATADIR: &str = "/srv/db/mysql";
-
-const SYSTEMCTL: &str = r#"#!/bin/sh
-# Test stand-in for systemd's systemctl: starts and stops this node's real mariadbd, and keeps
-# the one environment variable galera_new_cluster sets (_WSREP_NEW_CLUSTER).
-set -u
-ping() { mariadb-admin ping >/dev/null 2>&1; }
-case "$1 ${2:-}" in
-"start mariadb")
-    ping && exit 0
-    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
-    extra=$(sed -n 's/^_WSREP_NEW_CLUSTER=//p' /srv/db/systemd-env 2>/dev/null)
-    setsid mariadbd --defaults-file=/srv/db/my.cnf $extra </dev/null >/dev/null 2>&1 &
-    pid=$!
-    if [ -e /srv/db/kill-next-start ]; then
-        # A test's way to kill mariadbd in the middle of a restore: while it joins.
-        rm -f /srv/db/kill-next-start; sleep 1; kill -9 "$pid"
-    fi
-    i=0; until ping; do
-        kill -0 "$pid" 2>/dev/null || { echo "mariadbd exited; see /srv/db/error.log" >&2; exit 1; }
-        i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1
-    done ;;
-"stop mariadb")
-    [ -f /run/mysqld/mysqld.pid ] || exit 0
-    pid=$(cat /run/mysqld/mysqld.pid)
-    kill "$pid" 2>/dev/null || exit 0
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
-"restart mariadb") "$0" stop mariadb && "$0" start mariadb ;;
-"set-environment "*) echo "$2" > /srv/db/systemd-env ;;
-"is-active mariadb") ping ;;
-*) echo "systemctl (test stand-in): unsupported: $*" >&2; exit 1 ;;
-esac
-"#;
 
 /// A MariaDB server on a node; stopped when dropped.
 pub struct Mariadb {
@@ -76,9 +43,7 @@ impl Mariadb {
     /// Install the stand-in, the config (with `extra` lines in `[mysqld]`) and a fresh datadir
     /// on `node`, without starting the server.
     pub fn install(node: &Node, extra: &str) -> Self {
-        let sbin = node.own("/usr/local/sbin").join("systemctl");
-        std::fs::write(&sbin, SYSTEMCTL).unwrap();
-        super::sh(&format!("chmod 755 {}", sbin.display()));
+        super::systemctl::install(node);
         let log = node.own("/srv/db").join("error.log");
         std::fs::write(
             node.own("/srv/db").join("my.cnf"),

@@ -5,6 +5,8 @@
 
 pub mod mariadb;
 pub mod nodes;
+pub mod redis;
+pub mod systemctl;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -15,7 +15,13 @@ pub const SSH_PORT: u16 = 2222;
 /// Paths each node has its own copy of (bind-mounted in its mount namespace).
 /// `/srv/db` holds a test MariaDB's datadir and config; `/usr/local/sbin` the node's
 /// `systemctl` stand-in (see `mariadb.rs`).
-pub const NODE_PATHS: &[&str] = &["/srv/node", "/srv/db", "/run/mysqld", "/usr/local/sbin"];
+pub const NODE_PATHS: &[&str] = &[
+    "/srv/node",
+    "/srv/db",
+    "/run/mysqld",
+    "/usr/local/sbin",
+    "/var/lib/redis",
+];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";
 

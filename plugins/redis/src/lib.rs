@@ -1,0 +1,409 @@
+//! The `redis` plugin. Backup: `BGSAVE` (never a blocking `SAVE`), wait until `rdb_saves` moves
+//! on with no save in progress and the last one `ok`, then stream the `dump.rdb` that save wrote
+//! (through a hard link, so a later save renaming a new file into place cannot swap it
+//! mid-read) and record its key count (`redis-check-rdb`) and the keys per database. With AOF on,
+//! `BGREWRITEAOF` first and the append-only directory is kept too. Restore: stop Redis, move the
+//! old files aside, put the dump (and AOF) in place with the right owner, start, wait until it
+//! has loaded. Validate: `PING`, and the keys loaded and per database against the record.
+//!
+//! The password comes from the node's config (`requirepass`) or the deployment file and reaches
+//! `redis-cli` through stdin (`--askpass`), never argv.
+
+use coffer_sdk::*;
+
+/// The RDB artifact.
+pub const RDB: &str = "dump.rdb";
+/// The append-only directory artifact.
+pub const AOF: &str = "appendonly";
+/// Record: `node \t keys in the RDB`.
+pub const RDB_KEYS: &str = "rdb-keys";
+/// Record: `node \t db \t keys`.
+pub const DB_KEYS: &str = "db-keys";
+
+/// Writes stdin to "$1" (via a temporary file, renamed) owned by "$2".
+const PUT_FILE: &str =
+    "umask 077 && cat > \"$1.coffer\" && chown \"$2\" \"$1.coffer\" && mv -f \"$1.coffer\" \"$1\"";
+/// Moves "$1" to "$2" if "$1" exists.
+const MOVE_IF_PRESENT: &str = "test ! -e \"$1\" || mv -T \"$1\" \"$2\"";
+
+/// The redis plugin.
+pub struct Redis;
+
+struct Server<'c, 'a> {
+    ctx: &'c Context<'a>,
+    node: String,
+    host: String,
+    password: Option<String>,
+}
+
+impl<'c, 'a> Server<'c, 'a> {
+    fn of(ctx: &'c Context<'a>, node: &Node) -> Result<Self, PluginError> {
+        let host = match ctx.settings.get("host") {
+            Some(h) => h.to_string(),
+            None if node.address == "local" => "127.0.0.1".into(),
+            None => node.address.clone(),
+        };
+        let mut server = Self {
+            ctx,
+            node: node.name.clone(),
+            host,
+            password: ctx.settings.get("password").map(str::to_string),
+        };
+        if server.password.is_none() {
+            let conf = ctx
+                .settings
+                .get("config")
+                .unwrap_or("/etc/redis/redis.conf");
+            let out = ctx
+                .run(&Command::on(&node.name, "grep").args(["-m1", "^requirepass", conf]))
+                .map_err(|e| PluginError::CommandFailed(e.to_string()))?;
+            server.password = out
+                .stdout_text()
+                .split_once(char::is_whitespace)
+                .map(|(_, p)| p.trim().trim_matches('"').to_string())
+                .filter(|p| !p.is_empty());
+        }
+        Ok(server)
+    }
+
+    fn dir(&self) -> &str {
+        self.ctx.settings.get("dir").unwrap_or("/var/lib/redis")
+    }
+
+    /// `redis-cli … ARGS`; the password goes through stdin.
+    fn cli(&self, args: &[&str]) -> Result<String, PluginError> {
+        let port = self.ctx.settings.get("port").unwrap_or("6379");
+        let mut cmd = Command::on(&self.node, "redis-cli").args([
+            "--no-auth-warning",
+            "-h",
+            &self.host,
+            "-p",
+            port,
+        ]);
+        if let Some(p) = &self.password {
+            cmd = cmd.arg("--askpass").stdin(format!("{p}\n"));
+        }
+        let out = self.ctx.run_ok(&cmd.args(args.iter().copied()))?;
+        let text = out.stdout_text();
+        let first = text.lines().next().unwrap_or("");
+        let err = out.stderr_text();
+        if ["ERR", "NOAUTH", "WRONGPASS", "LOADING", "MISCONF"]
+            .iter()
+            .any(|e| first.starts_with(e))
+            || err.contains("AUTH failed")
+        {
+            return Err(PluginError::CommandFailed(format!(
+                "{}: redis-cli {}: {} {}",
+                self.node,
+                args.join(" "),
+                first,
+                err.trim()
+            )));
+        }
+        Ok(text)
+    }
+
+    /// `INFO section` as key/value pairs.
+    fn info(&self, section: &str) -> Result<Vec<(String, String)>, PluginError> {
+        Ok(self
+            .cli(&["INFO", section])?
+            .lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    fn value(&self, info: &[(String, String)], key: &str) -> String {
+        info.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    fn sleep(&self) -> Result<(), PluginError> {
+        self.ctx
+            .run_ok(&Command::on(&self.node, "sleep").arg("0.1"))
+            .map(drop)
+    }
+
+    /// Wait until `done(persistence info)`, at most `timeout-seconds`.
+    fn wait(
+        &self,
+        what: &str,
+        done: impl Fn(&[(String, String)]) -> bool,
+    ) -> Result<Vec<(String, String)>, PluginError> {
+        let limit: u64 = self.ctx.settings.parse_or("timeout-seconds", 3600)?;
+        for _ in 0..limit * 10 {
+            let info = self.info("persistence")?;
+            if done(&info) {
+                return Ok(info);
+            }
+            self.sleep()?;
+        }
+        Err(PluginError::CommandFailed(format!(
+            "{}: {what} did not finish in {limit}s",
+            self.node
+        )))
+    }
+
+    /// Keys per database: (`db0`, count).
+    fn keyspace(&self) -> Result<Vec<(String, u64)>, PluginError> {
+        Ok(self
+            .info("keyspace")?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("db"))
+            .map(|(db, v)| {
+                let keys = v
+                    .split(',')
+                    .find_map(|f| f.strip_prefix("keys="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                (db, keys)
+            })
+            .collect())
+    }
+
+    fn service(&self, verb: &str) -> Command {
+        let unit = self.ctx.settings.get("service").unwrap_or("redis-server");
+        Command::on(&self.node, "systemctl").args([verb, unit])
+    }
+}
+
+fn records_of<'r>(ctx: &'r Context<'_>, key: &str, node: &str) -> Vec<Vec<&'r str>> {
+    ctx.records
+        .all(key)
+        .into_iter()
+        .map(|r| r.split('\t').collect::<Vec<_>>())
+        .filter(|f| f.first() == Some(&node))
+        .collect()
+}
+
+impl Plugin for Redis {
+    fn describe() -> PluginInfo {
+        PluginInfo::new(
+            "redis",
+            env!("CARGO_PKG_VERSION"),
+            "Redis: a BGSAVE snapshot (and the append-only files when AOF is on), streamed from \
+             the node that wrote it; restore puts it back with the right owner and restarts \
+             Redis; validate checks PING and the keys per database.",
+        )
+        .roles(&["controller", "redis"])
+        .node_scoped(Operations::ALL)
+        .setting(
+            "dir",
+            "Redis's data directory on the node",
+            Some("/var/lib/redis"),
+        )
+        .setting(
+            "host",
+            "Address Redis listens on (default: the node's address)",
+            None,
+        )
+        .setting("port", "Its port", Some("6379"))
+        .setting(
+            "config",
+            "Redis's config on the node, read for `requirepass`",
+            Some("/etc/redis/redis.conf"),
+        )
+        .setting(
+            "password",
+            "The password (else the config's requirepass); sent through stdin",
+            None,
+        )
+        .setting("service", "The systemd unit", Some("redis-server"))
+        .setting("owner", "Owner of the restored files", Some("redis:redis"))
+        .setting(
+            "timeout-seconds",
+            "Longest wait for a save, rewrite or load",
+            Some("3600"),
+        )
+        .command("redis-cli", &["**"])
+        .command("grep", &["-m1", "^requirepass", "*"])
+        .command("sleep", &["0.1"])
+        .command("ln", &["-f", "*/dump.rdb", "*/dump.rdb.coffer-*"])
+        .command("redis-check-rdb", &["*/dump.rdb.coffer-*"])
+        .command("cat", &["*/dump.rdb.coffer-*"])
+        .command("rm", &["-f", "*/dump.rdb.coffer-*"])
+        .command("systemctl", &["stop", "*"])
+        .command("systemctl", &["start", "*"])
+        .command("sh", &["-c", PUT_FILE, "coffer", "*/dump.rdb", "*"])
+        .command(
+            "sh",
+            &["-c", MOVE_IF_PRESENT, "coffer", "*", "*.before-restore-*"],
+        )
+        .command(
+            "sh",
+            &["-c", MOVE_IF_PRESENT, "coffer", "*.before-restore-*", "*"],
+        )
+        .command(
+            "sh",
+            &["-c", MOVE_IF_PRESENT, "coffer", "*", "*.failed-restore-*"],
+        )
+        .path("/var/lib/redis/**")
+        .path("/var/lib/redis")
+    }
+
+    fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+        let mut report = BackupReport::default();
+        for node in &ctx.nodes {
+            let r = Server::of(ctx, node)?;
+            let n = node.name.as_str();
+            let info = r.info("persistence")?;
+            let aof = r.value(&info, "aof_enabled") == "1";
+            // Let a save already running finish, then make our own.
+            let info = r.wait("a save already running", |i| {
+                r.value(i, "rdb_bgsave_in_progress") == "0"
+            })?;
+            let saves: u64 = r.value(&info, "rdb_saves").parse().unwrap_or(0);
+            r.cli(&["BGSAVE"])?;
+            let info = r.wait("BGSAVE", |i| {
+                r.value(i, "rdb_bgsave_in_progress") == "0"
+                    && r.value(i, "rdb_saves").parse::<u64>().unwrap_or(0) > saves
+            })?;
+            if r.value(&info, "rdb_last_bgsave_status") != "ok" {
+                return Err(PluginError::CommandFailed(format!(
+                    "{n}: BGSAVE failed (rdb_last_bgsave_status {}); see Redis's log",
+                    r.value(&info, "rdb_last_bgsave_status")
+                )));
+            }
+            // The keys per database now; exact for the RDB when nothing was written since.
+            for (db, keys) in r.keyspace()? {
+                report.records.push(DB_KEYS, format!("{n}\t{db}\t{keys}"));
+            }
+            let dir = r.dir();
+            let link = format!(
+                "{dir}/dump.rdb.coffer-{}",
+                ctx.run_id
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            );
+            let cleanup = ctx.undo_with(
+                &Command::on(n, "rm").args(["-f", &link]),
+                "remove the temporary link to dump.rdb",
+            )?;
+            ctx.run_ok(&Command::on(n, "ln").args(["-f", &format!("{dir}/dump.rdb"), &link]))?;
+            let check = ctx.run_ok(&Command::on(n, "redis-check-rdb").arg(&link))?;
+            let keys = check
+                .stdout_text()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("[info] ")?
+                        .strip_suffix(" keys read")
+                        .map(str::to_string)
+                })
+                .ok_or_else(|| {
+                    PluginError::CommandFailed(format!(
+                        "{n}: redis-check-rdb found no keys count: {}",
+                        check.stdout_text()
+                    ))
+                })?;
+            report.records.push(RDB_KEYS, format!("{n}\t{keys}"));
+            let a = ctx.capture(&Command::on(n, "cat").arg(&link), RDB)?;
+            ctx.run_ok(&Command::on(n, "rm").args(["-f", &link]))?;
+            ctx.keep(cleanup);
+            ctx.info(format!("{n}: dump.rdb with {keys} keys, {} bytes", a.size));
+            if aof {
+                let info = r.info("persistence")?;
+                let rewrites = r.value(&info, "aof_rewrites").parse::<u64>().unwrap_or(0);
+                r.cli(&["BGREWRITEAOF"])?;
+                r.wait("BGREWRITEAOF", |i| {
+                    r.value(i, "aof_rewrite_in_progress") == "0"
+                        && r.value(i, "aof_rewrite_scheduled") == "0"
+                        && r.value(i, "aof_rewrites").parse::<u64>().unwrap_or(0) > rewrites
+                })?;
+                let dirname = r.cli(&["CONFIG", "GET", "appenddirname"])?;
+                let dirname = dirname
+                    .lines()
+                    .nth(1)
+                    .unwrap_or("appendonlydir")
+                    .to_string();
+                let set = PathSet {
+                    paths: vec![format!("{dir}/{dirname}")],
+                    excludes: vec![],
+                };
+                ctx.capture_paths(n, &set, AOF)?;
+                ctx.info(format!("{n}: append-only files {dirname} kept too"));
+            }
+        }
+        Ok(report)
+    }
+
+    fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+        for node in &ctx.nodes {
+            let n = node.name.as_str();
+            let r = Server::of(ctx, node)?;
+            let dir = r.dir();
+            let rdb = ctx.artifacts_of(n).find(|a| a.name == RDB).ok_or_else(|| {
+                PluginError::Precondition(format!("{n}: the snapshot has no {RDB}"))
+            })?;
+            let aof = ctx.artifacts_of(n).find(|a| a.name == AOF);
+            let owner = ctx.settings.get("owner").unwrap_or("redis:redis");
+            let dump = format!("{dir}/dump.rdb");
+            let aside = format!("{dump}.before-restore-{}", ctx.run_id);
+            let failed = format!("{dump}.failed-restore-{}", ctx.run_id);
+            let mv = |from: &str, to: &str| {
+                Command::on(n, "sh").args(["-c", MOVE_IF_PRESENT, "coffer", from, to])
+            };
+            let mut undo = vec![ctx.undo_with(&r.service("start"), "start Redis again")?];
+            ctx.run_ok(&r.service("stop"))?;
+            undo.push(ctx.undo_with(&mv(&aside, &dump), "put the previous dump.rdb back")?);
+            undo.push(ctx.undo_with(&mv(&dump, &failed), "keep the failed dump.rdb aside")?);
+            ctx.run_ok(&mv(&dump, &aside))?;
+            ctx.info(format!("{n}: the previous dump.rdb is kept as {aside}"));
+            ctx.feed(
+                &rdb.reference(),
+                &Command::on(n, "sh").args(["-c", PUT_FILE, "coffer", &dump, owner]),
+            )?;
+            if let Some(aof) = aof {
+                ctx.restore_paths(&aof.reference(), n, "/", &[])?;
+            }
+            undo.push(ctx.undo_with(&r.service("stop"), "stop the restored Redis")?);
+            ctx.run_ok(&r.service("start"))?;
+            r.wait("loading the dump", |i| r.value(i, "loading") == "0")?;
+            for u in undo {
+                ctx.keep(u);
+            }
+            ctx.info(format!("{n}: Redis restarted on the restored data"));
+        }
+        Ok(())
+    }
+
+    fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let mut checks = Vec::new();
+        for node in &ctx.nodes {
+            let n = node.name.as_str();
+            let r = Server::of(ctx, node)?;
+            let pong = r.cli(&["PING"]);
+            let alive = pong.as_deref().map(str::trim) == Ok("PONG");
+            checks.push(Check::new(
+                n,
+                "PING",
+                alive,
+                pong.err().map(|e| e.to_string()).unwrap_or_default(),
+            ));
+            if !alive {
+                continue;
+            }
+            let now = r.keyspace()?;
+            for f in records_of(ctx, DB_KEYS, n) {
+                let (db, want) = (
+                    f.get(1).copied().unwrap_or(""),
+                    f.get(2).copied().unwrap_or(""),
+                );
+                let got = now
+                    .iter()
+                    .find(|(d, _)| d == db)
+                    .map(|(_, k)| *k)
+                    .unwrap_or(0);
+                checks.push(Check::new(
+                    n,
+                    &format!("keys in {db}"),
+                    got.to_string() == want,
+                    format!("{got}, backup had {want}"),
+                ));
+            }
+        }
+        Ok(checks)
+    }
+}
+
+export_plugin!(Redis);

@@ -1,0 +1,139 @@
+//! The service plugins against real servers on SSH test nodes: Redis.
+
+mod support;
+
+use support::nodes::Cluster;
+use support::redis::{DIR, Redis};
+use support::*;
+
+const PASSWORD: &str = "r3dis-pw-not-in-argv";
+
+/// 100k+ keys of every type, some with TTLs, in two databases.
+const FILL: &str = "
+for i = 1, 40000 do redis.call('SET', 's:'..i, string.rep('v', i % 50)..i) end
+for i = 1, 15000 do redis.call('HSET', 'h:'..i, 'a', i, 'b', 'x'..i, 'c', i * 2) end
+for i = 1, 15000 do redis.call('RPUSH', 'l:'..i, i, i + 1, 'z') end
+for i = 1, 10000 do redis.call('SADD', 'S:'..i, 'm'..i, 'n'..i) end
+for i = 1, 10000 do redis.call('ZADD', 'z:'..i, i, 'a', i + 0.5, 'b') end
+for i = 1, 5000 do redis.call('XADD', 'x:'..i, '*', 'f', i) end
+for i = 1, 5000 do redis.call('SET', 't:'..i, i, 'EX', 3600 + i) end
+redis.call('SELECT', 1)
+for i = 1, 1000 do redis.call('SET', 'db1:'..i, i) end
+return 1";
+
+#[test]
+fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let redis = Redis::start(node, PASSWORD, "");
+    redis.cli(&["EVAL", FILL, "0"]);
+    let digest_values = redis.cli(&[
+        "DEBUG",
+        "DIGEST-VALUE",
+        "s:77",
+        "h:5",
+        "l:9",
+        "S:3",
+        "z:4",
+        "x:2",
+    ]);
+    let digest = redis.cli(&["DEBUG", "DIGEST"]);
+    assert_eq!(redis.cli(&["DBSIZE"]), "100000");
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!("[plugin.redis.settings]\npassword = {PASSWORD:?}\ndir = {DIR:?}\n"),
+    );
+    s.init();
+
+    // A client writes continuously: a and b are incremented together, atomically.
+    let writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while :; do printf '%s\\n' \"$PW\" | redis-cli --no-auth-warning --askpass -h {} \
+             EVAL \"redis.call('INCR','a') redis.call('INCR','b')\" 0 >/dev/null || exit 1; done",
+            node.address
+        ))
+        .env("PW", PASSWORD)
+        .spawn()
+        .unwrap();
+    let mut writer = writer;
+    while redis.cli(&["GET", "a"]).is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = run_watching_argv(s.command(&["backup", "--json"]), PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let names: Vec<String> = summary(&out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["dump.rdb"]);
+    assert!(
+        node.sh(&format!("ls {DIR}"))
+            .stdout
+            .windows(7)
+            .all(|w| w != b"coffer-"),
+        "the temporary link is left"
+    );
+
+    // Lose everything: the data is flushed and the dump file damaged.
+    redis.cli(&["FLUSHALL"]);
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl stop redis-server && echo damaged > {DIR}/dump.rdb"
+    ));
+    assert!(out.status.success());
+    s.ok(&["restore", "latest"]);
+    // The snapshot is one point in time: both counters moved together.
+    let (a, b) = (redis.cli(&["GET", "a"]), redis.cli(&["GET", "b"]));
+    assert_eq!(a, b);
+    assert!(a.parse::<u64>().unwrap() > 0);
+    // The whole data set, values and expiry times, is what it was apart from the counters.
+    redis.cli(&["DEL", "a", "b"]);
+    assert_eq!(redis.cli(&["DEBUG", "DIGEST"]), digest);
+    redis.cli(&["SET", "a", &a]);
+    redis.cli(&["SET", "b", &b]);
+    // Everything else is back exactly.
+    assert_eq!(
+        redis.cli(&[
+            "DEBUG",
+            "DIGEST-VALUE",
+            "s:77",
+            "h:5",
+            "l:9",
+            "S:3",
+            "z:4",
+            "x:2"
+        ]),
+        digest_values
+    );
+    let ttl: i64 = redis.cli(&["TTL", "t:7"]).parse().unwrap();
+    assert!(ttl > 3000, "TTL lost: {ttl}");
+    let owner = node.sh(&format!("stat -c %U {DIR}/dump.rdb"));
+    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), "redis");
+    let kept: Vec<_> = std::fs::read_dir(node.own(DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("dump.rdb.before-restore-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the previous dump is kept aside");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "damaged\n");
+    // The key counts per database match the backup's record; one key less does not.
+    s.ok(&["validate", "latest"]);
+    redis.cli(&["DEL", "s:1"]);
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keys in db0"));
+}

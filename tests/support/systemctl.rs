@@ -1,0 +1,56 @@
+//! systemd cannot run here, so each test node gets a `systemctl` stand-in in its own
+//! `/usr/local/sbin` that starts and stops the node's real servers (mariadbd, redis-server), as
+//! a plugin would on a real node. Everything it starts is the real Debian package's binary.
+
+use super::nodes::Node;
+
+const SYSTEMCTL: &str = r#"#!/bin/sh
+# Test stand-in for systemd's systemctl: starts and stops this node's real mariadbd and
+# redis-server, and keeps the one environment variable galera_new_cluster sets.
+set -u
+ping() { mariadb-admin ping >/dev/null 2>&1; }
+case "$1 ${2:-}" in
+"start mariadb")
+    ping && exit 0
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    extra=$(sed -n 's/^_WSREP_NEW_CLUSTER=//p' /srv/db/systemd-env 2>/dev/null)
+    setsid mariadbd --defaults-file=/srv/db/my.cnf $extra </dev/null >/dev/null 2>&1 &
+    pid=$!
+    if [ -e /srv/db/kill-next-start ]; then
+        # A test's way to kill mariadbd in the middle of a restore: while it joins.
+        rm -f /srv/db/kill-next-start; sleep 1; kill -9 "$pid"
+    fi
+    i=0; until ping; do
+        kill -0 "$pid" 2>/dev/null || { echo "mariadbd exited; see /srv/db/error.log" >&2; exit 1; }
+        i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1
+    done ;;
+"stop mariadb")
+    [ -f /run/mysqld/mysqld.pid ] || exit 0
+    pid=$(cat /run/mysqld/mysqld.pid)
+    kill "$pid" 2>/dev/null || exit 0
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
+"restart mariadb") "$0" stop mariadb && "$0" start mariadb ;;
+"set-environment "*) echo "$2" > /srv/db/systemd-env ;;
+"is-active mariadb") ping ;;
+"start redis-server")
+    conf=/var/lib/redis/redis.conf
+    addr=$(sed -n 's/^bind //p' $conf); port=$(sed -n 's/^port //p' $conf)
+    redis-server $conf || exit 1
+    i=0; until redis-cli -h "$addr" -p "$port" ping 2>/dev/null | grep -qE 'PONG|NOAUTH'; do
+        i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1
+    done ;;
+"stop redis-server")
+    [ -f /var/lib/redis/redis.pid ] || exit 0
+    pid=$(cat /var/lib/redis/redis.pid)
+    kill "$pid" 2>/dev/null || exit 0
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
+*) echo "systemctl (test stand-in): unsupported: $*" >&2; exit 1 ;;
+esac
+"#;
+
+/// Put the stand-in on `node` (idempotent).
+pub fn install(node: &Node) {
+    let sbin = node.own("/usr/local/sbin").join("systemctl");
+    std::fs::write(&sbin, SYSTEMCTL).unwrap();
+    super::sh(&format!("chmod 755 {}", sbin.display()));
+}
