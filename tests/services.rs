@@ -137,3 +137,41 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("keys in db0"));
 }
+
+#[test]
+fn redis_with_aof_restores_the_append_only_files() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let redis = Redis::start(node, PASSWORD, "appendonly yes\n");
+    redis.cli(&[
+        "EVAL",
+        "for i = 1, 20000 do redis.call('HSET', 'h:'..i, 'f', i) end return 1",
+        "0",
+    ]);
+    let digest = redis.cli(&["DEBUG", "DIGEST"]);
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!("[plugin.redis.settings]\npassword = {PASSWORD:?}\ndir = {DIR:?}\n"),
+    );
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let mut names: Vec<String> = summary(&out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["appendonly", "dump.rdb"]);
+    // The loss is recorded in the AOF itself: only the restored AOF brings the data back.
+    redis.cli(&["FLUSHALL"]);
+    assert!(
+        node.sh("/usr/local/sbin/systemctl stop redis-server")
+            .status
+            .success()
+    );
+    s.ok(&["restore", "latest"]);
+    assert_eq!(redis.cli(&["DEBUG", "DIGEST"]), digest);
+    assert_eq!(redis.cli(&["DBSIZE"]), "20000");
+}

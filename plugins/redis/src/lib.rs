@@ -17,6 +17,8 @@ pub const RDB: &str = "dump.rdb";
 pub const AOF: &str = "appendonly";
 /// Record: `node \t keys in the RDB`.
 pub const RDB_KEYS: &str = "rdb-keys";
+/// Record: `node \t append-only directory name`.
+pub const AOF_DIR: &str = "aof-dir";
 /// Record: `node \t db \t keys`.
 pub const DB_KEYS: &str = "db-keys";
 
@@ -321,6 +323,7 @@ impl Plugin for Redis {
                     excludes: vec![],
                 };
                 ctx.capture_paths(n, &set, AOF)?;
+                report.records.push(AOF_DIR, format!("{n}\t{dirname}"));
                 ctx.info(format!("{n}: append-only files {dirname} kept too"));
             }
         }
@@ -354,6 +357,26 @@ impl Plugin for Redis {
                 &Command::on(n, "sh").args(["-c", PUT_FILE, "coffer", &dump, owner]),
             )?;
             if let Some(aof) = aof {
+                let dirname = ctx
+                    .records
+                    .all(AOF_DIR)
+                    .into_iter()
+                    .find_map(|r| r.strip_prefix(&format!("{n}\t")).map(str::to_string))
+                    .unwrap_or_else(|| "appendonlydir".into());
+                let aof_dir = format!("{dir}/{dirname}");
+                let aof_aside = format!("{aof_dir}.before-restore-{}", ctx.run_id);
+                undo.push(ctx.undo_with(
+                    &mv(&aof_aside, &aof_dir),
+                    "put the previous append-only files back",
+                )?);
+                undo.push(ctx.undo_with(
+                    &mv(
+                        &aof_dir,
+                        &format!("{aof_dir}.failed-restore-{}", ctx.run_id),
+                    ),
+                    "keep the failed append-only files aside",
+                )?);
+                ctx.run_ok(&mv(&aof_dir, &aof_aside))?;
                 ctx.restore_paths(&aof.reference(), n, "/", &[])?;
             }
             undo.push(ctx.undo_with(&r.service("stop"), "stop the restored Redis")?);
