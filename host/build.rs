@@ -10,6 +10,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("coffer-plugin-mysql", "mysql"),
     ("coffer-plugin-galera", "galera"),
     ("coffer-plugin-redis", "redis"),
+    ("coffer-plugin-pacemaker", "pacemaker"),
 ];
 /// Plugins built for the test suite only, left in the plugin output directory.
 const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];

@@ -175,3 +175,51 @@ fn redis_with_aof_restores_the_append_only_files() {
     assert_eq!(redis.cli(&["DEBUG", "DIGEST"]), digest);
     assert_eq!(redis.cli(&["DBSIZE"]), "20000");
 }
+
+#[test]
+fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
+    use support::pacemaker::{ONE_AT_A_TIME, Pacemaker};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let pcm = Pacemaker::start(node);
+    pcm.sh("pcs resource create vip ocf:pacemaker:Dummy && \
+         pcs resource create api ocf:pacemaker:Dummy && \
+         pcs constraint colocation add api with vip INFINITY && \
+         pcs constraint order start vip then start api && \
+         crm_resource --wait --timeout 60s");
+    let before = pcm.configuration();
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        "[plugin.pacemaker]\n",
+    );
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let mut names: Vec<String> = summary(&out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["cib.xml", "configuration.xml", "corosync"]);
+    s.ok(&["validate", "latest"]);
+
+    // The configuration changes after the backup: a resource gone, another added, a property.
+    pcm.sh(
+        "pcs resource delete api && pcs resource create extra ocf:pacemaker:Dummy && \
+         pcs property set maintenance-mode=false && crm_resource --wait --timeout 60s",
+    );
+    assert_ne!(pcm.configuration(), before);
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(out.status.code(), Some(5), "validate must see api gone");
+
+    s.ok(&["restore", "latest"]);
+    assert_eq!(pcm.configuration(), before);
+    let status = pcm.sh("crm_mon -1");
+    assert!(
+        status.contains("api") && !status.contains("extra"),
+        "{status}"
+    );
+}

@@ -5,6 +5,7 @@
 
 pub mod mariadb;
 pub mod nodes;
+pub mod pacemaker;
 pub mod redis;
 pub mod systemctl;
 

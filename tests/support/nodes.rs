@@ -21,6 +21,9 @@ pub const NODE_PATHS: &[&str] = &[
     "/run/mysqld",
     "/usr/local/sbin",
     "/var/lib/redis",
+    "/etc/corosync",
+    "/var/lib/corosync",
+    "/var/lib/pacemaker",
 ];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";

@@ -1,5 +1,5 @@
 //! systemd cannot run here, so each test node gets a `systemctl` stand-in in its own
-//! `/usr/local/sbin` that starts and stops the node's real servers (mariadbd, redis-server), as
+//! `/usr/local/sbin` that starts and stops the node's real servers (mariadbd, redis-server, corosync, pacemaker), as
 //! a plugin would on a real node. Everything it starts is the real Debian package's binary.
 
 use super::nodes::Node;
@@ -44,6 +44,21 @@ case "$1 ${2:-}" in
     pid=$(cat /var/lib/redis/redis.pid)
     kill "$pid" 2>/dev/null || exit 0
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
+"start corosync")
+    pgrep -x corosync >/dev/null && exit 0
+    setsid corosync -f </dev/null >/var/lib/corosync/corosync.out 2>&1 & ;;
+"start pacemaker")
+    pgrep -x pacemakerd >/dev/null && exit 0
+    setsid pacemakerd </dev/null >/var/lib/corosync/pacemakerd.out 2>&1 &
+    i=0; until crm_mon -1 2>/dev/null | grep -q "partition with quorum"; do
+        i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1
+    done ;;
+"stop pacemaker")
+    pkill -x pacemakerd || exit 0
+    while pgrep -f pacemaker-  >/dev/null || pgrep -x pacemakerd >/dev/null; do sleep 0.1; done ;;
+"stop corosync")
+    pkill -x corosync || exit 0
+    while pgrep -x corosync >/dev/null; do sleep 0.1; done ;;
 *) echo "systemctl (test stand-in): unsupported: $*" >&2; exit 1 ;;
 esac
 "#;

@@ -1,0 +1,207 @@
+//! The `pacemaker` plugin. Backup: the CIB (`cibadmin --query`, whole and its configuration
+//! section) and `/etc/corosync`, from one member, and the role of every resource. Restore:
+//! replace the live CIB's configuration section with the backed-up one (`cibadmin --replace
+//! --scope configuration`, which a running cluster accepts even though the copy is older),
+//! with the configuration it replaced saved on the node and its re-installation registered
+//! with the host as the undo; then wait for the cluster to settle. Validate: the cluster has
+//! quorum and every resource is in the role it had at backup time.
+
+use coffer_sdk::*;
+
+/// The whole CIB.
+pub const CIB: &str = "cib.xml";
+/// The CIB's configuration section.
+pub const CONFIGURATION: &str = "configuration.xml";
+/// `/etc/corosync`.
+pub const COROSYNC: &str = "corosync";
+/// Record: `resource \t role`.
+pub const ROLE: &str = "role";
+
+/// Saves the live configuration section to "$1".
+const SAVE_CONFIGURATION: &str = "umask 077 && cibadmin --query --scope configuration > \"$1\"";
+
+/// The pacemaker plugin.
+pub struct Pacemaker;
+
+/// `(id, role)` of every resource `crm_mon --output-as=xml` lists, and whether the partition
+/// has quorum.
+fn status(ctx: &Context<'_>, node: &str) -> Result<(bool, Vec<(String, String)>), PluginError> {
+    let xml = ctx
+        .run_ok(&Command::on(node, "crm_mon").args(["-1", "--output-as=xml"]))?
+        .stdout_text();
+    let attr = |tag: &str, name: &str| {
+        let key = format!("{name}=\"");
+        tag.find(&key).map(|i| {
+            let rest = &tag[i + key.len()..];
+            rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+        })
+    };
+    let quorum = xml
+        .split('<')
+        .find(|t| t.starts_with("current_dc "))
+        .and_then(|t| attr(t, "with_quorum"))
+        .is_some_and(|q| q == "true");
+    let roles = xml
+        .split('<')
+        .filter(|t| t.starts_with("resource "))
+        .filter_map(|t| Some((attr(t, "id")?, attr(t, "role")?)))
+        .collect();
+    Ok((quorum, roles))
+}
+
+fn member<'c>(ctx: &'c Context<'_>) -> Result<&'c str, PluginError> {
+    ctx.nodes
+        .first()
+        .map(|n| n.name.as_str())
+        .ok_or_else(|| PluginError::Precondition("no cluster member".into()))
+}
+
+impl Plugin for Pacemaker {
+    fn describe() -> PluginInfo {
+        PluginInfo::new(
+            "pacemaker",
+            env!("CARGO_PKG_VERSION"),
+            "Pacemaker/corosync: the CIB and /etc/corosync; restore replaces the live \
+             configuration section (the previous one kept and put back if the run fails); \
+             validate checks quorum and every resource's role.",
+        )
+        .roles(&["controller", "pacemaker"])
+        .setting(
+            "settle-timeout-seconds",
+            "How long to wait for the cluster to settle",
+            Some("300"),
+        )
+        .command("cibadmin", &["--query"])
+        .command("cibadmin", &["--query", "--scope", "configuration"])
+        .command(
+            "cibadmin",
+            &["--replace", "--scope", "configuration", "--xml-pipe"],
+        )
+        .command(
+            "cibadmin",
+            &[
+                "--replace",
+                "--scope",
+                "configuration",
+                "--xml-file",
+                "/var/lib/pacemaker/cib/coffer-*.xml",
+            ],
+        )
+        .command(
+            "sh",
+            &[
+                "-c",
+                SAVE_CONFIGURATION,
+                "coffer",
+                "/var/lib/pacemaker/cib/coffer-*.xml",
+            ],
+        )
+        .command("rm", &["-f", "/var/lib/pacemaker/cib/coffer-*.xml"])
+        .command("crm_mon", &["-1", "--output-as=xml"])
+        .command("crm_resource", &["--wait", "--timeout", "*"])
+        .path("/etc/corosync")
+        .path("/etc/corosync/**")
+    }
+
+    fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
+        let n = member(ctx)?;
+        ctx.capture(&Command::on(n, "cibadmin").arg("--query"), CIB)?;
+        let a = ctx.capture(
+            &Command::on(n, "cibadmin").args(["--query", "--scope", "configuration"]),
+            CONFIGURATION,
+        )?;
+        let corosync = PathSet {
+            paths: vec!["/etc/corosync".into()],
+            excludes: vec![],
+        };
+        ctx.capture_paths(n, &corosync, COROSYNC)?;
+        let (quorum, roles) = status(ctx, n)?;
+        if !quorum {
+            ctx.warn(format!("{n}: the partition has no quorum at backup time"));
+        }
+        let mut report = BackupReport::default();
+        for (id, role) in &roles {
+            report.records.push(ROLE, format!("{id}\t{role}"));
+        }
+        ctx.info(format!(
+            "{n}: CIB ({} bytes of configuration), {} resource(s), /etc/corosync",
+            a.size,
+            roles.len()
+        ));
+        Ok(report)
+    }
+
+    fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+        let n = member(ctx)?;
+        let configuration = ctx
+            .artifacts
+            .iter()
+            .find(|a| a.name == CONFIGURATION)
+            .ok_or_else(|| {
+                PluginError::Precondition(format!("the snapshot has no {CONFIGURATION}"))
+            })?;
+        let run: String = ctx
+            .run_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let saved = format!("/var/lib/pacemaker/cib/coffer-before-{run}.xml");
+        ctx.run_ok(&Command::on(n, "sh").args(["-c", SAVE_CONFIGURATION, "coffer", &saved]))?;
+        let undo = ctx.undo_with(
+            &Command::on(n, "cibadmin").args([
+                "--replace",
+                "--scope",
+                "configuration",
+                "--xml-file",
+                &saved,
+            ]),
+            "put back the configuration the restore replaced",
+        )?;
+        ctx.feed(
+            &configuration.reference(),
+            &Command::on(n, "cibadmin").args([
+                "--replace",
+                "--scope",
+                "configuration",
+                "--xml-pipe",
+            ]),
+        )?;
+        let timeout: u64 = ctx.settings.parse_or("settle-timeout-seconds", 300)?;
+        ctx.run_ok(
+            &Command::on(n, "crm_resource")
+                .args(["--wait", "--timeout", &format!("{timeout}s")])
+                .timeout(std::time::Duration::from_secs(timeout + 30)),
+        )?;
+        ctx.keep(undo);
+        ctx.run_ok(&Command::on(n, "rm").args(["-f", &saved]))?;
+        ctx.info(format!(
+            "{n}: CIB configuration replaced; the cluster settled"
+        ));
+        Ok(())
+    }
+
+    fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let n = member(ctx)?;
+        let (quorum, roles) = status(ctx, n)?;
+        let mut checks = vec![Check::new(n, "quorum", quorum, "")];
+        for r in ctx.records.all(ROLE) {
+            let Some((id, want)) = r.split_once('\t') else {
+                continue;
+            };
+            let got = roles
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, role)| role.as_str())
+                .unwrap_or("absent");
+            checks.push(Check::new(
+                n,
+                &format!("resource {id}"),
+                got == want,
+                format!("{got}, backup had {want}"),
+            ));
+        }
+        Ok(checks)
+    }
+}
+
+export_plugin!(Pacemaker);
