@@ -11,6 +11,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("coffer-plugin-galera", "galera"),
     ("coffer-plugin-redis", "redis"),
     ("coffer-plugin-pacemaker", "pacemaker"),
+    ("coffer-plugin-mongodb", "mongodb"),
 ];
 /// Plugins built for the test suite only, left in the plugin output directory.
 const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];
