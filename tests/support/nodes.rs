@@ -24,6 +24,7 @@ pub const NODE_PATHS: &[&str] = &[
     "/etc/corosync",
     "/var/lib/corosync",
     "/var/lib/pacemaker",
+    "/tmp",
 ];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";
@@ -184,6 +185,12 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
     for p in NODE_PATHS {
         std::fs::create_dir_all(own(p)).unwrap();
     }
+    // Servers clean stale files in /tmp when they start (mariadbd does): each node its own.
+    std::fs::set_permissions(
+        own("/tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
     // Keep the node's `/usr/local/sbin` as it was, plus whatever a test adds.
     let _ = std::process::Command::new("cp")
         .args([
