@@ -12,6 +12,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("coffer-plugin-redis", "redis"),
     ("coffer-plugin-pacemaker", "pacemaker"),
     ("coffer-plugin-mongodb", "mongodb"),
+    ("coffer-plugin-swift", "swift"),
 ];
 /// Plugins built for the test suite only, left in the plugin output directory.
 const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];

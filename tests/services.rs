@@ -223,3 +223,92 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
         "{status}"
     );
 }
+
+#[test]
+fn swift_objects_come_back_with_their_metadata_after_srv_node_and_etc_swift_are_wiped() {
+    use support::swift::{KEY, Swift, USER};
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let swift = Swift::start(node);
+    let (token, url) = swift.auth();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-f", "-H", &format!("X-Auth-Token: {token}")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    curl(&["-X", "PUT", &format!("{url}/images")]);
+    let mut objects = Vec::new();
+    for i in 0..5u64 {
+        let body = s.path(&format!("obj{i}"));
+        std::fs::write(&body, noise(i, 10_000 + i as usize * 7_000)).unwrap();
+        let name = format!("images/dir/obj {i}");
+        curl(&[
+            "-X",
+            "PUT",
+            "-T",
+            body.to_str().unwrap(),
+            "-H",
+            &format!("X-Object-Meta-Color: blue-{i}"),
+            &format!("{url}/{}", name.replace(' ', "%20")),
+        ]);
+        objects.push((name, std::fs::read(&body).unwrap()));
+    }
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["swift"]),
+        &format!("[plugin.swift.settings]\nuser = {USER:?}\nkey = {KEY:?}\n"),
+    );
+    s.init();
+    let out = run_watching_argv(s.command(&["backup", "--json"]), KEY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&["validate", "latest"]);
+
+    // Wipe the data and the configuration (rings included), servers down.
+    swift.stop();
+    for dir in ["/srv/node", "/etc/swift"] {
+        for e in std::fs::read_dir(node.own(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(p).unwrap()
+            } else {
+                std::fs::remove_file(p).unwrap()
+            }
+        }
+    }
+    s.ok(&["restore", "latest"]);
+    let (token, url) = swift.auth();
+    for (name, bytes) in &objects {
+        let target = format!("{url}/{}", name.replace(' ', "%20"));
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-D",
+                "-",
+                "-H",
+                &format!("X-Auth-Token: {token}"),
+                &target,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        let text = out.stdout;
+        let split = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let (headers, body) = text.split_at(split);
+        assert_eq!(body, &bytes[..], "{name}");
+        let i = name.chars().last().unwrap();
+        assert!(
+            String::from_utf8_lossy(headers).contains(&format!("X-Object-Meta-Color: blue-{i}")),
+            "{name}: {}",
+            String::from_utf8_lossy(headers)
+        );
+    }
+}

@@ -7,6 +7,7 @@ pub mod mariadb;
 pub mod nodes;
 pub mod pacemaker;
 pub mod redis;
+pub mod swift;
 pub mod systemctl;
 
 use std::collections::BTreeMap;

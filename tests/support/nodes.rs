@@ -25,6 +25,8 @@ pub const NODE_PATHS: &[&str] = &[
     "/var/lib/corosync",
     "/var/lib/pacemaker",
     "/tmp",
+    "/etc/swift",
+    "/var/cache/swift",
 ];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";

@@ -1,5 +1,5 @@
 //! systemd cannot run here, so each test node gets a `systemctl` stand-in in its own
-//! `/usr/local/sbin` that starts and stops the node's real servers (mariadbd, redis-server, corosync, pacemaker), as
+//! `/usr/local/sbin` that starts and stops the node's real servers (mariadbd, redis-server, corosync, pacemaker, the Swift servers), as
 //! a plugin would on a real node. Everything it starts is the real Debian package's binary.
 
 use super::nodes::Node;
@@ -59,6 +59,19 @@ case "$1 ${2:-}" in
 "stop corosync")
     pkill -x corosync || exit 0
     while pgrep -x corosync >/dev/null; do sleep 0.1; done ;;
+"start swift-"*)
+    name=${2#swift-}
+    pgrep -f "swift-$name-server /etc/swift" >/dev/null && exit 0
+    setsid swift-$name-server /etc/swift/$name-server.conf </dev/null >/var/cache/swift/$name.log 2>&1 &
+    addr=$(sed -n 's/^bind_ip = //p' /etc/swift/$name-server.conf)
+    port=$(sed -n 's/^bind_port = //p' /etc/swift/$name-server.conf)
+    i=0; while curl -s -o /dev/null "http://$addr:$port/"; [ $? -eq 7 ]; do
+        i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1
+    done ;;
+"stop swift-"*)
+    name=${2#swift-}
+    pkill -f "swift-$name-server /etc/swift" || exit 0
+    while pgrep -f "swift-$name-server /etc/swift" >/dev/null; do sleep 0.1; done ;;
 *) echo "systemctl (test stand-in): unsupported: $*" >&2; exit 1 ;;
 esac
 "#;

@@ -1,0 +1,135 @@
+//! A real all-in-one Swift on a test node (Debian's swift packages: account, container, object
+//! and proxy servers, one replica, tempauth, memcached), listening on the node's address, with
+//! the node's own `/etc/swift` (configs, rings) and `/srv/node/d1`; the servers are started
+//! through the `systemctl` stand-in (`swift-proxy`, `swift-account`, …).
+
+use super::nodes::Node;
+
+/// The tempauth account and key.
+pub const USER: &str = "test:tester";
+/// Its key.
+pub const KEY: &str = "t3sting-key";
+/// The server units.
+pub const SERVICES: [&str; 4] = [
+    "swift-account",
+    "swift-container",
+    "swift-object",
+    "swift-proxy",
+];
+
+/// A running Swift; stopped when dropped.
+pub struct Swift<'n> {
+    node: &'n Node,
+    /// The proxy's URL.
+    pub proxy: String,
+}
+
+fn check(out: std::process::Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl<'n> Swift<'n> {
+    /// Configure Swift and its rings on `node`, start memcached and the four servers.
+    pub fn start(node: &'n Node) -> Self {
+        super::systemctl::install(node);
+        let etc = node.own("/etc/swift");
+        let a = &node.address;
+        std::fs::write(
+            etc.join("swift.conf"),
+            "[swift-hash]\nswift_hash_path_suffix = coffertest\nswift_hash_path_prefix = coffertest\n\
+             [storage-policy:0]\nname = Policy-0\ndefault = yes\n",
+        )
+        .unwrap();
+        for (name, port) in [("account", 6202), ("container", 6201), ("object", 6200)] {
+            std::fs::write(
+                etc.join(format!("{name}-server.conf")),
+                format!(
+                    "[DEFAULT]\nbind_ip = {a}\nbind_port = {port}\ndevices = /srv/node\n\
+                     mount_check = false\nworkers = 1\nswift_dir = /etc/swift\nuser = swift\n\
+                     log_name = {name}\n[pipeline:main]\npipeline = {name}-server\n\
+                     [app:{name}-server]\nuse = egg:swift#{name}\n"
+                ),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            etc.join("proxy-server.conf"),
+            format!(
+                "[DEFAULT]\nbind_ip = {a}\nbind_port = 8080\nworkers = 1\nswift_dir = /etc/swift\n\
+                 user = swift\n[pipeline:main]\npipeline = catch_errors cache tempauth proxy-server\n\
+                 [app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\
+                 [filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = {KEY} .admin\n\
+                 [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = {a}:11211\n\
+                 [filter:catch_errors]\nuse = egg:swift#catch_errors\n"
+            ),
+        )
+        .unwrap();
+        let mut script = String::from("set -e; cd /etc/swift; mkdir -p /srv/node/d1; ");
+        for (name, port) in [("account", 6202), ("container", 6201), ("object", 6200)] {
+            script.push_str(&format!(
+                "swift-ring-builder {name}.builder create 4 1 1 >/dev/null; \
+                 swift-ring-builder {name}.builder add r1z1-{a}:{port}/d1 100 >/dev/null; \
+                 swift-ring-builder {name}.builder rebalance >/dev/null; "
+            ));
+        }
+        script.push_str(&format!(
+            "chown -R swift:swift /srv/node /etc/swift /var/cache/swift; \
+             memcached -u memcache -l {a} -p 11211 -d; "
+        ));
+        for s in SERVICES {
+            script.push_str(&format!("/usr/local/sbin/systemctl start {s}; "));
+        }
+        check(node.sh(&script), "starting Swift");
+        Self {
+            node,
+            proxy: format!("http://{a}:8080"),
+        }
+    }
+
+    /// A token and the storage URL, from tempauth.
+    pub fn auth(&self) -> (String, String) {
+        let headers = check(
+            std::process::Command::new("curl")
+                .args(["-sS", "-D", "-", "-o", "/dev/null"])
+                .arg("-H")
+                .arg(format!("X-Auth-User: {USER}"))
+                .arg("-H")
+                .arg(format!("X-Auth-Key: {KEY}"))
+                .arg(format!("{}/auth/v1.0", self.proxy))
+                .output()
+                .unwrap(),
+            "tempauth",
+        );
+        let header = |name: &str| {
+            headers
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+                .unwrap()
+        };
+        (header("X-Auth-Token"), header("X-Storage-Url"))
+    }
+
+    /// Stop every server (memcached stays).
+    pub fn stop(&self) {
+        for s in SERVICES {
+            check(
+                self.node.sh(&format!("/usr/local/sbin/systemctl stop {s}")),
+                s,
+            );
+        }
+    }
+}
+
+impl Drop for Swift<'_> {
+    fn drop(&mut self) {
+        let _ = self.node.sh(&format!(
+            "for s in {}; do /usr/local/sbin/systemctl stop $s; done; pkill -f 'memcached -u memcache -l {}'",
+            SERVICES.join(" "),
+            self.node.address
+        ));
+    }
+}
