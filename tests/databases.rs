@@ -178,6 +178,9 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     );
     let nodes: Vec<_> = cluster.nodes.iter().collect();
     let _dbs = Mariadb::galera(&nodes);
+    // As in TripleO, Pacemaker manages a `galera-bundle` resource (a Dummy stands in for it).
+    let pcm = support::pacemaker::Pacemaker::start(nodes[0]);
+    pcm.sh("pcs resource create galera-bundle ocf:pacemaker:Dummy && crm_resource --wait --timeout 60s");
     Mariadb::sql(nodes[0], SCHEMA);
     Mariadb::sql(
         nodes[0],
@@ -185,7 +188,9 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     );
     s.deployment_with_nodes(
         &cluster.deployment_nodes(&["controller"]),
-        &format!("[plugin.galera.settings]\ndatadir = {DATADIR:?}\n"),
+        &format!(
+            "[plugin.galera.settings]\ndatadir = {DATADIR:?}\npacemaker-resource = \"galera-bundle\"\n"
+        ),
     );
     s.init();
     let before = synced_state(nodes[0]);
@@ -271,6 +276,14 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     let out = s.ok(&["restore", "latest", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("\"ok\":false"), "{text}");
+    assert!(
+        text.contains("galera-bundle: Pacemaker leaves it alone"),
+        "{text}"
+    );
+    assert!(
+        !pcm.sh("crm_mon -1").contains("unmanaged"),
+        "galera-bundle is given back"
+    );
     for n in &nodes {
         assert_eq!(synced_state(n), before, "on {}", n.name);
         assert!(
@@ -303,7 +316,12 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         "{err}"
     );
     assert!(!iptables_rules().contains("3306"));
-    assert_eq!(err.matches("undone on controller-").count(), 3, "{err}");
+    assert_eq!(err.matches("undone on controller-").count(), 4, "{err}");
+    assert!(
+        err.contains("give galera-bundle back to Pacemaker"),
+        "{err}"
+    );
+    assert!(!pcm.sh("crm_mon -1").contains("unmanaged"));
     for n in &nodes {
         let kept = std::fs::read_dir(n.own("/srv/db"))
             .unwrap()

@@ -13,8 +13,11 @@
 //!   database on each, bootstrap one member (`galera_new_cluster`), import dump and grants
 //!   there, start the others (they join by SST), wait until all are `Synced`, unblock. The block
 //!   is removed whatever happens; after a failure the old datadirs stay where the error says.
+//!   With `pacemaker-resource` (TripleO's `galera-bundle`), Pacemaker is told to leave the
+//!   resource alone for the restore and given it back afterwards (or by the host's undo).
 
 use coffer_mysql_common::{self as sql, Datadir};
+use coffer_pacemaker_common as pcm;
 use coffer_sdk::*;
 
 /// Record: the member the backup was taken from.
@@ -254,7 +257,7 @@ impl Plugin for Galera {
             ],
         )
         .command("galera_new_cluster", &["*"]);
-        sql::commands(sql::settings(info))
+        pcm::commands(pcm::settings(sql::commands(sql::settings(info))))
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -317,6 +320,7 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         .to_string();
     let service = ctx.settings.get("service").unwrap_or("mariadb");
     let mut blocks = Vec::new();
+    let mut held = None;
     let result = (|| -> Result<(), PluginError> {
         for node in &ctx.nodes {
             // The reversal goes in before the block: it is never left behind.
@@ -326,6 +330,7 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
             }
         }
         ctx.info("client access to 3306 blocked on every member");
+        held = pcm::hold(ctx)?;
         let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
         for d in &datadirs {
             d.service("stop")?;
@@ -373,6 +378,9 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
              again, or move it back)",
             ctx.run_id
         )));
+    }
+    if let Some(h) = held {
+        pcm::give_back(ctx, h)?;
     }
     for (node, undo) in blocks {
         firewall(ctx, node, "-D")?;

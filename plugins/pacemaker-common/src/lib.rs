@@ -1,0 +1,103 @@
+//! What the pacemaker plugin offers the others: keep Pacemaker's hands off a resource while a
+//! plugin restores it. `hold` unmanages it (Pacemaker stops acting on it; with `disable` it is
+//! stopped everywhere first) after registering the reverse with the host, so a failed run puts
+//! it back under Pacemaker; `give_back` manages it again, clears its failures and forgets the
+//! reversal.
+
+use coffer_sdk::*;
+
+/// The settings a plugin offering this accepts.
+pub fn settings(info: PluginInfo) -> PluginInfo {
+    info.setting(
+        "pacemaker-resource",
+        "The Pacemaker resource that runs this service (TripleO: galera-bundle); held during \
+         the restore",
+        None,
+    )
+    .setting(
+        "pacemaker-hold",
+        "`unmanage` (Pacemaker leaves it alone) or `disable` (stopped everywhere, then unmanaged)",
+        Some("unmanage"),
+    )
+    .setting(
+        "pacemaker-node",
+        "The node to run pcs on (default: the first)",
+        None,
+    )
+}
+
+/// The commands it needs.
+pub fn commands(info: PluginInfo) -> PluginInfo {
+    info.command("pcs", &["resource", "unmanage", "*"])
+        .command("pcs", &["resource", "manage", "*"])
+        .command("pcs", &["resource", "disable", "*", "--wait=*"])
+        .command("pcs", &["resource", "enable", "*"])
+        .command("pcs", &["resource", "cleanup", "*"])
+}
+
+/// A resource held away from Pacemaker.
+pub struct Held {
+    node: String,
+    resource: String,
+    disabled: bool,
+    undo: Vec<Undo>,
+}
+
+fn pcs(node: &str, args: &[&str]) -> Command {
+    Command::on(node, "pcs")
+        .arg("resource")
+        .args(args.iter().copied())
+}
+
+/// Hold the configured resource, if any (`None` when the service is not under Pacemaker).
+pub fn hold(ctx: &Context<'_>) -> Result<Option<Held>, PluginError> {
+    let Some(resource) = ctx.settings.get("pacemaker-resource") else {
+        return Ok(None);
+    };
+    let node = match ctx.settings.get("pacemaker-node") {
+        Some(n) => n.to_string(),
+        None => ctx
+            .nodes
+            .first()
+            .map(|n| n.name.clone())
+            .ok_or_else(|| PluginError::Precondition("no node to run pcs on".into()))?,
+    };
+    let disabled = ctx.settings.get("pacemaker-hold") == Some("disable");
+    let mut undo = Vec::new();
+    if disabled {
+        undo.push(ctx.undo_with(
+            &pcs(&node, &["enable", resource]),
+            &format!("enable {resource}"),
+        )?);
+        ctx.run_ok(&pcs(&node, &["disable", resource, "--wait=600"]))?;
+    }
+    undo.push(ctx.undo_with(
+        &pcs(&node, &["manage", resource]),
+        &format!("give {resource} back to Pacemaker"),
+    )?);
+    ctx.run_ok(&pcs(&node, &["unmanage", resource]))?;
+    ctx.info(format!(
+        "{resource}: Pacemaker leaves it alone during the restore"
+    ));
+    Ok(Some(Held {
+        node,
+        resource: resource.to_string(),
+        disabled,
+        undo,
+    }))
+}
+
+/// Give the resource back: managed again, failures cleared (and enabled if it was disabled).
+pub fn give_back(ctx: &Context<'_>, held: Held) -> Result<(), PluginError> {
+    let r = held.resource.as_str();
+    ctx.run_ok(&pcs(&held.node, &["manage", r]))?;
+    if held.disabled {
+        ctx.run_ok(&pcs(&held.node, &["enable", r]))?;
+    }
+    ctx.run_ok(&pcs(&held.node, &["cleanup", r]))?;
+    for u in held.undo {
+        ctx.keep(u);
+    }
+    ctx.info(format!("{r}: back under Pacemaker"));
+    Ok(())
+}
