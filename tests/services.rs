@@ -203,7 +203,15 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
         .map(|a| a["name"].as_str().unwrap().to_string())
         .collect();
     names.sort();
-    assert_eq!(names, ["cib.xml", "configuration.xml", "corosync"]);
+    assert_eq!(
+        names,
+        [
+            "cib.xml",
+            "configuration.xml",
+            "corosync",
+            "pcs-config.tar.bz2"
+        ]
+    );
     s.ok(&["validate", "latest"]);
 
     // The configuration changes after the backup: a resource gone, another added, a property.
@@ -222,6 +230,25 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
         status.contains("api") && !status.contains("extra"),
         "{status}"
     );
+
+    // The full way: the cluster stopped, `pcs config restore --local`, started again.
+    pcm.sh("pcs resource delete api && crm_resource --wait --timeout 60s");
+    let text = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
+    std::fs::write(
+        s.path("deployment.toml"),
+        text.replace(
+            "[plugin.pacemaker]\n",
+            "[plugin.pacemaker.settings]\nrestore-mode = \"full\"\n",
+        ),
+    )
+    .unwrap();
+    s.ok(&["restore", "latest"]);
+    let status = pcm.sh("crm_mon -1");
+    assert!(
+        status.contains("api") && status.contains("partition with quorum"),
+        "{status}"
+    );
+    s.ok(&["validate", "latest"]);
 }
 
 #[test]

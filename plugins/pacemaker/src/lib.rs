@@ -14,8 +14,14 @@ pub const CIB: &str = "cib.xml";
 pub const CONFIGURATION: &str = "configuration.xml";
 /// `/etc/corosync`.
 pub const COROSYNC: &str = "corosync";
+/// `pcs config backup`: CIB, corosync.conf, pcsd settings (restored by `pcs config restore`).
+pub const PCS_BACKUP: &str = "pcs-config.tar.bz2";
 /// Record: `resource \t role`.
 pub const ROLE: &str = "role";
+
+/// `pcs config backup` to "$1.tar.bz2", written to stdout, then removed.
+const PCS_CONFIG_BACKUP: &str =
+    "umask 077 && pcs config backup \"$1\" >&2 && cat \"$1.tar.bz2\" && rm -f \"$1.tar.bz2\"";
 
 /// Saves the live configuration section to "$1".
 const SAVE_CONFIGURATION: &str = "umask 077 && cibadmin --query --scope configuration > \"$1\"";
@@ -99,6 +105,21 @@ impl Plugin for Pacemaker {
         .command("rm", &["-f", "/var/lib/pacemaker/cib/coffer-*.xml"])
         .command("crm_mon", &["-1", "--output-as=xml"])
         .command("crm_resource", &["--wait", "--timeout", "*"])
+        .setting(
+            "restore-mode",
+            "`cib`: replace the live configuration section; `full`: stop the cluster on every \
+             node, `pcs config restore --local` there, start it again",
+            Some("cib"),
+        )
+        .command(
+            "sh",
+            &["-c", PCS_CONFIG_BACKUP, "coffer", "/run/coffer-pcs-*"],
+        )
+        .command("pcs", &["config", "restore", "--local"])
+        .command("systemctl", &["stop", "pacemaker"])
+        .command("systemctl", &["stop", "corosync"])
+        .command("systemctl", &["start", "corosync"])
+        .command("systemctl", &["start", "pacemaker"])
         .path("/etc/corosync")
         .path("/etc/corosync/**")
     }
@@ -115,6 +136,20 @@ impl Plugin for Pacemaker {
             excludes: vec![],
         };
         ctx.capture_paths(n, &corosync, COROSYNC)?;
+        let run: String = ctx
+            .run_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        ctx.capture(
+            &Command::on(n, "sh").args([
+                "-c",
+                PCS_CONFIG_BACKUP,
+                "coffer",
+                &format!("/run/coffer-pcs-{run}"),
+            ]),
+            PCS_BACKUP,
+        )?;
         let (quorum, roles) = status(ctx, n)?;
         if !quorum {
             ctx.warn(format!("{n}: the partition has no quorum at backup time"));
@@ -132,6 +167,15 @@ impl Plugin for Pacemaker {
     }
 
     fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
+        match ctx.settings.get("restore-mode").unwrap_or("cib") {
+            "cib" => {}
+            "full" => return restore_full(ctx),
+            other => {
+                return Err(PluginError::InvalidSettings(format!(
+                    "restore-mode `{other}`: use `cib` or `full`"
+                )));
+            }
+        }
         let n = member(ctx)?;
         let configuration = ctx
             .artifacts
@@ -202,6 +246,61 @@ impl Plugin for Pacemaker {
         }
         Ok(checks)
     }
+}
+
+/// Stop the cluster everywhere (pacemaker, then corosync), `pcs config restore --local` the
+/// backup on every node, start it again (corosync, then pacemaker). Starting again is
+/// registered with the host before anything stops.
+fn restore_full(ctx: &Context<'_>) -> Result<(), PluginError> {
+    let backup = ctx
+        .artifacts
+        .iter()
+        .find(|a| a.name == PCS_BACKUP)
+        .ok_or_else(|| PluginError::Precondition(format!("the snapshot has no {PCS_BACKUP}")))?;
+    let systemctl =
+        |n: &str, verb: &str, unit: &str| Command::on(n, "systemctl").args([verb, unit]);
+    let mut undo = Vec::new();
+    for node in &ctx.nodes {
+        let n = node.name.as_str();
+        undo.push(ctx.undo_with(
+            &systemctl(n, "start", "pacemaker"),
+            &format!("start pacemaker on {n}"),
+        )?);
+        undo.push(ctx.undo_with(
+            &systemctl(n, "start", "corosync"),
+            &format!("start corosync on {n}"),
+        )?);
+    }
+    for node in &ctx.nodes {
+        ctx.run_ok(&systemctl(&node.name, "stop", "pacemaker"))?;
+    }
+    for node in &ctx.nodes {
+        ctx.run_ok(&systemctl(&node.name, "stop", "corosync"))?;
+    }
+    for node in &ctx.nodes {
+        ctx.feed(
+            &backup.reference(),
+            &Command::on(&node.name, "pcs").args(["config", "restore", "--local"]),
+        )?;
+    }
+    for node in &ctx.nodes {
+        ctx.run_ok(&systemctl(&node.name, "start", "corosync"))?;
+    }
+    for node in &ctx.nodes {
+        ctx.run_ok(&systemctl(&node.name, "start", "pacemaker"))?;
+    }
+    let n = member(ctx)?;
+    let timeout: u64 = ctx.settings.parse_or("settle-timeout-seconds", 300)?;
+    ctx.run_ok(
+        &Command::on(n, "crm_resource")
+            .args(["--wait", "--timeout", &format!("{timeout}s")])
+            .timeout(std::time::Duration::from_secs(timeout + 30)),
+    )?;
+    for u in undo {
+        ctx.keep(u);
+    }
+    ctx.info("cluster configuration restored with pcs config restore; the cluster runs again");
+    Ok(())
 }
 
 export_plugin!(Pacemaker);
