@@ -507,3 +507,78 @@ fn a_node_scoped_plugin_works_on_its_nodes_at_once() {
     );
     assert_eq!(s.snapshot_count(), 1);
 }
+
+#[test]
+fn presets_nodes_and_roles_limit_a_run() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(
+        &s.path("nodes"),
+        &["undercloud", "controller-0", "controller-1"],
+    );
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        fill(&n.srv_node, 200 + i as u64);
+    }
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes_by(|n| {
+            if n == "undercloud" {
+                vec!["undercloud"]
+            } else {
+                vec!["controller"]
+            }
+        }),
+        "[plugin.filesystem]\nroles = [\"undercloud\", \"controller\"]\n\
+         [plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+    );
+    s.init();
+    let nodes_of = |out: &std::process::Output| {
+        let mut v: Vec<String> = summary(out)["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["node"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let out = s.ok(&["backup", "--controllers", "--json"]);
+    assert_eq!(nodes_of(&out), ["controller-0", "controller-1"]);
+    let out = s.ok(&["backup", "--undercloud", "--json"]);
+    assert_eq!(nodes_of(&out), ["undercloud"]);
+    let out = s.ok(&["backup", "--node", "controller-1", "--json"]);
+    assert_eq!(nodes_of(&out), ["controller-1"]);
+    let out = s.run(&["backup", "--role", "compute"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node carries role `compute`"));
+
+    // A whole backup, then only controller-1 restored.
+    let before: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| record_tree(&n.path("/srv/node")))
+        .collect();
+    s.ok(&["backup"]);
+    for n in &cluster.nodes {
+        fs::remove_dir_all(n.srv_node.join("d1")).unwrap();
+    }
+    s.ok(&["restore", "latest", "--node", "controller-1"]);
+    assert_same_tree(
+        &before[2],
+        &record_tree(&cluster.nodes[2].path("/srv/node")),
+    );
+    assert!(
+        !cluster.nodes[0].srv_node.join("d1").exists(),
+        "undercloud was not in the run"
+    );
+    assert!(
+        !cluster.nodes[1].srv_node.join("d1").exists(),
+        "controller-0 was not in the run"
+    );
+    s.ok(&[
+        "validate",
+        "latest",
+        "--role",
+        "controller",
+        "--node",
+        "controller-1",
+    ]);
+}

@@ -119,6 +119,24 @@ pub struct Coffer {
     pub nodes: Vec<NodeHandle>,
     reporter: Arc<dyn Reporter>,
     interrupt: Option<CancellationToken>,
+    filter: NodeFilter,
+}
+
+/// Which nodes a run acts on: all, or those named or carrying one of the roles.
+#[derive(Clone, Debug, Default)]
+pub struct NodeFilter {
+    /// Only these nodes (empty: no limit by name).
+    pub nodes: Vec<String>,
+    /// Only nodes with one of these roles (empty: no limit by role).
+    pub roles: Vec<String>,
+}
+
+impl NodeFilter {
+    /// Whether `node` is in the run.
+    pub fn admits(&self, node: &NodeHandle) -> bool {
+        (self.nodes.is_empty() || self.nodes.contains(&node.name))
+            && (self.roles.is_empty() || node.roles.iter().any(|r| self.roles.contains(r)))
+    }
 }
 
 fn run_id() -> String {
@@ -135,6 +153,28 @@ impl Coffer {
     pub fn with_interrupt(mut self, token: CancellationToken) -> Self {
         self.interrupt = Some(token);
         self
+    }
+
+    /// Act only on the nodes `filter` admits; unknown node names and roles are errors.
+    pub fn restrict(mut self, filter: NodeFilter) -> Result<Self, RunError> {
+        for n in &filter.nodes {
+            if !self.nodes.iter().any(|x| &x.name == n) {
+                return Err(RunError::Config(format!(
+                    "no node `{n}` in deployment {}",
+                    self.deployment.source_name
+                )));
+            }
+        }
+        for r in &filter.roles {
+            if !self.nodes.iter().any(|x| x.roles.contains(r)) {
+                return Err(RunError::Config(format!(
+                    "no node carries role `{r}` in deployment {}",
+                    self.deployment.source_name
+                )));
+            }
+        }
+        self.filter = filter;
+        Ok(self)
     }
 
     /// Completes when the run must stop: the interrupt token, else Ctrl-C.
@@ -206,6 +246,7 @@ impl Coffer {
             nodes,
             reporter,
             interrupt: None,
+            filter: NodeFilter::default(),
         })
     }
 
@@ -218,6 +259,7 @@ impl Coffer {
         self.nodes
             .iter()
             .filter(|n| roles.is_empty() || n.roles.iter().any(|r| roles.contains(r)))
+            .filter(|n| self.filter.admits(n))
             .cloned()
             .collect()
     }
@@ -532,7 +574,9 @@ impl Coffer {
                         record.name, self.deployment.source_name
                     ))
                 })?;
-            nodes.push(node.clone());
+            if self.filter.admits(node) {
+                nodes.push(node.clone());
+            }
         }
         let settings = self
             .deployment
@@ -541,6 +585,12 @@ impl Coffer {
             .find(|p| p.name == record.name)
             .map(|p| p.settings.clone())
             .unwrap_or_default();
+        let artifacts = manifest
+            .artifacts
+            .iter()
+            .filter(|a| a.plugin == record.name && nodes.iter().any(|n| n.name == a.node))
+            .cloned()
+            .collect();
         Ok((
             plugin,
             CallContext {
@@ -548,12 +598,7 @@ impl Coffer {
                 run_id: run_id(),
                 nodes,
                 settings,
-                artifacts: manifest
-                    .artifacts
-                    .iter()
-                    .filter(|a| a.plugin == record.name)
-                    .cloned()
-                    .collect(),
+                artifacts,
                 records: record.records.clone(),
                 target_root: opts.target_root.clone(),
                 selection: opts.selection.clone(),
@@ -600,6 +645,9 @@ impl Coffer {
         let undo = Arc::new(UndoStack::new(&run_id(), &self.deployment.source_name));
         for record in records.iter().filter(|_| restore) {
             let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
+            if ctx.nodes.is_empty() {
+                continue;
+            }
             let calls = ctx.split(plugin.info.node_scoped.restore);
             self.step(&record.name, "restore", "started", self.fan_detail(&calls));
             let work = self.fan_out(calls, |ctx| {
@@ -671,7 +719,7 @@ impl Coffer {
         let mut checks = Vec::new();
         for record in records {
             let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
-            if !plugin.info.operations.validate {
+            if !plugin.info.operations.validate || ctx.nodes.is_empty() {
                 continue;
             }
             let calls = ctx.split(plugin.info.node_scoped.validate);

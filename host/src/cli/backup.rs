@@ -23,7 +23,24 @@ pub struct Args {
     /// Set a plugin setting for this run: PLUGIN.KEY=VALUE; repeatable.
     #[arg(long = "set", value_name = "PLUGIN.KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    target: super::Target,
+    /// The talk's undercloud backup: the filesystem set and mysql, on nodes with role
+    /// `undercloud` (those of the two plugins the deployment enables).
+    #[arg(long, conflicts_with_all = ["controllers", "plugins"])]
+    undercloud: bool,
+    /// The talk's controller backup: galera, redis, pacemaker, swift and filesystem, on nodes
+    /// with role `controller` (those the deployment enables).
+    #[arg(long, conflicts_with = "plugins")]
+    controllers: bool,
 }
+
+/// (role, plugins) of a preset.
+const UNDERCLOUD: (&str, &[&str]) = ("undercloud", &["filesystem", "mysql"]);
+const CONTROLLERS: (&str, &[&str]) = (
+    "controller",
+    &["galera", "redis", "pacemaker", "swift", "filesystem"],
+);
 
 /// Parse `--set` values into per-plugin settings.
 pub fn overrides(set: &[String]) -> Result<Overrides> {
@@ -44,6 +61,29 @@ pub fn overrides(set: &[String]) -> Result<Overrides> {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let (coffer, printer) = coffer(g).await?;
+    let mut target = args.target.clone();
+    let mut plugins = args.plugins.clone();
+    let preset = match (args.undercloud, args.controllers) {
+        (true, _) => Some(UNDERCLOUD),
+        (_, true) => Some(CONTROLLERS),
+        _ => None,
+    };
+    if let Some((role, names)) = preset {
+        target.roles.push(role.to_string());
+        plugins = names
+            .iter()
+            .filter(|n| coffer.deployment.plugins.iter().any(|p| &p.name == *n))
+            .map(|n| n.to_string())
+            .collect();
+        if plugins.is_empty() {
+            return Err(UsageError(format!(
+                "the {role} preset backs up {}, and the deployment enables none of them",
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let coffer = coffer.restrict(target.filter())?;
     let mut o = overrides(&args.set)?;
     let fs = o.entry("filesystem".into()).or_default();
     fs.extend(
@@ -57,7 +97,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .map(|p| ("exclude-path".to_string(), p.clone())),
     );
     let repo = open_repo(g, &coffer.deployment).await?;
-    let s = coffer.backup(repo, &args.plugins, &o).await?;
+    let s = coffer.backup(repo, &plugins, &o).await?;
     printer.summary(&s, || {
         let mut text = format!(
             "snapshot {} saved: {} artifact(s), {} in {} ({}/s)",

@@ -233,6 +233,27 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
+/// Which nodes a run acts on (`--node`, `--role`); the default is every node.
+#[derive(clap::Args, Clone, Default)]
+pub struct Target {
+    /// Only this node; repeatable.
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+    /// Only nodes carrying this role; repeatable.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+}
+
+impl Target {
+    /// The orchestrator's filter.
+    pub fn filter(&self) -> coffer::orchestrator::NodeFilter {
+        coffer::orchestrator::NodeFilter {
+            nodes: self.nodes.clone(),
+            roles: self.roles.clone(),
+        }
+    }
+}
+
 /// A mistake in how coffer was called or configured.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -30,15 +30,17 @@ pub struct Scope {
     /// Only these plugins; repeatable.
     #[arg(long = "plugin", value_name = "NAME")]
     plugins: Vec<String>,
+    #[command(flatten)]
+    pub nodes: super::Target,
 }
 
 impl Scope {
     /// The restore options for this scope.
-    pub fn options(self, validate: bool) -> Result<RestoreOptions> {
+    pub fn options(&self, validate: bool) -> Result<RestoreOptions> {
         Ok(RestoreOptions {
-            target_root: absolute_target(self.target)?,
-            selection: self.paths,
-            plugins: self.plugins,
+            target_root: absolute_target(self.target.clone())?,
+            selection: self.paths.clone(),
+            plugins: self.plugins.clone(),
             validate,
         })
     }
@@ -77,6 +79,7 @@ fn absolute_target(t: Option<String>) -> Result<Option<String>> {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let (coffer, printer) = coffer(g).await?;
+    let coffer = coffer.restrict(args.scope.nodes.filter())?;
     let repo = open_repo(g, &coffer.deployment).await?;
     let opts = args.scope.options(!args.no_validate)?;
     let s = coffer.restore(repo, &args.snapshot, &opts).await?;

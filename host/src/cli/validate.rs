@@ -16,6 +16,7 @@ pub struct Args {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let (coffer, printer) = coffer(g).await?;
+    let coffer = coffer.restrict(args.scope.nodes.filter())?;
     let repo = open_repo(g, &coffer.deployment).await?;
     let opts = args.scope.options(true)?;
     let s = coffer.validate(repo, &args.snapshot, &opts).await?;
