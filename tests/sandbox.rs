@@ -362,3 +362,91 @@ fn sigkill_mid_run_leaves_a_journal_that_recover_unwinds() {
     let out = s.ok(&["recover"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to recover"));
 }
+
+#[test]
+fn plugins_are_pinned_by_digest_and_a_changed_one_is_refused_until_upgraded() {
+    let s = Scratch::new();
+    s.deployment("[plugin.hostile.grant]\ncommands = [\"echo **\"]\n\n[plugin.hostile.settings]\nmode = \"stream\"\n");
+    let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+    let hostile = built.join("coffer_plugin_hostile.wasm");
+    let out = s.ok(&["plugins", "install", hostile.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("installed hostile") && text.contains("run  echo **"),
+        "{text}"
+    );
+    let lock = s.path("deployment.lock");
+    assert!(
+        std::fs::read_to_string(&lock)
+            .unwrap()
+            .contains("name = \"hostile\"")
+    );
+    s.ok(&["plugins", "verify"]);
+    s.init();
+    s.ok(&["backup"]);
+    let out = s.run(&["plugins", "install", hostile.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "installing twice needs upgrade");
+
+    // The installed file changes behind Coffer's back (a valid component: one custom section
+    // more): every run refuses it, naming both digests.
+    let installed = s.path("plugins/hostile.wasm");
+    let mut bytes = std::fs::read(&installed).unwrap();
+    bytes.extend_from_slice(b"\x00\x05\x04test");
+    let changed = s.path("changed.wasm");
+    std::fs::write(&changed, &bytes).unwrap();
+    std::fs::write(&installed, &bytes).unwrap();
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let pinned = std::fs::read_to_string(&lock).unwrap();
+    let pinned_digest = pinned
+        .lines()
+        .skip_while(|l| !l.contains("\"hostile\""))
+        .find_map(|l| l.strip_prefix("sha256 = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let new_digest = coffer_sha256(&bytes);
+    assert!(
+        err.contains(&pinned_digest) && err.contains(&new_digest),
+        "{err}"
+    );
+    let out = s.run(&["plugins", "verify"]);
+    assert_eq!(out.status.code(), Some(4));
+
+    // Upgrading shows the difference and needs --yes.
+    let out = s.run(&["plugins", "upgrade", "hostile", changed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("asks for the same capabilities") && text.contains("--yes"),
+        "{text}"
+    );
+    s.ok(&[
+        "plugins",
+        "upgrade",
+        "hostile",
+        changed.to_str().unwrap(),
+        "--yes",
+    ]);
+    s.ok(&["plugins", "verify"]);
+    s.ok(&["backup"]);
+}
+
+fn coffer_sha256(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}

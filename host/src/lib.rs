@@ -5,6 +5,7 @@ pub mod access;
 pub mod capabilities;
 pub mod deployment;
 pub mod inventory;
+pub mod lock;
 pub mod orchestrator;
 pub mod registry;
 pub mod report;

@@ -222,6 +222,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<PluginFault>().is_some() {
             return exit::PLUGIN;
         }
+        if cause.downcast_ref::<coffer::lock::LockError>().is_some() {
+            return exit::PLUGIN;
+        }
         if cause
             .downcast_ref::<coffer::deployment::DeploymentError>()
             .is_some()
@@ -392,6 +395,12 @@ pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Regist
 pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
     let d = deployment(g)?;
     let (runtime, registry) = load_plugins(g, &d).await?;
+    if let Some(path) = &g.config {
+        let lock_path = coffer::lock::path_for(path);
+        if let Some(lock) = coffer::lock::LockFile::load(&lock_path)? {
+            lock.check(&registry, &lock_path)?;
+        }
+    }
     let nodes = run_deployment(g, &d)
         .await?
         .connect(g.accept_new_host_keys)

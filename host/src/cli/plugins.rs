@@ -1,8 +1,11 @@
-//! `coffer plugins`: list installed plugins or describe one.
+//! `coffer plugins`: list, describe, lock, verify, install and upgrade plugins.
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use coffer::runtime::LoadedPlugin;
+use coffer::lock::LockFile;
+use coffer::runtime::{LoadedPlugin, PluginOrigin};
 
 use super::{Global, UsageError, deployment, exit, load_plugins};
 
@@ -22,6 +25,48 @@ enum Sub {
         /// Plugin name.
         name: String,
     },
+    /// Pin every installed plugin by SHA-256 in the deployment's lock file (DEPLOYMENT.lock).
+    Lock,
+    /// Compare the installed plugins with the lock file.
+    Verify,
+    /// Install a plugin component into the plugin directory and pin it.
+    Install {
+        /// The `.wasm` component.
+        path: PathBuf,
+    },
+    /// Replace an installed plugin by a new build: shows what changes in what it asks for and
+    /// needs --yes to accept.
+    Upgrade {
+        /// Plugin name.
+        name: String,
+        /// The new `.wasm` component.
+        path: PathBuf,
+        /// Accept the change.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn lock_path(g: &Global) -> Result<PathBuf> {
+    g.config
+        .as_ref()
+        .map(|c| coffer::lock::path_for(c))
+        .ok_or_else(|| {
+            UsageError("a lock file belongs to a deployment file: give -c/--config".into()).into()
+        })
+}
+
+fn asks(p: &LoadedPlugin) -> Vec<String> {
+    let caps = &p.info.capabilities;
+    caps.commands
+        .iter()
+        .map(|c| {
+            format!("run  {} {}", c.program, c.args.join(" "))
+                .trim_end()
+                .to_string()
+        })
+        .chain(caps.paths.iter().map(|p| format!("path {p}")))
+        .collect()
 }
 
 fn json(p: &LoadedPlugin) -> serde_json::Value {
@@ -44,11 +89,139 @@ fn json(p: &LoadedPlugin) -> serde_json::Value {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let d = deployment(g)?;
-    let (_runtime, registry) = load_plugins(g, &d).await?;
+    let (runtime, registry) = load_plugins(g, &d).await?;
     for b in &registry.broken {
         eprintln!("warning: {b}");
     }
     match args.command.unwrap_or(Sub::List) {
+        Sub::Lock => {
+            let path = lock_path(g)?;
+            let lock = LockFile::of(&registry);
+            lock.save(&path)?;
+            println!(
+                "pinned {} plugin(s) in {}",
+                lock.plugins.len(),
+                path.display()
+            );
+        }
+        Sub::Verify => {
+            let path = lock_path(g)?;
+            let Some(lock) = LockFile::load(&path)? else {
+                return Err(UsageError(format!(
+                    "no lock file at {}; `coffer plugins lock` writes one",
+                    path.display()
+                ))
+                .into());
+            };
+            let problems = lock.problems(&registry);
+            if problems.is_empty() {
+                println!(
+                    "{} plugin(s) match {}",
+                    registry.iter().count(),
+                    path.display()
+                );
+            } else {
+                println!("{}", problems.join("\n"));
+                return Ok(exit::PLUGIN);
+            }
+        }
+        Sub::Install { path } => {
+            let wasm = std::fs::read(&path)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+            let new = runtime
+                .load(&wasm, PluginOrigin::File(path.clone()))
+                .await?;
+            let name = new.info.name.clone();
+            if let Some(old) = registry.get(&name) {
+                return Err(UsageError(format!(
+                    "plugin `{name}` {} is already installed ({}); use `coffer plugins upgrade {name} {}`",
+                    old.info.version,
+                    old.origin,
+                    path.display()
+                ))
+                .into());
+            }
+            let lock = lock_path(g)?;
+            let dir = super::plugin_dir(g, &d);
+            std::fs::create_dir_all(&dir)?;
+            let target = dir.join(format!("{name}.wasm"));
+            std::fs::write(&target, &wasm)?;
+            let (_, registry) = load_plugins(g, &d).await?;
+            LockFile::of(&registry).save(&lock)?;
+            println!(
+                "installed {name} {} (contract {}, sha256 {}) as {}; pinned in {}",
+                new.info.version,
+                new.identity.contract,
+                new.identity.digest,
+                target.display(),
+                lock.display()
+            );
+            println!("it asks for (grant what you accept in [plugin.{name}.grant]):");
+            for a in asks(&new) {
+                println!("  {a}");
+            }
+        }
+        Sub::Upgrade { name, path, yes } => {
+            let old = registry.get(&name).ok_or_else(|| {
+                UsageError(format!(
+                    "no plugin `{name}` installed; `coffer plugins install` it"
+                ))
+            })?;
+            let wasm = std::fs::read(&path)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+            let new = runtime
+                .load(&wasm, PluginOrigin::File(path.clone()))
+                .await?;
+            if new.info.name != name {
+                return Err(UsageError(format!(
+                    "{} is plugin `{}`, not `{name}`",
+                    path.display(),
+                    new.info.name
+                ))
+                .into());
+            }
+            println!(
+                "{name}: {} (contract {}, sha256 {}) -> {} (contract {}, sha256 {})",
+                old.info.version,
+                old.identity.contract,
+                &old.identity.digest[..12],
+                new.info.version,
+                new.identity.contract,
+                &new.identity.digest[..12]
+            );
+            let (before, after) = (asks(old), asks(&new));
+            let added: Vec<_> = after.iter().filter(|a| !before.contains(a)).collect();
+            let removed: Vec<_> = before.iter().filter(|b| !after.contains(b)).collect();
+            if added.is_empty() && removed.is_empty() {
+                println!("  asks for the same capabilities");
+            }
+            for a in &added {
+                println!("  + {a}");
+            }
+            for r in &removed {
+                println!("  - {r}");
+            }
+            if !yes {
+                println!("not upgraded: re-run with --yes to accept");
+                return Ok(exit::FAILURE);
+            }
+            let lock = lock_path(g)?;
+            let target = match &old.origin {
+                PluginOrigin::File(p) => p.clone(),
+                PluginOrigin::Builtin => super::plugin_dir(g, &d).join(format!("{name}.wasm")),
+            };
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&target, &wasm)?;
+            let (_, registry) = load_plugins(g, &d).await?;
+            LockFile::of(&registry).save(&lock)?;
+            println!(
+                "upgraded {name} in {}; pinned in {}",
+                target.display(),
+                lock.display()
+            );
+        }
         Sub::List => {
             for p in registry.iter() {
                 if g.json {
