@@ -221,3 +221,46 @@ fn ctrl_c_mid_backup_exits_130_and_keeps_nothing() {
         "one artifact snapshot and one Coffer snapshot"
     );
 }
+
+#[test]
+fn every_run_is_recorded_with_its_outcome() {
+    let s = Scratch::new();
+    let src = small_tree(&s);
+    s.init();
+    s.backup(&[]);
+    fs::write(src.join("f1"), b"changed").unwrap();
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = s.run(&["restore", "no-such-snapshot"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = s.ok(&["runs", "--json"]);
+    let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["command"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("backup", "ok"),
+            ("validate", "validation failed"),
+            ("restore", "failed")
+        ]
+    );
+    assert!(
+        runs[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-snapshot")
+    );
+    let text = String::from_utf8_lossy(&s.ok(&["runs"]).stdout).to_string();
+    assert_eq!(text.lines().count(), 3, "{text}");
+}

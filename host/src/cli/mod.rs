@@ -9,6 +9,7 @@ mod output;
 mod plugins;
 mod recover;
 mod restore;
+mod runs;
 mod snapshots;
 mod validate;
 
@@ -111,6 +112,8 @@ enum Command {
     Plugins(plugins::Args),
     /// Run the reversals a run left behind (killed with SIGKILL, or its unwinding failed).
     Recover(recover::Args),
+    /// List past backups, restores, validations and recoveries with their outcome.
+    Runs(runs::Args),
     /// Temporary SSH access keys on the nodes: grant, list, revoke.
     Access(access::Args),
     /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
@@ -120,6 +123,14 @@ enum Command {
 /// Run the CLI.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let recorded = match &cli.command {
+        Command::Backup(_) => Some("backup"),
+        Command::Restore(_) => Some("restore"),
+        Command::Validate(_) => Some("validate"),
+        Command::Recover(_) => Some("recover"),
+        _ => None,
+    };
+    let started = jiff::Timestamp::now();
     let filter = if cli.global.verbose {
         "coffer=debug"
     } else {
@@ -155,6 +166,7 @@ pub fn main() -> ExitCode {
             Command::ImportInventory(a) => import::run(&global, a).await,
             Command::Access(a) => access::run(&global, a).await,
             Command::Recover(a) => recover::run(&global, a).await,
+            Command::Runs(a) => runs::run(&global, a).await,
         }
     };
     let result = runtime.block_on(async move {
@@ -169,14 +181,17 @@ pub fn main() -> ExitCode {
     // Work still running on blocking threads (an artifact being stored when Ctrl-C came) is
     // not waited for: what it leaves is not a snapshot and the next backup removes it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            let code = exit_code(&e);
-            output::error(&e, code, json);
-            ExitCode::from(code)
-        }
+    let (code, error) = match &result {
+        Ok(code) => (*code, None),
+        Err(e) => (exit_code(e), Some(format!("{e:#}"))),
+    };
+    if let Some(command) = recorded {
+        runs::record(command, started, code, error);
     }
+    if let Err(e) = &result {
+        output::error(e, code, json);
+    }
+    ExitCode::from(code)
 }
 
 /// Cancelled on the first Ctrl-C; a run checks it when it starts and while it works.

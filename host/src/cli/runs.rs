@@ -1,0 +1,86 @@
+//! `coffer runs`: the runs this machine made, with their outcome. Every backup, restore,
+//! validate and recover appends one JSON line to `runs.jsonl` in the state directory when it ends.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{Global, exit};
+
+/// List past runs, oldest first.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only the last N.
+    #[arg(long, default_value_t = 20)]
+    last: usize,
+}
+
+fn runs_file() -> PathBuf {
+    coffer::undo::journal_dir()
+        .parent()
+        .map(|p| p.join("runs.jsonl"))
+        .unwrap_or_else(|| PathBuf::from("runs.jsonl"))
+}
+
+/// Append the record of a run that just ended (best effort: a run never fails because its
+/// record could not be written).
+pub fn record(command: &str, started: jiff::Timestamp, code: u8, error: Option<String>) {
+    let outcome = match code {
+        exit::OK => "ok",
+        exit::INTERRUPTED => "interrupted",
+        exit::VALIDATION => "validation failed",
+        _ => "failed",
+    };
+    let line = serde_json::json!({
+        "command": command,
+        "args": std::env::args().skip(1).collect::<Vec<_>>(),
+        "started": started.to_string(),
+        "seconds": (jiff::Timestamp::now() - started).get_milliseconds() as f64 / 1000.0,
+        "outcome": outcome,
+        "exit": code,
+        "error": error,
+    });
+    let path = runs_file();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = writeln!(f, "{line}");
+        let _ = f.sync_all();
+    }
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let text = std::fs::read_to_string(runs_file()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = &lines[lines.len().saturating_sub(args.last)..];
+    if shown.is_empty() {
+        println!("no runs recorded yet ({})", runs_file().display());
+    }
+    for l in shown {
+        if g.json {
+            println!("{l}");
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        println!(
+            "{}  {:<9} {:<18} {:>7.1}s  {}",
+            v["started"].as_str().unwrap_or("?"),
+            v["command"].as_str().unwrap_or("?"),
+            v["outcome"].as_str().unwrap_or("?"),
+            v["seconds"].as_f64().unwrap_or(0.0),
+            v["error"]
+                .as_str()
+                .map(|e| e.lines().next().unwrap_or(""))
+                .unwrap_or("")
+        );
+    }
+    Ok(exit::OK)
+}
