@@ -189,7 +189,8 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     s.deployment_with_nodes(
         &cluster.deployment_nodes(&["controller"]),
         &format!(
-            "[plugin.galera.settings]\ndatadir = {DATADIR:?}\npacemaker-resource = \"galera-bundle\"\n"
+            "[plugin.pacemaker]\n[plugin.galera.settings]\ndatadir = {DATADIR:?}\n\
+             pacemaker-resource = \"galera-bundle\"\n"
         ),
     );
     s.init();
@@ -246,6 +247,7 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| a["plugin"] == "galera")
         .map(|a| a["node"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(sources.len(), 2, "{sources:?}");
@@ -280,6 +282,13 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         text.contains("galera-bundle: Pacemaker leaves it alone"),
         "{text}"
     );
+    // galera runs after pacemaker (its `after`), although the file names it first.
+    let started = |p: &str| {
+        let event = format!("\"plugin\":\"{p}\",\"operation\":\"restore\",\"status\":\"started\"");
+        text.find(&event)
+            .unwrap_or_else(|| panic!("no restore of {p}: {text}"))
+    };
+    assert!(started("pacemaker") < started("galera"), "{text}");
     assert!(
         !pcm.sh("crm_mon -1").contains("unmanaged"),
         "galera-bundle is given back"

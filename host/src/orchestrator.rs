@@ -239,6 +239,8 @@ impl Coffer {
                 problems.join("\n  ")
             )));
         }
+        let enabled: Vec<String> = deployment.plugins.iter().map(|p| p.name.clone()).collect();
+        plan_order(&enabled, |n| registry.get(n).map(|p| &p.info)).map_err(RunError::Config)?;
         Ok(Self {
             runtime,
             deployment,
@@ -448,7 +450,21 @@ impl Coffer {
             }
         }
         let mut records = Vec::new();
-        for pc in &self.deployment.plugins {
+        let enabled: Vec<String> = self
+            .deployment
+            .plugins
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let order = plan_order(&enabled, |n| self.registry.get(n).map(|p| &p.info))
+            .map_err(RunError::Config)?;
+        for name in &order {
+            let pc = self
+                .deployment
+                .plugins
+                .iter()
+                .find(|p| &p.name == name)
+                .expect("ordered from the enabled plugins");
             if !only.is_empty() && !only.contains(&pc.name) {
                 continue;
             }
@@ -683,7 +699,23 @@ impl Coffer {
         })
     }
 
+    /// The snapshot's plugin records (only `only` when given), in plan order.
     fn selected(
+        &self,
+        manifest: &Manifest,
+        only: &[String],
+    ) -> Result<Vec<PluginRecord>, RunError> {
+        let records = self.selected_unordered(manifest, only)?;
+        let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        let order = plan_order(&names, |n| self.registry.get(n).map(|p| &p.info))
+            .map_err(RunError::Config)?;
+        Ok(order
+            .iter()
+            .filter_map(|n| records.iter().find(|r| &r.name == n).cloned())
+            .collect())
+    }
+
+    fn selected_unordered(
         &self,
         manifest: &Manifest,
         only: &[String],
@@ -768,6 +800,64 @@ impl Coffer {
     }
 }
 
+/// Order `names` so that each plugin runs after those it names in `after` and before those it
+/// names in `before` (relations to plugins outside `names` are ignored); otherwise the given
+/// order is kept. A cycle is an error that names it.
+pub fn plan_order<'a>(
+    names: &[String],
+    info: impl Fn(&str) -> Option<&'a coffer_sdk::PluginInfo>,
+) -> Result<Vec<String>, String> {
+    // edges[a] contains b: a must run before b.
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for n in names {
+        let Some(i) = info(n) else { continue };
+        for a in i.after.iter().filter(|a| names.contains(a)) {
+            edges.entry(a.as_str()).or_default().push(n.as_str());
+        }
+        for b in i.before.iter().filter(|b| names.contains(b)) {
+            edges.entry(n.as_str()).or_default().push(b.as_str());
+        }
+    }
+    let mut incoming: BTreeMap<&str, usize> = names.iter().map(|n| (n.as_str(), 0)).collect();
+    for targets in edges.values() {
+        for t in targets {
+            *incoming.get_mut(t).expect("a target is a name") += 1;
+        }
+    }
+    let mut order = Vec::new();
+    let mut left: Vec<&str> = names.iter().map(String::as_str).collect();
+    while !left.is_empty() {
+        let Some(pos) = left.iter().position(|n| incoming[n] == 0) else {
+            // Every plugin left waits for another: follow one chain to show the cycle.
+            let mut chain = vec![left[0]];
+            loop {
+                let last = *chain.last().expect("non-empty");
+                let next = left
+                    .iter()
+                    .find(|c| edges.get(*c).is_some_and(|t| t.contains(&last)))
+                    .copied()
+                    .expect("a waiting plugin waits for one that is left");
+                if let Some(i) = chain.iter().position(|c| *c == next) {
+                    let mut cycle: Vec<&str> = chain[i..].to_vec();
+                    cycle.reverse();
+                    cycle.push(cycle[0]);
+                    return Err(format!(
+                        "the plugins' before/after relations form a cycle: {}",
+                        cycle.join(" -> ")
+                    ));
+                }
+                chain.push(next);
+            }
+        };
+        let n = left.remove(pos);
+        for t in edges.get(n).into_iter().flatten() {
+            *incoming.get_mut(t).expect("a target is a name") -= 1;
+        }
+        order.push(n.to_string());
+    }
+    Ok(order)
+}
+
 /// What `deployment` grants `plugin`: its `[plugin.NAME.grant]` section if there is one;
 /// otherwise everything it declares for a built-in plugin and nothing for a plugin from the
 /// plugin directory. `None` means everything declared.
@@ -798,5 +888,50 @@ pub fn human_duration(seconds: f64) -> String {
     } else {
         let whole = seconds as u64;
         format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use coffer_sdk::PluginInfo;
+
+    fn infos() -> Vec<PluginInfo> {
+        vec![
+            PluginInfo::new("filesystem", "1", ""),
+            PluginInfo::new("galera", "1", "").after(&["pacemaker", "filesystem"]),
+            PluginInfo::new("pacemaker", "1", "").after(&["filesystem"]),
+            PluginInfo::new("redis", "1", "").before(&["filesystem"]),
+        ]
+    }
+
+    fn order(names: &[&str], infos: &[PluginInfo]) -> Result<Vec<String>, String> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        plan_order(&names, |n| infos.iter().find(|i| i.name == n))
+    }
+
+    #[test]
+    fn before_and_after_are_honoured_and_the_rest_keeps_its_order() {
+        let i = infos();
+        assert_eq!(
+            order(&["filesystem", "galera", "pacemaker", "redis"], &i).unwrap(),
+            ["redis", "filesystem", "pacemaker", "galera"]
+        );
+        // A relation to a plugin outside the run is ignored.
+        assert_eq!(
+            order(&["galera", "pacemaker"], &i).unwrap(),
+            ["pacemaker", "galera"]
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_named() {
+        let mut i = infos();
+        i[0] = PluginInfo::new("filesystem", "1", "").after(&["galera"]);
+        let e = order(&["filesystem", "galera", "pacemaker"], &i).unwrap_err();
+        assert!(
+            e.contains("cycle") && e.contains("galera") && e.contains("filesystem"),
+            "{e}"
+        );
     }
 }

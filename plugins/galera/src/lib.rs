@@ -202,6 +202,7 @@ impl Plugin for Galera {
              every member is Synced in one cluster of the right size.",
         )
         .roles(&["controller", "galera"])
+        .after(&["filesystem", "pacemaker"])
         .setting(
             "source",
             "Back up from this member (default: an idle Synced one)",

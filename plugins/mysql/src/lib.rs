@@ -34,6 +34,8 @@ impl Plugin for Mysql {
              imports them; validate compares every user table's CHECKSUM TABLE with the backup's.",
         )
         .roles(&["undercloud", "mysql"])
+        // Configuration files and certificates first, databases after (the talk's order).
+        .after(&["filesystem"])
         .setting(
             "method",
             "`dump`: logical (mysqldump); `mariabackup`: a physical copy, faster for large \

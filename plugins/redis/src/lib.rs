@@ -190,6 +190,7 @@ impl Plugin for Redis {
              Redis; validate checks PING and the keys per database.",
         )
         .roles(&["controller", "redis"])
+        .after(&["filesystem", "pacemaker"])
         .node_scoped(Operations::ALL)
         .setting(
             "dir",
