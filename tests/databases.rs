@@ -83,13 +83,7 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
             .is_empty(),
         "the option file with the password is left on the node"
     );
-    let mut names: Vec<String> = summary(&out)["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
+    let names = artifact_fields(&out, "name");
     assert_eq!(names, ["databases.sql", "grants.sql"]);
     s.ok(&["validate", "latest"]);
 
@@ -381,12 +375,7 @@ fn mysql_physical_backup_with_mariabackup_becomes_the_new_datadir() {
     s.init();
     let before = state(node);
     let out = s.ok(&["backup", "--json"]);
-    let names: Vec<String> = summary(&out)["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
+    let names = artifact_fields(&out, "name");
     assert_eq!(names, ["datadir.xbstream"]);
     let out = node.sh(&format!(
         "/usr/local/sbin/systemctl stop mariadb && rm -rf {DATADIR}"

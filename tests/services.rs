@@ -69,12 +69,7 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
     );
     writer.kill().unwrap();
     writer.wait().unwrap();
-    let names: Vec<String> = summary(&out)["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
+    let names = artifact_fields(&out, "name");
     assert_eq!(names, ["dump.rdb"]);
     assert!(
         node.sh(&format!("ls {DIR}"))
@@ -156,13 +151,7 @@ fn redis_with_aof_restores_the_append_only_files() {
     );
     s.init();
     let out = s.ok(&["backup", "--json"]);
-    let mut names: Vec<String> = summary(&out)["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
+    let names = artifact_fields(&out, "name");
     assert_eq!(names, ["appendonly", "dump.rdb"]);
     // The loss is recorded in the AOF itself: only the restored AOF brings the data back.
     redis.cli(&["FLUSHALL"]);
@@ -196,13 +185,7 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
     );
     s.init();
     let out = s.ok(&["backup", "--json"]);
-    let mut names: Vec<String> = summary(&out)["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
+    let names = artifact_fields(&out, "name");
     assert_eq!(
         names,
         [

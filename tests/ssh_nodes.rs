@@ -284,13 +284,7 @@ fn an_ansible_inventory_imports_into_a_deployment_that_backs_up_its_nodes() {
     fs::write(s.path("deployment.toml"), edited).unwrap();
     s.init();
     let out = s.ok(&["backup", "--json"]);
-    let mut from: Vec<String> = summary(&out)["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["node"].as_str().unwrap().to_string())
-        .collect();
-    from.sort();
+    let from = artifact_fields(&out, "node");
     assert_eq!(from, ["overcloud-controller-0", "overcloud-controller-1"]);
     // A broken inventory is refused with its line, and nothing is written.
     fs::write(s.path("bad.ini"), "[Controller]\nctl[1:x]\n").unwrap();
@@ -530,22 +524,15 @@ fn presets_nodes_and_roles_limit_a_run() {
          [plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
     );
     s.init();
-    let nodes_of = |out: &std::process::Output| {
-        let mut v: Vec<String> = summary(out)["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["node"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
     let out = s.ok(&["backup", "--controllers", "--json"]);
-    assert_eq!(nodes_of(&out), ["controller-0", "controller-1"]);
+    assert_eq!(
+        artifact_fields(&out, "node"),
+        ["controller-0", "controller-1"]
+    );
     let out = s.ok(&["backup", "--undercloud", "--json"]);
-    assert_eq!(nodes_of(&out), ["undercloud"]);
+    assert_eq!(artifact_fields(&out, "node"), ["undercloud"]);
     let out = s.ok(&["backup", "--node", "controller-1", "--json"]);
-    assert_eq!(nodes_of(&out), ["controller-1"]);
+    assert_eq!(artifact_fields(&out, "node"), ["controller-1"]);
     let out = s.run(&["backup", "--role", "compute"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node carries role `compute`"));

@@ -210,6 +210,18 @@ impl Scratch {
     }
 }
 
+/// One field (`name`, `node`, `plugin`) of every artifact in a `--json` run's summary, sorted.
+pub fn artifact_fields(out: &Output, field: &str) -> Vec<String> {
+    let mut v: Vec<String> = summary(out)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a[field].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Run `cmd` to completion while scanning every process's argv for `secret`; fail if it shows
 /// up there or in the command's output. Returns the output.
 pub fn run_watching_argv(mut cmd: Command, secret: &str) -> Output {
