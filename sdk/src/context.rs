@@ -113,6 +113,15 @@ impl<'h> Context<'h> {
             .map_err(|e| stream_failed("capture", &cmd.node, name, e))
     }
 
+    /// The run id with every character but ASCII letters and digits turned into `-`: for the
+    /// names of files a plugin keeps on a node for the length of the run.
+    pub fn run_slug(&self) -> String {
+        self.run_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect()
+    }
+
     /// Before changing a node, register how to reverse the change: `cmd` (declared like any
     /// command). If the run fails, times out or is interrupted before [`Context::keep`], the
     /// host runs it, newest first; a run killed outright leaves it for `coffer recover`.

@@ -128,11 +128,7 @@ fn with_config<T>(
     node: &Node,
     f: impl FnOnce(&str) -> Result<T, PluginError>,
 ) -> Result<T, PluginError> {
-    let run: String = ctx
-        .run_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let run = ctx.run_slug();
     let file = format!("/run/coffer-mongo-{run}.yaml");
     let remove = Command::on(&node.name, "rm").args(["-f", &file]);
     let undo = ctx.undo_with(&remove, "remove the tools' config file")?;

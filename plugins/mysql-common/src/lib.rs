@@ -104,11 +104,7 @@ fn credentials(ctx: &Context<'_>) -> Option<(String, String)> {
 
 /// The option file holding this operation's credentials on every node.
 fn credentials_file(ctx: &Context<'_>) -> String {
-    let run: String = ctx
-        .run_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let run = ctx.run_slug();
     format!("/run/coffer-mysql-{run}.cnf")
 }
 

@@ -55,6 +55,17 @@ fn status(ctx: &Context<'_>, node: &str) -> Result<(bool, Vec<(String, String)>)
     Ok((quorum, roles))
 }
 
+/// Wait (`crm_resource --wait`) until the cluster has settled, at most `settle-timeout-seconds`.
+fn settle(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
+    let timeout: u64 = ctx.settings.parse_or("settle-timeout-seconds", 300)?;
+    ctx.run_ok(
+        &Command::on(n, "crm_resource")
+            .args(["--wait", "--timeout", &format!("{timeout}s")])
+            .timeout(std::time::Duration::from_secs(timeout + 30)),
+    )
+    .map(drop)
+}
+
 fn member<'c>(ctx: &'c Context<'_>) -> Result<&'c str, PluginError> {
     ctx.nodes
         .first()
@@ -136,11 +147,7 @@ impl Plugin for Pacemaker {
             excludes: vec![],
         };
         ctx.capture_paths(n, &corosync, COROSYNC)?;
-        let run: String = ctx
-            .run_id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let run = ctx.run_slug();
         ctx.capture(
             &Command::on(n, "sh").args([
                 "-c",
@@ -184,11 +191,7 @@ impl Plugin for Pacemaker {
             .ok_or_else(|| {
                 PluginError::Precondition(format!("the snapshot has no {CONFIGURATION}"))
             })?;
-        let run: String = ctx
-            .run_id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let run = ctx.run_slug();
         let saved = format!("/var/lib/pacemaker/cib/coffer-before-{run}.xml");
         ctx.run_ok(&Command::on(n, "sh").args(["-c", SAVE_CONFIGURATION, "coffer", &saved]))?;
         let undo = ctx.undo_with(
@@ -210,12 +213,7 @@ impl Plugin for Pacemaker {
                 "--xml-pipe",
             ]),
         )?;
-        let timeout: u64 = ctx.settings.parse_or("settle-timeout-seconds", 300)?;
-        ctx.run_ok(
-            &Command::on(n, "crm_resource")
-                .args(["--wait", "--timeout", &format!("{timeout}s")])
-                .timeout(std::time::Duration::from_secs(timeout + 30)),
-        )?;
+        settle(ctx, n)?;
         ctx.keep(undo);
         ctx.run_ok(&Command::on(n, "rm").args(["-f", &saved]))?;
         ctx.info(format!(
@@ -290,12 +288,7 @@ fn restore_full(ctx: &Context<'_>) -> Result<(), PluginError> {
         ctx.run_ok(&systemctl(&node.name, "start", "pacemaker"))?;
     }
     let n = member(ctx)?;
-    let timeout: u64 = ctx.settings.parse_or("settle-timeout-seconds", 300)?;
-    ctx.run_ok(
-        &Command::on(n, "crm_resource")
-            .args(["--wait", "--timeout", &format!("{timeout}s")])
-            .timeout(std::time::Duration::from_secs(timeout + 30)),
-    )?;
+    settle(ctx, n)?;
     for u in undo {
         ctx.keep(u);
     }

@@ -274,11 +274,7 @@ impl Plugin for Redis {
                 report.records.push(DB_KEYS, format!("{n}\t{db}\t{keys}"));
             }
             let dir = r.dir();
-            let link = format!(
-                "{dir}/dump.rdb.coffer-{}",
-                ctx.run_id
-                    .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-            );
+            let link = format!("{dir}/dump.rdb.coffer-{}", ctx.run_slug());
             let cleanup = ctx.undo_with(
                 &Command::on(n, "rm").args(["-f", &link]),
                 "remove the temporary link to dump.rdb",
