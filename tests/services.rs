@@ -167,10 +167,10 @@ fn redis_with_aof_restores_the_append_only_files() {
 
 #[test]
 fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
-    use support::pacemaker::{ONE_AT_A_TIME, Pacemaker};
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    use support::pacemaker::Pacemaker;
     let s = Scratch::new();
-    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    // Its own PID namespace: the stand-in's `pkill pacemakerd` reaches only this node's.
+    let cluster = Cluster::start_isolated(&s.path("nodes"), &["controller-0"]);
     let node = &cluster.nodes[0];
     let pcm = Pacemaker::start(node);
     pcm.sh("pcs resource create vip ocf:pacemaker:Dummy && \
@@ -231,6 +231,86 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
         status.contains("api") && status.contains("partition with quorum"),
         "{status}"
     );
+    s.ok(&["validate", "latest"]);
+}
+
+#[test]
+fn pacemaker_three_member_cluster_gets_its_configuration_back_on_every_member() {
+    use support::pacemaker::Pacemaker;
+    let s = Scratch::new();
+    let names = ["controller-0", "controller-1", "controller-2"];
+    // One network and PID namespace per member: corosync finds itself by its address.
+    let cluster = Cluster::start_isolated(&s.path("nodes"), &names);
+    let pcm = Pacemaker::start_cluster(&cluster.nodes);
+    pcm.sh("pcs resource create vip ocf:pacemaker:Dummy && \
+         pcs resource create api ocf:pacemaker:Dummy && \
+         pcs constraint colocation add api with vip INFINITY && \
+         pcs constraint order start vip then start api && \
+         pcs constraint location vip prefers controller-1=100 && \
+         crm_resource --wait --timeout 60s");
+    let before = pcm.configuration();
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        "[plugin.pacemaker]\n",
+    );
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    assert_eq!(artifact_fields(&out, "node"), ["controller-0"; 4]);
+    s.ok(&["validate", "latest"]);
+
+    // Changed on another member; then controller-0's pacemaker goes down.
+    pcm.sh_on(
+        2,
+        "pcs resource delete api && pcs resource create extra ocf:pacemaker:Dummy && \
+         crm_resource --wait --timeout 60s",
+    );
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(out.status.code(), Some(5), "validate must see api gone");
+    pcm.sh("/usr/local/sbin/systemctl stop pacemaker");
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "validate must see a member down"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("controller-0"),
+        "{out:?}"
+    );
+
+    // The restore goes through the first member with quorum (and its validation says that
+    // controller-0 is still down); every member has the backup's configuration, controller-0
+    // too once it is back.
+    let out = s.run(&["restore", "latest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(stderr.contains("skipped controller-0"), "{stderr}");
+    assert!(stderr.contains("FAIL controller-0: quorum"), "{stderr}");
+    for (i, name) in names.iter().enumerate().skip(1) {
+        assert_eq!(pcm.configuration_on(i), before, "{name}");
+    }
+    pcm.sh("/usr/local/sbin/systemctl start pacemaker && crm_resource --wait --timeout 60s");
+    assert_eq!(pcm.configuration_on(0), before);
+    s.ok(&["validate", "latest"]);
+
+    // The full way on all three: stopped everywhere, `pcs config restore --local`, started.
+    pcm.sh_on(
+        1,
+        "pcs resource delete api && crm_resource --wait --timeout 60s",
+    );
+    let text = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
+    std::fs::write(
+        s.path("deployment.toml"),
+        text.replace(
+            "[plugin.pacemaker]\n",
+            "[plugin.pacemaker.settings]\nrestore-mode = \"full\"\n",
+        ),
+    )
+    .unwrap();
+    s.ok(&["restore", "latest"]);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(pcm.configuration_on(i), before, "{name}");
+    }
     s.ok(&["validate", "latest"]);
 }
 

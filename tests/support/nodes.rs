@@ -1,6 +1,8 @@
 //! A multi-node test deployment: each node a real `sshd` on its own loopback address, in its own
 //! mount namespace, so that the same path (`/srv/node`) holds different data on every node, as on
 //! real controllers. Started and torn down by the tests themselves, as root, without systemd.
+//! [`Cluster::start_isolated`] also gives each node its own network and PID namespace (and its
+//! own `/run` and `/dev/shm`), on a private bridge: what a corosync/pacemaker cluster needs.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -61,20 +63,32 @@ pub struct Node {
     home: PathBuf,
     /// Its host key's public half, as a known_hosts line.
     pub known_hosts_line: String,
+    /// The process that holds the node's namespaces (sshd itself, or `unshare` above it).
     sshd: Child,
+    /// The listening sshd's pid, as this machine's PID namespace sees it.
+    pid: u32,
 }
 
 impl Node {
     /// Pid of the node's listening sshd (its sessions are its children).
     pub fn sshd_pid(&self) -> u32 {
-        self.sshd.id()
+        self.pid
     }
 
-    /// Run `script` with `sh -c` inside the node's mount namespace (as the node sees its
-    /// files), e.g. to start a service there.
+    /// Run `script` with `sh -c` inside the node's namespaces (as the node sees its files,
+    /// network and processes), e.g. to start a service there.
     pub fn sh(&self, script: &str) -> std::process::Output {
         Command::new("nsenter")
-            .args(["-t", &self.sshd.id().to_string(), "-m", "sh", "-c", script])
+            .args([
+                "-t",
+                &self.pid.to_string(),
+                "-m",
+                "-n",
+                "-p",
+                "sh",
+                "-c",
+                script,
+            ])
             .output()
             .expect("nsenter (util-linux)")
     }
@@ -88,7 +102,7 @@ impl Node {
 
     /// A path as the node sees it (through its sshd's mount namespace).
     pub fn path(&self, path: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root{path}", self.sshd.id()))
+        PathBuf::from(format!("/proc/{}/root{path}", self.pid))
     }
 }
 
@@ -107,6 +121,61 @@ pub struct Cluster {
     pub key: PathBuf,
     /// A known_hosts file with every node's key.
     pub known_hosts: PathBuf,
+    /// The private network of isolated nodes; removed after the nodes are gone.
+    network: Option<Network>,
+}
+
+/// A bridge on this machine and one network namespace per node, each with a veth on the bridge.
+struct Network {
+    bridge: String,
+    namespaces: Vec<String>,
+}
+
+impl Network {
+    /// A fresh /24 (unique within this process and, by pid, among test binaries) and a bridge.
+    fn new() -> (Self, String) {
+        static NETWORKS: AtomicU32 = AtomicU32::new(0);
+        let n = NETWORKS.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let prefix = format!("10.{}.{}", 200 + pid % 50, n % 250);
+        let bridge = format!("cbr{}x{n}", pid % 100_000);
+        sh(&format!(
+            "ip link add {bridge} type bridge && ip link set {bridge} up && \
+             ip addr add {prefix}.254/24 dev {bridge}"
+        ));
+        (
+            Self {
+                bridge,
+                namespaces: Vec::new(),
+            },
+            prefix,
+        )
+    }
+
+    /// A namespace for node `i` with `address` on its `eth0`.
+    fn namespace(&mut self, i: usize, address: &str) -> String {
+        let ns = format!("{}n{i}", self.bridge);
+        let veth = format!("{}v{i}", self.bridge);
+        sh(&format!(
+            "ip netns add {ns} && ip link add {veth} type veth peer name eth0 netns {ns} && \
+             ip link set {veth} master {} up && ip -n {ns} addr add {address}/24 dev eth0 && \
+             ip -n {ns} link set eth0 up && ip -n {ns} link set lo up",
+            self.bridge
+        ));
+        self.namespaces.push(ns.clone());
+        ns
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
 }
 
 fn keygen(path: &Path) {
@@ -119,6 +188,17 @@ fn keygen(path: &Path) {
 impl Cluster {
     /// Start `names.len()` nodes under `dir`.
     pub fn start(dir: &Path, names: &[&str]) -> Self {
+        Self::start_with(dir, names, false)
+    }
+
+    /// Start nodes that each also have their own network namespace (on a private bridge, the
+    /// address on `eth0`), PID namespace, `/run` and `/dev/shm`: everything a node's processes
+    /// run ends with it.
+    pub fn start_isolated(dir: &Path, names: &[&str]) -> Self {
+        Self::start_with(dir, names, true)
+    }
+
+    fn start_with(dir: &Path, names: &[&str], isolated: bool) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         for p in NODE_PATHS {
@@ -131,8 +211,13 @@ impl Cluster {
         std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
         let mut nodes = Vec::new();
         let mut known = String::new();
-        for name in names {
-            let node = start_node(dir, name, &authorized);
+        let mut network = isolated.then(Network::new);
+        for (i, name) in names.iter().enumerate() {
+            let place = network.as_mut().map(|(net, prefix)| {
+                let address = format!("{prefix}.{}", i + 1);
+                (net.namespace(i, &address), address)
+            });
+            let node = start_node(dir, name, &authorized, place);
             known.push_str(&node.known_hosts_line);
             known.push('\n');
             nodes.push(node);
@@ -143,6 +228,7 @@ impl Cluster {
             nodes,
             key,
             known_hosts,
+            network: network.map(|(net, _)| net),
         }
     }
 
@@ -181,7 +267,8 @@ pub fn controllers_and_backup_host(name: &str) -> Vec<&'static str> {
     }
 }
 
-fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
+/// Start one node; `place` is (network namespace, address) for an isolated node.
+fn start_node(dir: &Path, name: &str, authorized: &Path, place: Option<(String, String)>) -> Node {
     let home = dir.join(name);
     let own = |p: &str| home.join(p.trim_start_matches('/').replace('/', "-"));
     for p in NODE_PATHS {
@@ -207,7 +294,10 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
     std::fs::copy(authorized, ssh_auth.join("authorized_keys")).unwrap();
     let host_key = home.join("ssh_host_ed25519_key");
     keygen(&host_key);
-    let address = fresh_address();
+    let (netns, address) = match place {
+        Some((ns, address)) => (Some(ns), address),
+        None => (None, fresh_address()),
+    };
     let config = home.join("sshd_config");
     std::fs::write(
         &config,
@@ -221,10 +311,24 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
         ),
     )
     .unwrap();
-    let mut mounts: Vec<String> = NODE_PATHS
-        .iter()
-        .map(|p| format!("mount --bind {} {p}", own(p).display()))
-        .collect();
+    let mut mounts: Vec<String> = Vec::new();
+    if netns.is_some() {
+        // The node's own /run (sshd's privilege separation directory, pacemaker's and the
+        // resource agents' state) and /dev/shm (libqb's IPC buffers).
+        mounts.push(
+            "mount -t tmpfs -o mode=755 tmpfs /run && \
+             mkdir -p /run/sshd /run/mysqld /run/coffer-test-ssh /run/lock /run/crm \
+             /run/resource-agents && chmod 1777 /run/lock && \
+             chown hacluster:haclient /run/crm && chmod 750 /run/crm && \
+             mount -t tmpfs -o mode=1777 tmpfs /dev/shm"
+                .into(),
+        );
+    }
+    mounts.extend(
+        NODE_PATHS
+            .iter()
+            .map(|p| format!("mount --bind {} {p}", own(p).display())),
+    );
     mounts.push(format!(
         "mount --bind {} {}",
         ssh_auth.display(),
@@ -236,7 +340,16 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
         config.display(),
         home.join("sshd.log").display()
     );
-    let sshd = Command::new("unshare")
+    let mut command = match &netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "unshare", "-p", "-f", "--kill-child"])
+                .args(["--mount-proc"]);
+            c
+        }
+        None => Command::new("unshare"),
+    };
+    let sshd = command
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .stdin(Stdio::null())
         .spawn()
@@ -250,6 +363,17 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // With its own PID namespace, sshd is `unshare`'s child (pid 1 inside).
+    let pid = if netns.is_some() {
+        let children = format!("/proc/{0}/task/{0}/children", sshd.id());
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        text.split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no sshd under unshare ({children})"))
+    } else {
+        sshd.id()
+    };
     let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
     let mut parts = public.split_whitespace();
     let known_hosts_line = format!(
@@ -266,5 +390,6 @@ fn start_node(dir: &Path, name: &str, authorized: &Path) -> Node {
         home: home.clone(),
         known_hosts_line,
         sshd,
+        pid,
     }
 }

@@ -66,11 +66,47 @@ fn settle(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
     .map(drop)
 }
 
+/// The first member (in deployment order) whose partition has quorum: a member that is down or
+/// cut off is skipped (and said), not fatal.
 fn member<'c>(ctx: &'c Context<'_>) -> Result<&'c str, PluginError> {
-    ctx.nodes
-        .first()
-        .map(|n| n.name.as_str())
-        .ok_or_else(|| PluginError::Precondition("no cluster member".into()))
+    let mut skipped = Vec::new();
+    for node in &ctx.nodes {
+        let n = node.name.as_str();
+        match status(ctx, n) {
+            Ok((true, _)) => {
+                for s in &skipped {
+                    ctx.warn(format!("skipped {s}"));
+                }
+                return Ok(n);
+            }
+            Ok((false, _)) => skipped.push(format!("{n}: its partition has no quorum")),
+            Err(e) => skipped.push(format!("{n}: {e}")),
+        }
+    }
+    if skipped.is_empty() {
+        return Err(PluginError::Precondition("no cluster member".into()));
+    }
+    Err(PluginError::Precondition(format!(
+        "no member of the cluster has quorum (is the cluster running?): {}",
+        skipped.join("; ")
+    )))
+}
+
+/// After a start: wait (at most `settle-timeout-seconds`) until a member has quorum.
+fn quorate_member<'c>(ctx: &'c Context<'_>) -> Result<&'c str, PluginError> {
+    let timeout: u64 = ctx.settings.parse_or("settle-timeout-seconds", 300)?;
+    let mut waited = 0;
+    loop {
+        match member(ctx) {
+            Ok(n) => return Ok(n),
+            Err(e) if waited >= timeout => return Err(e),
+            Err(_) => {
+                let n = &ctx.nodes[0].name;
+                ctx.run_ok(&Command::on(n, "sleep").arg("1"))?;
+                waited += 1;
+            }
+        }
+    }
 }
 
 impl Plugin for Pacemaker {
@@ -116,6 +152,7 @@ impl Plugin for Pacemaker {
         .command("rm", &["-f", "/var/lib/pacemaker/cib/coffer-*.xml"])
         .command("crm_mon", &["-1", "--output-as=xml"])
         .command("crm_resource", &["--wait", "--timeout", "*"])
+        .command("sleep", &["1"])
         .setting(
             "restore-mode",
             "`cib`: replace the live configuration section; `full`: stop the cluster on every \
@@ -157,10 +194,7 @@ impl Plugin for Pacemaker {
             ]),
             PCS_BACKUP,
         )?;
-        let (quorum, roles) = status(ctx, n)?;
-        if !quorum {
-            ctx.warn(format!("{n}: the partition has no quorum at backup time"));
-        }
+        let (_, roles) = status(ctx, n)?;
         let mut report = BackupReport::default();
         for (id, role) in &roles {
             report.records.push(ROLE, format!("{id}\t{role}"));
@@ -223,9 +257,25 @@ impl Plugin for Pacemaker {
     }
 
     fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let n = member(ctx)?;
-        let (quorum, roles) = status(ctx, n)?;
-        let mut checks = vec![Check::new(n, "quorum", quorum, "")];
+        // Every member must be up and in the quorate partition; the roles are one member's view.
+        let mut checks = Vec::new();
+        let mut view = None;
+        for node in &ctx.nodes {
+            let n = node.name.as_str();
+            let (quorum, detail) = match status(ctx, n) {
+                Ok((quorum, roles)) => {
+                    if quorum && view.is_none() {
+                        view = Some((n, roles));
+                    }
+                    (quorum, String::new())
+                }
+                Err(e) => (false, e.to_string()),
+            };
+            checks.push(Check::new(n, "quorum", quorum, detail));
+        }
+        let Some((n, roles)) = view else {
+            return Ok(checks);
+        };
         for r in ctx.records.all(ROLE) {
             let Some((id, want)) = r.split_once('\t') else {
                 continue;
@@ -287,7 +337,7 @@ fn restore_full(ctx: &Context<'_>) -> Result<(), PluginError> {
     for node in &ctx.nodes {
         ctx.run_ok(&systemctl(&node.name, "start", "pacemaker"))?;
     }
-    let n = member(ctx)?;
+    let n = quorate_member(ctx)?;
     settle(ctx, n)?;
     for u in undo {
         ctx.keep(u);
