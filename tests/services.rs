@@ -134,6 +134,97 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
 }
 
 #[test]
+fn redis_bad_cases_name_plugin_node_and_step_and_lose_nothing() {
+    let s = Scratch::new();
+    // Isolated: what the node starts (Redis from a tmpfs below) ends with it.
+    let cluster = Cluster::start_isolated(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let redis = Redis::start(node, PASSWORD, "");
+    redis.cli(&[
+        "EVAL",
+        "for i = 1, 60000 do redis.call('SET', 'k:'..i, string.rep('x', 40)..i) end return 1",
+        "0",
+    ]);
+    let deployment = |password: &str, extra: &str| {
+        s.deployment_with_nodes(
+            &cluster.deployment_nodes(&["controller"]),
+            &format!("[plugin.redis.settings]\npassword = {password:?}\ndir = {DIR:?}\n{extra}"),
+        )
+    };
+    let failure = |out: &std::process::Output, code: i32, what: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        for part in ["redis", "controller-0", what] {
+            assert!(err.contains(part), "no {part:?} in: {err}");
+        }
+        err
+    };
+    deployment("not-the-password", "");
+    s.init();
+
+    // A wrong password: refused, and the password given is in no argv nor output.
+    let out = run_watching_argv(s.command(&["backup"]), "not-the-password");
+    failure(&out, 4, "WRONGPASS");
+    assert_eq!(s.snapshot_count(), 0);
+
+    // A save that never finishes: the plugin's own limit, then no snapshot.
+    deployment(PASSWORD, "timeout-seconds = \"2\"\n");
+    redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "1000000"]);
+    let out = s.run(&["backup"]);
+    failure(&out, 4, "BGSAVE did not finish in 2s");
+    assert_eq!(s.snapshot_count(), 0);
+    redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    // That save still runs; Redis stops its own save children with SIGUSR1.
+    let out = node.sh(
+        "pkill -USR1 -f '^redis-rdb-bgsave' && while pgrep -f '^redis-rdb-bgsave'; do sleep 0.1; done",
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    deployment(PASSWORD, "");
+    s.ok(&["backup"]);
+    assert_eq!(s.snapshot_count(), 1);
+
+    // Not running: backup and validate say so.
+    assert!(
+        node.sh("/usr/local/sbin/systemctl stop redis-server")
+            .status
+            .success()
+    );
+    let out = s.run(&["backup"]);
+    failure(&out, 4, "Connection refused");
+    assert_eq!(s.snapshot_count(), 1);
+    let out = s.run(&["validate", "latest"]);
+    failure(&out, 5, "PING");
+
+    // A full disk on restore: the data Redis had is back and served.
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl start redis-server && \
+         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} FLUSHALL && \
+         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} SET old 1 && \
+         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} SAVE && \
+         /usr/local/sbin/systemctl stop redis-server && cp -a {DIR} /tmp/redis && \
+         mount -t tmpfs -o size=1m tmpfs {DIR} && cp -a /tmp/redis/. {DIR}/ && \
+         /usr/local/sbin/systemctl start redis-server",
+        addr = node.address
+    ));
+    assert!(out.status.success(), "{out:?}");
+    let out = s.run(&["restore", "latest"]);
+    let err = failure(&out, 4, "No space left on device");
+    assert!(
+        err.contains("undone") && err.contains("start Redis again"),
+        "{err}"
+    );
+    assert_eq!(redis.cli(&["GET", "old"]), "1");
+    assert_eq!(redis.cli(&["DBSIZE"]), "1");
+    let files = node.sh(&format!("ls {DIR}"));
+    let files = String::from_utf8_lossy(&files.stdout);
+    assert!(
+        !files.contains(".coffer"),
+        "a partial file is left: {files}"
+    );
+}
+
+#[test]
 fn redis_with_aof_restores_the_append_only_files() {
     let s = Scratch::new();
     let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
@@ -232,6 +323,24 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
         "{status}"
     );
     s.ok(&["validate", "latest"]);
+
+    // The cluster not running: a backup says so and keeps nothing; validate fails.
+    pcm.sh("/usr/local/sbin/systemctl stop pacemaker");
+    let snapshots = s.snapshot_count();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    for part in [
+        "pacemaker",
+        "backup",
+        "controller-0",
+        "no member of the cluster has quorum",
+    ] {
+        assert!(err.contains(part), "no {part:?} in: {err}");
+    }
+    assert_eq!(s.snapshot_count(), snapshots);
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(out.status.code(), Some(5));
 }
 
 #[test]
@@ -353,6 +462,26 @@ fn swift_objects_come_back_with_their_metadata_after_srv_node_and_etc_swift_are_
         &format!("[plugin.swift.settings]\nuser = {USER:?}\nkey = {KEY:?}\n"),
     );
     s.init();
+    // A wrong key: refused by the proxy, and the key given is in no argv nor output.
+    let good = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
+    std::fs::write(
+        s.path("deployment.toml"),
+        good.replace(&format!("key = {KEY:?}"), "key = \"not-the-key\""),
+    )
+    .unwrap();
+    let out = run_watching_argv(s.command(&["backup"]), "not-the-key");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    for part in [
+        "swift",
+        "backup",
+        "controller-0",
+        "did not authenticate test:tester",
+    ] {
+        assert!(err.contains(part), "no {part:?} in: {err}");
+    }
+    std::fs::write(s.path("deployment.toml"), good).unwrap();
+    assert_eq!(s.snapshot_count(), 0);
     let out = run_watching_argv(s.command(&["backup", "--json"]), KEY);
     assert!(
         out.status.success(),
@@ -363,6 +492,15 @@ fn swift_objects_come_back_with_their_metadata_after_srv_node_and_etc_swift_are_
 
     // Wipe the data and the configuration (rings included), servers down.
     swift.stop();
+    // The proxy down: the backup cannot list the objects, says so, keeps nothing.
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("controller-0") && err.contains("Failed to connect"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_count(), 1);
     for dir in ["/srv/node", "/etc/swift"] {
         for e in std::fs::read_dir(node.own(dir)).unwrap() {
             let p = e.unwrap().path();

@@ -22,9 +22,11 @@ pub const AOF_DIR: &str = "aof-dir";
 /// Record: `node \t db \t keys`.
 pub const DB_KEYS: &str = "db-keys";
 
-/// Writes stdin to "$1" (via a temporary file, renamed) owned by "$2".
-const PUT_FILE: &str =
-    "umask 077 && cat > \"$1.coffer\" && chown \"$2\" \"$1.coffer\" && mv -f \"$1.coffer\" \"$1\"";
+/// Writes stdin to "$1" (via a temporary file, renamed) owned by "$2"; on failure (a full
+/// disk) the temporary file is removed.
+/// (No braces: the manifest's argument patterns are globs.)
+const PUT_FILE: &str = "umask 077 && if cat > \"$1.coffer\" && chown \"$2\" \"$1.coffer\" && \
+     mv -f \"$1.coffer\" \"$1\"; then :; else rm -f \"$1.coffer\"; exit 1; fi";
 /// Moves "$1" to "$2" if "$1" exists.
 const MOVE_IF_PRESENT: &str = "test ! -e \"$1\" || mv -T \"$1\" \"$2\"";
 
@@ -135,10 +137,16 @@ impl<'c, 'a> Server<'c, 'a> {
         done: impl Fn(&[(String, String)]) -> bool,
     ) -> Result<Vec<(String, String)>, PluginError> {
         let limit: u64 = self.ctx.settings.parse_or("timeout-seconds", 3600)?;
-        for _ in 0..limit * 10 {
+        // By the clock (WASI's monotonic clock): each poll is a command on the node and takes
+        // its own time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+        loop {
             let info = self.info("persistence")?;
             if done(&info) {
                 return Ok(info);
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
             }
             self.sleep()?;
         }
