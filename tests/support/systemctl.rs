@@ -28,7 +28,12 @@ case "$1 ${2:-}" in
     [ -f /run/mysqld/mysqld.pid ] || exit 0
     pid=$(cat /run/mysqld/mysqld.pid)
     kill "$pid" 2>/dev/null || exit 0
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done ;;
+    # As systemd after TimeoutStopSec: a Galera member can hang in shutdown when its
+    # cluster broke under it (seen after a joiner was killed mid-SST).
+    i=0; while kill -0 "$pid" 2>/dev/null; do
+        i=$((i+1)); [ $i -lt 600 ] || { kill -9 "$pid"; echo "mariadbd did not stop; killed" >&2; }
+        sleep 0.1
+    done ;;
 "restart mariadb") "$0" stop mariadb && "$0" start mariadb ;;
 "set-environment "*) echo "$2" > /srv/db/systemd-env ;;
 "is-active mariadb") ping ;;
