@@ -16,6 +16,45 @@ const BUILTIN: &[(&str, &str)] = &[
 ];
 /// Plugins built for the test suite only, left in the plugin output directory.
 const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];
+/// Earlier releases rebuilt from their feature for the cross-version tests: (crate, feature,
+/// file name in the plugin output directory). Each is built on its own so that the feature
+/// does not reach the built-in plugin.
+const RELEASES: &[(&str, &str, &str)] = &[(
+    "coffer-plugin-filesystem",
+    "release-0-1",
+    "coffer_plugin_filesystem_0_1.wasm",
+)];
+
+/// `cargo build` of plugins for wasm32-wasip2 into `target_dir`, free of the outer build's
+/// settings.
+fn plugin_build(workspace: &Path, target_dir: &Path) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run(mut cmd: Command) {
+    let status = cmd.status().expect("running cargo for the plugins");
+    if !status.success() {
+        panic!(
+            "building the plugins for wasm32-wasip2 failed; is the target installed? \
+             Run `rustup target add wasm32-wasip2`."
+        );
+    }
+}
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -27,36 +66,23 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/coffer-<hash>/out.
     let target_root = out_dir.ancestors().nth(4).unwrap().to_path_buf();
     let wasm_target = target_root.join("plugins-wasm");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
-        .arg("--target-dir")
-        .arg(&wasm_target);
+    let mut cmd = plugin_build(&workspace, &wasm_target);
     for (krate, _) in BUILTIN {
         cmd.args(["-p", krate]);
     }
     for krate in FIXTURES {
         cmd.args(["-p", krate]);
     }
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("running cargo for the plugins");
-    if !status.success() {
-        panic!(
-            "building the plugins for wasm32-wasip2 failed; is the target installed? \
-             Run `rustup target add wasm32-wasip2`."
-        );
-    }
+    run(cmd);
     let built = wasm_target.join("wasm32-wasip2").join("plugin");
+    for (krate, feature, file) in RELEASES {
+        let dir = wasm_target.join(feature);
+        let mut cmd = plugin_build(&workspace, &dir);
+        cmd.args(["-p", krate, "--features", &format!("{krate}/{feature}")]);
+        run(cmd);
+        let from = wasm_file(&dir.join("wasm32-wasip2").join("plugin"), krate);
+        std::fs::copy(&from, built.join(file)).unwrap();
+    }
     let mut code =
         String::from("/// Plugins shipped inside the binary: (name, component bytes).\n");
     code.push_str("pub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");

@@ -419,3 +419,79 @@ fn json_output_is_one_event_per_line_then_a_summary() {
             .contains("no snapshot `nosuchid`")
     );
 }
+
+#[test]
+fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_reverse() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    for (file, body) in [("etc/a.conf", "a=1\n"), ("srv/x.bin", "x"), ("srv/y", "y")] {
+        fs::create_dir_all(src.join(file).parent().unwrap()).unwrap();
+        fs::write(src.join(file), body).unwrap();
+    }
+    s.deployment(&format!(
+        "[plugin.filesystem.settings]\npaths = [{:?}, {:?}]\n\n[plugin.filesystem.grant]\n\
+         commands = [\"test -e /**\", \"tar --compare **\"]\npaths = [{:?}]\n",
+        src.join("etc").display().to_string(),
+        src.join("srv").display().to_string(),
+        format!("{}/**", src.display())
+    ));
+    // The 0.1 release (one archive per node) installed over the built-in 0.2.
+    let plugins = s.path("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    let release_0_1 =
+        Path::new(coffer::registry::BUILT_PLUGINS_DIR).join("coffer_plugin_filesystem_0_1.wasm");
+    fs::copy(&release_0_1, plugins.join("filesystem.wasm")).unwrap();
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    assert_eq!(artifact_fields(&out, "name"), ["paths.tar"]);
+    let old = summary(&out)["snapshot"].as_str().unwrap().to_string();
+
+    // Upgrade to 0.2 (the built-in again); the data is damaged; the 0.1 snapshot restores,
+    // whole and one path alone.
+    fs::remove_file(plugins.join("filesystem.wasm")).unwrap();
+    let listed = String::from_utf8_lossy(&s.ok(&["plugins"]).stdout).into_owned();
+    assert!(listed.contains("filesystem   0.2.0"), "{listed}");
+    fs::remove_file(src.join("etc/a.conf")).unwrap();
+    fs::write(src.join("srv/y"), "changed").unwrap();
+    s.ok(&["restore", &old]);
+    assert_eq!(fs::read_to_string(src.join("etc/a.conf")).unwrap(), "a=1\n");
+    assert_eq!(fs::read_to_string(src.join("srv/y")).unwrap(), "y");
+    fs::write(src.join("srv/y"), "changed").unwrap();
+    let wanted = src.join("srv/y");
+    s.ok(&["restore", &old, "--path", wanted.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(src.join("srv/y")).unwrap(), "y");
+
+    // 0.2 writes one archive per path; `--path` reads only the archive that holds it.
+    let out = s.ok(&["backup", "--json"]);
+    let etc = format!("tree{}.tar", src.join("etc").display()).replace('/', ":");
+    let srv = format!("tree{}.tar", src.join("srv").display()).replace('/', ":");
+    assert_eq!(artifact_fields(&out, "name"), [etc.clone(), srv.clone()]);
+    fs::write(src.join("srv/y"), "changed").unwrap();
+    let out = s.ok(&["restore", "latest", "--path", wanted.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("restoring {srv}")), "{err}");
+    assert!(!err.contains(&format!("restoring {etc}")), "{err}");
+    assert_eq!(fs::read_to_string(src.join("srv/y")).unwrap(), "y");
+    let elsewhere = s.path("elsewhere");
+    let out = s.run(&["restore", "latest", "--path", elsewhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none of the selected paths"));
+
+    // Back to 0.1: it cannot read the 0.2 snapshot; refused before anything runs, naming
+    // the versions.
+    fs::copy(&release_0_1, plugins.join("filesystem.wasm")).unwrap();
+    fs::write(src.join("srv/y"), "changed").unwrap();
+    let out = s.run(&["restore", "latest"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    for part in [
+        "written by filesystem 0.2.0",
+        "installed filesystem 0.1.0 restores only versions `0.1.*`",
+        "the 0.2.* series does",
+    ] {
+        assert!(err.contains(part), "no {part:?} in: {err}");
+    }
+    assert_eq!(fs::read_to_string(src.join("srv/y")).unwrap(), "changed");
+    s.ok(&["restore", &old]);
+    assert_eq!(fs::read_to_string(src.join("srv/y")).unwrap(), "y");
+}

@@ -450,3 +450,113 @@ fn coffer_sha256(bytes: &[u8]) -> String {
         .unwrap()
         .to_string()
 }
+
+#[test]
+fn with_trusted_keys_only_plugins_signed_by_one_of_them_load() {
+    let s = Scratch::new();
+    let keygen = |name: &str| {
+        let key = s.path(name);
+        sh(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -C {name} -f {}",
+            key.display()
+        ));
+        key
+    };
+    let (trusted, stranger) = (keygen("release-key"), keygen("stranger-key"));
+    let sign = |key: &std::path::Path, file: &std::path::Path| {
+        sh(&format!(
+            "ssh-keygen -q -Y sign -n coffer-plugin -f {} {}",
+            key.display(),
+            file.display()
+        ));
+    };
+    let plugin_section = "[plugin.hostile.grant]\ncommands = [\"echo **\"]\n\n[plugin.hostile.settings]\nmode = \"stream\"\n";
+    s.deployment(&format!(
+        "[plugin-signing]\ntrusted-keys = [{:?}]\n\n{plugin_section}",
+        trusted.with_extension("pub").display().to_string()
+    ));
+    let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+    let hostile = s.path("hostile.wasm");
+    std::fs::copy(built.join("coffer_plugin_hostile.wasm"), &hostile).unwrap();
+    s.init();
+
+    // Unsigned: not installed, with the command that signs it.
+    let out = s.run(&["plugins", "install", hostile.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("unsigned") && err.contains("ssh-keygen -Y sign -n coffer-plugin"),
+        "{err}"
+    );
+    assert!(!s.path("plugins/hostile.wasm").exists());
+
+    // Signed by a key that is not trusted: refused, naming the signer.
+    sign(&stranger, &hostile);
+    let out = s.run(&["plugins", "install", hostile.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("not a trusted key"), "{err}");
+
+    // Signed by the trusted key: installed with its signature, verified, and it runs.
+    std::fs::remove_file(s.path("hostile.wasm.sig")).unwrap();
+    sign(&trusted, &hostile);
+    let out = s.ok(&["plugins", "install", hostile.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("signed by trusted key SHA256:"),
+        "{out:?}"
+    );
+    assert!(s.path("plugins/hostile.wasm.sig").exists());
+    let out = s.ok(&["plugins", "verify"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hostile: signed by trusted key"));
+    s.ok(&["backup"]);
+
+    // The installed file changed and re-pinned (its signature no longer matches), or its
+    // signature removed: every run refuses it.
+    let installed = s.path("plugins/hostile.wasm");
+    let mut bytes = std::fs::read(&installed).unwrap();
+    bytes.extend_from_slice(b"\x00\x05\x04test");
+    std::fs::write(&installed, &bytes).unwrap();
+    s.ok(&["plugins", "lock"]);
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("does not match the file"), "{err}");
+    std::fs::remove_file(s.path("plugins/hostile.wasm.sig")).unwrap();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("unsigned"), "{err}");
+    let out = s.run(&["plugins", "verify"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(s.snapshot_count(), 1);
+}
+
+#[test]
+fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
+    let s = Scratch::new();
+    s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
+    // The hostile fixture as if built against 1.9.0: its handler export renamed (same length).
+    let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+    let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
+    let (from, to) = (
+        b"coffer:plugin/handler@1.3.0",
+        b"coffer:plugin/handler@1.9.0",
+    );
+    let mut replaced = 0;
+    while let Some(i) = wasm.windows(from.len()).position(|w| w == from) {
+        wasm[i..i + from.len()].copy_from_slice(to);
+        replaced += 1;
+    }
+    assert!(replaced > 0, "the fixture exports handler@1.3.0");
+    std::fs::create_dir_all(s.path("plugins")).unwrap();
+    std::fs::write(s.path("plugins/hostile.wasm"), &wasm).unwrap();
+    s.init();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("targets contract coffer:plugin@1.9.0")
+            && err.contains("this coffer serves coffer:plugin@1.3.0"),
+        "{err}"
+    );
+}

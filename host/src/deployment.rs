@@ -85,6 +85,7 @@ struct File {
     limits: Option<LimitsSection>,
     ssh: Option<SshSection>,
     access: Option<Spanned<AccessSection>>,
+    plugin_signing: Option<SigningSection>,
     #[serde(default)]
     node: Vec<NodeSection>,
     #[serde(default)]
@@ -106,6 +107,13 @@ struct LimitsSection {
     cpu_seconds: Option<u64>,
     call_timeout_seconds: Option<u64>,
     command_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SigningSection {
+    #[serde(default)]
+    trusted_keys: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -292,6 +300,9 @@ pub struct Deployment {
     pub plugins: Vec<PluginConfig>,
     /// Temporary access keys (`[access]`).
     pub access: AccessConfig,
+    /// Public key files whose ed25519 keys sign plugins (`[plugin-signing] trusted-keys`);
+    /// when any is given, plugins from the plugin directory must be signed by one.
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -663,6 +674,10 @@ impl Deployment {
                 .as_ref()
                 .and_then(|r| r.password_file.clone()),
             plugin_dir: file.plugin_dir,
+            trusted_keys: file
+                .plugin_signing
+                .map(|s| s.trusted_keys)
+                .unwrap_or_default(),
             cache_dir: file.cache_dir,
             limits,
             nodes,

@@ -11,5 +11,6 @@ pub mod registry;
 pub mod report;
 pub mod repository;
 pub mod runtime;
+pub mod signing;
 pub mod transport;
 pub mod undo;

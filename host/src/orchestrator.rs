@@ -657,6 +657,29 @@ impl Coffer {
         let started = Instant::now();
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
+        // Every plugin must be able to read what its version in the snapshot wrote, before
+        // anything runs.
+        for record in &records {
+            if let Some(plugin) = self.registry.get(&record.name)
+                && !plugin.can_restore(&record.version)
+            {
+                let (name, written) = (&record.name, &record.version);
+                return Err(PluginFault::Incompatible {
+                    plugin: name.clone(),
+                    reason: format!(
+                        "snapshot {}: its `{name}` artifacts were written by {name} {written}, \
+                         but the installed {name} {} restores only versions `{}`; install a \
+                         {name} plugin that restores {written} (the {} series does) with \
+                         `coffer plugins upgrade {name} PATH`, then restore again",
+                        snap.id,
+                        plugin.info.version,
+                        plugin.restores(),
+                        crate::runtime::release_series(written)
+                    ),
+                }
+                .into());
+            }
+        }
         let mut restored = Vec::new();
         let undo = Arc::new(UndoStack::new(&run_id(), &self.deployment.source_name));
         for record in records.iter().filter(|_| restore) {

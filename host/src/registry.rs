@@ -1,10 +1,12 @@
 //! The installed plugins: those shipped in the binary, and third-party components from a plugin
-//! directory (a file there replaces the built-in plugin of the same name).
+//! directory (a file there replaces the built-in plugin of the same name). When the deployment
+//! trusts signing keys, a file without a valid signature by one of them is not loaded.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::runtime::{LoadedPlugin, PluginFault, PluginOrigin, Runtime};
+use crate::signing::{SignatureError, TrustedKeys};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
@@ -13,13 +15,24 @@ pub struct Registry {
     plugins: BTreeMap<String, LoadedPlugin>,
     /// Plugins that could not be loaded, with why; they are reported, not fatal, unless used.
     pub broken: Vec<PluginFault>,
+    /// Plugin files refused for their signature (only when signatures are required).
+    pub refused: Vec<SignatureError>,
+    /// The signer's key fingerprint of each signed plugin, by name.
+    pub signed_by: BTreeMap<String, String>,
 }
 
 impl Registry {
-    /// Load the built-in plugins and every `*.wasm` in `plugin_dir`.
-    pub async fn load(runtime: &Runtime, plugin_dir: Option<&Path>) -> std::io::Result<Self> {
+    /// Load the built-in plugins and every `*.wasm` in `plugin_dir` (signed by one of
+    /// `trusted`, when it holds keys).
+    pub async fn load(
+        runtime: &Runtime,
+        plugin_dir: Option<&Path>,
+        trusted: &TrustedKeys,
+    ) -> std::io::Result<Self> {
         let mut plugins = BTreeMap::new();
         let mut broken = Vec::new();
+        let mut refused = Vec::new();
+        let mut signed_by = BTreeMap::new();
         for (_, wasm) in BUILTIN_PLUGINS {
             match runtime.load(wasm, PluginOrigin::Builtin).await {
                 Ok(p) => {
@@ -36,8 +49,22 @@ impl Registry {
             files.sort();
             for path in files {
                 let wasm = std::fs::read(&path)?;
+                let signer = if trusted.required() {
+                    match trusted.verify(&path, &wasm) {
+                        Ok(fingerprint) => Some(fingerprint),
+                        Err(e) => {
+                            refused.push(e);
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 match runtime.load(&wasm, PluginOrigin::File(path.clone())).await {
                     Ok(p) => {
+                        if let Some(f) = signer {
+                            signed_by.insert(p.info.name.clone(), f);
+                        }
                         if let Some(old) = plugins.get(&p.info.name) {
                             tracing::info!(
                                 "plugin `{}` from {} replaces the {} one",
@@ -52,7 +79,12 @@ impl Registry {
                 }
             }
         }
-        Ok(Self { plugins, broken })
+        Ok(Self {
+            plugins,
+            broken,
+            refused,
+            signed_by,
+        })
     }
 
     /// The plugin called `name`.

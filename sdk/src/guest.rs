@@ -21,6 +21,7 @@ use self::coffer::plugin::{
 };
 use self::exports::coffer::plugin::handler as wh;
 
+pub use self::exports::coffer::plugin::compat::Guest as CompatGuest;
 pub use self::exports::coffer::plugin::fan_out::Guest as FanOutGuest;
 pub use wh::Guest;
 

@@ -108,6 +108,11 @@ macro_rules! export_plugin {
                     $crate::__private::node_scoped::<$plugin>()
                 }
             }
+            impl $crate::__private::CompatGuest for CofferGuest {
+                fn restores() -> String {
+                    <$plugin as $crate::Plugin>::describe().restores
+                }
+            }
     $crate::__private::export_world!(CofferGuest with_types_in $crate::__private);
         };
     };

@@ -355,6 +355,9 @@ pub struct PluginInfo {
     /// Operations it does one node at a time (contract 1.1 `fan-out`): the host calls it once
     /// per node, in parallel. Empty: one call for all its nodes.
     pub node_scoped: Operations,
+    /// Semver requirement on the plugin versions whose artifacts it restores (contract 1.3
+    /// `compat`); empty: its own release series.
+    pub restores: String,
 }
 
 impl PluginInfo {
@@ -371,7 +374,15 @@ impl PluginInfo {
             before: Vec::new(),
             capabilities: Capabilities::default(),
             node_scoped: Operations::default(),
+            restores: String::new(),
         }
+    }
+
+    /// Restore artifacts written by the plugin versions `requirement` (Cargo's semver syntax,
+    /// e.g. `>=0.1, <0.3`) matches; by default, only those of its own release series.
+    pub fn restores(mut self, requirement: &str) -> Self {
+        self.restores = requirement.into();
+        self
     }
 
     /// Do these operations one node at a time: the host then calls the plugin once per node,

@@ -10,6 +10,7 @@ mod plugins;
 mod recover;
 mod restore;
 mod runs;
+mod scaffold;
 mod snapshots;
 mod validate;
 
@@ -108,7 +109,8 @@ enum Command {
     Snapshots(snapshots::Args),
     /// Verify the repository (with --read-data, read every byte back).
     Check(check::Args),
-    /// List installed plugins, or describe one.
+    /// List installed plugins, or describe one; install, pin, verify, upgrade; start a new one.
+    #[command(alias = "plugin")]
     Plugins(plugins::Args),
     /// Run the reversals a run left behind (killed with SIGKILL, or its unwinding failed).
     Recover(recover::Args),
@@ -237,7 +239,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<PluginFault>().is_some() {
             return exit::PLUGIN;
         }
-        if cause.downcast_ref::<coffer::lock::LockError>().is_some() {
+        if cause.downcast_ref::<coffer::lock::LockError>().is_some()
+            || cause
+                .downcast_ref::<coffer::signing::SignatureError>()
+                .is_some()
+        {
             return exit::PLUGIN;
         }
         if cause
@@ -400,7 +406,8 @@ pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Regist
     let runtime = Runtime::new(d.limits.clone(), cache_dir(g, d).as_deref())
         .context("starting the WebAssembly engine")?;
     let dir = plugin_dir(g, d);
-    let registry = Registry::load(&runtime, Some(&dir))
+    let trusted = coffer::signing::TrustedKeys::load(&d.trusted_keys)?;
+    let registry = Registry::load(&runtime, Some(&dir), &trusted)
         .await
         .with_context(|| format!("reading plugin directory {}", dir.display()))?;
     Ok((runtime, registry))
@@ -409,7 +416,14 @@ pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Regist
 /// Everything an operation needs: deployment, plugins, reporter.
 pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
     let d = deployment(g)?;
-    let (runtime, registry) = load_plugins(g, &d).await?;
+    let (runtime, mut registry) = load_plugins(g, &d).await?;
+    // A plugin refused for its signature stops the run (the rest are said first).
+    if let Some(last) = registry.refused.pop() {
+        for other in &registry.refused {
+            eprintln!("error: {other}");
+        }
+        return Err(last.into());
+    }
     if let Some(path) = &g.config {
         let lock_path = coffer::lock::path_for(path);
         if let Some(lock) = coffer::lock::LockFile::load(&lock_path)? {

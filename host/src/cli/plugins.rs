@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use coffer::deployment::Deployment;
 use coffer::lock::LockFile;
 use coffer::runtime::{LoadedPlugin, PluginOrigin};
+use coffer::signing::{TrustedKeys, signature_path};
 
 use super::{Global, UsageError, deployment, exit, load_plugins};
 
@@ -33,6 +35,17 @@ enum Sub {
     Install {
         /// The `.wasm` component.
         path: PathBuf,
+    },
+    /// Write a new plugin crate (./NAME) that builds and passes its own tests at once.
+    New {
+        /// Plugin name, lower-case kebab.
+        name: String,
+        /// Where to write it (default ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Coffer SDK to depend on (default: the checkout this coffer was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Replace an installed plugin by a new build: shows what changes in what it asks for and
     /// needs --yes to accept.
@@ -87,11 +100,46 @@ fn json(p: &LoadedPlugin) -> serde_json::Value {
     })
 }
 
+/// With trusted keys configured, refuse a component not signed by one of them.
+fn check_signature(d: &Deployment, path: &std::path::Path, wasm: &[u8]) -> Result<()> {
+    let trusted = TrustedKeys::load(&d.trusted_keys)?;
+    if trusted.required() {
+        let key = trusted.verify(path, wasm)?;
+        println!("{}: signed by trusted key {key}", path.display());
+    }
+    Ok(())
+}
+
+/// Put `from`'s signature file (if any) next to `to`; remove a stale one otherwise.
+fn copy_signature(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let (from, to) = (signature_path(from), signature_path(to));
+    if from.exists() {
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    } else if to.exists() {
+        std::fs::remove_file(&to)?;
+    }
+    Ok(())
+}
+
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    if let Some(Sub::New { name, dir, sdk }) = &args.command {
+        let dir = super::scaffold::new_plugin(name, dir.as_deref(), sdk.as_deref())?;
+        println!(
+            "wrote plugin `{name}` in {0}\nnext: cd {0} && cargo test; then see its README.md",
+            dir.display()
+        );
+        return Ok(exit::OK);
+    }
     let d = deployment(g)?;
     let (runtime, registry) = load_plugins(g, &d).await?;
     for b in &registry.broken {
         eprintln!("warning: {b}");
+    }
+    if !matches!(args.command, Some(Sub::Verify)) {
+        for r in &registry.refused {
+            eprintln!("warning: not loaded: {r}");
+        }
     }
     match args.command.unwrap_or(Sub::List) {
         Sub::Lock => {
@@ -113,13 +161,17 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 ))
                 .into());
             };
-            let problems = lock.problems(&registry);
+            let mut problems = lock.problems(&registry);
+            problems.extend(registry.refused.iter().map(|r| format!("  {r}")));
             if problems.is_empty() {
                 println!(
                     "{} plugin(s) match {}",
                     registry.iter().count(),
                     path.display()
                 );
+                for (name, key) in &registry.signed_by {
+                    println!("  {name}: signed by trusted key {key}");
+                }
             } else {
                 println!("{}", problems.join("\n"));
                 return Ok(exit::PLUGIN);
@@ -128,6 +180,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         Sub::Install { path } => {
             let wasm = std::fs::read(&path)
                 .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+            check_signature(&d, &path, &wasm)?;
             let new = runtime
                 .load(&wasm, PluginOrigin::File(path.clone()))
                 .await?;
@@ -146,6 +199,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             std::fs::create_dir_all(&dir)?;
             let target = dir.join(format!("{name}.wasm"));
             std::fs::write(&target, &wasm)?;
+            copy_signature(&path, &target)?;
             let (_, registry) = load_plugins(g, &d).await?;
             LockFile::of(&registry).save(&lock)?;
             println!(
@@ -169,6 +223,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             })?;
             let wasm = std::fs::read(&path)
                 .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+            check_signature(&d, &path, &wasm)?;
             let new = runtime
                 .load(&wasm, PluginOrigin::File(path.clone()))
                 .await?;
@@ -214,6 +269,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 std::fs::create_dir_all(dir)?;
             }
             std::fs::write(&target, &wasm)?;
+            copy_signature(&path, &target)?;
             let (_, registry) = load_plugins(g, &d).await?;
             LockFile::of(&registry).save(&lock)?;
             println!(
@@ -222,6 +278,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 lock.display()
             );
         }
+        Sub::New { .. } => unreachable!("written before the deployment is read"),
         Sub::List => {
             for p in registry.iter() {
                 if g.json {

@@ -26,11 +26,11 @@ use crate::capabilities::{CommandLimits, HostState, OperationEnv, PluginIdentity
 use crate::report::Silent;
 use crate::repository::{ArtifactKind, ArtifactRecord};
 use crate::transport::NodeHandle;
-use bindings::exports::coffer::plugin::{fan_out, handler};
+use bindings::exports::coffer::plugin::{compat, fan_out, handler};
 use bindings::types;
 
 /// The contract version this host serves (`wit/plugin.wit`).
-pub const CONTRACT_VERSION: &str = "1.2.0";
+pub const CONTRACT_VERSION: &str = "1.3.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -86,6 +86,14 @@ pub enum PluginFault {
         found: String,
         /// Version served.
         served: String,
+    },
+    /// The installed plugin cannot restore artifacts written by the version in a snapshot.
+    #[error("{reason}")]
+    Incompatible {
+        /// Plugin name.
+        plugin: String,
+        /// Which versions wrote and can read, and what to install.
+        reason: String,
     },
     /// It used more guest CPU time than allowed.
     #[error(
@@ -174,6 +182,8 @@ pub struct LoadedPlugin {
     handler: handler::GuestIndices,
     /// Present when the component exports `fan-out` (contract 1.1 and later).
     fan_out: Option<fan_out::GuestIndices>,
+    /// Present when the component exports `compat` (contract 1.3 and later).
+    compat: Option<compat::GuestIndices>,
 }
 
 impl LoadedPlugin {
@@ -289,6 +299,7 @@ enum Reply {
     Restore(Result<(), types::PluginError>),
     Validate(Result<Vec<types::Check>, types::PluginError>),
     NodeScoped(types::Operations),
+    Restores(String),
 }
 
 /// Which export to call.
@@ -298,6 +309,35 @@ enum Op<'a> {
     Restore(&'a types::Context),
     Validate(&'a types::Context),
     NodeScoped,
+    Restores,
+}
+
+/// The release series of `version`: `1.*` for 1.4.2, `0.2.*` for 0.2.5 (unparsable: itself).
+pub fn release_series(version: &str) -> String {
+    match semver::Version::parse(version) {
+        Ok(v) if v.major == 0 => format!("0.{}.*", v.minor),
+        Ok(v) => format!("{}.*", v.major),
+        Err(_) => format!("={version}"),
+    }
+}
+
+impl LoadedPlugin {
+    /// The semver requirement on plugin versions whose artifacts it restores: what it declares
+    /// (contract 1.3 `compat`) or its own release series.
+    pub fn restores(&self) -> String {
+        if self.info.restores.is_empty() {
+            release_series(&self.info.version)
+        } else {
+            self.info.restores.clone()
+        }
+    }
+
+    /// Whether it can restore artifacts its version `written` wrote.
+    pub fn can_restore(&self, written: &str) -> bool {
+        let req = semver::VersionReq::parse(&self.restores());
+        let written = semver::Version::parse(written);
+        matches!((req, written), (Ok(r), Ok(w)) if r.matches(&w))
+    }
 }
 
 impl Runtime {
@@ -374,7 +414,13 @@ impl Runtime {
         let contract = self.contract_of(&component).ok_or_else(|| {
             invalid("not a Coffer plugin: it does not export coffer:plugin/handler".into())
         })?;
-        if contract.split('.').next() != CONTRACT_VERSION.split('.').next() {
+        // Another major version, or a newer minor than this host serves (it may need imports
+        // this host does not have): refused before instantiating, naming both.
+        let served = semver::Version::parse(CONTRACT_VERSION).expect("a semver version");
+        let newer_or_other = semver::Version::parse(&contract)
+            .map(|v| v.major != served.major || v > served)
+            .unwrap_or(true);
+        if newer_or_other {
             return Err(PluginFault::Contract {
                 origin: origin.to_string(),
                 found: contract,
@@ -388,6 +434,7 @@ impl Runtime {
         let handler = handler::GuestIndices::new(&pre)
             .map_err(|e| invalid(format!("its handler export does not match: {e:#}")))?;
         let fan_out = fan_out::GuestIndices::new(&pre).ok();
+        let compat = compat::GuestIndices::new(&pre).ok();
         let mut plugin = LoadedPlugin {
             info: PluginInfo::new("", "", ""),
             identity: PluginIdentity {
@@ -404,6 +451,7 @@ impl Runtime {
             pre,
             handler,
             fan_out,
+            compat,
         };
         let env = self.env(&plugin, BTreeMap::new(), String::new());
         let info = match self.invoke(&plugin, env, "describe", Op::Describe).await? {
@@ -440,6 +488,22 @@ impl Runtime {
                     validate: ops.contains(types::Operations::VALIDATE),
                 };
             }
+        }
+        if plugin.compat.is_some() {
+            let env = self.env(&plugin, BTreeMap::new(), String::new());
+            if let Reply::Restores(req) =
+                self.invoke(&plugin, env, "describe", Op::Restores).await?
+            {
+                plugin.info.restores = req;
+            }
+        }
+        if !plugin.info.restores.is_empty() {
+            semver::VersionReq::parse(&plugin.info.restores).map_err(|e| {
+                invalid(format!(
+                    "it restores versions `{}`, which is not a semver requirement: {e}",
+                    plugin.info.restores
+                ))
+            })?;
         }
         Ok(plugin)
     }
@@ -521,12 +585,23 @@ impl Runtime {
             ),
             None => None,
         };
+        let compat = match &plugin.compat {
+            Some(c) => Some(
+                c.load(&mut store, &instance)
+                    .map_err(|e| trap(format!("{e:#}")))?,
+            ),
+            None => None,
+        };
         store.data_mut().call_started = Instant::now();
         let call = async {
             match op {
                 Op::NodeScoped => match &fan_out {
                     Some(f) => f.call_node_scoped(&mut store).await.map(Reply::NodeScoped),
                     None => Ok(Reply::NodeScoped(types::Operations::empty())),
+                },
+                Op::Restores => match &compat {
+                    Some(c) => c.call_restores(&mut store).await.map(Reply::Restores),
+                    None => Ok(Reply::Restores(String::new())),
                 },
                 Op::Describe => guest.call_describe(&mut store).await.map(Reply::Describe),
                 Op::Backup(c) => guest.call_backup(&mut store, c).await.map(Reply::Backup),
@@ -680,5 +755,6 @@ fn plugin_info(i: types::PluginInfo) -> PluginInfo {
             paths: i.capabilities.paths,
         },
         node_scoped: Operations::default(),
+        restores: String::new(),
     }
 }

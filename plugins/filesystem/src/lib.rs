@@ -1,5 +1,10 @@
 //! The filesystem plugin: backs up sets of paths with all their metadata, restores them in place
 //! or under another root, whole or in part, and validates a restore against the snapshot.
+//!
+//! Since 0.2 each backed-up path is its own archive (`tree:etc.tar` for `/etc`), so that a
+//! partial restore reads only the archives that hold the selected paths; 0.1 wrote one archive
+//! per node (`paths.tar`), which 0.2 still restores. Built with the `release-0-1` feature, the
+//! crate is that 0.1 release again (version and layout), for the cross-version tests.
 
 use coffer_sdk::*;
 
@@ -18,11 +23,49 @@ pub const DEFAULT_PATHS: &[&str] = &[
     "/var/log",
 ];
 
-/// Name of the one artifact this plugin writes per node.
+/// Name of the one artifact per node of the 0.1 layout.
 pub const ARTIFACT: &str = "paths.tar";
 
 /// Record key for each backed-up path (value: `node` TAB `path`).
 const PATH_RECORD: &str = "path";
+
+/// Record key for each path's archive (0.2 layout; value: `node` TAB `path` TAB `artifact`).
+const TREE_RECORD: &str = "tree";
+
+/// Built as the 0.1 release: one archive per node.
+const RELEASE_0_1: bool = cfg!(feature = "release-0-1");
+
+/// This build's version.
+fn version() -> &'static str {
+    if RELEASE_0_1 {
+        "0.1.0"
+    } else {
+        env!("CARGO_PKG_VERSION")
+    }
+}
+
+/// The artifact name of `path`'s archive: `tree:var:lib:glance.tar` for `/var/lib/glance`.
+pub fn tree_artifact(path: &str) -> String {
+    format!("tree{}.tar", path.trim_end_matches('/').replace('/', ":"))
+}
+
+/// The tar members (of `selection`) an archive of `root` has to give: `None` when it holds
+/// none of them, an empty list for all of it (nothing selected, or `root` itself or a parent of
+/// it is selected).
+fn members_of(root: &str, selection: &[String]) -> Option<Vec<String>> {
+    let under = |parent: &str, path: &str| {
+        parent == "/" || path == parent || path.starts_with(&format!("{parent}/"))
+    };
+    if selection.is_empty() || selection.iter().any(|s| under(s, root)) {
+        return Some(Vec::new());
+    }
+    let inside: Vec<String> = selection
+        .iter()
+        .filter(|s| under(root, s))
+        .cloned()
+        .collect();
+    (!inside.is_empty()).then_some(inside)
+}
 
 /// The filesystem plugin.
 pub struct Filesystem;
@@ -58,6 +101,28 @@ impl Filesystem {
     fn target(ctx: &Context<'_>) -> String {
         ctx.target_root.clone().unwrap_or_else(|| "/".into())
     }
+
+    /// Each of `node`'s archives with the members to take from it: every archive of the 0.1
+    /// layout with the selection as it is; a 0.2 archive only when it holds selected paths.
+    fn archives<'c>(ctx: &'c Context<'_>, node: &'c str) -> Vec<(&'c Artifact, Vec<String>)> {
+        let roots: Vec<(String, String)> = ctx
+            .records
+            .all(TREE_RECORD)
+            .into_iter()
+            .filter_map(|r| {
+                let mut f = r.splitn(3, '\t');
+                let (n, path, artifact) = (f.next()?, f.next()?, f.next()?);
+                (n == node).then(|| (artifact.to_string(), path.to_string()))
+            })
+            .collect();
+        ctx.artifacts_of(node)
+            .filter(|a| a.kind == ArtifactKind::Paths)
+            .filter_map(|a| match roots.iter().find(|(name, _)| name == &a.name) {
+                Some((_, root)) => members_of(root, &ctx.selection).map(|m| (a, m)),
+                None => Some((a, ctx.selection.clone())),
+            })
+            .collect()
+    }
 }
 
 /// Tar member name of an absolute path.
@@ -71,13 +136,15 @@ impl Plugin for Filesystem {
     fn describe() -> PluginInfo {
         PluginInfo::new(
             "filesystem",
-            env!("CARGO_PKG_VERSION"),
+            version(),
             "Backs up directories and files with owners, modes, times, ACLs, extended \
              attributes, symlinks, hardlinks and sparse files; restores them in place or under \
              another root, whole or a single path, and validates a restore against the snapshot.",
         )
         // Each node's paths are its own: the host may work on several nodes at once.
         .node_scoped(Operations::ALL)
+        // 0.2 reads 0.1's one archive per node as well as its own archive per path.
+        .restores(if RELEASE_0_1 { "" } else { ">=0.1, <0.3" })
         .multi_setting(
             "paths",
             "Paths to back up, replacing the default undercloud set (/etc, /root, /home/stack, \
@@ -124,16 +191,30 @@ impl Plugin for Filesystem {
                 ));
                 continue;
             }
-            let set = PathSet {
-                paths: present.clone(),
-                excludes: excludes.clone(),
-            };
-            let artifact = ctx.capture_paths(&node.name, &set, ARTIFACT)?;
+            let mut size = 0;
+            if RELEASE_0_1 {
+                let set = PathSet {
+                    paths: present.clone(),
+                    excludes: excludes.clone(),
+                };
+                size = ctx.capture_paths(&node.name, &set, ARTIFACT)?.size;
+            } else {
+                for path in &present {
+                    let name = tree_artifact(path);
+                    let set = PathSet {
+                        paths: vec![path.clone()],
+                        excludes: excludes.clone(),
+                    };
+                    size += ctx.capture_paths(&node.name, &set, &name)?.size;
+                    report
+                        .records
+                        .push(TREE_RECORD, format!("{}\t{path}\t{name}", node.name));
+                }
+            }
             ctx.info(format!(
-                "{}: {} path(s), {} bytes",
+                "{}: {} path(s), {size} bytes",
                 node.name,
                 present.len(),
-                artifact.size
             ));
             for p in present {
                 report
@@ -147,15 +228,20 @@ impl Plugin for Filesystem {
     fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         let target = Self::target(ctx);
         for node in &ctx.nodes {
-            for artifact in ctx
-                .artifacts_of(&node.name)
-                .filter(|a| a.kind == ArtifactKind::Paths)
-            {
+            let archives = Self::archives(ctx, &node.name);
+            if archives.is_empty() && ctx.artifacts_of(&node.name).next().is_some() {
+                return Err(PluginError::Precondition(format!(
+                    "{}: none of the selected paths ({}) is in the snapshot of this node",
+                    node.name,
+                    ctx.selection.join(", ")
+                )));
+            }
+            for (artifact, members) in archives {
                 ctx.info(format!(
                     "{}: restoring {} under {target}",
                     node.name, artifact.name
                 ));
-                ctx.restore_paths(&artifact.reference(), &node.name, &target, &ctx.selection)?;
+                ctx.restore_paths(&artifact.reference(), &node.name, &target, &members)?;
             }
         }
         Ok(())
@@ -165,13 +251,10 @@ impl Plugin for Filesystem {
         let target = Self::target(ctx);
         let mut checks = Vec::new();
         for node in &ctx.nodes {
-            for artifact in ctx
-                .artifacts_of(&node.name)
-                .filter(|a| a.kind == ArtifactKind::Paths)
-            {
+            for (artifact, members) in Self::archives(ctx, &node.name) {
                 let cmd = Command::on(&node.name, "tar")
                     .args(["--compare", "--file=-", "--numeric-owner", "-C", &target])
-                    .args(ctx.selection.iter().map(|p| member(p)));
+                    .args(members.iter().map(|p| member(p)));
                 let name = format!("{} matches the snapshot under {target}", artifact.name);
                 match ctx.feed(&artifact.reference(), &cmd) {
                     Ok(()) => checks.push(Check::new(&node.name, &name, true, "no differences")),
