@@ -15,7 +15,12 @@ const BUILTIN: &[(&str, &str)] = &[
     ("coffer-plugin-swift", "swift"),
 ];
 /// Plugins built for the test suite only, left in the plugin output directory.
-const FIXTURES: &[&str] = &["coffer-plugin-hostile", "coffer-plugin-contract-1-0"];
+const FIXTURES: &[&str] = &[
+    "coffer-plugin-hostile",
+    "coffer-plugin-contract-1-0",
+    // The SDK tutorial's plugin: installed like a third-party plugin in its test.
+    "coffer-plugin-rabbitmq",
+];
 /// Earlier releases rebuilt from their feature for the cross-version tests: (crate, feature,
 /// file name in the plugin output directory). Each is built on its own so that the feature
 /// does not reach the built-in plugin.

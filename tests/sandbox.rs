@@ -560,3 +560,27 @@ fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
         "{err}"
     );
 }
+
+#[test]
+fn limits_set_per_plugin_override_the_deployment_ones() {
+    // [limits] says 64 MiB; [plugin.hostile.limits] 32.
+    let err = refused(&hostile(
+        "alloc",
+        "\n[plugin.hostile.limits]\nmemory-mib = 32\n",
+    ));
+    assert!(err.contains("memory limit of 32 MiB"), "{err}");
+    // A call that waits a minute in a command, under a per-plugin wall-clock limit of 1 s.
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    std::fs::create_dir_all(s.path("barrier")).unwrap();
+    s.deployment(&format!(
+        "[limits]\ncall-timeout-seconds = 3600\n\n[plugin.hostile.grant]\n\
+         commands = [\"sh -c **\"]\n\n[plugin.hostile.settings]\nmode = \"barrier\"\n\
+         dir = {:?}\ncount = \"2\"\ntries = \"600\"\n\n[plugin.hostile.limits]\n\
+         call-timeout-seconds = 1\n",
+        s.path("barrier").display().to_string()
+    ));
+    s.init();
+    let err = refused(&s);
+    assert!(err.contains("did not finish backup within 1s"), "{err}");
+}

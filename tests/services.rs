@@ -540,3 +540,94 @@ fn swift_objects_come_back_with_their_metadata_after_srv_node_and_etc_swift_are_
         );
     }
 }
+
+/// Definitions as an operator's deployment tool would load them: a vhost with queues, an
+/// exchange, a binding, a policy and a user with a password.
+const RABBIT_DEFINITIONS: &str = r#"{
+ "vhosts": [{"name": "nova"}],
+ "users": [{"name": "nova-svc", "password": "s3cret-rabbit", "tags": []}],
+ "permissions": [{"user": "nova-svc", "vhost": "nova", "configure": ".*", "write": ".*", "read": ".*"}],
+ "queues": [
+  {"name": "conductor", "vhost": "nova", "durable": true, "auto_delete": false, "arguments": {}},
+  {"name": "scheduler", "vhost": "nova", "durable": true, "auto_delete": false, "arguments": {"x-queue-type": "quorum"}}],
+ "exchanges": [{"name": "nova", "vhost": "nova", "type": "topic", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}],
+ "bindings": [{"source": "nova", "vhost": "nova", "destination": "conductor", "destination_type": "queue", "routing_key": "conductor.#", "arguments": {}}],
+ "policies": [{"vhost": "nova", "name": "ha-all", "pattern": "^", "apply-to": "queues", "definition": {"message-ttl": 600000}, "priority": 0}]
+}"#;
+
+#[test]
+fn rabbitmq_tutorial_plugin_brings_deleted_definitions_back() {
+    use support::rabbitmq::Rabbitmq;
+    let s = Scratch::new();
+    let cluster = Cluster::start_isolated(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let mq = Rabbitmq::start(node);
+    std::fs::write(node.own("/tmp").join("defs.json"), RABBIT_DEFINITIONS).unwrap();
+    mq.ctl("import_definitions /tmp/defs.json");
+    let state = || {
+        [
+            "list_vhosts name",
+            "list_users",
+            "list_permissions -p nova",
+            "list_queues -p nova name durable type",
+            "list_exchanges -p nova name type",
+            "list_bindings -p nova source_name destination_name routing_key",
+            "list_policies -p nova",
+        ]
+        .map(|q| mq.ctl(&format!("--no-table-headers {q}")))
+        .join("\n")
+    };
+    // The import is asynchronous: wait for the last object.
+    for _ in 0..100 {
+        if mq
+            .ctl("--no-table-headers list_policies -p nova")
+            .contains("ha-all")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let before = state();
+    assert!(
+        before.contains("scheduler") && before.contains("conductor.#"),
+        "{before}"
+    );
+
+    // The tutorial's plugin, installed as a service team's plugin is: granted what it asks.
+    s.install_fixture("coffer-plugin-rabbitmq");
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        "[plugin.rabbitmq.grant]\ncommands = [\"rabbitmqctl **\", \"sleep 1\"]\n",
+    );
+    s.init();
+    let out = run_watching_argv(s.command(&["backup", "--json"]), "s3cret-rabbit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(artifact_fields(&out, "name"), ["definitions.json"]);
+    s.ok(&["validate", "latest"]);
+
+    // The vhost (with its queues, exchange, binding, policy) and the user are deleted.
+    mq.ctl("delete_vhost nova");
+    mq.ctl("delete_user nova-svc");
+    let out = s.run(&["validate", "latest"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing: nova/conductor"));
+    s.ok(&["restore", "latest"]);
+    assert_eq!(state(), before);
+    // The password came back as its hash: the user still logs in with it.
+    mq.ctl("authenticate_user nova-svc s3cret-rabbit");
+
+    // The broker down: a clear error, nothing kept.
+    node.sh("/usr/local/sbin/systemctl stop rabbitmq-server");
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("rabbitmq") && err.contains("no RabbitMQ broker answers"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_count(), 1);
+}

@@ -116,6 +116,24 @@ struct SigningSection {
     trusted_keys: Vec<PathBuf>,
 }
 
+impl LimitsSection {
+    /// Override `limits` with what this section sets.
+    fn apply(&self, limits: &mut Limits) {
+        if let Some(m) = self.memory_mib {
+            limits.memory_bytes = (m as usize) << 20;
+        }
+        if let Some(s) = self.cpu_seconds {
+            limits.cpu = Duration::from_secs(s);
+        }
+        if let Some(s) = self.call_timeout_seconds {
+            limits.call_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.command_timeout_seconds {
+            limits.commands.default_timeout = Duration::from_secs(s);
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct SshSection {
@@ -179,6 +197,7 @@ struct PluginSection {
     settings: BTreeMap<String, Spanned<toml::Value>>,
     grant: Option<Spanned<GrantSection>>,
     container: Option<Spanned<ContainerSection>>,
+    limits: Option<LimitsSection>,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +286,8 @@ pub struct PluginConfig {
     pub grant: Option<Grant>,
     /// The container its commands run in, if any (`[plugin.NAME.container]`).
     pub container: Option<ContainerSpec>,
+    /// Its limits: `[limits]` with what `[plugin.NAME.limits]` overrides.
+    pub limits: Limits,
 }
 
 /// A validated deployment.
@@ -442,6 +463,11 @@ impl Deployment {
         let all_roles: BTreeSet<&String> = file.node.iter().flat_map(|n| &n.roles).collect();
 
         let mut plugins = Vec::new();
+        let mut limits = Limits::default();
+        if let Some(l) = &file.limits {
+            l.apply(&mut limits);
+        }
+
         for (pname, section) in &file.plugin {
             if !section.enabled {
                 continue;
@@ -560,23 +586,14 @@ impl Deployment {
                 setting_lines,
                 grant,
                 container,
+                limits: {
+                    let mut own = limits.clone();
+                    if let Some(l) = &section.limits {
+                        l.apply(&mut own);
+                    }
+                    own
+                },
             });
-        }
-
-        let mut limits = Limits::default();
-        if let Some(l) = &file.limits {
-            if let Some(m) = l.memory_mib {
-                limits.memory_bytes = (m as usize) << 20;
-            }
-            if let Some(s) = l.cpu_seconds {
-                limits.cpu = Duration::from_secs(s);
-            }
-            if let Some(s) = l.call_timeout_seconds {
-                limits.call_timeout = Duration::from_secs(s);
-            }
-            if let Some(s) = l.command_timeout_seconds {
-                limits.commands.default_timeout = Duration::from_secs(s);
-            }
         }
 
         let repository_node = file.repository.as_ref().and_then(|r| r.node.as_ref());

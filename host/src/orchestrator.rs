@@ -284,12 +284,16 @@ impl Coffer {
                 })
                 .collect()
         });
-        env.container = self
+        if let Some(p) = self
             .deployment
             .plugins
             .iter()
             .find(|p| p.name == plugin.identity.name)
-            .and_then(|p| p.container.clone());
+        {
+            env.container = p.container.clone();
+            env.limits = p.limits.commands.clone();
+            env.call = p.limits.clone();
+        }
         env
     }
 

@@ -6,6 +6,7 @@
 pub mod mariadb;
 pub mod nodes;
 pub mod pacemaker;
+pub mod rabbitmq;
 pub mod redis;
 pub mod swift;
 pub mod systemctl;

@@ -29,6 +29,9 @@ pub const NODE_PATHS: &[&str] = &[
     "/tmp",
     "/etc/swift",
     "/var/cache/swift",
+    "/etc/rabbitmq",
+    "/var/lib/rabbitmq",
+    "/var/log/rabbitmq",
 ];
 /// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";

@@ -64,6 +64,13 @@ case "$1 ${2:-}" in
 "stop corosync")
     pkill -x corosync || exit 0
     while pgrep -x corosync >/dev/null; do sleep 0.1; done ;;
+"start rabbitmq-server")
+    rabbitmqctl -q status >/dev/null 2>&1 && exit 0
+    cd /var/lib/rabbitmq && setsid rabbitmq-server </dev/null >/var/log/rabbitmq/server.out 2>&1 &
+    i=0; until rabbitmqctl -q status >/dev/null 2>&1; do
+        i=$((i+1)); [ $i -lt 240 ] || exit 1; sleep 0.5
+    done ;;
+"stop rabbitmq-server") rabbitmqctl -q stop >/dev/null 2>&1 || true ;;
 "start swift-"*)
     name=${2#swift-}
     pgrep -f "swift-$name-server /etc/swift" >/dev/null && exit 0

@@ -35,7 +35,7 @@ pub struct PluginIdentity {
 }
 
 /// Limits on commands a plugin runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandLimits {
     /// Timeout when the plugin gives none.
     pub default_timeout: Duration,
@@ -76,6 +76,8 @@ pub struct OperationEnv {
     pub repository: Option<crate::repository::RepoLocation>,
     /// Command limits.
     pub limits: CommandLimits,
+    /// The call's own limits: memory, guest CPU time, wall-clock time.
+    pub call: crate::runtime::Limits,
     /// Where events go.
     pub reporter: Arc<dyn Reporter>,
     /// The run's undo stack; `None` where nothing may change (describe).

@@ -37,7 +37,7 @@ const HANDLER: &str = "coffer:plugin/handler@";
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Limits applied to every plugin call.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory per plugin instance.
     pub memory_bytes: usize,
@@ -535,6 +535,7 @@ impl Runtime {
             source: None,
             repository: None,
             limits: self.limits.commands.clone(),
+            call: self.limits.clone(),
             reporter: Arc::new(Silent),
             undo: None,
         }
@@ -553,10 +554,11 @@ impl Runtime {
             step: step.into(),
             message,
         };
+        let limits = env.call.clone();
         let state = HostState::new(
             Arc::new(env),
-            limits::MemoryCap::new(self.limits.memory_bytes),
-            self.limits.cpu,
+            limits::MemoryCap::new(limits.memory_bytes),
+            limits.cpu,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -612,12 +614,12 @@ impl Runtime {
                     .map(Reply::Validate),
             }
         };
-        let result = tokio::time::timeout(self.limits.call_timeout, call).await;
+        let result = tokio::time::timeout(limits.call_timeout, call).await;
         match result {
             Err(_) => Err(PluginFault::Timeout {
                 plugin: name.clone(),
                 step: step.into(),
-                limit: self.limits.call_timeout,
+                limit: limits.call_timeout,
             }),
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
@@ -626,13 +628,13 @@ impl Runtime {
                     PluginFault::MemoryLimit {
                         plugin: name.clone(),
                         step: step.into(),
-                        mib: self.limits.memory_bytes >> 20,
+                        mib: limits.memory_bytes >> 20,
                     }
                 } else if data.cpu_exceeded {
                     PluginFault::CpuLimit {
                         plugin: name.clone(),
                         step: step.into(),
-                        limit: self.limits.cpu,
+                        limit: limits.cpu,
                     }
                 } else {
                     trap(format!("{e:#}"))
