@@ -600,6 +600,18 @@ fn rabbitmq_tutorial_plugin_brings_deleted_definitions_back() {
         "[plugin.rabbitmq.grant]\ncommands = [\"rabbitmqctl **\", \"sleep 1\"]\n",
     );
     s.init();
+    // The team's first run on a real node: backup and validate into a throwaway repository.
+    let out = s.ok(&["plugin", "test", "rabbitmq", "--node", "controller-0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rabbitmq: backup ok, 1 artifact(s)") && err.contains("throwaway"),
+        "{err}"
+    );
+    assert_eq!(
+        s.snapshot_count(),
+        0,
+        "the deployment's repository is untouched"
+    );
     let out = run_watching_argv(s.command(&["backup", "--json"]), "s3cret-rabbit");
     assert!(
         out.status.success(),

@@ -6,6 +6,7 @@ mod check;
 mod import;
 mod init;
 mod output;
+mod plugin_test;
 mod plugins;
 mod recover;
 mod restore;

@@ -47,6 +47,9 @@ enum Sub {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Run a plugin's backup and validate on the deployment's real nodes (--node, --role) into
+    /// a throwaway repository: see it work without touching the deployment's backups.
+    Test(super::plugin_test::Args),
     /// Replace an installed plugin by a new build: shows what changes in what it asks for and
     /// needs --yes to accept.
     Upgrade {
@@ -130,6 +133,9 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             dir.display()
         );
         return Ok(exit::OK);
+    }
+    if let Some(Sub::Test(a)) = args.command {
+        return super::plugin_test::run(g, a).await;
     }
     let d = deployment(g)?;
     let (runtime, registry) = load_plugins(g, &d).await?;
@@ -278,7 +284,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 lock.display()
             );
         }
-        Sub::New { .. } => unreachable!("written before the deployment is read"),
+        Sub::New { .. } | Sub::Test(_) => unreachable!("handled before the plugins are loaded"),
         Sub::List => {
             for p in registry.iter() {
                 if g.json {
