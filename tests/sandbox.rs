@@ -569,18 +569,30 @@ fn limits_set_per_plugin_override_the_deployment_ones() {
         "\n[plugin.hostile.limits]\nmemory-mib = 32\n",
     ));
     assert!(err.contains("memory limit of 32 MiB"), "{err}");
-    // A call that waits a minute in a command, under a per-plugin wall-clock limit of 1 s.
-    let s = Scratch::new();
-    s.install_fixture("coffer-plugin-hostile");
-    std::fs::create_dir_all(s.path("barrier")).unwrap();
-    s.deployment(&format!(
-        "[limits]\ncall-timeout-seconds = 3600\n\n[plugin.hostile.grant]\n\
-         commands = [\"sh -c **\"]\n\n[plugin.hostile.settings]\nmode = \"barrier\"\n\
-         dir = {:?}\ncount = \"2\"\ntries = \"600\"\n\n[plugin.hostile.limits]\n\
-         call-timeout-seconds = 1\n",
-        s.path("barrier").display().to_string()
-    ));
-    s.init();
-    let err = refused(&s);
-    assert!(err.contains("did not finish backup within 1s"), "{err}");
+    // A call that waits a minute in a command, under a per-plugin wall-clock limit of 1 s for
+    // the call, then for the command: a timeout has its own exit code (7), naming the node.
+    for (limit, says) in [
+        ("call-timeout-seconds", "did not finish backup within 1s"),
+        (
+            "command-timeout-seconds",
+            "plugin `hostile` timed out in backup on node `local`: a command ran past its timeout of 1s",
+        ),
+    ] {
+        let s = Scratch::new();
+        s.install_fixture("coffer-plugin-hostile");
+        std::fs::create_dir_all(s.path("barrier")).unwrap();
+        s.deployment(&format!(
+            "[limits]\ncall-timeout-seconds = 3600\n\n[plugin.hostile.grant]\n\
+             commands = [\"sh -c **\"]\n\n[plugin.hostile.settings]\nmode = \"barrier\"\n\
+             dir = {:?}\ncount = \"2\"\ntries = \"600\"\n\n[plugin.hostile.limits]\n\
+             {limit} = 1\n",
+            s.path("barrier").display().to_string()
+        ));
+        s.init();
+        let out = s.run(&["backup"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(s.snapshot_count(), 0);
+    }
 }

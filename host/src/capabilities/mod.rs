@@ -70,6 +70,9 @@ pub struct OperationEnv {
     pub writer: Option<Arc<ArtifactWriter>>,
     /// Artifacts written so far in this run (shared by all plugins of the run).
     pub written: Arc<Mutex<Vec<ArtifactRecord>>>,
+    /// What went wrong on a node under this call, whatever the plugin makes of it: it tells a
+    /// lost node and a timeout from a plugin's own failure.
+    pub incidents: Arc<Mutex<Vec<Incident>>>,
     /// For restore and validate: the snapshot.
     pub source: Option<Arc<SnapshotSource>>,
     /// The repository of this run: never archived from the node it lives on.
@@ -216,6 +219,96 @@ fn exec_error(e: RunError) -> types::ExecError {
     }
 }
 
+/// Something the host saw go wrong on a node during a plugin call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incident {
+    /// The node stopped answering (its connection broke).
+    Lost {
+        /// Node.
+        node: String,
+        /// What the transport said.
+        detail: String,
+    },
+    /// A command ran past its timeout and was killed.
+    TimedOut {
+        /// Node.
+        node: String,
+        /// Which timeout.
+        detail: String,
+    },
+}
+
+impl OperationEnv {
+    /// Remember `e` from `node` if it is a lost node or a timeout.
+    fn note(&self, node: &str, e: &types::ExecError) {
+        let incident = match e {
+            types::ExecError::Unreachable(d) => Incident::Lost {
+                node: node.into(),
+                detail: d.clone(),
+            },
+            types::ExecError::TimedOut(ms) => Incident::TimedOut {
+                node: node.into(),
+                detail: format!("a command ran past its timeout of {}", human_ms(*ms)),
+            },
+            _ => return,
+        };
+        self.incidents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(incident);
+    }
+
+    /// [`Self::note`] for a stream call's error, and [`Self::note_exit`] for a failed command.
+    async fn note_stream(&self, node: &str, e: &types::StreamError) {
+        match e {
+            types::StreamError::Exec(e) => self.note(node, e),
+            types::StreamError::CommandFailed(f) => self.note_exit(node, f.exit_code).await,
+            _ => {}
+        }
+    }
+
+    /// A command on an SSH node that ended with 255 (`ssh`'s own failure) or without a status
+    /// may mean the connection broke rather than the command failed: a `true` sent the same way
+    /// tells. If it fails too, the node is lost.
+    async fn note_exit(&self, node: &str, code: Option<i32>) {
+        let Some(handle) = self.nodes.get(node).filter(|n| !n.is_local()) else {
+            return;
+        };
+        if code.is_some_and(|c| c != 255) {
+            return;
+        }
+        let probe = async {
+            let mut p = handle
+                .spawn(&["true".to_string()])
+                .await
+                .map_err(|e| e.to_string())?;
+            match p.wait().await {
+                Ok(Some(0)) => Ok(()),
+                Ok(other) => Err(format!("it ended with {other:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), probe)
+            .await
+            .unwrap_or_else(|_| Err("no answer in 10 s".into()));
+        if let Err(why) = answer {
+            self.incidents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Incident::Lost {
+                    node: node.into(),
+                    detail: format!(
+                        "its connection broke under a command (a `true` sent after it failed too: {why})"
+                    ),
+                });
+        }
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    format!("{:?}", Duration::from_millis(ms))
+}
+
 /// The data of a plugin's store: its (empty) WASI context, its limits, and its operation.
 pub struct HostState {
     wasi: WasiCtx,
@@ -311,7 +404,13 @@ impl exec::Host for HostState {
     ) -> wasmtime::Result<Result<types::Output, types::ExecError>> {
         let env = self.env.clone();
         let t = Instant::now();
+        let node = cmd.node.clone();
         let r = env.exec(cmd).await;
+        match &r {
+            Err(e) => env.note(&node, e),
+            Ok(out) if out.exit_code != Some(0) => env.note_exit(&node, out.exit_code).await,
+            Ok(_) => {}
+        }
         self.host_time += t.elapsed();
         Ok(r)
     }
@@ -327,6 +426,9 @@ impl wstream::Host for HostState {
         let env = self.env.clone();
         let t = Instant::now();
         let r = stream::capture(&env, &node, argv, &name).await;
+        if let Err(e) = &r {
+            env.note_stream(&node, e).await;
+        }
         self.host_time += t.elapsed();
         Ok(r)
     }
@@ -340,6 +442,9 @@ impl wstream::Host for HostState {
         let env = self.env.clone();
         let t = Instant::now();
         let r = stream::capture_paths(&env, &node, paths, &name).await;
+        if let Err(e) = &r {
+            env.note_stream(&node, e).await;
+        }
         self.host_time += t.elapsed();
         Ok(r)
     }
@@ -353,6 +458,9 @@ impl wstream::Host for HostState {
         let env = self.env.clone();
         let t = Instant::now();
         let r = stream::feed(&env, artifact, &node, argv).await;
+        if let Err(e) = &r {
+            env.note_stream(&node, e).await;
+        }
         self.host_time += t.elapsed();
         Ok(r)
     }
@@ -367,6 +475,9 @@ impl wstream::Host for HostState {
         let env = self.env.clone();
         let t = Instant::now();
         let r = stream::restore_paths(&env, artifact, &node, &target, select).await;
+        if let Err(e) = &r {
+            env.note_stream(&node, e).await;
+        }
         self.host_time += t.elapsed();
         Ok(r)
     }

@@ -42,8 +42,10 @@ pub mod exit {
     pub const PLUGIN: u8 = 4;
     /// The operation ran but validation found problems.
     pub const VALIDATION: u8 = 5;
-    /// A node could not be reached, or its host key is wrong.
+    /// A node could not be reached, its host key is wrong, or it was lost during the run.
     pub const NODE: u8 = 6;
+    /// A plugin call or a command it ran passed its time limit.
+    pub const TIMEOUT: u8 = 7;
     /// Interrupted by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -217,13 +219,22 @@ async fn until_interrupted(command: impl std::future::Future<Output = Result<u8>
     }
 }
 
+/// A plugin failure's exit code: a lost node and a timeout are told apart from the rest.
+fn plugin_exit(f: &PluginFault) -> u8 {
+    match f {
+        PluginFault::NodeLost { .. } => exit::NODE,
+        PluginFault::CommandTimedOut { .. } | PluginFault::Timeout { .. } => exit::TIMEOUT,
+        _ => exit::PLUGIN,
+    }
+}
+
 /// The exit code for an error, from its typed cause.
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(r) = cause.downcast_ref::<RunError>() {
             return match r {
                 RunError::Repository(_) => exit::REPOSITORY,
-                RunError::Plugin(_) => exit::PLUGIN,
+                RunError::Plugin(f) => plugin_exit(f),
                 RunError::Config(_) => exit::USAGE,
                 RunError::Interrupted => exit::INTERRUPTED,
             };
@@ -237,8 +248,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         {
             return exit::NODE;
         }
-        if cause.downcast_ref::<PluginFault>().is_some() {
-            return exit::PLUGIN;
+        if let Some(f) = cause.downcast_ref::<PluginFault>() {
+            return plugin_exit(f);
         }
         if cause.downcast_ref::<coffer::lock::LockError>().is_some()
             || cause

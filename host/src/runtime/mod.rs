@@ -137,6 +137,30 @@ pub enum PluginFault {
         /// What wasmtime reported.
         message: String,
     },
+    /// A node was lost (its connection broke) while the plugin worked on it.
+    #[error("node `{node}` was lost during plugin `{plugin}`'s {step}: {detail}")]
+    NodeLost {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// Node.
+        node: String,
+        /// What the transport said, and what the plugin then reported.
+        detail: String,
+    },
+    /// A command the plugin ran on a node passed its timeout and was killed.
+    #[error("plugin `{plugin}` timed out in {step} on node `{node}`: {detail}")]
+    CommandTimedOut {
+        /// Plugin.
+        plugin: String,
+        /// Step.
+        step: String,
+        /// Node.
+        node: String,
+        /// Which timeout, and what the plugin then reported.
+        detail: String,
+    },
     /// It returned an error.
     #[error("plugin `{plugin}` failed in {step}: {error}")]
     Failed {
@@ -532,6 +556,7 @@ impl Runtime {
             run_id,
             writer: None,
             written: Arc::new(Mutex::new(Vec::new())),
+            incidents: Arc::new(Mutex::new(Vec::new())),
             source: None,
             repository: None,
             limits: self.limits.commands.clone(),
@@ -651,10 +676,11 @@ impl Runtime {
         ctx: &CallContext,
     ) -> Result<Vec<(String, String)>, PluginFault> {
         let ctx = ctx.to_wit();
+        let incidents = env.incidents.clone();
         match self.invoke(plugin, env, "backup", Op::Backup(&ctx)).await? {
             Reply::Backup(r) => r
                 .map(|r| r.records.into_iter().map(|s| (s.key, s.value)).collect())
-                .map_err(|e| failed(plugin, "backup", e)),
+                .map_err(|e| failed(plugin, "backup", e, &incidents)),
             _ => unreachable!("backup returns a report"),
         }
     }
@@ -667,11 +693,12 @@ impl Runtime {
         ctx: &CallContext,
     ) -> Result<(), PluginFault> {
         let ctx = ctx.to_wit();
+        let incidents = env.incidents.clone();
         match self
             .invoke(plugin, env, "restore", Op::Restore(&ctx))
             .await?
         {
-            Reply::Restore(r) => r.map_err(|e| failed(plugin, "restore", e)),
+            Reply::Restore(r) => r.map_err(|e| failed(plugin, "restore", e, &incidents)),
             _ => unreachable!("restore returns nothing"),
         }
     }
@@ -684,6 +711,7 @@ impl Runtime {
         ctx: &CallContext,
     ) -> Result<Vec<Check>, PluginFault> {
         let ctx = ctx.to_wit();
+        let incidents = env.incidents.clone();
         match self
             .invoke(plugin, env, "validate", Op::Validate(&ctx))
             .await?
@@ -700,13 +728,21 @@ impl Runtime {
                         })
                         .collect()
                 })
-                .map_err(|e| failed(plugin, "validate", e)),
+                .map_err(|e| failed(plugin, "validate", e, &incidents)),
             _ => unreachable!("validate returns checks"),
         }
     }
 }
 
-fn failed(plugin: &LoadedPlugin, step: &str, e: types::PluginError) -> PluginFault {
+/// The plugin's error `e`, as a lost node or a timeout when the host saw one under the call
+/// (the first such incident names the node).
+fn failed(
+    plugin: &LoadedPlugin,
+    step: &str,
+    e: types::PluginError,
+    incidents: &Mutex<Vec<crate::capabilities::Incident>>,
+) -> PluginFault {
+    use crate::capabilities::Incident;
     let error = match e {
         types::PluginError::InvalidSettings(m) => PluginError::InvalidSettings(m),
         types::PluginError::Precondition(m) => PluginError::Precondition(m),
@@ -714,10 +750,30 @@ fn failed(plugin: &LoadedPlugin, step: &str, e: types::PluginError) -> PluginFau
         types::PluginError::Unsupported(m) => PluginError::Unsupported(m),
         types::PluginError::Other(m) => PluginError::Other(m),
     };
-    PluginFault::Failed {
-        plugin: plugin.identity.name.clone(),
-        step: step.into(),
-        error,
+    let (plugin, step) = (plugin.identity.name.clone(), step.to_string());
+    let first = incidents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first()
+        .cloned();
+    match first {
+        Some(Incident::Lost { node, detail }) => PluginFault::NodeLost {
+            plugin,
+            step,
+            node,
+            detail: format!("{detail}; the plugin then reported: {error}"),
+        },
+        Some(Incident::TimedOut { node, detail }) => PluginFault::CommandTimedOut {
+            plugin,
+            step,
+            node,
+            detail: format!("{detail}; the plugin then reported: {error}"),
+        },
+        None => PluginFault::Failed {
+            plugin,
+            step,
+            error,
+        },
     }
 }
 
