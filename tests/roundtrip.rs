@@ -495,3 +495,62 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     s.ok(&["restore", &old]);
     assert_eq!(fs::read_to_string(src.join("srv/y")).unwrap(), "y");
 }
+
+#[test]
+fn the_undercloud_restore_ends_with_the_configured_reinstall_command() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("undercloud.conf"), "[DEFAULT]\n").unwrap();
+    let marker = s.path("reinstalled");
+    s.filesystem(&[&src]);
+    s.init();
+    s.backup(&[]);
+    fs::remove_file(src.join("undercloud.conf")).unwrap();
+    // Not configured: the restore runs and says how to configure it.
+    let out = s.ok(&["restore", "latest", "--undercloud"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plan: restore filesystem on the undercloud node(s)"),
+        "{err}"
+    );
+    assert!(err.contains("no reinstall command configured"), "{err}");
+    assert!(src.join("undercloud.conf").exists());
+    assert!(!marker.exists());
+
+    // Configured: it runs after the restore, on the undercloud node, its output shown.
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        format!(
+            "{text}\n[undercloud]\nreinstall-command = [\"sh\", \"-c\", \"echo reinstalling; test -e {0} && echo done > {1}\"]\n",
+            src.join("undercloud.conf").display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs::remove_file(src.join("undercloud.conf")).unwrap();
+    let out = s.ok(&["restore", "latest", "--undercloud"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("then run `sh -c echo reinstalling"), "{err}");
+    assert!(
+        err.contains("reinstalling") && err.contains("[reinstall] local: done"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&marker).unwrap(), "done\n");
+
+    // A failing reinstall command is an error that says the restore itself completed.
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        text.replace("echo reinstalling;", "exit 3;"),
+    )
+    .unwrap();
+    let out = s.run(&["restore", "latest", "--undercloud"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ended with exit code 3") && err.contains("restore itself completed"),
+        "{err}"
+    );
+}

@@ -643,3 +643,72 @@ fn rabbitmq_tutorial_plugin_brings_deleted_definitions_back() {
     );
     assert_eq!(s.snapshot_count(), 1);
 }
+
+#[test]
+fn a_failed_restore_resumes_from_the_plugin_that_failed() {
+    let s = Scratch::new();
+    let cluster = Cluster::start_isolated(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let redis = Redis::start(node, PASSWORD, "");
+    redis.cli(&[
+        "EVAL",
+        "for i = 1, 60000 do redis.call('SET', 'k:'..i, string.rep('x', 40)..i) end return 1",
+        "0",
+    ]);
+    let file = node.own("/srv/node").join("account.conf");
+    std::fs::write(&file, "backed-up\n").unwrap();
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!(
+            "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n\n\
+             [plugin.redis.settings]\npassword = {PASSWORD:?}\ndir = {DIR:?}\n"
+        ),
+    );
+    s.init();
+    s.ok(&["backup"]);
+
+    // Both lost; and Redis's directory is now a 1 MiB filesystem: its restore will fail.
+    std::fs::write(&file, "lost\n").unwrap();
+    let out = node.sh(&format!(
+        "printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} FLUSHALL && \
+         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} SAVE && \
+         /usr/local/sbin/systemctl stop redis-server && cp -a {DIR} /tmp/redis && \
+         mount -t tmpfs -o size=1m tmpfs {DIR} && cp -a /tmp/redis/. {DIR}/ && \
+         /usr/local/sbin/systemctl start redis-server",
+        addr = node.address
+    ));
+    assert!(out.status.success(), "{out:?}");
+    let out = s.run(&["restore", "latest"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "backed-up\n");
+    let run = err
+        .split("coffer restore --resume ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no resume hint in: {err}"))
+        .trim_matches('`')
+        .to_string();
+    assert!(err.contains("restored so far: filesystem"), "{err}");
+
+    // The file changes again: a resumed restore must not redo the filesystem step.
+    std::fs::write(&file, "changed after the first restore\n").unwrap();
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl stop redis-server && rm -rf /tmp/redis && \
+         cp -a {DIR} /tmp/redis && umount {DIR} && cp -a /tmp/redis/. {DIR}/ && \
+         /usr/local/sbin/systemctl start redis-server"
+    ));
+    assert!(out.status.success(), "{out:?}");
+    // (--no-validate: the filesystem's check would rightly see the file changed since.)
+    let out = s.ok(&["restore", "--resume", &run, "--no-validate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("done in run {run}")), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "changed after the first restore\n"
+    );
+    assert_eq!(redis.cli(&["DBSIZE"]), "60000");
+    let out = s.run(&["restore", "--resume", &run]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to resume"));
+}

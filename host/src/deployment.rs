@@ -86,6 +86,7 @@ struct File {
     ssh: Option<SshSection>,
     access: Option<Spanned<AccessSection>>,
     plugin_signing: Option<SigningSection>,
+    undercloud: Option<UndercloudSection>,
     #[serde(default)]
     node: Vec<NodeSection>,
     #[serde(default)]
@@ -107,6 +108,12 @@ struct LimitsSection {
     cpu_seconds: Option<u64>,
     call_timeout_seconds: Option<u64>,
     command_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct UndercloudSection {
+    reinstall_command: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +331,9 @@ pub struct Deployment {
     /// Public key files whose ed25519 keys sign plugins (`[plugin-signing] trusted-keys`);
     /// when any is given, plugins from the plugin directory must be signed by one.
     pub trusted_keys: Vec<PathBuf>,
+    /// What `coffer restore --undercloud` runs on the undercloud after the restore
+    /// (`[undercloud] reinstall-command`, e.g. `openstack undercloud install`).
+    pub reinstall_command: Option<Vec<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -695,6 +705,10 @@ impl Deployment {
                 .plugin_signing
                 .map(|s| s.trusted_keys)
                 .unwrap_or_default(),
+            reinstall_command: file
+                .undercloud
+                .and_then(|u| u.reinstall_command)
+                .filter(|c| !c.is_empty()),
             cache_dir: file.cache_dir,
             limits,
             nodes,

@@ -10,6 +10,7 @@ pub mod orchestrator;
 pub mod registry;
 pub mod report;
 pub mod repository;
+pub mod resume;
 pub mod runtime;
 pub mod signing;
 pub mod transport;

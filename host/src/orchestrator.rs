@@ -16,6 +16,7 @@ use crate::repository::{
     ArtifactRecord, ArtifactWriter, CofferSnapshot, MANIFEST_FORMAT, Manifest, PluginRecord, Repo,
     RepoError,
 };
+use crate::resume::{RestoreJournal, ResumeError};
 use crate::runtime::{CallContext, LoadedPlugin, PluginFault, PluginOrigin, Runtime};
 use crate::transport::NodeHandle;
 use crate::undo::UndoStack;
@@ -105,6 +106,8 @@ pub struct RestoreOptions {
     pub plugins: Vec<String>,
     /// Validate afterwards.
     pub validate: bool,
+    /// Continue this failed restore run (its journal names the snapshot and what is done).
+    pub resume: Option<String>,
 }
 
 /// A deployment with its plugins, ready to run operations.
@@ -139,6 +142,11 @@ impl NodeFilter {
     }
 }
 
+/// A journal problem, as a run error (exit 2: how coffer was called).
+fn config(e: ResumeError) -> RunError {
+    RunError::Config(e.to_string())
+}
+
 fn run_id() -> String {
     format!(
         "{}-{}",
@@ -153,6 +161,11 @@ impl Coffer {
     pub fn with_interrupt(mut self, token: CancellationToken) -> Self {
         self.interrupt = Some(token);
         self
+    }
+
+    /// Whether `node` is in this run (see [`Coffer::restrict`]).
+    pub fn admits(&self, node: &NodeHandle) -> bool {
+        self.filter.admits(node)
     }
 
     /// Act only on the nodes `filter` admits; unknown node names and roles are errors.
@@ -659,8 +672,15 @@ impl Coffer {
         restore: bool,
     ) -> Result<RestoreSummary, RunError> {
         let started = Instant::now();
+        let name = &self.deployment.source_name;
+        let resumed = match opts.resume.as_deref().filter(|_| restore) {
+            Some(run) => Some(RestoreJournal::resume(run, name).map_err(config)?),
+            None => None,
+        };
+        let spec = resumed.as_ref().map_or(spec, |j| j.snapshot.as_str());
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
+        let mut journal = resumed.unwrap_or_else(|| RestoreJournal::new(&run_id(), name, &snap.id));
         // Every plugin must be able to read what its version in the snapshot wrote, before
         // anything runs.
         for record in &records {
@@ -686,7 +706,20 @@ impl Coffer {
         }
         let mut restored = Vec::new();
         let undo = Arc::new(UndoStack::new(&run_id(), &self.deployment.source_name));
+        if restore {
+            journal.save().map_err(config)?;
+        }
         for record in records.iter().filter(|_| restore) {
+            if journal.done.contains(&record.name) {
+                self.step(
+                    &record.name,
+                    "restore",
+                    "skipped",
+                    format!("done in run {}", journal.run_id),
+                );
+                restored.push(record.name.clone());
+                continue;
+            }
             let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
             if ctx.nodes.is_empty() {
                 continue;
@@ -706,10 +739,35 @@ impl Coffer {
             if let Err(e) = result {
                 self.step(&record.name, "restore", "failed", e.to_string());
                 self.unwind(&undo).await;
+                journal.failed = Some(record.name.clone());
+                if journal.save().is_ok() {
+                    self.reporter.report(Event::Log {
+                        plugin: record.name.clone(),
+                        level: "warn".into(),
+                        message: format!(
+                            "restored so far: {}; once the cause is fixed, `coffer restore \
+                             --resume {}` continues from {}",
+                            if journal.done.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                journal.done.join(", ")
+                            },
+                            journal.run_id,
+                            record.name
+                        ),
+                    });
+                }
                 return Err(e);
             }
             self.step(&record.name, "restore", "ok", String::new());
             restored.push(record.name.clone());
+            journal.done.push(record.name.clone());
+            journal.save().map_err(config)?;
+        }
+        if restore {
+            journal.failed = None;
+            journal.finished = true;
+            journal.save().map_err(config)?;
         }
         self.keep_changes(&undo);
         let checks = if opts.validate {

@@ -62,6 +62,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         selection: Vec::new(),
         plugins,
         validate: true,
+        resume: None,
     };
     let v = coffer.validate(open().await?, "latest", &opts).await?;
     let code = restore::finish(&printer, &v, "validated");

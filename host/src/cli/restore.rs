@@ -1,22 +1,35 @@
 //! `coffer restore`: restore a snapshot, then validate it.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use coffer::orchestrator::{RestoreOptions, RestoreSummary, human_duration};
 
 use super::output::Printer;
-use super::{Global, coffer, exit, open_repo};
+use super::{Global, UsageError, coffer, exit, open_repo};
 
 /// Restore a snapshot with each plugin's runbook, in place or under --target, then validate.
 #[derive(clap::Args)]
 pub struct Args {
     /// Snapshot id (or a unique prefix), or `latest`.
-    snapshot: String,
+    #[arg(required_unless_present = "resume")]
+    snapshot: Option<String>,
+    /// Continue the failed restore run RUN (printed when it failed): its snapshot, skipping
+    /// the plugins it completed.
+    #[arg(long, value_name = "RUN", conflicts_with = "snapshot")]
+    resume: Option<String>,
     #[command(flatten)]
     scope: Scope,
     /// Do not validate after restoring.
     #[arg(long)]
     no_validate: bool,
+    /// The talk's undercloud restore: the filesystem set (configuration files, certificates)
+    /// then mysql, on nodes with role `undercloud`, then the deployment's
+    /// `[undercloud] reinstall-command` (e.g. `openstack undercloud install`) on them.
+    #[arg(long)]
+    undercloud: bool,
 }
+
+/// The plugins of the undercloud restore, in the talk's order (the plan orders them so too).
+const UNDERCLOUD: &[&str] = &["filesystem", "mysql"];
 
 /// What part of a snapshot a restore or a validation covers.
 #[derive(clap::Args)]
@@ -42,6 +55,7 @@ impl Scope {
             selection: self.paths.clone(),
             plugins: self.plugins.clone(),
             validate,
+            resume: None,
         })
     }
 }
@@ -77,11 +91,83 @@ fn absolute_target(t: Option<String>) -> Result<Option<String>> {
     })
 }
 
-pub async fn run(g: &Global, args: Args) -> Result<u8> {
+pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
     let (coffer, printer) = coffer(g).await?;
+    if args.undercloud {
+        args.scope.nodes.roles.push("undercloud".into());
+        args.scope.plugins = UNDERCLOUD
+            .iter()
+            .filter(|n| coffer.deployment.plugins.iter().any(|p| &p.name == *n))
+            .map(|n| n.to_string())
+            .collect();
+        if args.scope.plugins.is_empty() {
+            return Err(UsageError(format!(
+                "the undercloud restore uses {}, and the deployment enables none of them",
+                UNDERCLOUD.join(", ")
+            ))
+            .into());
+        }
+        eprintln!(
+            "plan: restore {} on the undercloud node(s), then {}",
+            args.scope.plugins.join(", then "),
+            match &coffer.deployment.reinstall_command {
+                Some(c) => format!("run `{}` there", c.join(" ")),
+                None => "no reinstall command ([undercloud] reinstall-command is not set)".into(),
+            }
+        );
+    }
     let coffer = coffer.restrict(args.scope.nodes.filter())?;
     let repo = open_repo(g, &coffer.deployment).await?;
-    let opts = args.scope.options(!args.no_validate)?;
-    let s = coffer.restore(repo, &args.snapshot, &opts).await?;
-    Ok(finish(&printer, &s, "restored"))
+    let mut opts = args.scope.options(!args.no_validate)?;
+    opts.resume = args.resume.clone();
+    let spec = args.snapshot.as_deref().unwrap_or("latest");
+    let s = coffer.restore(repo, spec, &opts).await?;
+    let code = finish(&printer, &s, "restored");
+    if !args.undercloud || code != exit::OK {
+        return Ok(code);
+    }
+    match &coffer.deployment.reinstall_command {
+        Some(argv) => reinstall(&coffer, argv).await,
+        None => {
+            eprintln!(
+                "no reinstall command configured: set [undercloud] reinstall-command (TripleO: \
+                 [\"openstack\", \"undercloud\", \"install\"]) to run it after the restore"
+            );
+            Ok(code)
+        }
+    }
+}
+
+/// Run the reinstall command on every undercloud node of the run, its output passed through.
+async fn reinstall(coffer: &coffer::orchestrator::Coffer, argv: &[String]) -> Result<u8> {
+    for node in coffer.nodes.iter().filter(|n| coffer.admits(n)) {
+        eprintln!("[reinstall] {}: {}", node.name, argv.join(" "));
+        let mut p = node
+            .spawn(argv)
+            .await
+            .with_context(|| format!("starting the reinstall command on {}", node.name))?;
+        p.stdin.take();
+        let mut out = std::mem::replace(&mut p.stdout, Box::new(tokio::io::empty()));
+        let mut err = std::mem::replace(&mut p.stderr, Box::new(tokio::io::empty()));
+        let (mut o, mut e) = (tokio::io::stderr(), tokio::io::stderr());
+        let _ = tokio::join!(
+            tokio::io::copy(&mut out, &mut o),
+            tokio::io::copy(&mut err, &mut e)
+        );
+        let code = p
+            .wait()
+            .await
+            .with_context(|| format!("the reinstall command on {}", node.name))?;
+        if code != Some(0) {
+            return Err(anyhow::anyhow!(
+                "the reinstall command `{}` on {} ended with {}; the restore itself completed \
+                 (run the command again by hand)",
+                argv.join(" "),
+                node.name,
+                code.map_or("a signal".into(), |c| format!("exit code {c}"))
+            ));
+        }
+        eprintln!("[reinstall] {}: done", node.name);
+    }
+    Ok(exit::OK)
 }
