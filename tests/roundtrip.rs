@@ -540,17 +540,10 @@ fn the_undercloud_restore_ends_with_the_configured_reinstall_command() {
     assert_eq!(fs::read_to_string(&marker).unwrap(), "done\n");
 
     // A failing reinstall command is an error that says the restore itself completed.
-    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
-    fs::write(
-        s.path("deployment.toml"),
-        text.replace("echo reinstalling;", "exit 3;"),
-    )
-    .unwrap();
-    let out = s.run(&["restore", "latest", "--undercloud"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("ended with exit code 3") && err.contains("restore itself completed"),
-        "{err}"
+    s.edit_deployment("echo reinstalling;", "exit 3;");
+    failed_with(
+        &s.run(&["restore", "latest", "--undercloud"]),
+        1,
+        &["ended with exit code 3", "restore itself completed"],
     );
 }

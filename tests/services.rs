@@ -3,7 +3,7 @@
 mod support;
 
 use support::nodes::Cluster;
-use support::redis::{DIR, Redis};
+use support::redis::{DIR, Redis, off_tiny_disk, on_tiny_disk};
 use support::*;
 
 const PASSWORD: &str = "r3dis-pw-not-in-argv";
@@ -140,11 +140,7 @@ fn redis_bad_cases_name_plugin_node_and_step_and_lose_nothing() {
     let cluster = Cluster::start_isolated(&s.path("nodes"), &["controller-0"]);
     let node = &cluster.nodes[0];
     let redis = Redis::start(node, PASSWORD, "");
-    redis.cli(&[
-        "EVAL",
-        "for i = 1, 60000 do redis.call('SET', 'k:'..i, string.rep('x', 40)..i) end return 1",
-        "0",
-    ]);
+    redis.fill(60000);
     let deployment = |password: &str, extra: &str| {
         s.deployment_with_nodes(
             &cluster.deployment_nodes(&["controller"]),
@@ -152,12 +148,7 @@ fn redis_bad_cases_name_plugin_node_and_step_and_lose_nothing() {
         )
     };
     let failure = |out: &std::process::Output, code: i32, what: &str| {
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "{err}");
-        for part in ["redis", "controller-0", what] {
-            assert!(err.contains(part), "no {part:?} in: {err}");
-        }
-        err
+        failed_with(out, code, &["redis", "controller-0", what])
     };
     deployment("not-the-password", "");
     s.init();
@@ -197,17 +188,15 @@ fn redis_bad_cases_name_plugin_node_and_step_and_lose_nothing() {
     failure(&out, 5, "PING");
 
     // A full disk on restore: the data Redis had is back and served.
-    let out = node.sh(&format!(
-        "/usr/local/sbin/systemctl start redis-server && \
-         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} FLUSHALL && \
-         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} SET old 1 && \
-         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} SAVE && \
-         /usr/local/sbin/systemctl stop redis-server && cp -a {DIR} /tmp/redis && \
-         mount -t tmpfs -o size=1m tmpfs {DIR} && cp -a /tmp/redis/. {DIR}/ && \
-         /usr/local/sbin/systemctl start redis-server",
-        addr = node.address
-    ));
-    assert!(out.status.success(), "{out:?}");
+    assert!(
+        node.sh("/usr/local/sbin/systemctl start redis-server")
+            .status
+            .success()
+    );
+    redis.cli(&["FLUSHALL"]);
+    redis.cli(&["SET", "old", "1"]);
+    redis.cli(&["SAVE"]);
+    on_tiny_disk(node);
     let out = s.run(&["restore", "latest"]);
     let err = failure(&out, 4, "No space left on device");
     assert!(
@@ -307,15 +296,10 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
 
     // The full way: the cluster stopped, `pcs config restore --local`, started again.
     pcm.sh("pcs resource delete api && crm_resource --wait --timeout 60s");
-    let text = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
-    std::fs::write(
-        s.path("deployment.toml"),
-        text.replace(
-            "[plugin.pacemaker]\n",
-            "[plugin.pacemaker.settings]\nrestore-mode = \"full\"\n",
-        ),
-    )
-    .unwrap();
+    s.edit_deployment(
+        "[plugin.pacemaker]\n",
+        "[plugin.pacemaker.settings]\nrestore-mode = \"full\"\n",
+    );
     s.ok(&["restore", "latest"]);
     let status = pcm.sh("crm_mon -1");
     assert!(
@@ -327,17 +311,16 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
     // The cluster not running: a backup says so and keeps nothing; validate fails.
     pcm.sh("/usr/local/sbin/systemctl stop pacemaker");
     let snapshots = s.snapshot_count();
-    let out = s.run(&["backup"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{err}");
-    for part in [
-        "pacemaker",
-        "backup",
-        "controller-0",
-        "no member of the cluster has quorum",
-    ] {
-        assert!(err.contains(part), "no {part:?} in: {err}");
-    }
+    failed_with(
+        &s.run(&["backup"]),
+        4,
+        &[
+            "pacemaker",
+            "backup",
+            "controller-0",
+            "no member of the cluster has quorum",
+        ],
+    );
     assert_eq!(s.snapshot_count(), snapshots);
     let out = s.run(&["validate", "latest"]);
     assert_eq!(out.status.code(), Some(5));
@@ -407,15 +390,10 @@ fn pacemaker_three_member_cluster_gets_its_configuration_back_on_every_member() 
         1,
         "pcs resource delete api && crm_resource --wait --timeout 60s",
     );
-    let text = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
-    std::fs::write(
-        s.path("deployment.toml"),
-        text.replace(
-            "[plugin.pacemaker]\n",
-            "[plugin.pacemaker.settings]\nrestore-mode = \"full\"\n",
-        ),
-    )
-    .unwrap();
+    s.edit_deployment(
+        "[plugin.pacemaker]\n",
+        "[plugin.pacemaker.settings]\nrestore-mode = \"full\"\n",
+    );
     s.ok(&["restore", "latest"]);
     for (i, name) in names.iter().enumerate() {
         assert_eq!(pcm.configuration_on(i), before, "{name}");
@@ -463,24 +441,19 @@ fn swift_objects_come_back_with_their_metadata_after_srv_node_and_etc_swift_are_
     );
     s.init();
     // A wrong key: refused by the proxy, and the key given is in no argv nor output.
-    let good = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
-    std::fs::write(
-        s.path("deployment.toml"),
-        good.replace(&format!("key = {KEY:?}"), "key = \"not-the-key\""),
-    )
-    .unwrap();
+    s.edit_deployment(&format!("key = {KEY:?}"), "key = \"not-the-key\"");
     let out = run_watching_argv(s.command(&["backup"]), "not-the-key");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{err}");
-    for part in [
-        "swift",
-        "backup",
-        "controller-0",
-        "did not authenticate test:tester",
-    ] {
-        assert!(err.contains(part), "no {part:?} in: {err}");
-    }
-    std::fs::write(s.path("deployment.toml"), good).unwrap();
+    failed_with(
+        &out,
+        4,
+        &[
+            "swift",
+            "backup",
+            "controller-0",
+            "did not authenticate test:tester",
+        ],
+    );
+    s.edit_deployment("key = \"not-the-key\"", &format!("key = {KEY:?}"));
     assert_eq!(s.snapshot_count(), 0);
     let out = run_watching_argv(s.command(&["backup", "--json"]), KEY);
     assert!(
@@ -650,11 +623,7 @@ fn a_failed_restore_resumes_from_the_plugin_that_failed() {
     let cluster = Cluster::start_isolated(&s.path("nodes"), &["controller-0"]);
     let node = &cluster.nodes[0];
     let redis = Redis::start(node, PASSWORD, "");
-    redis.cli(&[
-        "EVAL",
-        "for i = 1, 60000 do redis.call('SET', 'k:'..i, string.rep('x', 40)..i) end return 1",
-        "0",
-    ]);
+    redis.fill(60000);
     let file = node.own("/srv/node").join("account.conf");
     std::fs::write(&file, "backed-up\n").unwrap();
     s.deployment_with_nodes(
@@ -669,15 +638,9 @@ fn a_failed_restore_resumes_from_the_plugin_that_failed() {
 
     // Both lost; and Redis's directory is now a 1 MiB filesystem: its restore will fail.
     std::fs::write(&file, "lost\n").unwrap();
-    let out = node.sh(&format!(
-        "printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} FLUSHALL && \
-         printf '%s\\n' '{PASSWORD}' | redis-cli --no-auth-warning --askpass -h {addr} SAVE && \
-         /usr/local/sbin/systemctl stop redis-server && cp -a {DIR} /tmp/redis && \
-         mount -t tmpfs -o size=1m tmpfs {DIR} && cp -a /tmp/redis/. {DIR}/ && \
-         /usr/local/sbin/systemctl start redis-server",
-        addr = node.address
-    ));
-    assert!(out.status.success(), "{out:?}");
+    redis.cli(&["FLUSHALL"]);
+    redis.cli(&["SAVE"]);
+    on_tiny_disk(node);
     let out = s.run(&["restore", "latest"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
@@ -693,12 +656,7 @@ fn a_failed_restore_resumes_from_the_plugin_that_failed() {
 
     // The file changes again: a resumed restore must not redo the filesystem step.
     std::fs::write(&file, "changed after the first restore\n").unwrap();
-    let out = node.sh(&format!(
-        "/usr/local/sbin/systemctl stop redis-server && rm -rf /tmp/redis && \
-         cp -a {DIR} /tmp/redis && umount {DIR} && cp -a /tmp/redis/. {DIR}/ && \
-         /usr/local/sbin/systemctl start redis-server"
-    ));
-    assert!(out.status.success(), "{out:?}");
+    off_tiny_disk(node);
     // (--no-validate: the filesystem's check would rightly see the file changed since.)
     let out = s.ok(&["restore", "--resume", &run, "--no-validate"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -120,6 +120,17 @@ impl Scratch {
     }
 
     /// `coffer init`.
+    /// Replace `from` (which must be there) by `to` in the deployment file.
+    pub fn edit_deployment(&self, from: &str, to: &str) {
+        let path = self.path("deployment.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(from),
+            "no {from:?} in the deployment file:\n{text}"
+        );
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+
     pub fn init(&self) {
         self.ok(&["init"]);
     }
@@ -209,6 +220,17 @@ impl Scratch {
         )
         .expect("fixture plugin built by host/build.rs");
     }
+}
+
+/// Assert that a run failed with exit `code` and that its stderr holds every one of `parts`
+/// (plugin, node, step, cause …); returns stderr.
+pub fn failed_with(out: &Output, code: i32, parts: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    for part in parts {
+        assert!(err.contains(part), "no {part:?} in: {err}");
+    }
+    err
 }
 
 /// One field (`name`, `node`, `plugin`) of every artifact in a `--json` run's summary, sorted.

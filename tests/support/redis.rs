@@ -39,6 +39,17 @@ impl Redis {
         }
     }
 
+    /// Fill db0 with `n` string keys of about 45 bytes.
+    pub fn fill(&self, n: u32) {
+        self.cli(&[
+            "EVAL",
+            &format!(
+                "for i = 1, {n} do redis.call('SET', 'k:'..i, string.rep('x', 40)..i) end return 1"
+            ),
+            "0",
+        ]);
+    }
+
     /// Run redis-cli with `args` against this server (password through --askpass).
     pub fn cli(&self, args: &[&str]) -> String {
         let out = self.cli_output(args);
@@ -66,6 +77,28 @@ impl Redis {
         writeln!(child.stdin.take().unwrap(), "{}", self.password).unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+/// Put the node's Redis directory on a 1 MiB tmpfs (its files copied onto it, Redis restarted
+/// there): a restore of a bigger dump runs out of space. Only on an isolated node (the mount
+/// and the restarted Redis end with it).
+pub fn on_tiny_disk(node: &Node) {
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl stop redis-server && rm -rf /tmp/redis && \
+         cp -a {DIR} /tmp/redis && mount -t tmpfs -o size=1m tmpfs {DIR} && \
+         cp -a /tmp/redis/. {DIR}/ && /usr/local/sbin/systemctl start redis-server"
+    ));
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Undo [`on_tiny_disk`]: Redis back on the node's own directory, with the tmpfs's files.
+pub fn off_tiny_disk(node: &Node) {
+    let out = node.sh(&format!(
+        "/usr/local/sbin/systemctl stop redis-server && rm -rf /tmp/redis && \
+         cp -a {DIR} /tmp/redis && umount {DIR} && cp -a /tmp/redis/. {DIR}/ && \
+         /usr/local/sbin/systemctl start redis-server"
+    ));
+    assert!(out.status.success(), "{out:?}");
 }
 
 impl Drop for Redis {
