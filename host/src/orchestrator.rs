@@ -680,7 +680,9 @@ impl Coffer {
         let spec = resumed.as_ref().map_or(spec, |j| j.snapshot.as_str());
         let (snap, source) = self.source(repo, spec).await?;
         let records = self.selected(&snap.manifest, &opts.plugins)?;
-        let mut journal = resumed.unwrap_or_else(|| RestoreJournal::new(&run_id(), name, &snap.id));
+        // One id for this run's undo journal and, unless it resumes another, its restore journal.
+        let run = run_id();
+        let mut journal = resumed.unwrap_or_else(|| RestoreJournal::new(&run, name, &snap.id));
         // Every plugin must be able to read what its version in the snapshot wrote, before
         // anything runs.
         for record in &records {
@@ -705,7 +707,7 @@ impl Coffer {
             }
         }
         let mut restored = Vec::new();
-        let undo = Arc::new(UndoStack::new(&run_id(), &self.deployment.source_name));
+        let undo = Arc::new(UndoStack::new(&run, &self.deployment.source_name));
         if restore {
             journal.save().map_err(config)?;
         }
