@@ -451,6 +451,12 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     fs::remove_file(plugins.join("filesystem.wasm")).unwrap();
     let listed = String::from_utf8_lossy(&s.ok(&["plugins"]).stdout).into_owned();
     assert!(listed.contains("filesystem   0.2.0"), "{listed}");
+    let described = s.ok(&["plugins", "describe", "filesystem"]);
+    assert!(
+        String::from_utf8_lossy(&described.stdout)
+            .contains("restores artifacts written by versions: >=0.1, <0.3"),
+        "{described:?}"
+    );
     fs::remove_file(src.join("etc/a.conf")).unwrap();
     fs::write(src.join("srv/y"), "changed").unwrap();
     s.ok(&["restore", &old]);
@@ -480,6 +486,12 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     // Back to 0.1: it cannot read the 0.2 snapshot; refused before anything runs, naming
     // the versions.
     fs::copy(&release_0_1, plugins.join("filesystem.wasm")).unwrap();
+    let described = s.ok(&["plugins", "describe", "filesystem"]);
+    assert!(
+        String::from_utf8_lossy(&described.stdout)
+            .contains("restores artifacts written by versions: 0.1.*"),
+        "{described:?}"
+    );
     fs::write(src.join("srv/y"), "changed").unwrap();
     let out = s.run(&["restore", "latest"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -100,6 +100,7 @@ fn json(p: &LoadedPlugin) -> serde_json::Value {
         "commands": i.capabilities.commands.iter().map(|c| { let mut v = vec![c.program.clone()]; v.extend(c.args.clone()); v }).collect::<Vec<_>>(),
         "paths": i.capabilities.paths,
         "compile": p.compile,
+        "restores": p.restores(),
     })
 }
 
@@ -330,6 +331,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                     i.roles.join(", ")
                 };
                 println!("  runs on: {roles}");
+                println!("  restores artifacts written by versions: {}", p.restores());
                 println!("  settings:");
                 for s in &i.settings {
                     let default = s
