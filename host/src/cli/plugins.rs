@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use coffer::deployment::Deployment;
 use coffer::lock::LockFile;
-use coffer::runtime::{LoadedPlugin, PluginOrigin};
+use coffer::runtime::{LoadedPlugin, PluginOrigin, Runtime};
 use coffer::signing::{TrustedKeys, signature_path};
 
 use super::{Global, UsageError, deployment, exit, load_plugins};
@@ -104,14 +104,43 @@ fn json(p: &LoadedPlugin) -> serde_json::Value {
     })
 }
 
-/// With trusted keys configured, refuse a component not signed by one of them.
-fn check_signature(d: &Deployment, path: &std::path::Path, wasm: &[u8]) -> Result<()> {
+/// The component at `path`, loaded; with trusted keys configured, refused unless signed by one.
+async fn candidate(
+    runtime: &Runtime,
+    d: &Deployment,
+    path: &std::path::Path,
+) -> Result<(Vec<u8>, LoadedPlugin)> {
+    let wasm = std::fs::read(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
     let trusted = TrustedKeys::load(&d.trusted_keys)?;
     if trusted.required() {
-        let key = trusted.verify(path, wasm)?;
+        let key = trusted.verify(path, &wasm)?;
         println!("{}: signed by trusted key {key}", path.display());
     }
-    Ok(())
+    let plugin = runtime
+        .load(&wasm, PluginOrigin::File(path.to_path_buf()))
+        .await?;
+    Ok((wasm, plugin))
+}
+
+/// Write `wasm` (read from `from`, with its signature) to `target` and pin the plugin set
+/// again; the lock file's path.
+async fn put_in_place(
+    g: &Global,
+    d: &Deployment,
+    wasm: &[u8],
+    from: &std::path::Path,
+    target: &std::path::Path,
+) -> Result<PathBuf> {
+    let lock = lock_path(g)?;
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(target, wasm)?;
+    copy_signature(from, target)?;
+    let (_, registry) = load_plugins(g, d).await?;
+    LockFile::of(&registry).save(&lock)?;
+    Ok(lock)
 }
 
 /// Put `from`'s signature file (if any) next to `to`; remove a stale one otherwise.
@@ -185,12 +214,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             }
         }
         Sub::Install { path } => {
-            let wasm = std::fs::read(&path)
-                .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
-            check_signature(&d, &path, &wasm)?;
-            let new = runtime
-                .load(&wasm, PluginOrigin::File(path.clone()))
-                .await?;
+            let (wasm, new) = candidate(&runtime, &d, &path).await?;
             let name = new.info.name.clone();
             if let Some(old) = registry.get(&name) {
                 return Err(UsageError(format!(
@@ -201,14 +225,8 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 ))
                 .into());
             }
-            let lock = lock_path(g)?;
-            let dir = super::plugin_dir(g, &d);
-            std::fs::create_dir_all(&dir)?;
-            let target = dir.join(format!("{name}.wasm"));
-            std::fs::write(&target, &wasm)?;
-            copy_signature(&path, &target)?;
-            let (_, registry) = load_plugins(g, &d).await?;
-            LockFile::of(&registry).save(&lock)?;
+            let target = super::plugin_dir(g, &d).join(format!("{name}.wasm"));
+            let lock = put_in_place(g, &d, &wasm, &path, &target).await?;
             println!(
                 "installed {name} {} (contract {}, sha256 {}) as {}; pinned in {}",
                 new.info.version,
@@ -228,12 +246,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                     "no plugin `{name}` installed; `coffer plugins install` it"
                 ))
             })?;
-            let wasm = std::fs::read(&path)
-                .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
-            check_signature(&d, &path, &wasm)?;
-            let new = runtime
-                .load(&wasm, PluginOrigin::File(path.clone()))
-                .await?;
+            let (wasm, new) = candidate(&runtime, &d, &path).await?;
             if new.info.name != name {
                 return Err(UsageError(format!(
                     "{} is plugin `{}`, not `{name}`",
@@ -267,18 +280,11 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 println!("not upgraded: re-run with --yes to accept");
                 return Ok(exit::FAILURE);
             }
-            let lock = lock_path(g)?;
             let target = match &old.origin {
                 PluginOrigin::File(p) => p.clone(),
                 PluginOrigin::Builtin => super::plugin_dir(g, &d).join(format!("{name}.wasm")),
             };
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(&target, &wasm)?;
-            copy_signature(&path, &target)?;
-            let (_, registry) = load_plugins(g, &d).await?;
-            LockFile::of(&registry).save(&lock)?;
+            let lock = put_in_place(g, &d, &wasm, &path, &target).await?;
             println!(
                 "upgraded {name} in {}; pinned in {}",
                 target.display(),
