@@ -113,19 +113,9 @@ impl RestoreJournal {
     /// Write it durably (temporary file, fsync, rename).
     pub fn save(&self) -> Result<(), ResumeError> {
         let path = Self::path_of(&self.run_id);
-        let err = |e: std::io::Error| ResumeError::File {
+        crate::undo::write_json_durably(&path, self).map_err(|e| ResumeError::File {
             path: path.clone(),
             reason: e.to_string(),
-        };
-        std::fs::create_dir_all(dir()).map_err(err)?;
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&serde_json::to_vec_pretty(self).expect("a journal serializes"))
-                .map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(err)
+        })
     }
 }

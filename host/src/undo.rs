@@ -81,23 +81,28 @@ pub fn journal_dir() -> PathBuf {
         .join("undo")
 }
 
-fn write_atomically(path: &Path, journal: &Journal) -> Result<(), UndoError> {
-    let err = |source| UndoError::Journal {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Write `value` as JSON to `path` durably: a temporary file beside it, fsync, rename (its
+/// directory created if needed). A crash leaves the old file or the new one, never half.
+pub fn write_json_durably(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec_pretty(journal).expect("a journal serializes");
+    let text = serde_json::to_vec_pretty(value).expect("a journal serializes");
     {
         use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&text).map_err(err)?;
-        f.sync_all().map_err(err)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
     }
-    std::fs::rename(&tmp, path).map_err(err)
+    std::fs::rename(&tmp, path)
+}
+
+fn write_atomically(path: &Path, journal: &Journal) -> Result<(), UndoError> {
+    write_json_durably(path, journal).map_err(|source| UndoError::Journal {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl UndoStack {
