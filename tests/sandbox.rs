@@ -221,7 +221,7 @@ fn a_command_declared_but_not_granted_is_refused() {
 }
 
 #[test]
-fn a_plugin_built_against_contract_1_0_runs_unchanged_on_this_host() {
+fn a_plugin_built_against_the_frozen_contract_1_0_runs_through_the_adapter() {
     // Built from source against wit/v1.0 (as published) with wit-bindgen alone, no SDK.
     let s = Scratch::new();
     s.install_fixture("coffer-plugin-contract-1-0");
@@ -232,9 +232,15 @@ fn a_plugin_built_against_contract_1_0_runs_unchanged_on_this_host() {
     let legacy = list.lines().find(|l| l.starts_with("legacy")).unwrap();
     assert!(legacy.contains("contract 1.0.0"), "{list}");
     let out = s.ok(&["plugins", "describe", "legacy"]);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("nodes in parallel: no"),
-        "a 1.0 plugin has no fan-out export"
+        text.contains("nodes in parallel: no"),
+        "a 1.0 plugin has no fan-out export: {text}"
+    );
+    assert!(
+        text.contains("contract 1.0.0 (frozen 1.x, served through the adapter")
+            && text.contains("changes echo **"),
+        "a 1.x plugin cannot say what only reads: {text}"
     );
     let out = s.ok(&["backup", "--json"]);
     let artifacts = summary(&out)["artifacts"].as_array().unwrap().clone();
@@ -533,32 +539,36 @@ fn with_trusted_keys_only_plugins_signed_by_one_of_them_load() {
 
 #[test]
 fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
-    let s = Scratch::new();
-    s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
-    // The hostile fixture as if built against 1.9.0: its handler export renamed (same length).
-    let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
-    let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
-    let (from, to) = (
-        b"coffer:plugin/handler@1.3.0",
-        b"coffer:plugin/handler@1.9.0",
-    );
-    let mut replaced = 0;
-    while let Some(i) = wasm.windows(from.len()).position(|w| w == from) {
-        wasm[i..i + from.len()].copy_from_slice(to);
-        replaced += 1;
+    // The hostile fixture as if built against 2.9.0 (a newer minor, which may import what this
+    // host lacks) and 3.0.0 (another major): its handler export renamed (same length).
+    for newer in ["2.9.0", "3.0.0"] {
+        let s = Scratch::new();
+        s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
+        let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+        let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
+        let from = b"coffer:plugin/handler@2.0.0";
+        let to = format!("coffer:plugin/handler@{newer}");
+        let mut replaced = 0;
+        while let Some(i) = wasm.windows(from.len()).position(|w| w == from) {
+            wasm[i..i + from.len()].copy_from_slice(to.as_bytes());
+            replaced += 1;
+        }
+        assert!(replaced > 0, "the fixture exports handler@2.0.0");
+        std::fs::create_dir_all(s.path("plugins")).unwrap();
+        std::fs::write(s.path("plugins/hostile.wasm"), &wasm).unwrap();
+        s.init();
+        let out = s.run(&["backup"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert!(
+            err.contains(&format!("targets contract coffer:plugin@{newer}"))
+                && err.contains(
+                    "this coffer serves coffer:plugin@2.0.0 (and 1.0.0 to 1.3.0 through its adapter)"
+                ),
+            "{err}"
+        );
+        assert_eq!(s.snapshot_count(), 0);
     }
-    assert!(replaced > 0, "the fixture exports handler@1.3.0");
-    std::fs::create_dir_all(s.path("plugins")).unwrap();
-    std::fs::write(s.path("plugins/hostile.wasm"), &wasm).unwrap();
-    s.init();
-    let out = s.run(&["backup"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("targets contract coffer:plugin@1.9.0")
-            && err.contains("this coffer serves coffer:plugin@1.3.0"),
-        "{err}"
-    );
 }
 
 #[test]

@@ -534,6 +534,8 @@ impl Deployment {
                                 program.map(|program| CommandPattern {
                                     program,
                                     args: words.collect(),
+                                    // A grant says what may run, not what it does.
+                                    effect: Default::default(),
                                 })
                             })
                             .collect(),

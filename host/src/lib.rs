@@ -4,6 +4,7 @@
 pub mod access;
 pub mod capabilities;
 pub mod deployment;
+pub mod dry_run;
 pub mod inventory;
 pub mod lock;
 pub mod orchestrator;

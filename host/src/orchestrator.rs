@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::capabilities::{OperationEnv, SnapshotSource};
 use crate::deployment::{Deployment, Grant, PluginConfig};
+use crate::dry_run::{DryRun, Plan, Step};
 use crate::registry::Registry;
 use crate::report::{Event, Reporter};
 use crate::repository::RepoLocation;
@@ -123,6 +124,8 @@ pub struct Coffer {
     reporter: Arc<dyn Reporter>,
     interrupt: Option<CancellationToken>,
     filter: NodeFilter,
+    /// Set by [`Coffer::dry_run`]: nothing that changes state runs.
+    dry: Option<Arc<DryRun>>,
 }
 
 /// Which nodes a run acts on: all, or those named or carrying one of the roles.
@@ -161,6 +164,46 @@ impl Coffer {
     pub fn with_interrupt(mut self, token: CancellationToken) -> Self {
         self.interrupt = Some(token);
         self
+    }
+
+    /// Make every later run a dry run: plugins are called with `dry-run` set, only commands
+    /// they declare `reads` run, and everything else (commands that change state, artifacts
+    /// stored or extracted, reversals) is recorded for [`Coffer::plan_backup`] and
+    /// [`Coffer::plan_restore`]. No repository, journal or node is changed.
+    pub fn dry_run(mut self) -> Self {
+        self.dry = Some(Arc::new(DryRun::default()));
+        self
+    }
+
+    /// In a dry run, record `plugin`'s `operation` on `nodes` for the plan, and say whether to
+    /// call it: a plugin built against contract 1.x cannot mark what only reads, so it is
+    /// listed, not called.
+    fn plan_step(
+        &self,
+        plugin: &LoadedPlugin,
+        operation: &str,
+        nodes: &[NodeHandle],
+        detail: &str,
+    ) -> bool {
+        let Some(dry) = &self.dry else {
+            return true;
+        };
+        let called = !plugin.adapted();
+        dry.step(Step {
+            plugin: plugin.identity.name.clone(),
+            operation: operation.into(),
+            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+            called,
+            note: if called {
+                detail.into()
+            } else {
+                format!(
+                    "not called: built against contract {}, which cannot mark the commands that                      only read, so its commands are not known before it runs",
+                    plugin.identity.contract
+                )
+            },
+        });
+        called
     }
 
     /// Whether `node` is in this run (see [`Coffer::restrict`]).
@@ -262,6 +305,7 @@ impl Coffer {
             reporter,
             interrupt: None,
             filter: NodeFilter::default(),
+            dry: None,
         })
     }
 
@@ -286,6 +330,7 @@ impl Coffer {
             run_id.into(),
         );
         env.reporter = self.reporter.clone();
+        env.dry_run = self.dry.clone();
         env.grant = self.grant_of(plugin).map(|g| {
             nodes
                 .iter()
@@ -398,7 +443,13 @@ impl Coffer {
         let written = Arc::new(Mutex::new(Vec::new()));
         let undo = Arc::new(UndoStack::new(&run_id, &self.deployment.source_name));
         let work = self.backup_plugins(
-            &writer, &written, &undo, &run_id, &location, only, overrides,
+            Some(&writer),
+            &written,
+            &undo,
+            &run_id,
+            &location,
+            only,
+            overrides,
         );
         let outcome = tokio::select! {
             r = work => r,
@@ -450,7 +501,7 @@ impl Coffer {
     #[allow(clippy::too_many_arguments)]
     async fn backup_plugins(
         &self,
-        writer: &Arc<ArtifactWriter>,
+        writer: Option<&Arc<ArtifactWriter>>,
         written: &Arc<Mutex<Vec<ArtifactRecord>>>,
         undo: &Arc<UndoStack>,
         run_id: &str,
@@ -506,14 +557,18 @@ impl Coffer {
                 run_id: run_id.into(),
                 nodes: nodes.clone(),
                 settings,
+                dry_run: self.dry.is_some(),
                 ..CallContext::default()
             };
             let calls = ctx.split(plugin.info.node_scoped.backup);
+            if !self.plan_step(plugin, "backup", &nodes, &self.fan_detail(&calls)) {
+                continue;
+            }
             self.step(&pc.name, "backup", "started", self.fan_detail(&calls));
             let result = self
                 .fan_out(calls, |ctx| {
                     let mut env = self.env(plugin, &ctx.nodes, run_id);
-                    env.writer = Some(writer.clone());
+                    env.writer = writer.cloned();
                     env.written = written.clone();
                     env.repository = Some(location.clone());
                     env.undo = Some(undo.clone());
@@ -539,12 +594,57 @@ impl Coffer {
                 }
             }
         }
-        if records.is_empty() {
+        if records.is_empty() && !self.dry.as_ref().is_some_and(|d| d.has_steps()) {
             return Err(RunError::Config(
                 "no plugin ran: no enabled plugin applies to any node".into(),
             ));
         }
         Ok(records)
+    }
+
+    /// The plan of a backup (see [`Coffer::dry_run`]): the plugins in order, on their nodes,
+    /// with every command they would run. Nothing is stored and the repository is not locked.
+    pub async fn plan_backup(
+        &self,
+        repo: Repo,
+        only: &[String],
+        overrides: &Overrides,
+    ) -> Result<Plan, RunError> {
+        let dry = self.dry.clone().expect("plan_backup needs Coffer::dry_run");
+        let run_id = run_id();
+        let undo = Arc::new(UndoStack::new(&run_id, &self.deployment.source_name));
+        self.backup_plugins(
+            None,
+            &Arc::new(Mutex::new(Vec::new())),
+            &undo,
+            &run_id,
+            repo.location(),
+            only,
+            overrides,
+        )
+        .await?;
+        Ok(dry.plan("backup", None))
+    }
+
+    /// The plan of a restore of snapshot `spec` (see [`Coffer::dry_run`]). Every artifact the
+    /// restore would write back is read and verified; nothing is written, no journal is kept,
+    /// and the validation that follows a restore is not run.
+    pub async fn plan_restore(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<Plan, RunError> {
+        let dry = self
+            .dry
+            .clone()
+            .expect("plan_restore needs Coffer::dry_run");
+        let opts = RestoreOptions {
+            validate: false,
+            ..opts.clone()
+        };
+        let s = self.run_snapshot(repo, spec, &opts, true).await?;
+        Ok(dry.plan("restore", Some(s.snapshot)))
     }
 
     /// Open a snapshot for restore or validate.
@@ -635,6 +735,7 @@ impl Coffer {
                 records: record.records.clone(),
                 target_root: opts.target_root.clone(),
                 selection: opts.selection.clone(),
+                dry_run: self.dry.is_some(),
             },
         ))
     }
@@ -708,7 +809,9 @@ impl Coffer {
         }
         let mut restored = Vec::new();
         let undo = Arc::new(UndoStack::new(&run, &self.deployment.source_name));
-        if restore {
+        // A dry run keeps no journal.
+        let keep_journal = restore && self.dry.is_none();
+        if keep_journal {
             journal.save().map_err(config)?;
         }
         for record in records.iter().filter(|_| restore) {
@@ -727,6 +830,9 @@ impl Coffer {
                 continue;
             }
             let calls = ctx.split(plugin.info.node_scoped.restore);
+            if !self.plan_step(plugin, "restore", &ctx.nodes, &self.fan_detail(&calls)) {
+                continue;
+            }
             self.step(&record.name, "restore", "started", self.fan_detail(&calls));
             let work = self.fan_out(calls, |ctx| {
                 let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
@@ -742,7 +848,7 @@ impl Coffer {
                 self.step(&record.name, "restore", "failed", e.to_string());
                 self.unwind(&undo).await;
                 journal.failed = Some(record.name.clone());
-                if journal.save().is_ok() {
+                if keep_journal && journal.save().is_ok() {
                     self.reporter.report(Event::Log {
                         plugin: record.name.clone(),
                         level: "warn".into(),
@@ -764,9 +870,11 @@ impl Coffer {
             self.step(&record.name, "restore", "ok", String::new());
             restored.push(record.name.clone());
             journal.done.push(record.name.clone());
-            journal.save().map_err(config)?;
+            if keep_journal {
+                journal.save().map_err(config)?;
+            }
         }
-        if restore {
+        if keep_journal {
             journal.failed = None;
             journal.finished = true;
             journal.save().map_err(config)?;

@@ -3,12 +3,12 @@
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 
-use crate::types::{Capabilities, CommandPattern};
+use crate::types::{Capabilities, CommandPattern, Effect};
 
 /// A compiled set of capabilities.
 #[derive(Clone, Debug)]
 pub struct CapabilityMatcher {
-    commands: Vec<(String, Vec<ArgPattern>)>,
+    commands: Vec<(String, Vec<ArgPattern>, Effect)>,
     paths: Vec<GlobMatcher>,
 }
 
@@ -53,20 +53,26 @@ impl CapabilityMatcher {
         let commands = caps
             .commands
             .iter()
-            .map(|CommandPattern { program, args }| {
-                let args = args
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        if a == "**" && i + 1 == args.len() {
-                            Ok(ArgPattern::Rest)
-                        } else {
-                            glob(a, false).map(ArgPattern::One)
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((program.clone(), args))
-            })
+            .map(
+                |CommandPattern {
+                     program,
+                     args,
+                     effect,
+                 }| {
+                    let args = args
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            if a == "**" && i + 1 == args.len() {
+                                Ok(ArgPattern::Rest)
+                            } else {
+                                glob(a, false).map(ArgPattern::One)
+                            }
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((program.clone(), args, *effect))
+                },
+            )
             .collect::<Result<Vec<_>, BadPattern>>()?;
         let paths = caps
             .paths
@@ -78,25 +84,31 @@ impl CapabilityMatcher {
 
     /// Whether `argv` matches one of the declared commands.
     pub fn allows_command(&self, argv: &[String]) -> bool {
-        let Some((program, args)) = argv.split_first() else {
-            return false;
-        };
-        self.commands.iter().any(|(p, patterns)| {
-            if p != program {
-                return false;
+        self.matching(argv).next().is_some()
+    }
+
+    /// Whether `argv` may change state: it matches a command declared [`Effect::Changes`], or
+    /// none declared [`Effect::Reads`].
+    pub fn changes_state(&self, argv: &[String]) -> bool {
+        let mut reads = false;
+        for effect in self.matching(argv) {
+            match effect {
+                Effect::Changes => return true,
+                Effect::Reads => reads = true,
             }
-            let mut i = 0;
-            for pat in patterns {
-                match pat {
-                    ArgPattern::Rest => return true,
-                    ArgPattern::One(g) => match args.get(i) {
-                        Some(a) if g.is_match(a) => i += 1,
-                        _ => return false,
-                    },
-                }
-            }
-            i == args.len()
-        })
+        }
+        !reads
+    }
+
+    /// The effects of the declared commands `argv` matches.
+    fn matching<'a>(&'a self, argv: &'a [String]) -> impl Iterator<Item = Effect> + 'a {
+        let split = argv.split_first();
+        self.commands
+            .iter()
+            .filter_map(move |(p, patterns, effect)| {
+                let (program, args) = split?;
+                matches(p, patterns, program, args).then_some(*effect)
+            })
     }
 
     /// Whether the absolute `path` (or a directory above it, for a restore target) may be
@@ -104,6 +116,24 @@ impl CapabilityMatcher {
     pub fn allows_path(&self, path: &str) -> bool {
         path.starts_with('/') && self.paths.iter().any(|g| g.is_match(path))
     }
+}
+
+/// Whether `program args` matches the pattern `p patterns`.
+fn matches(p: &str, patterns: &[ArgPattern], program: &str, args: &[String]) -> bool {
+    if p != program {
+        return false;
+    }
+    let mut i = 0;
+    for pat in patterns {
+        match pat {
+            ArgPattern::Rest => return true,
+            ArgPattern::One(g) => match args.get(i) {
+                Some(a) if g.is_match(a) => i += 1,
+                _ => return false,
+            },
+        }
+    }
+    i == args.len()
 }
 
 #[cfg(test)]
@@ -116,10 +146,12 @@ mod tests {
                 CommandPattern {
                     program: "redis-cli".into(),
                     args: vec!["-h".into(), "*".into(), "BGSAVE".into()],
+                    effect: Effect::Changes,
                 },
                 CommandPattern {
                     program: "mysqldump".into(),
                     args: vec!["--defaults-file=/run/coffer/*".into(), "**".into()],
+                    effect: Effect::Reads,
                 },
             ],
             paths: vec!["/etc/**".into(), "/srv/node".into()],
@@ -144,6 +176,32 @@ mod tests {
         assert!(c.allows_command(&argv("mysqldump --defaults-file=/run/coffer/x")));
         assert!(!c.allows_command(&argv("mysql --defaults-file=/run/coffer/x")));
         assert!(!c.allows_command(&[]));
+    }
+
+    #[test]
+    fn a_command_changes_state_unless_only_reads_patterns_match_it() {
+        let mut c = caps();
+        assert!(c.changes_state(&argv("redis-cli -h 127.0.0.1 BGSAVE")));
+        assert!(!c.changes_state(&argv("mysqldump --defaults-file=/run/coffer/x -A")));
+        assert!(c.changes_state(&argv("rm -rf /")), "undeclared: changes");
+        c = CapabilityMatcher::new(&Capabilities {
+            commands: vec![
+                CommandPattern {
+                    program: "redis-cli".into(),
+                    args: vec!["**".into()],
+                    effect: Effect::Reads,
+                },
+                CommandPattern {
+                    program: "redis-cli".into(),
+                    args: vec!["FLUSHALL".into()],
+                    effect: Effect::Changes,
+                },
+            ],
+            paths: vec![],
+        })
+        .unwrap();
+        assert!(!c.changes_state(&argv("redis-cli PING")));
+        assert!(c.changes_state(&argv("redis-cli FLUSHALL")), "changes wins");
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct Context<'h> {
     pub target_root: Option<String>,
     /// For restore: only these paths.
     pub selection: Vec<String>,
+    /// A dry run: only commands declared [`crate::PluginInfo::reads`] really run; every other
+    /// command, stream and reversal is listed for the plan and answered as if it succeeded
+    /// (exit 0, no output). Skip waits for changes that will not happen.
+    pub dry_run: bool,
     host: &'h dyn Host,
 }
 
@@ -75,6 +79,7 @@ impl<'h> Context<'h> {
             records: Settings::default(),
             target_root: None,
             selection: Vec::new(),
+            dry_run: false,
             host,
         }
     }

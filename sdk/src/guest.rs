@@ -182,6 +182,7 @@ fn with_context<T>(ctx: w::Context, f: impl FnOnce(&Context<'_>) -> T) -> T {
     c.records = settings(ctx.records);
     c.target_root = ctx.target_root;
     c.selection = ctx.selection;
+    c.dry_run = ctx.dry_run;
     f(&c)
 }
 
@@ -232,6 +233,10 @@ pub fn describe<P: Plugin>() -> w::PluginInfo {
                 .map(|c| w::CommandPattern {
                     program: c.program,
                     args: c.args,
+                    effect: match c.effect {
+                        Effect::Reads => w::Effect::Reads,
+                        Effect::Changes => w::Effect::Changes,
+                    },
                 })
                 .collect(),
             paths: i.capabilities.paths,

@@ -145,6 +145,7 @@ pub struct Harness {
     records: Settings,
     target_root: Option<String>,
     selection: Vec<String>,
+    dry_run: bool,
     rules: Vec<Rule>,
     caps: RefCell<Option<CapabilityMatcher>>,
     calls: RefCell<Vec<Call>>,
@@ -279,6 +280,14 @@ impl Harness {
             .map(|(_, b)| b.clone())
     }
 
+    /// Call the plugin as in a dry run: `ctx.dry_run` is set and, as the host does, only
+    /// commands declared `reads` get their scripted replies; any other command succeeds with
+    /// no output and nothing is stored. [`Harness::calls`] lists what the plugin would do.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
     fn prepare<P: Plugin>(&self) {
         let info = P::describe();
         let caps = CapabilityMatcher::new(&info.capabilities)
@@ -295,6 +304,7 @@ impl Harness {
         ctx.records = self.records.clone();
         ctx.target_root = self.target_root.clone();
         ctx.selection = self.selection.clone();
+        ctx.dry_run = self.dry_run;
         ctx
     }
 
@@ -389,6 +399,17 @@ impl Host for Harness {
     fn exec(&self, cmd: &Command) -> Result<Output, ExecError> {
         self.calls.borrow_mut().push(Call::Exec(cmd.clone()));
         self.check(&cmd.node, &cmd.argv)?;
+        let changes = self
+            .caps
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.changes_state(&cmd.argv));
+        if self.dry_run && changes {
+            return Ok(Output {
+                exit_code: Some(0),
+                ..Output::default()
+            });
+        }
         self.answer(&cmd.node, &cmd.argv)
     }
 
@@ -399,6 +420,15 @@ impl Host for Harness {
             name: name.into(),
         });
         self.check(node, argv).map_err(StreamError::Exec)?;
+        if self.dry_run {
+            return Ok(Artifact {
+                name: name.into(),
+                node: node.into(),
+                kind: ArtifactKind::Stream,
+                size: 0,
+                sha256: String::new(),
+            });
+        }
         let out = self.answer(node, argv).map_err(StreamError::Exec)?;
         if !out.success() {
             return Err(StreamError::CommandFailed(CommandFailure {

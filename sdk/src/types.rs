@@ -312,6 +312,16 @@ pub struct SettingSpec {
     pub multiple: bool,
 }
 
+/// What running a command does to its node (contract 2.0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Effect {
+    /// It only reads: a dry run runs it for real.
+    Reads,
+    /// It may change the node or the service: a dry run lists it and does not run it.
+    #[default]
+    Changes,
+}
+
 /// A command a plugin may run: program, then one glob per argument; a final `**` matches
 /// any remaining arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,6 +330,8 @@ pub struct CommandPattern {
     pub program: String,
     /// Argument globs.
     pub args: Vec<String>,
+    /// Whether it only reads or may change state.
+    pub effect: Effect,
 }
 
 /// What a plugin asks the host to let it do.
@@ -420,11 +432,23 @@ impl PluginInfo {
         self
     }
 
-    /// Declare a command: `program` then one glob per argument (`**` last: any rest).
-    pub fn command(mut self, program: &str, args: &[&str]) -> Self {
+    /// Declare a command that may change state: `program` then one glob per argument (`**`
+    /// last: any rest). A dry run lists it and does not run it.
+    pub fn command(self, program: &str, args: &[&str]) -> Self {
+        self.declare(program, args, Effect::Changes)
+    }
+
+    /// Declare a command that only reads (a status query, a checksum, a dump to standard
+    /// output): a dry run runs it for real, so the plugin sees the real answers.
+    pub fn reads(self, program: &str, args: &[&str]) -> Self {
+        self.declare(program, args, Effect::Reads)
+    }
+
+    fn declare(mut self, program: &str, args: &[&str], effect: Effect) -> Self {
         self.capabilities.commands.push(CommandPattern {
             program: program.into(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            effect,
         });
         self
     }

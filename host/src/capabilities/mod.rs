@@ -13,6 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::deployment::ContainerSpec;
+use crate::dry_run::{Action, DryRun, Effect};
 use crate::report::{Event, Reporter};
 use crate::repository::{ArtifactReader, ArtifactRecord, ArtifactWriter, Manifest};
 use crate::runtime::bindings::coffer::plugin::{exec, log, stream as wstream, types, undo};
@@ -85,6 +86,8 @@ pub struct OperationEnv {
     pub reporter: Arc<dyn Reporter>,
     /// The run's undo stack; `None` where nothing may change (describe).
     pub undo: Option<Arc<crate::undo::UndoStack>>,
+    /// Set in a dry run: where the commands it would run are recorded.
+    pub dry_run: Option<Arc<DryRun>>,
 }
 
 impl OperationEnv {
@@ -183,6 +186,22 @@ impl OperationEnv {
         }
     }
 
+    /// In a dry run, record `argv` (as it would run on `node`) with its effect and return
+    /// true when it must not run; outside one, false.
+    fn dry(&self, node: &str, argv: &[String], effect: Effect, note: Option<String>) -> bool {
+        let Some(dry) = &self.dry_run else {
+            return false;
+        };
+        dry.record(Action {
+            plugin: self.plugin.name.clone(),
+            node: node.into(),
+            argv: argv.to_vec(),
+            effect,
+            note,
+        });
+        effect != Effect::Reads
+    }
+
     fn command_event(&self, node: &str, argv: &[String]) {
         self.reporter.report(Event::Command {
             plugin: self.plugin.name.clone(),
@@ -194,6 +213,18 @@ impl OperationEnv {
     async fn exec(&self, cmd: types::Command) -> Result<types::Output, types::ExecError> {
         let node = self.allow_command(&cmd.node, &cmd.argv)?;
         let argv = self.on_node(node, &cmd.argv);
+        let effect = if self.matcher.changes_state(&cmd.argv) {
+            Effect::Changes
+        } else {
+            Effect::Reads
+        };
+        if self.dry(&cmd.node, &argv, effect, None) {
+            return Ok(types::Output {
+                exit_code: Some(0),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            });
+        }
         self.command_event(&cmd.node, &argv);
         let timeout = cmd
             .timeout_ms
@@ -377,13 +408,17 @@ impl undo::Host for HostState {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
+        let wrapped = env.on_node(handle, &argv);
+        let note = Some(format!("reversal, run if the run fails: {what}"));
+        if env.dry(&node, &wrapped, Effect::Changes, note) {
+            return Ok(Ok(0));
+        }
         let Some(stack) = &env.undo else {
             return Ok(Err(types::ExecError::Refused(format!(
                 "plugin `{}` may not register reversals outside a run",
                 env.plugin.name
             ))));
         };
-        let wrapped = env.on_node(handle, &argv);
         Ok(stack
             .push(&env.plugin.name, &node, wrapped, &what)
             .map_err(|e| types::ExecError::SpawnFailed(e.to_string())))

@@ -15,6 +15,7 @@ use tokio_util::io::SyncIoBridge;
 
 use super::OperationEnv;
 use super::process::{self, tail, take_stderr, take_stdout};
+use crate::dry_run::Effect;
 use crate::report::Event;
 use crate::repository::{ArtifactKind, ArtifactRecord, RepoError, RepoLocation, artifact_path};
 use crate::runtime::bindings::coffer::plugin::stream as wstream;
@@ -61,6 +62,20 @@ async fn store_output(
     accepted: &[i32],
 ) -> Result<types::Artifact, StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?.clone();
+    if env.dry(
+        node,
+        &env.on_node(&handle, &argv),
+        Effect::Stores,
+        Some(format!("stores artifact {name}")),
+    ) {
+        return Ok(types::Artifact {
+            name: name.into(),
+            node: node.into(),
+            kind: kind_of(kind),
+            size: 0,
+            sha256: String::new(),
+        });
+    }
     let writer = env.writer.clone().ok_or_else(|| {
         StreamError::Repository("artifacts can only be written during a backup".into())
     })?;
@@ -336,6 +351,13 @@ async fn feed_into(
         e => repo_error(e),
     })?;
     let argv = env.on_node(handle, &argv);
+    let note = Some(format!(
+        "from artifact {} of {} ({} bytes, verified)",
+        record.name, record.node, record.size
+    ));
+    if env.dry(node, &argv, Effect::Changes, note) {
+        return Ok(());
+    }
     env.command_event(node, &argv);
     let mut p = handle
         .spawn(&argv)
@@ -420,6 +442,9 @@ pub async fn restore_paths(
             target.to_string(),
         ],
     );
+    if env.dry(node, &mkdir, Effect::Changes, None) {
+        return feed_into(env, record, reader, node, extract_argv(target, &select)).await;
+    }
     env.command_event(node, &mkdir);
     let made = process::run(
         &handle,
@@ -433,6 +458,11 @@ pub async fn restore_paths(
     if made.exit_code != Some(0) {
         return Err(failure(&mkdir, made.exit_code, made.stderr));
     }
+    feed_into(env, record, reader, node, extract_argv(target, &select)).await
+}
+
+/// The `tar --extract` command line of `restore-paths`.
+fn extract_argv(target: &str, select: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = [
         "tar",
         "--extract",
@@ -449,5 +479,5 @@ pub async fn restore_paths(
         argv.push("--".into());
         argv.extend(select.iter().map(|p| member(p)));
     }
-    feed_into(env, record, reader, node, argv).await
+    argv
 }

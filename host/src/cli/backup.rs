@@ -33,6 +33,10 @@ pub struct Args {
     /// with role `controller` (those the deployment enables).
     #[arg(long, conflicts_with = "plugins")]
     controllers: bool,
+    /// Print the plan — plugins in order, their nodes, every command that would change state
+    /// or store an artifact, and the read-only ones (which run) — and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// (role, plugins) of a preset.
@@ -97,6 +101,11 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .map(|p| ("exclude-path".to_string(), p.clone())),
     );
     let repo = open_repo(g, &coffer.deployment).await?;
+    if args.dry_run {
+        let plan = coffer.dry_run().plan_backup(repo, &plugins, &o).await?;
+        printer.summary(&plan, || super::output::plan(&plan));
+        return Ok(exit::OK);
+    }
     let s = coffer.backup(repo, &plugins, &o).await?;
     printer.summary(&s, || {
         let mut text = format!(

@@ -62,6 +62,61 @@ impl Drop for Printer {
     }
 }
 
+/// A dry run's plan as text: each plugin operation in order with its commands.
+pub fn plan(p: &coffer::dry_run::Plan) -> String {
+    use coffer::dry_run::Effect;
+    let mut text = format!(
+        "dry run of {}{}: nothing was changed and nothing was stored",
+        p.operation,
+        p.snapshot
+            .as_ref()
+            .map(|s| format!(" of snapshot {}", &s[..8.min(s.len())]))
+            .unwrap_or_default()
+    );
+    for (i, step) in p.steps.iter().enumerate() {
+        text.push_str(&format!(
+            "\n{}. {} {} on {}{}",
+            i + 1,
+            step.plugin,
+            step.operation,
+            step.nodes.join(", "),
+            if step.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", step.note)
+            }
+        ));
+        for a in p.actions.iter().filter(|a| a.plugin == step.plugin) {
+            let effect = match a.effect {
+                Effect::Reads => "reads (ran)",
+                Effect::Changes => "would change",
+                Effect::Stores => "would store",
+            };
+            text.push_str(&format!(
+                "\n     {:<14} {:<12} {}{}",
+                a.node,
+                effect,
+                a.argv.join(" "),
+                a.note
+                    .as_ref()
+                    .map(|n| format!("  [{n}]"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(then) = &p.then {
+        text.push_str(&format!("\nthen: {}", then.join(" ")));
+    }
+    let count = |e: Effect| p.actions.iter().filter(|a| a.effect == e).count();
+    text.push_str(&format!(
+        "\n{} command(s) would change state, {} would store an artifact; {} read-only command(s) ran",
+        count(Effect::Changes),
+        count(Effect::Stores),
+        count(Effect::Reads)
+    ));
+    text
+}
+
 /// Bytes as people read them.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

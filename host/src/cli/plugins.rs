@@ -94,10 +94,12 @@ fn json(p: &LoadedPlugin) -> serde_json::Value {
         "origin": p.origin.to_string(),
         "digest": p.identity.digest,
         "contract": p.identity.contract,
+        "adapted": p.adapted(),
         "roles": i.roles,
         "operations": {"backup": i.operations.backup, "restore": i.operations.restore, "validate": i.operations.validate},
         "settings": i.settings.iter().map(|s| serde_json::json!({"key": s.key, "description": s.description, "default": s.default_value, "multiple": s.multiple})).collect::<Vec<_>>(),
         "commands": i.capabilities.commands.iter().map(|c| { let mut v = vec![c.program.clone()]; v.extend(c.args.clone()); v }).collect::<Vec<_>>(),
+        "reads": i.capabilities.commands.iter().map(|c| c.effect == coffer_sdk::Effect::Reads).collect::<Vec<_>>(),
         "paths": i.capabilities.paths,
         "compile": p.compile,
         "restores": p.restores(),
@@ -326,8 +328,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             } else {
                 let i = &p.info;
                 println!(
-                    "{} {} ({}), contract {}",
-                    i.name, i.version, p.origin, p.identity.contract
+                    "{} {} ({}), contract {}{}",
+                    i.name,
+                    i.version,
+                    p.origin,
+                    p.identity.contract,
+                    if p.adapted() {
+                        " (frozen 1.x, served through the adapter; not called in dry runs)"
+                    } else {
+                        ""
+                    }
                 );
                 println!("  sha256 {}", p.identity.digest);
                 println!("  {}", i.description);
@@ -369,9 +379,15 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                         scoped
                     }
                 );
-                println!("  asks to run (argument globs; ** = any rest):");
+                println!(
+                    "  asks to run (argument globs; ** = any rest; `reads`: runs in a dry run):"
+                );
                 for c in &i.capabilities.commands {
-                    println!("    {} {}", c.program, c.args.join(" "));
+                    let effect = match c.effect {
+                        coffer_sdk::Effect::Reads => "reads  ",
+                        coffer_sdk::Effect::Changes => "changes",
+                    };
+                    println!("    {effect} {} {}", c.program, c.args.join(" "));
                 }
                 println!("  asks to read/write paths:");
                 for path in &i.capabilities.paths {

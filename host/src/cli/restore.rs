@@ -26,6 +26,10 @@ pub struct Args {
     /// `[undercloud] reinstall-command` (e.g. `openstack undercloud install`) on them.
     #[arg(long)]
     undercloud: bool,
+    /// Print the plan — plugins in order, their nodes, every command that would change state,
+    /// and the read-only ones (which run) — and change nothing. The artifacts are verified.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// The plugins of the undercloud restore, in the talk's order (the plan orders them so too).
@@ -121,6 +125,16 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
     let mut opts = args.scope.options(!args.no_validate)?;
     opts.resume = args.resume.clone();
     let spec = args.snapshot.as_deref().unwrap_or("latest");
+    if args.dry_run {
+        let then = args
+            .undercloud
+            .then(|| coffer.deployment.reinstall_command.clone())
+            .flatten();
+        let mut plan = coffer.dry_run().plan_restore(repo, spec, &opts).await?;
+        plan.then = then;
+        printer.summary(&plan, || super::output::plan(&plan));
+        return Ok(exit::OK);
+    }
     let s = coffer.restore(repo, spec, &opts).await?;
     let code = finish(&printer, &s, "restored");
     if !args.undercloud || code != exit::OK {

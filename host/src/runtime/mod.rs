@@ -1,7 +1,9 @@
 //! The wasmtime engine, plugin loading (with the on-disk component cache), and calls into a
 //! plugin under its limits: memory, guest CPU time, wall-clock time.
 
+pub mod adapter;
 pub mod bindings;
+pub mod bindings_v1;
 mod cache;
 pub mod limits;
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use coffer_sdk::capability::CapabilityMatcher;
 use coffer_sdk::{
-    Capabilities, Check, CommandPattern, Operations, PluginError, PluginInfo, SettingSpec,
+    Capabilities, Check, CommandPattern, Effect, Operations, PluginError, PluginInfo, SettingSpec,
 };
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
@@ -28,9 +30,11 @@ use crate::repository::{ArtifactKind, ArtifactRecord};
 use crate::transport::NodeHandle;
 use bindings::exports::coffer::plugin::{compat, fan_out, handler};
 use bindings::types;
+use bindings_v1::exports::coffer::plugin as v1x;
 
-/// The contract version this host serves (`wit/plugin.wit`).
-pub const CONTRACT_VERSION: &str = "1.3.0";
+/// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
+/// [`adapter`].
+pub const CONTRACT_VERSION: &str = "2.0.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -77,7 +81,7 @@ pub enum PluginFault {
     },
     /// It targets a contract version this host does not serve.
     #[error(
-        "plugin {origin} targets contract coffer:plugin@{found}; this coffer serves coffer:plugin@{served}: use a plugin built for {served} or a coffer that serves {found}"
+        "plugin {origin} targets contract coffer:plugin@{found}; this coffer serves coffer:plugin@{served}: use a plugin built for one of those or a coffer that serves {found}"
     )]
     Contract {
         /// Where it came from.
@@ -203,17 +207,39 @@ pub struct LoadedPlugin {
     pub compile: CompileStats,
     matcher: Arc<CapabilityMatcher>,
     pre: InstancePre<HostState>,
-    handler: handler::GuestIndices,
-    /// Present when the component exports `fan-out` (contract 1.1 and later).
-    fan_out: Option<fan_out::GuestIndices>,
-    /// Present when the component exports `compat` (contract 1.3 and later).
-    compat: Option<compat::GuestIndices>,
+    exports: Exports,
+}
+
+/// A plugin's exports, by the contract's major version.
+enum Exports {
+    /// Built against 2.x: called directly.
+    V2 {
+        handler: handler::GuestIndices,
+        /// Present when the component exports `fan-out`.
+        fan_out: Option<fan_out::GuestIndices>,
+        /// Present when the component exports `compat`.
+        compat: Option<compat::GuestIndices>,
+    },
+    /// Built against the frozen 1.x: called through [`adapter`].
+    V1 {
+        handler: v1x::handler::GuestIndices,
+        /// Present when the component exports `fan-out` (1.1 and later).
+        fan_out: Option<v1x::fan_out::GuestIndices>,
+        /// Present when the component exports `compat` (1.3 and later).
+        compat: Option<v1x::compat::GuestIndices>,
+    },
 }
 
 impl LoadedPlugin {
     /// Its compiled capabilities.
     pub fn matcher(&self) -> Arc<CapabilityMatcher> {
         self.matcher.clone()
+    }
+
+    /// Whether it is built against the frozen 1.x contract and served through the adapter: it
+    /// cannot say which of its commands only read, so a dry run does not call it.
+    pub fn adapted(&self) -> bool {
+        matches!(self.exports, Exports::V1 { .. })
     }
 }
 
@@ -236,6 +262,8 @@ pub struct CallContext {
     pub target_root: Option<String>,
     /// Restore only these.
     pub selection: Vec<String>,
+    /// A dry run: nothing that changes state runs.
+    pub dry_run: bool,
 }
 
 impl CallContext {
@@ -296,6 +324,7 @@ impl CallContext {
             records: self.records.iter().map(setting).collect(),
             target_root: self.target_root.clone(),
             selection: self.selection.clone(),
+            dry_run: self.dry_run,
         }
     }
 }
@@ -385,6 +414,7 @@ impl Runtime {
         )?;
         bindings::coffer::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         bindings::coffer::plugin::undo::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        adapter::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -438,27 +468,52 @@ impl Runtime {
         let contract = self.contract_of(&component).ok_or_else(|| {
             invalid("not a Coffer plugin: it does not export coffer:plugin/handler".into())
         })?;
-        // Another major version, or a newer minor than this host serves (it may need imports
-        // this host does not have): refused before instantiating, naming both.
-        let served = semver::Version::parse(CONTRACT_VERSION).expect("a semver version");
-        let newer_or_other = semver::Version::parse(&contract)
-            .map(|v| v.major != served.major || v > served)
-            .unwrap_or(true);
-        if newer_or_other {
+        // 2.x up to the served version directly, 1.x up to the frozen one through the
+        // adapter; another major, or a newer minor than served (it may need imports this host
+        // does not have), is refused before instantiating, naming the versions.
+        let served = |v: &str| semver::Version::parse(v).expect("a semver version");
+        let major = match semver::Version::parse(&contract) {
+            Ok(v) if v.major == 2 && v <= served(CONTRACT_VERSION) => Some(2),
+            Ok(v) if v.major == 1 && v <= served(adapter::FROZEN) => Some(1),
+            _ => None,
+        };
+        let Some(major) = major else {
             return Err(PluginFault::Contract {
                 origin: origin.to_string(),
                 found: contract,
-                served: CONTRACT_VERSION.into(),
+                served: format!(
+                    "{CONTRACT_VERSION} (and 1.0.0 to {} through its adapter)",
+                    adapter::FROZEN
+                ),
             });
-        }
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
-        let handler = handler::GuestIndices::new(&pre)
-            .map_err(|e| invalid(format!("its handler export does not match: {e:#}")))?;
-        let fan_out = fan_out::GuestIndices::new(&pre).ok();
-        let compat = compat::GuestIndices::new(&pre).ok();
+        let mismatch =
+            |e: wasmtime::Error| invalid(format!("its handler export does not match: {e:#}"));
+        let exports = if major == 2 {
+            Exports::V2 {
+                handler: handler::GuestIndices::new(&pre).map_err(mismatch)?,
+                fan_out: fan_out::GuestIndices::new(&pre).ok(),
+                compat: compat::GuestIndices::new(&pre).ok(),
+            }
+        } else {
+            Exports::V1 {
+                handler: v1x::handler::GuestIndices::new(&pre).map_err(mismatch)?,
+                fan_out: v1x::fan_out::GuestIndices::new(&pre).ok(),
+                compat: v1x::compat::GuestIndices::new(&pre).ok(),
+            }
+        };
+        let (has_fan_out, has_compat) = match &exports {
+            Exports::V2 {
+                fan_out, compat, ..
+            } => (fan_out.is_some(), compat.is_some()),
+            Exports::V1 {
+                fan_out, compat, ..
+            } => (fan_out.is_some(), compat.is_some()),
+        };
         let mut plugin = LoadedPlugin {
             info: PluginInfo::new("", "", ""),
             identity: PluginIdentity {
@@ -473,9 +528,7 @@ impl Runtime {
                 CapabilityMatcher::new(&Capabilities::default()).expect("empty capabilities"),
             ),
             pre,
-            handler,
-            fan_out,
-            compat,
+            exports,
         };
         let env = self.env(&plugin, BTreeMap::new(), String::new());
         let info = match self.invoke(&plugin, env, "describe", Op::Describe).await? {
@@ -500,7 +553,7 @@ impl Runtime {
         plugin.identity.name = info.name.clone();
         plugin.identity.version = info.version.clone();
         plugin.info = info;
-        if plugin.fan_out.is_some() {
+        if has_fan_out {
             let env = self.env(&plugin, BTreeMap::new(), String::new());
             if let Reply::NodeScoped(ops) = self
                 .invoke(&plugin, env, "describe", Op::NodeScoped)
@@ -513,7 +566,7 @@ impl Runtime {
                 };
             }
         }
-        if plugin.compat.is_some() {
+        if has_compat {
             let env = self.env(&plugin, BTreeMap::new(), String::new());
             if let Reply::Restores(req) =
                 self.invoke(&plugin, env, "describe", Op::Restores).await?
@@ -563,6 +616,7 @@ impl Runtime {
             call: self.limits.clone(),
             reporter: Arc::new(Silent),
             undo: None,
+            dry_run: None,
         }
     }
 
@@ -601,45 +655,104 @@ impl Runtime {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| trap(format!("{e:#}")))?;
-        let guest = plugin
-            .handler
-            .load(&mut store, &instance)
-            .map_err(|e| trap(format!("{e:#}")))?;
-        let fan_out = match &plugin.fan_out {
-            Some(f) => Some(
-                f.load(&mut store, &instance)
-                    .map_err(|e| trap(format!("{e:#}")))?,
-            ),
-            None => None,
-        };
-        let compat = match &plugin.compat {
-            Some(c) => Some(
-                c.load(&mut store, &instance)
-                    .map_err(|e| trap(format!("{e:#}")))?,
-            ),
-            None => None,
-        };
         store.data_mut().call_started = Instant::now();
+        let load = |e: wasmtime::Error| trap(format!("{e:#}"));
         let call = async {
-            match op {
-                Op::NodeScoped => match &fan_out {
-                    Some(f) => f.call_node_scoped(&mut store).await.map(Reply::NodeScoped),
-                    None => Ok(Reply::NodeScoped(types::Operations::empty())),
-                },
-                Op::Restores => match &compat {
-                    Some(c) => c.call_restores(&mut store).await.map(Reply::Restores),
-                    None => Ok(Reply::Restores(String::new())),
-                },
-                Op::Describe => guest.call_describe(&mut store).await.map(Reply::Describe),
-                Op::Backup(c) => guest.call_backup(&mut store, c).await.map(Reply::Backup),
-                Op::Restore(c) => guest.call_restore(&mut store, c).await.map(Reply::Restore),
-                Op::Validate(c) => guest
-                    .call_validate(&mut store, c)
-                    .await
-                    .map(Reply::Validate),
+            match &plugin.exports {
+                Exports::V2 {
+                    handler,
+                    fan_out,
+                    compat,
+                } => {
+                    let guest = handler.load(&mut store, &instance).map_err(load)?;
+                    let fan_out = match fan_out {
+                        Some(f) => Some(f.load(&mut store, &instance).map_err(load)?),
+                        None => None,
+                    };
+                    let compat = match compat {
+                        Some(c) => Some(c.load(&mut store, &instance).map_err(load)?),
+                        None => None,
+                    };
+                    Ok(match op {
+                        Op::NodeScoped => match &fan_out {
+                            Some(f) => f.call_node_scoped(&mut store).await.map(Reply::NodeScoped),
+                            None => Ok(Reply::NodeScoped(types::Operations::empty())),
+                        },
+                        Op::Restores => match &compat {
+                            Some(c) => c.call_restores(&mut store).await.map(Reply::Restores),
+                            None => Ok(Reply::Restores(String::new())),
+                        },
+                        Op::Describe => guest.call_describe(&mut store).await.map(Reply::Describe),
+                        Op::Backup(c) => guest.call_backup(&mut store, c).await.map(Reply::Backup),
+                        Op::Restore(c) => {
+                            guest.call_restore(&mut store, c).await.map(Reply::Restore)
+                        }
+                        Op::Validate(c) => guest
+                            .call_validate(&mut store, c)
+                            .await
+                            .map(Reply::Validate),
+                    })
+                }
+                Exports::V1 {
+                    handler,
+                    fan_out,
+                    compat,
+                } => {
+                    let guest = handler.load(&mut store, &instance).map_err(load)?;
+                    let fan_out = match fan_out {
+                        Some(f) => Some(f.load(&mut store, &instance).map_err(load)?),
+                        None => None,
+                    };
+                    let compat = match compat {
+                        Some(c) => Some(c.load(&mut store, &instance).map_err(load)?),
+                        None => None,
+                    };
+                    Ok(match op {
+                        Op::NodeScoped => match &fan_out {
+                            Some(f) => f
+                                .call_node_scoped(&mut store)
+                                .await
+                                .map(|o| Reply::NodeScoped(adapter::operations(o))),
+                            None => Ok(Reply::NodeScoped(types::Operations::empty())),
+                        },
+                        Op::Restores => match &compat {
+                            Some(c) => c.call_restores(&mut store).await.map(Reply::Restores),
+                            None => Ok(Reply::Restores(String::new())),
+                        },
+                        Op::Describe => guest
+                            .call_describe(&mut store)
+                            .await
+                            .map(|i| Reply::Describe(adapter::plugin_info(i))),
+                        Op::Backup(c) => guest
+                            .call_backup(&mut store, &adapter::context(c))
+                            .await
+                            .map(|r| {
+                                Reply::Backup(
+                                    r.map(adapter::backup_report).map_err(adapter::plugin_error),
+                                )
+                            }),
+                        Op::Restore(c) => guest
+                            .call_restore(&mut store, &adapter::context(c))
+                            .await
+                            .map(|r| Reply::Restore(r.map_err(adapter::plugin_error))),
+                        Op::Validate(c) => guest
+                            .call_validate(&mut store, &adapter::context(c))
+                            .await
+                            .map(|r| {
+                                Reply::Validate(
+                                    r.map(adapter::checks).map_err(adapter::plugin_error),
+                                )
+                            }),
+                    })
+                }
             }
         };
         let result = tokio::time::timeout(limits.call_timeout, call).await;
+        let result = match result {
+            Ok(Err(fault)) => return Err(fault),
+            Ok(Ok(r)) => Ok(r),
+            Err(e) => Err(e),
+        };
         match result {
             Err(_) => Err(PluginFault::Timeout {
                 plugin: name.clone(),
@@ -808,6 +921,10 @@ fn plugin_info(i: types::PluginInfo) -> PluginInfo {
                 .map(|c| CommandPattern {
                     program: c.program,
                     args: c.args,
+                    effect: match c.effect {
+                        types::Effect::Reads => Effect::Reads,
+                        types::Effect::Changes => Effect::Changes,
+                    },
                 })
                 .collect(),
             paths: i.capabilities.paths,

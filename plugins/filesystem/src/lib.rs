@@ -156,8 +156,8 @@ impl Plugin for Filesystem {
             "exclude-path",
             "A glob to leave out: `/var/log/*.gz` from the root, `*.pyc` anywhere",
         )
-        .command("test", &["-e", "/*"])
-        .command("tar", &["--compare", "**"])
+        .reads("test", &["-e", "/*"])
+        .reads("tar", &["--compare", "**"])
         .path("/**")
     }
 

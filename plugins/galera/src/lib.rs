@@ -172,8 +172,11 @@ fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError>
         .map(drop)
 }
 
-/// Wait until `node` is Synced in a cluster of `size`.
+/// Wait until `node` is Synced in a cluster of `size` (not in a dry run: nothing joins).
 fn wait_synced(ctx: &Context<'_>, node: &str, size: usize) -> Result<(), PluginError> {
+    if ctx.dry_run {
+        return Ok(());
+    }
     let limit: u64 = ctx.settings.parse_or("join-timeout-seconds", 600)?;
     let mut last = Member::default();
     for _ in 0..limit * 2 {
@@ -257,7 +260,8 @@ impl Plugin for Galera {
                 "-D", "INPUT", "-d", "*", "-p", "tcp", "--dport", "3306", "-j", "DROP",
             ],
         )
-        .command("galera_new_cluster", &["*"]);
+        .command("galera_new_cluster", &["*"])
+        .command("mysql", &["-e", "SET GLOBAL wsrep_desync = OFF"]);
         pcm::commands(pcm::settings(sql::commands(sql::settings(info))))
     }
 
@@ -291,14 +295,14 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
             &Command::on(&source, "mysql").args(["-e", "SET GLOBAL wsrep_desync = OFF"]),
             &format!("resync {source} (wsrep_desync = OFF)"),
         )?;
-        sql::query(ctx, &source, "SET GLOBAL wsrep_desync = ON")?;
+        sql::execute(ctx, &source, "SET GLOBAL wsrep_desync = ON")?;
         Some(undo)
     } else {
         None
     };
     let dumped = sql::dump(ctx, &source);
     if let (Some(undo), Ok(_)) = (resync, &dumped) {
-        sql::query(ctx, &source, "SET GLOBAL wsrep_desync = OFF")?;
+        sql::execute(ctx, &source, "SET GLOBAL wsrep_desync = OFF")?;
         ctx.keep(undo);
     }
     let size = dumped?;
@@ -348,7 +352,7 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
             let password = ctx.settings.get("clustercheck-password").unwrap_or("");
             let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
             let account = format!("{}@'localhost'", quote(user));
-            sql::root_query(
+            sql::root_execute(
                 ctx,
                 &bootstrap,
                 &format!(

@@ -214,8 +214,9 @@ impl Plugin for Mongodb {
             "Most a secondary may lag to be dumped from",
             Some("10"),
         )
-        .command("mongosh", &["--quiet", "--nodb", "--norc", "--eval", "*"])
-        .command(
+        // Its scripts only read: `hello` and the document counts.
+        .reads("mongosh", &["--quiet", "--nodb", "--norc", "--eval", "*"])
+        .reads(
             "mongodump",
             &["--config=/run/coffer-mongo-*.yaml", "--archive", "**"],
         )

@@ -48,13 +48,25 @@ pub fn settings(info: PluginInfo) -> PluginInfo {
 }
 
 /// Commands every MariaDB plugin declares: the clients, the service, the datadir steps.
-pub fn commands(info: PluginInfo) -> PluginInfo {
-    info.command("mysql", &["**"])
-        .command("mysqldump", &["**"])
-        .command("mysqladmin", &["**"])
+/// Read-only SQL ([`query`]) is the statement in `-e` and declared `reads`, so a dry run runs
+/// it; SQL that changes anything ([`execute`], the imports) goes through stdin.
+pub fn commands(mut info: PluginInfo) -> PluginInfo {
+    for defaults in [None, Some("--defaults-extra-file=*")] {
+        let with = |args: &[&'static str]| -> Vec<&'static str> {
+            defaults.into_iter().chain(args.iter().copied()).collect()
+        };
+        for statement in ["SELECT *", "CHECKSUM TABLE *"] {
+            info = info.reads("mysql", &with(&["-N", "-B", "-e", statement]));
+        }
+        info = info
+            .command("mysql", &with(&["-N", "-B"]))
+            .command("mysql", &with(&["--max-allowed-packet=1G"]))
+            .reads("mysqladmin", &with(&["ping"]));
+    }
+    info.reads("mysqldump", &["**"])
         .command("systemctl", &["stop", "*"])
         .command("systemctl", &["start", "*"])
-        .command("test", &["-e", "*"])
+        .reads("test", &["-e", "*"])
         .command("mv", &["-T", "*", "*.before-restore-*"])
         .command(
             "sh",
@@ -164,8 +176,9 @@ pub fn client(ctx: &Context<'_>, node: &str, program: &str) -> Command {
     }
 }
 
-/// Run SQL as root over the socket (the only account a new datadir has), through stdin.
-pub fn root_query(
+/// Run SQL that changes something as root over the socket (the only account a new datadir
+/// has), through stdin.
+pub fn root_execute(
     ctx: &Context<'_>,
     node: &str,
     sql: &str,
@@ -178,9 +191,16 @@ fn root_client(node: &str, program: &str) -> Command {
     Command::on(node, program)
 }
 
-/// Run SQL on `node` (through stdin) and return its rows, tab-separated.
+/// Run one read-only statement (`SELECT` or `CHECKSUM TABLE`; it runs in a dry run, and
+/// it is in argv: never a secret) on `node` and return its rows, tab-separated.
 pub fn query(ctx: &Context<'_>, node: &str, sql: &str) -> Result<Vec<Vec<String>>, PluginError> {
-    rows(ctx.run_ok(&client(ctx, node, "mysql").args(["-N", "-B"]).stdin(sql))?)
+    rows(ctx.run_ok(&client(ctx, node, "mysql").args(["-N", "-B", "-e", sql]))?)
+}
+
+/// Run SQL that changes something on `node`, through stdin (a dry run lists it).
+pub fn execute(ctx: &Context<'_>, node: &str, sql: &str) -> Result<(), PluginError> {
+    ctx.run_ok(&client(ctx, node, "mysql").args(["-N", "-B"]).stdin(sql))
+        .map(drop)
 }
 
 fn rows(out: Output) -> Result<Vec<Vec<String>>, PluginError> {

@@ -124,8 +124,8 @@ impl Plugin for Pacemaker {
             "How long to wait for the cluster to settle",
             Some("300"),
         )
-        .command("cibadmin", &["--query"])
-        .command("cibadmin", &["--query", "--scope", "configuration"])
+        .reads("cibadmin", &["--query"])
+        .reads("cibadmin", &["--query", "--scope", "configuration"])
         .command(
             "cibadmin",
             &["--replace", "--scope", "configuration", "--xml-pipe"],
@@ -150,9 +150,10 @@ impl Plugin for Pacemaker {
             ],
         )
         .command("rm", &["-f", "/var/lib/pacemaker/cib/coffer-*.xml"])
-        .command("crm_mon", &["-1", "--output-as=xml"])
-        .command("crm_resource", &["--wait", "--timeout", "*"])
-        .command("sleep", &["1"])
+        .reads("crm_mon", &["-1", "--output-as=xml"])
+        // Waits for the cluster to settle; changes nothing.
+        .reads("crm_resource", &["--wait", "--timeout", "*"])
+        .reads("sleep", &["1"])
         .setting(
             "restore-mode",
             "`cib`: replace the live configuration section; `full`: stop the cluster on every \

@@ -154,8 +154,9 @@ impl Plugin for Swift {
         .setting("auth-url", "tempauth/v1 auth URL (default PROXY/auth/v1.0)", None)
         .setting("user", "Account:user for the inventory and validation", None)
         .setting("key", "Its key; reaches curl only through stdin", None)
-        .command("test", &["-e", "*"])
-        .command("curl", &["-sS", "-K", "-"])
+        .reads("test", &["-e", "*"])
+        // Only GETs: the token and the listings.
+        .reads("curl", &["-sS", "-K", "-"])
         .command("systemctl", &["stop", "swift-*"])
         .command("systemctl", &["start", "swift-*"])
         .path("/srv/node")

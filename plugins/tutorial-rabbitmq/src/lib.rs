@@ -112,10 +112,10 @@ impl Plugin for Rabbitmq {
             "How long to wait for an import to be applied",
             Some("60"),
         )
-        .command("rabbitmqctl", &["export_definitions", "-"])
+        .reads("rabbitmqctl", &["export_definitions", "-"])
         .command("rabbitmqctl", &["import_definitions"])
-        .command("rabbitmqctl", &["-q", "--no-table-headers", "list_*", "**"])
-        .command("sleep", &["1"])
+        .reads("rabbitmqctl", &["-q", "--no-table-headers", "list_*", "**"])
+        .reads("sleep", &["1"])
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -151,6 +151,10 @@ impl Plugin for Rabbitmq {
             &definitions.reference(),
             &Command::on(n, "rabbitmqctl").arg("import_definitions"),
         )?;
+        // In a dry run nothing was imported: nothing to wait for.
+        if ctx.dry_run {
+            return Ok(());
+        }
         // The import is applied asynchronously: wait until every recorded object is there.
         let wait: u64 = ctx.settings.parse_or("wait-seconds", 60)?;
         for _ in 0..wait {
