@@ -3,12 +3,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, chown, lchown, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use support::*;
@@ -558,4 +559,105 @@ fn the_undercloud_restore_ends_with_the_configured_reinstall_command() {
         1,
         &["ended with exit code 3", "restore itself completed"],
     );
+}
+
+/// Every file of the repository with its hash: a dry run must leave it as it was.
+fn repository_state(s: &Scratch) -> BTreeMap<PathBuf, String> {
+    walkdir(&s.repo())
+        .into_iter()
+        .map(|p| (p.clone(), hash_file(&p)))
+        .collect()
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(walkdir(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_dry_run_changes_and_stores_nothing_and_lists_what_the_run_then_does() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/a"), b"first").unwrap();
+    fs::write(src.join("big"), noise(7, 256 << 10)).unwrap();
+    s.filesystem(&[&src, &s.path("absent")]);
+    s.init();
+    let repo = repository_state(&s);
+
+    // Backup: the read-only probes run, the archive is only listed; nothing is stored.
+    let plan = s.ok(&["backup", "--dry-run", "--json"]);
+    let p = summary(&plan);
+    assert_eq!(p["operation"], "backup");
+    assert_eq!(p["steps"][0]["plugin"], "filesystem");
+    assert_eq!(p["steps"][0]["called"], true);
+    let reads = planned(&plan, &["reads"]);
+    assert!(
+        reads
+            .iter()
+            .any(|c| c.contains("test -e") && c.contains("absent")),
+        "{reads:?}"
+    );
+    let stores = planned(&plan, &["stores"]);
+    assert_eq!(
+        stores.len(),
+        1,
+        "one archive, the absent path skipped: {stores:?}"
+    );
+    assert!(stores[0].starts_with("local$ tar --create"), "{stores:?}");
+    assert_eq!(repository_state(&s), repo, "the repository is untouched");
+    assert_eq!(s.snapshot_count(), 0);
+    let text = String::from_utf8_lossy(&s.ok(&["backup", "--dry-run"]).stdout).to_string();
+    assert!(
+        text.contains("nothing was changed and nothing was stored")
+            && text.contains("would store")
+            && text.contains("reads (ran)"),
+        "{text}"
+    );
+    // The real backup runs exactly what the plan listed.
+    let real = s.ok(&["backup", "--json"]);
+    assert_eq!(
+        commands_run(&real),
+        planned(&plan, &["reads", "changes", "stores"])
+    );
+
+    // Restore: the file changed since; the plan changes nothing and verifies the artifact.
+    fs::write(src.join("sub/a"), b"changed").unwrap();
+    fs::write(src.join("new"), b"new").unwrap();
+    let before = record_tree(&src);
+    let repo = repository_state(&s);
+    let plan = s.ok(&["restore", "latest", "--dry-run", "--json"]);
+    assert_same_tree(&before, &record_tree(&src));
+    assert_eq!(repository_state(&s), repo);
+    let changes = planned(&plan, &["changes"]);
+    assert!(
+        changes.iter().any(|c| c.contains("tar --extract")),
+        "{changes:?}"
+    );
+    assert!(
+        summary(&plan)["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["note"].as_str().is_some_and(|n| n.contains("verified"))),
+        "the artifact is read and verified"
+    );
+    let real = s.ok(&["restore", "latest", "--no-validate", "--json"]);
+    assert_eq!(commands_run(&real), changes);
+    assert_eq!(fs::read(src.join("sub/a")).unwrap(), b"first");
+
+    // A damaged repository fails the dry run, as it would fail the restore, before anything.
+    fs::write(src.join("sub/a"), b"changed again").unwrap();
+    s.corrupt_largest_pack();
+    let out = s.run(&["restore", "latest", "--dry-run"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(fs::read(src.join("sub/a")).unwrap(), b"changed again");
 }

@@ -242,6 +242,25 @@ fn a_plugin_built_against_the_frozen_contract_1_0_runs_through_the_adapter() {
             && text.contains("changes echo **"),
         "a 1.x plugin cannot say what only reads: {text}"
     );
+    // A dry run lists it on its nodes and does not call it (it could not tell what changes).
+    let out = s.ok(&["backup", "--dry-run", "--json"]);
+    let plan = summary(&out);
+    let step = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["plugin"] == "legacy")
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(step["called"], false, "{plan}");
+    assert_eq!(step["nodes"][0], "local");
+    assert!(
+        step["note"]
+            .as_str()
+            .unwrap()
+            .contains("built against contract 1.0.0"),
+        "{plan}"
+    );
+    assert_eq!(s.snapshot_count(), 0);
     let out = s.ok(&["backup", "--json"]);
     let artifacts = summary(&out)["artifacts"].as_array().unwrap().clone();
     assert!(
@@ -559,7 +578,7 @@ fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
         s.init();
         let out = s.run(&["backup"]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
             err.contains(&format!("targets contract coffer:plugin@{newer}"))
                 && err.contains(

@@ -505,3 +505,71 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// The commands a `--json` run executed, as `node$ argv` lines with run ids replaced by `RUN`
+/// (from its `command` events).
+pub fn commands_run(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "command")
+        .map(|e| command_line(&e))
+        .collect()
+}
+
+/// The commands of a `--dry-run --json` plan with the given effects (`reads`, `changes`,
+/// `stores`), as [`commands_run`] writes them.
+pub fn planned(out: &Output, effects: &[&str]) -> Vec<String> {
+    summary(out)["actions"]
+        .as_array()
+        .expect("a plan has actions")
+        .iter()
+        .filter(|a| effects.iter().any(|e| a["effect"] == *e))
+        .map(command_line)
+        .collect()
+}
+
+fn command_line(e: &serde_json::Value) -> String {
+    let argv: Vec<&str> = e["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    without_run_ids(&format!(
+        "{}$ {}",
+        e["node"].as_str().unwrap(),
+        argv.join(" ")
+    ))
+}
+
+/// `text` with every run id (`20261127T141551Z-4242`) replaced by `RUN`.
+pub fn without_run_ids(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        let digits = |from: usize, n: usize| {
+            b.get(from..from + n)
+                .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+        };
+        if digits(i, 8)
+            && b.get(i + 8) == Some(&b'T')
+            && digits(i + 9, 6)
+            && b.get(i + 15..i + 17) == Some(b"Z-")
+            && digits(i + 17, 1)
+        {
+            let mut j = i + 17;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            out.push_str("RUN");
+            i = j;
+        } else {
+            let c = text[i..].chars().next().expect("inside the text");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
