@@ -269,7 +269,51 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         ));
         assert!(out.status.success());
     }
+    // A dry run of the restore changes nothing on any member (servers, datadirs, firewall,
+    // Pacemaker) and lists every state-changing command the restore then runs, in order.
+    let members = || -> String {
+        let mut state = String::new();
+        for n in &nodes {
+            let out = n.sh("ls -A /srv/db; pgrep -c mariadbd || true");
+            state.push_str(&format!(
+                "{}: {}",
+                n.name,
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        state
+            + &iptables_rules()
+            + &pcm.sh("cibadmin --query --scope configuration")
+            + &pcm.sh("crm_mon -1 | grep -c unmanaged || true")
+    };
+    let untouched = members();
+    let plan = s.ok(&["restore", "latest", "--dry-run", "--json"]);
+    assert_eq!(members(), untouched, "the dry run changed a member");
+    let listed = planned(&plan, &["changes", "stores"]);
+    for n in &nodes {
+        for c in [
+            format!("{}$ systemctl stop mariadb", n.name),
+            format!(
+                "{}$ iptables -I INPUT -d {} -p tcp --dport 3306 -j DROP",
+                n.name, n.address
+            ),
+        ] {
+            assert!(listed.contains(&c), "{c} is not in the plan: {listed:#?}");
+        }
+    }
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.contains("galera_new_cluster mariadb"))
+            && !planned(&plan, &["reversal"]).is_empty(),
+        "{listed:#?}"
+    );
     let out = s.ok(&["restore", "latest", "--json"]);
+    assert_eq!(
+        commands_run(&out, &["changes", "stores"]),
+        listed,
+        "the restore ran other state-changing commands than the dry run listed"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("\"ok\":false"), "{text}");
     assert!(

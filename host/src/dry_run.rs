@@ -16,6 +16,8 @@ pub enum Effect {
     Changes,
     /// Its output would be stored in the repository as an artifact: not run.
     Stores,
+    /// A reversal a plugin registers: it runs only if the run fails.
+    Reversal,
 }
 
 /// One command of the plan.

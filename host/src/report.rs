@@ -35,6 +35,9 @@ pub enum Event {
         node: String,
         /// Command line.
         argv: Vec<String>,
+        /// What it does: `reads`, `changes` (the node or the service) or `stores` (its output
+        /// becomes an artifact).
+        effect: crate::dry_run::Effect,
     },
     /// The host refused a plugin's request.
     Refused {

@@ -506,19 +506,19 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The commands a `--json` run executed, as `node$ argv` lines with run ids replaced by `RUN`
-/// (from its `command` events).
-pub fn commands_run(out: &Output) -> Vec<String> {
+/// The commands with the given effects (`reads`, `changes`, `stores`) a `--json` run executed,
+/// as `node$ argv` lines with run ids replaced by `RUN` (from its `command` events).
+pub fn commands_run(out: &Output, effects: &[&str]) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "command")
+        .filter(|e| e["event"] == "command" && effects.iter().any(|x| e["effect"] == *x))
         .map(|e| command_line(&e))
         .collect()
 }
 
 /// The commands of a `--dry-run --json` plan with the given effects (`reads`, `changes`,
-/// `stores`), as [`commands_run`] writes them.
+/// `stores`, `reversal`), as [`commands_run`] writes them.
 pub fn planned(out: &Output, effects: &[&str]) -> Vec<String> {
     summary(out)["actions"]
         .as_array()

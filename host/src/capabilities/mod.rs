@@ -186,6 +186,15 @@ impl OperationEnv {
         }
     }
 
+    /// What the plugin's `argv` does, by its declaration.
+    fn effect_of(&self, argv: &[String]) -> Effect {
+        if self.matcher.changes_state(argv) {
+            Effect::Changes
+        } else {
+            Effect::Reads
+        }
+    }
+
     /// In a dry run, record `argv` (as it would run on `node`) with its effect and return
     /// true when it must not run; outside one, false.
     fn dry(&self, node: &str, argv: &[String], effect: Effect, note: Option<String>) -> bool {
@@ -202,22 +211,19 @@ impl OperationEnv {
         effect != Effect::Reads
     }
 
-    fn command_event(&self, node: &str, argv: &[String]) {
+    fn command_event(&self, node: &str, argv: &[String], effect: Effect) {
         self.reporter.report(Event::Command {
             plugin: self.plugin.name.clone(),
             node: node.into(),
             argv: argv.to_vec(),
+            effect,
         });
     }
 
     async fn exec(&self, cmd: types::Command) -> Result<types::Output, types::ExecError> {
         let node = self.allow_command(&cmd.node, &cmd.argv)?;
         let argv = self.on_node(node, &cmd.argv);
-        let effect = if self.matcher.changes_state(&cmd.argv) {
-            Effect::Changes
-        } else {
-            Effect::Reads
-        };
+        let effect = self.effect_of(&cmd.argv);
         if self.dry(&cmd.node, &argv, effect, None) {
             return Ok(types::Output {
                 exit_code: Some(0),
@@ -225,7 +231,7 @@ impl OperationEnv {
                 stderr: Vec::new(),
             });
         }
-        self.command_event(&cmd.node, &argv);
+        self.command_event(&cmd.node, &argv, effect);
         let timeout = cmd
             .timeout_ms
             .map(Duration::from_millis)
@@ -409,8 +415,7 @@ impl undo::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let wrapped = env.on_node(handle, &argv);
-        let note = Some(format!("reversal, run if the run fails: {what}"));
-        if env.dry(&node, &wrapped, Effect::Changes, note) {
+        if env.dry(&node, &wrapped, Effect::Reversal, Some(what.clone())) {
             return Ok(Ok(0));
         }
         let Some(stack) = &env.undo else {

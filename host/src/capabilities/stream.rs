@@ -94,7 +94,7 @@ async fn store_output(
         )));
     }
     let argv = env.on_node(&handle, &argv);
-    env.command_event(node, &argv);
+    env.command_event(node, &argv, Effect::Stores);
     let started = Instant::now();
     let mut p = handle
         .spawn(&argv)
@@ -329,13 +329,15 @@ fn find_artifact(
     Ok((record, source.reader.clone()))
 }
 
-/// Write `record` into the stdin of `argv` on `node` and wait for it.
+/// Write `record` into the stdin of `argv` on `node` and wait for it; `effect` is what the
+/// command does (a dry run runs it only if it reads).
 async fn feed_into(
     env: &OperationEnv,
     record: ArtifactRecord,
     reader: Arc<crate::repository::ArtifactReader>,
     node: &str,
     argv: Vec<String>,
+    effect: Effect,
 ) -> Result<(), StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?;
     // Read the whole artifact once before anything touches the node: a damaged repository
@@ -355,10 +357,10 @@ async fn feed_into(
         "from artifact {} of {} ({} bytes, verified)",
         record.name, record.node, record.size
     ));
-    if env.dry(node, &argv, Effect::Changes, note) {
+    if env.dry(node, &argv, effect, note) {
         return Ok(());
     }
-    env.command_event(node, &argv);
+    env.command_event(node, &argv, effect);
     let mut p = handle
         .spawn(&argv)
         .await
@@ -409,7 +411,8 @@ pub async fn feed(
 ) -> Result<(), StreamError> {
     env.allow_command(node, &argv).map_err(StreamError::Exec)?;
     let (record, reader) = find_artifact(env, &artifact)?;
-    feed_into(env, record, reader, node, argv).await
+    let effect = env.effect_of(&argv);
+    feed_into(env, record, reader, node, argv, effect).await
 }
 
 /// `stream.restore-paths`.
@@ -443,9 +446,17 @@ pub async fn restore_paths(
         ],
     );
     if env.dry(node, &mkdir, Effect::Changes, None) {
-        return feed_into(env, record, reader, node, extract_argv(target, &select)).await;
+        return feed_into(
+            env,
+            record,
+            reader,
+            node,
+            extract_argv(target, &select),
+            Effect::Changes,
+        )
+        .await;
     }
-    env.command_event(node, &mkdir);
+    env.command_event(node, &mkdir, Effect::Changes);
     let made = process::run(
         &handle,
         &mkdir,
@@ -458,7 +469,15 @@ pub async fn restore_paths(
     if made.exit_code != Some(0) {
         return Err(failure(&mkdir, made.exit_code, made.stderr));
     }
-    feed_into(env, record, reader, node, extract_argv(target, &select)).await
+    feed_into(
+        env,
+        record,
+        reader,
+        node,
+        extract_argv(target, &select),
+        Effect::Changes,
+    )
+    .await
 }
 
 /// The `tar --extract` command line of `restore-paths`.

@@ -91,6 +91,7 @@ pub fn plan(p: &coffer::dry_run::Plan) -> String {
                 Effect::Reads => "reads (ran)",
                 Effect::Changes => "would change",
                 Effect::Stores => "would store",
+                Effect::Reversal => "if it fails",
             };
             text.push_str(&format!(
                 "\n     {:<14} {:<12} {}{}",
@@ -109,9 +110,11 @@ pub fn plan(p: &coffer::dry_run::Plan) -> String {
     }
     let count = |e: Effect| p.actions.iter().filter(|a| a.effect == e).count();
     text.push_str(&format!(
-        "\n{} command(s) would change state, {} would store an artifact; {} read-only command(s) ran",
+        "\n{} command(s) would change state, {} would store an artifact, {} reversal(s) would be \
+         registered; {} read-only command(s) ran",
         count(Effect::Changes),
         count(Effect::Stores),
+        count(Effect::Reversal),
         count(Effect::Reads)
     ));
     text
@@ -151,7 +154,9 @@ impl Reporter for Printer {
                 self.spinner
                     .set_message(format!("{plugin}: {step} {done}{of}"));
             }
-            Event::Command { plugin, node, argv } => {
+            Event::Command {
+                plugin, node, argv, ..
+            } => {
                 self.spinner
                     .set_message(format!("{plugin} on {node}: {}", argv.join(" ")));
                 if self.verbose {
