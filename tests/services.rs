@@ -46,6 +46,36 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
     );
     s.init();
 
+    // A dry run asks Redis (INFO runs) but saves nothing: BGSAVE is only listed.
+    let saves = || {
+        redis
+            .cli(&["INFO", "persistence"])
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("rdb_saves:")
+                    .map(str::trim)
+                    .map(str::to_string)
+            })
+            .unwrap()
+    };
+    let before = saves();
+    let plan = run_watching_argv(s.command(&["backup", "--dry-run", "--json"]), PASSWORD);
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert_eq!(saves(), before, "the dry run saved");
+    assert_eq!(s.snapshot_count(), 0);
+    let listed = planned(&plan, &["changes", "stores"]);
+    assert!(
+        listed.iter().any(|c| c.ends_with("--askpass BGSAVE"))
+            && planned(&plan, &["reads"])
+                .iter()
+                .any(|c| c.ends_with("INFO persistence")),
+        "{listed:#?}"
+    );
+
     // A client writes continuously: a and b are incremented together, atomically.
     let writer = std::process::Command::new("sh")
         .arg("-c")
@@ -67,6 +97,7 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(commands_run(&out, &["changes", "stores"]), listed);
     writer.kill().unwrap();
     writer.wait().unwrap();
     let names = artifact_fields(&out, "name");
