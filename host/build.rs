@@ -18,6 +18,7 @@ const BUILTIN: &[(&str, &str)] = &[
 const FIXTURES: &[&str] = &[
     "coffer-plugin-hostile",
     "coffer-plugin-contract-1-0",
+    "coffer-plugin-contract-1-3",
     // The SDK tutorial's plugin: installed like a third-party plugin in its test.
     "coffer-plugin-rabbitmq",
 ];

@@ -276,6 +276,56 @@ fn a_plugin_built_against_the_frozen_contract_1_0_runs_through_the_adapter() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1.0.0"));
 }
 
+#[test]
+fn a_plugin_built_against_contract_1_3_keeps_fan_out_compat_and_undo_through_the_adapter() {
+    // Built from source against wit/v1 (1.3.0, the last 1.x) with wit-bindgen alone.
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-contract-1-3");
+    let dir = s.path("changes");
+    std::fs::create_dir_all(&dir).unwrap();
+    s.deployment(&format!(
+        "[plugin.legacy13.grant]\ncommands = [\"echo **\", \"sh -c **\"]\n\n\
+         [plugin.legacy13.settings]\ndir = {:?}\n",
+        dir.display().to_string()
+    ));
+    s.init();
+    let out = s.ok(&["plugins", "describe", "legacy13"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("contract 1.3.0 (frozen 1.x, served through the adapter")
+            && text.contains("nodes in parallel: backup, validate")
+            && text.contains("restores artifacts written by versions: >=1.0, <2"),
+        "fan-out and compat through the adapter: {text}"
+    );
+    // undo.push through the adapter: the failing run runs the plugin's reversal.
+    s.edit_deployment(
+        "[plugin.legacy13.settings]\n",
+        "[plugin.legacy13.settings]\nfail = \"yes\"\n",
+    );
+    let out = s.run(&["backup"]);
+    let err = failed_with(&out, 4, &["legacy13", "failing on local"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undone")).unwrap(),
+        "reversed\n",
+        "{err}"
+    );
+    assert_eq!(s.snapshot_count(), 0);
+    s.edit_deployment("fail = \"yes\"\n", "");
+    let out = s.ok(&["backup", "--json"]);
+    assert!(
+        artifact_fields(&out, "name").contains(&"legacy13".to_string()),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undone")).unwrap(),
+        "reversed\n",
+        "a released reversal does not run"
+    );
+    let out = s.ok(&["validate", "latest", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("artifact recorded"));
+}
+
 fn undo_deployment(s: &Scratch, mode: &str) -> std::path::PathBuf {
     let dir = s.path("changes");
     std::fs::create_dir_all(&dir).unwrap();
