@@ -675,3 +675,49 @@ fn limits_set_per_plugin_override_the_deployment_ones() {
         assert_eq!(s.snapshot_count(), 0);
     }
 }
+
+#[test]
+fn plugins_the_plan_does_not_order_run_at_once_up_to_the_limit() {
+    // Two plugins with no before/after relation each wait at one barrier for the other: the
+    // backup completes only if the host runs them at the same time (no clock involved).
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    s.install_hostile_twin();
+    let barrier = s.path("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let plugin = |name: &str| {
+        format!(
+            "[plugin.{name}.grant]\ncommands = [\"sh -c **\"]\n\n[plugin.{name}.settings]\n\
+             mode = \"barrier\"\ndir = {:?}\ncount = \"2\"\nmark = \"{name}\"\ntries = \"300\"\n",
+            barrier.display().to_string()
+        )
+    };
+    s.deployment(&format!("{}\n{}", plugin("hostile"), plugin("twinned")));
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    let mut arrived: Vec<String> = std::fs::read_dir(&barrier)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    arrived.sort();
+    assert_eq!(arrived, ["hostile", "twinned"]);
+    assert_eq!(
+        artifact_fields(&out, "plugin"),
+        Vec::<String>::new(),
+        "barrier mode stores nothing"
+    );
+    // One plugin at a time: the barrier is never reached; the run fails cleanly.
+    for e in std::fs::read_dir(&barrier).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    s.edit_deployment("tries = \"300\"", "tries = \"10\"");
+    let text = std::fs::read_to_string(s.path("deployment.toml")).unwrap();
+    std::fs::write(
+        s.path("deployment.toml"),
+        format!("{text}\n[run]\nparallel-plugins = 1\n"),
+    )
+    .unwrap();
+    let out = s.run(&["backup"]);
+    failed_with(&out, 4, &["hostile", "barrier"]);
+    assert_eq!(s.snapshot_count(), 1);
+}

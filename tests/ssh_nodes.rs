@@ -501,6 +501,26 @@ fn a_node_scoped_plugin_works_on_its_nodes_at_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(s.snapshot_count(), 1);
+
+    // The same with at most two members at once (`members-down`): never three at the barrier.
+    for e in fs::read_dir(&barrier).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    s.edit_deployment("[ssh]\nparallel = 1\n", "[ssh]\n");
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        text + "\n[plugin.hostile]\nmembers-down = 2\n",
+    )
+    .unwrap();
+    let out = s.run(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("one call per node on 3 nodes, 2 at a time"),
+        "{text}"
+    );
+    assert_eq!(s.snapshot_count(), 1);
 }
 
 #[test]

@@ -87,6 +87,7 @@ struct File {
     access: Option<Spanned<AccessSection>>,
     plugin_signing: Option<SigningSection>,
     undercloud: Option<UndercloudSection>,
+    run: Option<RunSection>,
     #[serde(default)]
     node: Vec<NodeSection>,
     #[serde(default)]
@@ -139,6 +140,12 @@ impl LimitsSection {
             limits.commands.default_timeout = Duration::from_secs(s);
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RunSection {
+    parallel_plugins: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +212,7 @@ struct PluginSection {
     grant: Option<Spanned<GrantSection>>,
     container: Option<Spanned<ContainerSection>>,
     limits: Option<LimitsSection>,
+    members_down: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +303,9 @@ pub struct PluginConfig {
     pub container: Option<ContainerSpec>,
     /// Its limits: `[limits]` with what `[plugin.NAME.limits]` overrides.
     pub limits: Limits,
+    /// At most this many of its nodes are worked on at once (`members-down`): a restore that
+    /// takes each member down keeps the others up. `None`: `[ssh] parallel`.
+    pub members_down: Option<usize>,
 }
 
 /// A validated deployment.
@@ -320,8 +331,11 @@ pub struct Deployment {
     pub nodes: Vec<NodeSpec>,
     /// The known_hosts file SSH nodes are verified against.
     pub known_hosts: PathBuf,
-    /// How many nodes are connected to at once.
+    /// How many nodes are connected to at once, and worked on at once by one plugin.
     pub ssh_parallel: usize,
+    /// How many plugins run at once (`[run] parallel-plugins`): those the plan does not order
+    /// against each other.
+    pub parallel_plugins: usize,
     /// How long a connection may take.
     pub connect_timeout: Duration,
     /// Enabled plugins, in file order of their names.
@@ -605,7 +619,15 @@ impl Deployment {
                     }
                     own
                 },
+                members_down: section.members_down,
             });
+            if section.members_down == Some(0) {
+                problems.push(Problem {
+                    line: Some(line),
+                    field: format!("plugin.{}.members-down", pname.get_ref()),
+                    message: "must be at least 1".into(),
+                });
+            }
         }
 
         let repository_node = file.repository.as_ref().and_then(|r| r.node.as_ref());
@@ -637,6 +659,14 @@ impl Deployment {
                 }
                 Some(_) => {}
             }
+        }
+        let parallel_plugins = file.run.as_ref().and_then(|r| r.parallel_plugins);
+        if parallel_plugins == Some(0) {
+            problems.push(Problem {
+                line: None,
+                field: "run.parallel-plugins".into(),
+                message: "must be at least 1".into(),
+            });
         }
         let ssh = file.ssh.as_ref();
         if ssh.and_then(|s| s.parallel) == Some(0) {
@@ -719,6 +749,7 @@ impl Deployment {
                 .or_else(|| dirs::home_dir().map(|h| h.join(".ssh/known_hosts")))
                 .unwrap_or_else(|| PathBuf::from("/root/.ssh/known_hosts")),
             ssh_parallel: ssh.and_then(|s| s.parallel).unwrap_or(8),
+            parallel_plugins: parallel_plugins.unwrap_or(4),
             connect_timeout: Duration::from_secs(
                 ssh.and_then(|s| s.connect_timeout_seconds).unwrap_or(10),
             ),

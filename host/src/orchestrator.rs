@@ -380,10 +380,25 @@ impl Coffer {
         }
     }
 
-    /// Make `calls` (one per node for a node-scoped operation, else one), `[ssh] parallel` at
-    /// a time; the first failure stops the others.
+    /// How many of `plugin`'s nodes are worked on at once: `[ssh] parallel`, or its
+    /// `members-down` when lower.
+    fn node_limit(&self, plugin: &str) -> usize {
+        let members_down = self
+            .deployment
+            .plugins
+            .iter()
+            .find(|p| p.name == plugin)
+            .and_then(|p| p.members_down);
+        members_down.map_or(self.deployment.ssh_parallel, |m| {
+            m.min(self.deployment.ssh_parallel)
+        })
+    }
+
+    /// Make `calls` (one per node for a node-scoped operation, else one) of `plugin`, at most
+    /// [`Coffer::node_limit`] at a time; the first failure stops the others.
     async fn fan_out<T, Fut>(
         &self,
+        plugin: &str,
         calls: Vec<CallContext>,
         call: impl Fn(CallContext) -> Fut,
     ) -> Result<Vec<T>, PluginFault>
@@ -393,17 +408,17 @@ impl Coffer {
         use futures::{StreamExt as _, TryStreamExt as _};
         futures::stream::iter(calls)
             .map(call)
-            .buffer_unordered(self.deployment.ssh_parallel)
+            .buffer_unordered(self.node_limit(plugin))
             .try_collect()
             .await
     }
 
-    fn fan_detail(&self, calls: &[CallContext]) -> String {
+    fn fan_detail(&self, plugin: &str, calls: &[CallContext]) -> String {
         if calls.len() > 1 {
             format!(
                 "one call per node on {} nodes, {} at a time",
                 calls.len(),
-                self.deployment.ssh_parallel.min(calls.len())
+                self.node_limit(plugin).min(calls.len())
             )
         } else {
             String::new()
@@ -517,83 +532,95 @@ impl Coffer {
                 )));
             }
         }
-        let mut records = Vec::new();
         let enabled: Vec<String> = self
             .deployment
             .plugins
             .iter()
             .map(|p| p.name.clone())
             .collect();
-        let order = plan_order(&enabled, |n| self.registry.get(n).map(|p| &p.info))
-            .map_err(RunError::Config)?;
-        for name in &order {
-            let pc = self
-                .deployment
-                .plugins
-                .iter()
-                .find(|p| &p.name == name)
-                .expect("ordered from the enabled plugins");
-            if !only.is_empty() && !only.contains(&pc.name) {
-                continue;
-            }
-            let plugin = self.registry.get(&pc.name).expect("checked in new");
-            if !plugin.info.operations.backup {
-                continue;
-            }
-            let nodes = self.nodes_for(pc, plugin);
-            if nodes.is_empty() {
-                self.step(
-                    &pc.name,
-                    "backup",
-                    "skipped",
-                    "no node carries its roles".into(),
-                );
-                continue;
-            }
-            let mut settings = pc.settings.clone();
-            settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());
-            let ctx = CallContext {
-                deployment: self.deployment.name.clone(),
-                run_id: run_id.into(),
-                nodes: nodes.clone(),
-                settings,
-                dry_run: self.dry.is_some(),
-                ..CallContext::default()
-            };
-            let calls = ctx.split(plugin.info.node_scoped.backup);
-            if !self.plan_step(plugin, "backup", &nodes, &self.fan_detail(&calls)) {
-                continue;
-            }
-            self.step(&pc.name, "backup", "started", self.fan_detail(&calls));
-            let result = self
-                .fan_out(calls, |ctx| {
-                    let mut env = self.env(plugin, &ctx.nodes, run_id);
-                    env.writer = writer.cloned();
-                    env.written = written.clone();
-                    env.repository = Some(location.clone());
-                    env.undo = Some(undo.clone());
-                    async move { self.runtime.backup(plugin, env, &ctx).await }
-                })
-                .await
-                .map(|per_call| per_call.concat());
-            match result {
-                Ok(recs) => {
-                    self.step(&pc.name, "backup", "ok", String::new());
-                    records.push(PluginRecord {
-                        name: plugin.identity.name.clone(),
-                        version: plugin.identity.version.clone(),
-                        digest: plugin.identity.digest.clone(),
-                        contract: plugin.identity.contract.clone(),
-                        nodes: nodes.iter().map(|n| n.name.clone()).collect(),
-                        records: recs,
-                    });
+        let info = |n: &str| self.registry.get(n).map(|p| &p.info);
+        let order: Vec<String> = plan_order(&enabled, info)
+            .map_err(RunError::Config)?
+            .into_iter()
+            .filter(|n| only.is_empty() || only.contains(n))
+            .collect();
+        let waits = plan_waits(&order, info);
+        let (done, failed) = run_plan(
+            &order,
+            &waits,
+            self.deployment.parallel_plugins,
+            |name| async move {
+                let pc = self
+                    .deployment
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == name)
+                    .expect("ordered from the enabled plugins");
+                let plugin = self.registry.get(&pc.name).expect("checked in new");
+                if !plugin.info.operations.backup {
+                    return Ok(None);
                 }
-                Err(e) => {
-                    self.step(&pc.name, "backup", "failed", e.to_string());
-                    return Err(e.into());
+                let nodes = self.nodes_for(pc, plugin);
+                if nodes.is_empty() {
+                    self.step(
+                        &pc.name,
+                        "backup",
+                        "skipped",
+                        "no node carries its roles".into(),
+                    );
+                    return Ok(None);
                 }
-            }
+                let mut settings = pc.settings.clone();
+                settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());
+                let ctx = CallContext {
+                    deployment: self.deployment.name.clone(),
+                    run_id: run_id.into(),
+                    nodes: nodes.clone(),
+                    settings,
+                    dry_run: self.dry.is_some(),
+                    ..CallContext::default()
+                };
+                let calls = ctx.split(plugin.info.node_scoped.backup);
+                let detail = self.fan_detail(&pc.name, &calls);
+                if !self.plan_step(plugin, "backup", &nodes, &detail) {
+                    return Ok(None);
+                }
+                self.step(&pc.name, "backup", "started", detail);
+                let result = self
+                    .fan_out(&pc.name, calls, |ctx| {
+                        let mut env = self.env(plugin, &ctx.nodes, run_id);
+                        env.writer = writer.cloned();
+                        env.written = written.clone();
+                        env.repository = Some(location.clone());
+                        env.undo = Some(undo.clone());
+                        async move { self.runtime.backup(plugin, env, &ctx).await }
+                    })
+                    .await
+                    .map(|per_call| per_call.concat());
+                match result {
+                    Ok(recs) => {
+                        self.step(&pc.name, "backup", "ok", String::new());
+                        Ok(Some(PluginRecord {
+                            name: plugin.identity.name.clone(),
+                            version: plugin.identity.version.clone(),
+                            digest: plugin.identity.digest.clone(),
+                            contract: plugin.identity.contract.clone(),
+                            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+                            records: recs,
+                        }))
+                    }
+                    Err(e) => {
+                        self.step(&pc.name, "backup", "failed", e.to_string());
+                        Err(e.into())
+                    }
+                }
+            },
+        )
+        .await;
+        if let Some((_, e)) = failed {
+            return Err(e);
         }
+        let records: Vec<PluginRecord> = done.into_iter().flatten().collect();
         if records.is_empty() && !self.dry.as_ref().is_some_and(|d| d.has_steps()) {
             return Err(RunError::Config(
                 "no plugin ran: no enabled plugin applies to any node".into(),
@@ -783,7 +810,7 @@ impl Coffer {
         let records = self.selected(&snap.manifest, &opts.plugins)?;
         // One id for this run's undo journal and, unless it resumes another, its restore journal.
         let run = run_id();
-        let mut journal = resumed.unwrap_or_else(|| RestoreJournal::new(&run, name, &snap.id));
+        let journal = resumed.unwrap_or_else(|| RestoreJournal::new(&run, name, &snap.id));
         // Every plugin must be able to read what its version in the snapshot wrote, before
         // anything runs.
         for record in &records {
@@ -807,73 +834,108 @@ impl Coffer {
                 .into());
             }
         }
-        let mut restored = Vec::new();
         let undo = Arc::new(UndoStack::new(&run, &self.deployment.source_name));
         // A dry run keeps no journal.
         let keep_journal = restore && self.dry.is_none();
         if keep_journal {
             journal.save().map_err(config)?;
         }
-        for record in records.iter().filter(|_| restore) {
-            if journal.done.contains(&record.name) {
-                self.step(
-                    &record.name,
-                    "restore",
-                    "skipped",
-                    format!("done in run {}", journal.run_id),
-                );
-                restored.push(record.name.clone());
-                continue;
-            }
-            let (plugin, ctx) = self.snapshot_context(record, &snap.manifest, opts)?;
-            if ctx.nodes.is_empty() {
-                continue;
-            }
-            let calls = ctx.split(plugin.info.node_scoped.restore);
-            if !self.plan_step(plugin, "restore", &ctx.nodes, &self.fan_detail(&calls)) {
-                continue;
-            }
-            self.step(&record.name, "restore", "started", self.fan_detail(&calls));
-            let work = self.fan_out(calls, |ctx| {
-                let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
-                env.source = Some(source.clone());
-                env.undo = Some(undo.clone());
-                async move { self.runtime.restore(plugin, env, &ctx).await }
-            });
-            let result = tokio::select! {
-                r = work => r.map(drop).map_err(RunError::from),
-                _ = self.interrupted() => Err(RunError::Interrupted),
-            };
-            if let Err(e) = result {
-                self.step(&record.name, "restore", "failed", e.to_string());
-                self.unwind(&undo).await;
-                journal.failed = Some(record.name.clone());
-                if keep_journal && journal.save().is_ok() {
-                    self.reporter.report(Event::Log {
-                        plugin: record.name.clone(),
-                        level: "warn".into(),
-                        message: format!(
-                            "restored so far: {}; once the cause is fixed, `coffer restore \
-                             --resume {}` continues from {}",
-                            if journal.done.is_empty() {
-                                "nothing".to_string()
-                            } else {
-                                journal.done.join(", ")
-                            },
-                            journal.run_id,
-                            record.name
-                        ),
-                    });
+        let names: Vec<String> = if restore {
+            records.iter().map(|r| r.name.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let waits = plan_waits(&names, |n| self.registry.get(n).map(|p| &p.info));
+        let journal = Mutex::new(journal);
+        let (records_ref, journal_ref, source_ref, undo_ref) = (&records, &journal, &source, &undo);
+        let manifest = &snap.manifest;
+        let work = run_plan(
+            &names,
+            &waits,
+            self.deployment.parallel_plugins,
+            |name| async move {
+                let record = records_ref
+                    .iter()
+                    .find(|r| r.name == name)
+                    .expect("a name of the records");
+                {
+                    let j = journal_ref.lock().unwrap_or_else(|e| e.into_inner());
+                    if j.done.contains(&name) {
+                        let detail = format!("done in run {}", j.run_id);
+                        self.step(&name, "restore", "skipped", detail);
+                        return Ok(Some(name));
+                    }
                 }
-                return Err(e);
+                let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
+                if ctx.nodes.is_empty() {
+                    return Ok(None);
+                }
+                let calls = ctx.split(plugin.info.node_scoped.restore);
+                let detail = self.fan_detail(&name, &calls);
+                if !self.plan_step(plugin, "restore", &ctx.nodes, &detail) {
+                    return Ok(None);
+                }
+                self.step(&name, "restore", "started", detail);
+                let result = self
+                    .fan_out(&name, calls, |ctx| {
+                        let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+                        env.source = Some(source_ref.clone());
+                        env.undo = Some(undo_ref.clone());
+                        async move { self.runtime.restore(plugin, env, &ctx).await }
+                    })
+                    .await;
+                if let Err(e) = result {
+                    self.step(&name, "restore", "failed", e.to_string());
+                    return Err(e.into());
+                }
+                self.step(&name, "restore", "ok", String::new());
+                let mut j = journal_ref.lock().unwrap_or_else(|e| e.into_inner());
+                j.done.push(name.clone());
+                if keep_journal {
+                    j.save().map_err(config)?;
+                }
+                Ok(Some(name))
+            },
+        );
+        let (restored, failure) = tokio::select! {
+            r = work => r,
+            _ = self.interrupted() => (Vec::new(), Some((String::new(), RunError::Interrupted))),
+        };
+        let mut journal = journal.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some((failed, e)) = failure {
+            self.unwind(&undo).await;
+            let left: Vec<&str> = names
+                .iter()
+                .filter(|n| !journal.done.contains(n))
+                .map(String::as_str)
+                .collect();
+            // Interrupted: the first plugin not done.
+            let failed = if failed.is_empty() {
+                left.first().map_or(String::new(), |n| n.to_string())
+            } else {
+                failed
+            };
+            journal.failed = Some(failed.clone());
+            if keep_journal && journal.save().is_ok() {
+                self.reporter.report(Event::Log {
+                    plugin: failed,
+                    level: "warn".into(),
+                    message: format!(
+                        "restored so far: {}; once the cause is fixed, `coffer restore \
+                         --resume {}` continues from {}",
+                        if journal.done.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            journal.done.join(", ")
+                        },
+                        journal.run_id,
+                        left.join(", ")
+                    ),
+                });
             }
-            self.step(&record.name, "restore", "ok", String::new());
-            restored.push(record.name.clone());
-            journal.done.push(record.name.clone());
-            if keep_journal {
-                journal.save().map_err(config)?;
-            }
+            return Err(e);
         }
+        let restored: Vec<String> = restored.into_iter().flatten().collect();
         if keep_journal {
             journal.failed = None;
             journal.finished = true;
@@ -950,9 +1012,14 @@ impl Coffer {
                 continue;
             }
             let calls = ctx.split(plugin.info.node_scoped.validate);
-            self.step(&record.name, "validate", "started", self.fan_detail(&calls));
+            self.step(
+                &record.name,
+                "validate",
+                "started",
+                self.fan_detail(&record.name, &calls),
+            );
             let result = self
-                .fan_out(calls, |ctx| {
+                .fan_out(&record.name, calls, |ctx| {
                     let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
                     env.source = Some(source.clone());
                     async move { self.runtime.validate(plugin, env, &ctx).await }
@@ -1051,6 +1118,75 @@ pub fn plan_order<'a>(
         order.push(n.to_string());
     }
     Ok(order)
+}
+
+/// For each of `names`, the plugins among `names` that must finish before it starts (its
+/// `after`, and those naming it in their `before`).
+pub fn plan_waits<'a>(
+    names: &[String],
+    info: impl Fn(&str) -> Option<&'a coffer_sdk::PluginInfo>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut waits: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in names {
+        let Some(i) = info(n) else { continue };
+        for a in i.after.iter().filter(|a| names.contains(a)) {
+            waits.entry(n.clone()).or_default().push(a.clone());
+        }
+        for b in i.before.iter().filter(|b| names.contains(b)) {
+            waits.entry(b.clone()).or_default().push(n.clone());
+        }
+    }
+    waits
+}
+
+/// Run `step` for every plugin of `order` (a plan order) as soon as the plugins it waits for
+/// have finished, at most `limit` at once, in plan order when several are ready. After a
+/// failure nothing new starts and the running steps finish. Returns the results in plan order
+/// and the first failure with its plugin.
+pub async fn run_plan<T, Fut>(
+    order: &[String],
+    waits: &BTreeMap<String, Vec<String>>,
+    limit: usize,
+    step: impl Fn(String) -> Fut,
+) -> (Vec<T>, Option<(String, RunError)>)
+where
+    Fut: std::future::Future<Output = Result<T, RunError>>,
+{
+    use futures::StreamExt as _;
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut started = vec![false; order.len()];
+    let mut finished: Vec<&str> = Vec::new();
+    let mut results = Vec::new();
+    let mut failure = None;
+    loop {
+        if failure.is_none() {
+            for (i, name) in order.iter().enumerate() {
+                if running.len() >= limit.max(1) {
+                    break;
+                }
+                let ready = waits
+                    .get(name)
+                    .is_none_or(|w| w.iter().all(|d| finished.contains(&d.as_str())));
+                if !started[i] && ready {
+                    started[i] = true;
+                    let work = step(name.clone());
+                    running.push(async move { (i, work.await) });
+                }
+            }
+        }
+        let Some((i, result)) = running.next().await else {
+            break;
+        };
+        finished.push(&order[i]);
+        match result {
+            Ok(t) => results.push((i, t)),
+            Err(e) => {
+                failure.get_or_insert((order[i].clone(), e));
+            }
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    (results.into_iter().map(|(_, t)| t).collect(), failure)
 }
 
 /// What `deployment` grants `plugin`: its `[plugin.NAME.grant]` section if there is one;

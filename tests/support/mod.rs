@@ -220,6 +220,22 @@ impl Scratch {
         )
         .expect("fixture plugin built by host/build.rs");
     }
+
+    /// Install the hostile fixture a second time as plugin `twinned` (its name, of the same
+    /// length, replaced in the component): two independent plugins with the same behaviour.
+    pub fn install_hostile_twin(&self) {
+        let built = Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+        let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
+        let mut replaced = 0;
+        while let Some(i) = wasm.windows(7).position(|w| w == b"hostile") {
+            wasm[i..i + 7].copy_from_slice(b"twinned");
+            replaced += 1;
+        }
+        assert!(replaced > 0);
+        let dir = self.path("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("twinned.wasm"), wasm).unwrap();
+    }
 }
 
 /// Assert that a run failed with exit `code` and that its stderr holds every one of `parts`

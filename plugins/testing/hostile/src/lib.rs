@@ -18,6 +18,11 @@ impl Plugin for Hostile {
             .setting("dir", "Shared directory of `barrier` mode", None)
             .setting("count", "How many calls `barrier` mode waits for", None)
             .setting(
+                "mark",
+                "Name `barrier` mode marks its arrival with (default: the node's)",
+                None,
+            )
+            .setting(
                 "tries",
                 "How many tenths of a second `barrier` mode waits",
                 None,
@@ -143,12 +148,13 @@ impl Plugin for Hostile {
                 let dir = ctx.settings.get("dir").unwrap_or("/tmp");
                 let count = ctx.settings.get("count").unwrap_or("1");
                 let tries = ctx.settings.get("tries").unwrap_or("300");
+                let mark = ctx.settings.get("mark").unwrap_or(&node);
                 let script = "touch \"$1/$2\"; i=0; \
                     while [ \"$(ls \"$1\" | wc -l)\" -lt \"$3\" ]; do \
                     i=$((i+1)); [ $i -lt \"$4\" ] || exit 7; sleep 0.1; done";
                 let out = ctx.run_ok(
                     &Command::on(&node, "sh")
-                        .args(["-c", script, "barrier", dir, &node, count, tries]),
+                        .args(["-c", script, "barrier", dir, mark, count, tries]),
                 )?;
                 report
                     .records
