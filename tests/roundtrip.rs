@@ -403,6 +403,32 @@ fn json_output_is_one_event_per_line_then_a_summary() {
     let artifact = events.iter().find(|e| e["event"] == "artifact").unwrap();
     assert_eq!(artifact["plugin"], "filesystem");
     assert_eq!(artifact["node"], "local");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["plugins"][0]["plugin"], "filesystem");
+    assert_eq!(summary["plugins"][0]["bytes"], artifact["size"]);
+    // A restore reports the bytes written back against the artifact's size, and its summary
+    // says per plugin what was restored and validated.
+    let out = s.ok(&["restore", "latest", "--json"]);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fed = events
+        .iter()
+        .find(|e| e["event"] == "bytes")
+        .expect("a bytes event");
+    assert_eq!(fed["total"], artifact["size"]);
+    assert_eq!(fed["bytes"], artifact["size"]);
+    let summary = events.last().unwrap();
+    assert_eq!(summary["plugins"][0]["bytes"], artifact["size"]);
+    assert_eq!(summary["plugins"][0]["nodes"][0], "local");
+    let out = s.ok(&["restore", "latest"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("filesystem   on local: ")
+            && text.contains("validated filesystem: 1 check(s), all passed"),
+        "{text}"
+    );
     // Errors come as JSON too, with the exit code.
     let out = s
         .command(&["restore", "nosuchid", "--json"])

@@ -302,8 +302,15 @@ fn a_plugin_built_against_contract_1_3_keeps_fan_out_compat_and_undo_through_the
         "[plugin.legacy13.settings]\n",
         "[plugin.legacy13.settings]\nfail = \"yes\"\n",
     );
-    let out = s.run(&["backup"]);
+    let out = s.run(&["backup", "--json"]);
     let err = failed_with(&out, 4, &["legacy13", "failing on local"]);
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["exit"], &last["plugin"], &last["step"]),
+        (&4.into(), &"legacy13".into(), &"backup".into()),
+        "{last}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join("undone")).unwrap(),
         "reversed\n",
@@ -668,11 +675,22 @@ fn limits_set_per_plugin_override_the_deployment_ones() {
             s.path("barrier").display().to_string()
         ));
         s.init();
-        let out = s.run(&["backup"]);
+        let out = s.run(&["backup", "--json"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(7), "{err}");
         assert!(err.contains(says), "{err}");
         assert_eq!(s.snapshot_count(), 0);
+        let last: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
+                .unwrap();
+        assert_eq!(
+            (&last["exit"], &last["plugin"]),
+            (&7.into(), &"hostile".into())
+        );
+        assert_eq!(last["step"], "backup");
+        if limit == "command-timeout-seconds" {
+            assert_eq!(last["node"], "local", "{last}");
+        }
     }
 }
 

@@ -160,7 +160,7 @@ fn a_connection_killed_mid_stream_fails_the_run_and_keeps_nothing() {
     );
     s.init();
     // Once data flows, kill every session process of the node's sshd (the listener stays).
-    let child = s.backup_in_flight();
+    let child = s.backup_in_flight_with(&["--json"]);
     sh(&format!("pkill -KILL -P {}", node.sshd_pid()));
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -169,6 +169,25 @@ fn a_connection_killed_mid_stream_fails_the_run_and_keeps_nothing() {
     assert!(
         err.contains("node `controller-0` was lost during plugin `filesystem`'s backup"),
         "{err}"
+    );
+    // For automation, the error event says where: plugin, node, step.
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &last["event"],
+            &last["exit"],
+            &last["plugin"],
+            &last["node"],
+            &last["step"]
+        ),
+        (
+            &"error".into(),
+            &6.into(),
+            &"filesystem".into(),
+            &"controller-0".into(),
+            &"backup".into()
+        )
     );
     assert_eq!(s.snapshot_count(), 0, "a cut stream left a snapshot");
     assert_eq!(

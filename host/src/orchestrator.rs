@@ -44,6 +44,19 @@ pub enum RunError {
 /// Extra settings from the command line, per plugin.
 pub type Overrides = BTreeMap<String, Vec<(String, String)>>;
 
+/// What one plugin did in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginRun {
+    /// Plugin.
+    pub plugin: String,
+    /// Nodes it worked on.
+    pub nodes: Vec<String>,
+    /// Bytes it stored (backup) or wrote back from the snapshot (restore).
+    pub bytes: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
 /// What a backup did.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackupSummary {
@@ -51,6 +64,8 @@ pub struct BackupSummary {
     pub snapshot: String,
     /// Run id.
     pub run_id: String,
+    /// Each plugin, in plan order.
+    pub plugins: Vec<PluginRun>,
     /// Its artifacts.
     pub artifacts: Vec<ArtifactRecord>,
     /// Bytes read from the nodes.
@@ -66,8 +81,10 @@ pub struct BackupSummary {
 pub struct RestoreSummary {
     /// The snapshot.
     pub snapshot: String,
-    /// Plugins restored (empty for a validation alone).
+    /// Plugins restored (empty for a validation alone), with those a resumed run had done.
     pub restored: Vec<String>,
+    /// Each plugin this run restored, in plan order.
+    pub plugins: Vec<PluginRun>,
     /// Checks made.
     pub checks: Vec<CheckResult>,
     /// Seconds it took.
@@ -453,12 +470,25 @@ impl Coffer {
         let location = repo.location().clone();
         let (removed, repo) = blocking(move || (repo.remove_orphans(), repo)).await;
         let removed_orphans = removed?;
+        // What each artifact weighed last time: the progress shown is measured against it.
+        let (previous, repo) = blocking(move || (repo.find("latest"), repo)).await;
+        let expected: BTreeMap<String, u64> = previous
+            .map(|snap| {
+                snap.manifest
+                    .artifacts
+                    .iter()
+                    .map(|a| (format!("{}/{}/{}", a.plugin, a.node, a.name), a.size))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected = Arc::new(expected);
         let writer = Arc::new(blocking(move || repo.into_writer()).await?);
         let run_id = run_id();
         let written = Arc::new(Mutex::new(Vec::new()));
         let undo = Arc::new(UndoStack::new(&run_id, &self.deployment.source_name));
         let work = self.backup_plugins(
             Some(&writer),
+            &expected,
             &written,
             &undo,
             &run_id,
@@ -470,8 +500,8 @@ impl Coffer {
             r = work => r,
             _ = self.interrupted() => Err(RunError::Interrupted),
         };
-        let plugins = match outcome {
-            Ok(p) => p,
+        let (plugins, seconds): (Vec<PluginRecord>, Vec<f64>) = match outcome {
+            Ok(p) => p.into_iter().unzip(),
             Err(e) => {
                 let ids: Vec<String> = written
                     .lock()
@@ -488,6 +518,20 @@ impl Coffer {
         };
         self.keep_changes(&undo);
         let artifacts = written.lock().expect("written lock").clone();
+        let runs = plugins
+            .iter()
+            .zip(seconds)
+            .map(|(p, seconds)| PluginRun {
+                plugin: p.name.clone(),
+                nodes: p.nodes.clone(),
+                bytes: artifacts
+                    .iter()
+                    .filter(|a| a.plugin == p.name)
+                    .map(|a| a.size)
+                    .sum(),
+                seconds,
+            })
+            .collect();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             run_id: run_id.clone(),
@@ -506,6 +550,7 @@ impl Coffer {
         Ok(BackupSummary {
             snapshot,
             run_id,
+            plugins: runs,
             bytes: manifest.total_size(),
             artifacts,
             seconds: started.elapsed().as_secs_f64(),
@@ -517,13 +562,14 @@ impl Coffer {
     async fn backup_plugins(
         &self,
         writer: Option<&Arc<ArtifactWriter>>,
+        expected: &Arc<BTreeMap<String, u64>>,
         written: &Arc<Mutex<Vec<ArtifactRecord>>>,
         undo: &Arc<UndoStack>,
         run_id: &str,
         location: &RepoLocation,
         only: &[String],
         overrides: &Overrides,
-    ) -> Result<Vec<PluginRecord>, RunError> {
+    ) -> Result<Vec<(PluginRecord, f64)>, RunError> {
         for name in only {
             if !self.deployment.plugins.iter().any(|p| &p.name == name) {
                 return Err(RunError::Config(format!(
@@ -586,10 +632,12 @@ impl Coffer {
                     return Ok(None);
                 }
                 self.step(&pc.name, "backup", "started", detail);
+                let t = Instant::now();
                 let result = self
                     .fan_out(&pc.name, calls, |ctx| {
                         let mut env = self.env(plugin, &ctx.nodes, run_id);
                         env.writer = writer.cloned();
+                        env.expected = expected.clone();
                         env.written = written.clone();
                         env.repository = Some(location.clone());
                         env.undo = Some(undo.clone());
@@ -600,14 +648,15 @@ impl Coffer {
                 match result {
                     Ok(recs) => {
                         self.step(&pc.name, "backup", "ok", String::new());
-                        Ok(Some(PluginRecord {
+                        let record = PluginRecord {
                             name: plugin.identity.name.clone(),
                             version: plugin.identity.version.clone(),
                             digest: plugin.identity.digest.clone(),
                             contract: plugin.identity.contract.clone(),
                             nodes: nodes.iter().map(|n| n.name.clone()).collect(),
                             records: recs,
-                        }))
+                        };
+                        Ok(Some((record, t.elapsed().as_secs_f64())))
                     }
                     Err(e) => {
                         self.step(&pc.name, "backup", "failed", e.to_string());
@@ -620,7 +669,7 @@ impl Coffer {
         if let Some((_, e)) = failed {
             return Err(e);
         }
-        let records: Vec<PluginRecord> = done.into_iter().flatten().collect();
+        let records: Vec<(PluginRecord, f64)> = done.into_iter().flatten().collect();
         if records.is_empty() && !self.dry.as_ref().is_some_and(|d| d.has_steps()) {
             return Err(RunError::Config(
                 "no plugin ran: no enabled plugin applies to any node".into(),
@@ -642,6 +691,7 @@ impl Coffer {
         let undo = Arc::new(UndoStack::new(&run_id, &self.deployment.source_name));
         self.backup_plugins(
             None,
+            &Arc::default(),
             &Arc::new(Mutex::new(Vec::new())),
             &undo,
             &run_id,
@@ -863,13 +913,15 @@ impl Coffer {
                     if j.done.contains(&name) {
                         let detail = format!("done in run {}", j.run_id);
                         self.step(&name, "restore", "skipped", detail);
-                        return Ok(Some(name));
+                        return Ok(Some((name, None)));
                     }
                 }
                 let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
                 if ctx.nodes.is_empty() {
                     return Ok(None);
                 }
+                let (t, bytes) = (Instant::now(), ctx.artifacts.iter().map(|a| a.size).sum());
+                let nodes = ctx.nodes.iter().map(|n| n.name.clone()).collect();
                 let calls = ctx.split(plugin.info.node_scoped.restore);
                 let detail = self.fan_detail(&name, &calls);
                 if !self.plan_step(plugin, "restore", &ctx.nodes, &detail) {
@@ -894,7 +946,13 @@ impl Coffer {
                 if keep_journal {
                     j.save().map_err(config)?;
                 }
-                Ok(Some(name))
+                let run = PluginRun {
+                    plugin: name.clone(),
+                    nodes,
+                    bytes,
+                    seconds: t.elapsed().as_secs_f64(),
+                };
+                Ok(Some((name, Some(run))))
             },
         );
         let (restored, failure) = tokio::select! {
@@ -935,7 +993,8 @@ impl Coffer {
             }
             return Err(e);
         }
-        let restored: Vec<String> = restored.into_iter().flatten().collect();
+        let (restored, runs): (Vec<String>, Vec<Option<PluginRun>>) =
+            restored.into_iter().flatten().unzip();
         if keep_journal {
             journal.failed = None;
             journal.finished = true;
@@ -951,6 +1010,7 @@ impl Coffer {
         Ok(RestoreSummary {
             snapshot: snap.id,
             restored,
+            plugins: runs.into_iter().flatten().collect(),
             checks,
             seconds: started.elapsed().as_secs_f64(),
         })

@@ -58,6 +58,9 @@ pub enum Event {
         name: String,
         /// Bytes so far.
         bytes: u64,
+        /// Bytes in all when known: the artifact's size for a restore, the size the same
+        /// artifact had in the previous snapshot for a backup (an estimate).
+        total: Option<u64>,
         /// Seconds so far.
         seconds: f64,
     },

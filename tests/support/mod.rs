@@ -149,10 +149,18 @@ impl Scratch {
     /// Start `coffer backup` and return once it has written data to the repository (so a test
     /// can interrupt it mid-stream). Its stderr is piped.
     pub fn backup_in_flight(&self) -> std::process::Child {
+        self.backup_in_flight_with(&[])
+    }
+
+    /// [`Scratch::backup_in_flight`] with extra arguments (`--json`: stdout is piped too).
+    pub fn backup_in_flight_with(&self, extra: &[&str]) -> std::process::Child {
         let data = self.repo().join("data");
         let before = du(&data);
+        let mut args = vec!["backup"];
+        args.extend_from_slice(extra);
         let mut child = self
-            .command(&["backup"])
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();

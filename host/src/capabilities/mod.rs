@@ -88,6 +88,9 @@ pub struct OperationEnv {
     pub undo: Option<Arc<crate::undo::UndoStack>>,
     /// Set in a dry run: where the commands it would run are recorded.
     pub dry_run: Option<Arc<DryRun>>,
+    /// For a backup: the size each artifact (`plugin/node/name`) had in the previous snapshot,
+    /// to show progress against.
+    pub expected: Arc<BTreeMap<String, u64>>,
 }
 
 impl OperationEnv {

@@ -50,6 +50,51 @@ fn kind_of(kind: ArtifactKind) -> types::ArtifactKind {
     }
 }
 
+/// Report `progress` of artifact `name` on `node` (out of `total` when known) every half
+/// second until the returned task is aborted.
+fn ticker(
+    env: &OperationEnv,
+    node: &str,
+    name: &str,
+    progress: Arc<AtomicU64>,
+    total: Option<u64>,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    let reporter = env.reporter.clone();
+    let (plugin, node, name) = (env.plugin.name.clone(), node.to_string(), name.to_string());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            reporter.report(Event::Bytes {
+                plugin: plugin.clone(),
+                node: node.clone(),
+                name: name.clone(),
+                bytes: progress.load(Ordering::Relaxed),
+                total,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    })
+}
+
+/// A writer that counts what goes through it.
+struct Counting<W> {
+    inner: W,
+    count: Arc<AtomicU64>,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Run `argv` on `node` (with `stdin`) and store its stdout as artifact `name`. Exit codes
 /// in `accepted` keep the artifact (any but 0 with a warning); anything else discards it.
 async fn store_output(
@@ -116,22 +161,11 @@ async fn store_output(
             writer.store(&node_name, &plugin, &artifact, &run_id, bridge, progress)
         })
     };
-    let ticker = {
-        let (reporter, progress) = (env.reporter.clone(), progress.clone());
-        let (plugin, node, name) = (env.plugin.name.clone(), node.to_string(), name.to_string());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                reporter.report(Event::Bytes {
-                    plugin: plugin.clone(),
-                    node: node.clone(),
-                    name: name.clone(),
-                    bytes: progress.load(Ordering::Relaxed),
-                    seconds: started.elapsed().as_secs_f64(),
-                });
-            }
-        })
-    };
+    let expected = env
+        .expected
+        .get(&format!("{}/{node}/{name}", env.plugin.name))
+        .copied();
+    let ticker = ticker(env, node, name, progress.clone(), expected, started);
     let stored = store.await.expect("store task");
     ticker.abort();
     let stored = match stored {
@@ -369,11 +403,36 @@ async fn feed_into(
     let stderr = tail(take_stderr(&mut p));
     let stdout = tail(take_stdout(&mut p));
     let bridge = SyncIoBridge::new(stdin);
+    let progress = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let ticker = ticker(
+        env,
+        node,
+        &record.name,
+        progress.clone(),
+        Some(record.size),
+        started,
+    );
+    let (name, size) = (record.name.clone(), record.size);
+    let count = progress.clone();
     let read = tokio::task::spawn_blocking(move || {
-        reader.read(&record, BufWriter::with_capacity(1 << 20, bridge))
+        let counting = Counting {
+            inner: bridge,
+            count,
+        };
+        reader.read(&record, BufWriter::with_capacity(1 << 20, counting))
     })
     .await
     .expect("read task");
+    ticker.abort();
+    env.reporter.report(Event::Bytes {
+        plugin: env.plugin.name.clone(),
+        node: node.into(),
+        name,
+        bytes: progress.load(Ordering::Relaxed),
+        total: Some(size),
+        seconds: started.elapsed().as_secs_f64(),
+    });
     let limit = env.limits.default_timeout;
     let code = match tokio::time::timeout(limit, p.wait()).await {
         Ok(Ok(c)) => c,

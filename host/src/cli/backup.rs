@@ -116,6 +116,9 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             human_duration(s.seconds),
             bytes((s.bytes as f64 / s.seconds.max(0.001)) as u64)
         );
+        for p in &s.plugins {
+            text.push_str(&format!("\n{}", super::output::plugin_run(p)));
+        }
         for a in &s.artifacts {
             text.push_str(&format!(
                 "\n  {:<12} {:<16} {:<20} {}",

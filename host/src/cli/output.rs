@@ -1,48 +1,93 @@
 //! What the operator sees: events as lines (with a spinner on a terminal), or JSON lines.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use coffer::report::{Event, Reporter};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-/// Prints events.
+/// Prints events: on a terminal, a spinner for the run and one progress bar per artifact that
+/// is streaming (bytes, rate, and the ETA when its size is known), lines above them.
 pub struct Printer {
     json: bool,
     verbose: bool,
+    multi: MultiProgress,
     spinner: ProgressBar,
+    /// Bars of the artifacts streaming now, by `plugin/node/name`.
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
 impl Printer {
     /// A printer for `--json` or for people.
     pub fn new(json: bool, verbose: bool) -> Self {
-        let spinner = if json {
-            ProgressBar::hidden()
+        let multi = if json {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
         } else {
-            let pb = ProgressBar::new_spinner();
-            pb.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-                    .expect("valid template"),
-            );
-            pb.enable_steady_tick(Duration::from_millis(120));
-            pb
+            MultiProgress::new()
         };
+        let spinner = multi.add(ProgressBar::new_spinner());
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .expect("valid template"),
+        );
+        if !json {
+            spinner.enable_steady_tick(Duration::from_millis(120));
+        }
         Self {
             json,
             verbose,
+            multi,
             spinner,
+            bars: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// A line for people (stderr), kept clear of the spinner.
+    /// A line for people (stderr), kept clear of the bars.
     pub fn line(&self, text: impl AsRef<str>) {
         if !self.json {
-            self.spinner.suspend(|| eprintln!("{}", text.as_ref()));
+            self.multi.suspend(|| eprintln!("{}", text.as_ref()));
         }
+    }
+
+    /// Show `bytes` of artifact `key` (out of `total`, if known) on its own bar.
+    fn progress(&self, key: String, bytes: u64, total: Option<u64>) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bars.entry(key.clone()).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(0));
+            let template = if total.is_some() {
+                "  {prefix} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+            } else {
+                "  {prefix} {bytes} {bytes_per_sec}"
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+            bar.set_prefix(key);
+            bar
+        });
+        // A backup's total is the previous snapshot's size: an estimate it may pass.
+        if let Some(t) = total {
+            bar.set_length(t.max(bytes));
+        }
+        bar.set_position(bytes);
+    }
+
+    /// Remove the bars of artifacts whose key starts with `prefix`.
+    fn done(&self, prefix: &str) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        bars.retain(|key, bar| {
+            let keep = !key.starts_with(prefix);
+            if !keep {
+                bar.finish_and_clear();
+                self.multi.remove(bar);
+            }
+            keep
+        });
     }
 
     /// The final result: JSON on stdout, or text for people.
     pub fn summary<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        self.done("");
         self.spinner.finish_and_clear();
         if self.json {
             let mut v = serde_json::to_value(value).expect("summary serialises");
@@ -58,8 +103,23 @@ impl Printer {
 
 impl Drop for Printer {
     fn drop(&mut self) {
+        self.done("");
         self.spinner.finish_and_clear();
     }
+}
+
+/// One line for a plugin's part of a run: nodes, bytes, time.
+pub fn plugin_run(p: &coffer::orchestrator::PluginRun) -> String {
+    let nodes = match p.nodes.len() {
+        0..=3 => p.nodes.join(", "),
+        n => format!("{n} nodes"),
+    };
+    format!(
+        "  {:<12} on {nodes}: {} in {}",
+        p.plugin,
+        bytes(p.bytes),
+        coffer::orchestrator::human_duration(p.seconds)
+    )
 }
 
 /// A dry run's plan as text: each plugin operation in order with its commands.
@@ -168,12 +228,9 @@ impl Reporter for Printer {
                 node,
                 name,
                 bytes: n,
-                seconds,
-            } => self.spinner.set_message(format!(
-                "{plugin}: {node}/{name} {} ({}/s)",
-                bytes(n),
-                bytes((n as f64 / seconds.max(0.001)) as u64)
-            )),
+                total,
+                ..
+            } => self.progress(format!("{plugin}/{node}/{name}"), n, total),
             Event::Refused {
                 plugin,
                 node,
@@ -185,11 +242,14 @@ impl Reporter for Printer {
                 name,
                 size,
                 seconds,
-            } => self.line(format!(
-                "[{plugin}] stored {node}/{name}: {} in {seconds:.1}s ({}/s)",
-                bytes(size),
-                bytes((size as f64 / seconds.max(0.001)) as u64)
-            )),
+            } => {
+                self.done(&format!("{plugin}/{node}/{name}"));
+                self.line(format!(
+                    "[{plugin}] stored {node}/{name}: {} in {seconds:.1}s ({}/s)",
+                    bytes(size),
+                    bytes((size as f64 / seconds.max(0.001)) as u64)
+                ))
+            }
             Event::Step {
                 plugin,
                 operation,
@@ -201,6 +261,9 @@ impl Reporter for Printer {
                 } else {
                     format!(": {detail}")
                 };
+                if status != "started" {
+                    self.done(&format!("{plugin}/"));
+                }
                 self.spinner.set_message(format!("{plugin}: {operation}"));
                 self.line(format!("[{plugin}] {operation} {status}{detail}"));
             }
@@ -232,10 +295,24 @@ impl Reporter for Printer {
 /// Report a failure: always on stderr, and as a JSON line on stdout with `--json`.
 pub fn error(e: &anyhow::Error, code: u8, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit": code})
-        );
+        let mut v =
+            serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit": code});
+        // Where it happened, when a plugin failed: plugin, node and step for automation.
+        if let Some(f) = e.chain().find_map(|c| {
+            c.downcast_ref::<coffer::runtime::PluginFault>()
+                .or_else(
+                    || match c.downcast_ref::<coffer::orchestrator::RunError>() {
+                        Some(coffer::orchestrator::RunError::Plugin(f)) => Some(f),
+                        _ => None,
+                    },
+                )
+        }) {
+            let (plugin, node, step) = f.place();
+            v["plugin"] = plugin.into();
+            v["node"] = node.into();
+            v["step"] = step.into();
+        }
+        println!("{v}");
     }
     eprintln!("error: {e:#}");
 }

@@ -74,6 +74,29 @@ pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
             human_duration(s.seconds),
             s.checks.len()
         );
+        for p in &s.plugins {
+            text.push_str(&format!("\n{}", super::output::plugin_run(p)));
+        }
+        let mut validated: Vec<(&str, usize, usize)> = Vec::new();
+        for c in &s.checks {
+            match validated.iter_mut().find(|(p, _, _)| *p == c.plugin) {
+                Some(v) => {
+                    v.1 += 1;
+                    v.2 += usize::from(!c.ok);
+                }
+                None => validated.push((&c.plugin, 1, usize::from(!c.ok))),
+            }
+        }
+        for (plugin, n, failed) in validated {
+            text.push_str(&format!(
+                "\n  validated {plugin}: {n} check(s), {}",
+                if failed == 0 {
+                    "all passed".to_string()
+                } else {
+                    format!("{failed} FAILED")
+                }
+            ));
+        }
         for c in s.checks.iter().filter(|c| !c.ok) {
             text.push_str(&format!(
                 "\n  FAILED {} on {}: {}: {}",

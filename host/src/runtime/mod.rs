@@ -177,6 +177,27 @@ pub enum PluginFault {
     },
 }
 
+impl PluginFault {
+    /// Where it happened, for machines: (plugin, node, step), each when known.
+    pub fn place(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            Self::NodeLost {
+                plugin, step, node, ..
+            }
+            | Self::CommandTimedOut {
+                plugin, step, node, ..
+            } => (Some(plugin), Some(node), Some(step)),
+            Self::CpuLimit { plugin, step, .. }
+            | Self::MemoryLimit { plugin, step, .. }
+            | Self::Timeout { plugin, step, .. }
+            | Self::Trap { plugin, step, .. }
+            | Self::Failed { plugin, step, .. } => (Some(plugin), None, Some(step)),
+            Self::Incompatible { plugin, .. } => (Some(plugin), None, Some("restore")),
+            Self::Invalid { .. } | Self::Contract { .. } => (None, None, Some("load")),
+        }
+    }
+}
+
 /// Where a plugin came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginOrigin {
@@ -617,6 +638,7 @@ impl Runtime {
             reporter: Arc::new(Silent),
             undo: None,
             dry_run: None,
+            expected: Arc::default(),
         }
     }
 
