@@ -29,7 +29,7 @@ impl Printer {
         };
         let spinner = multi.add(ProgressBar::new_spinner());
         spinner.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_msg}")
                 .expect("valid template"),
         );
         if !json {
@@ -51,15 +51,16 @@ impl Printer {
         }
     }
 
-    /// Show `bytes` of artifact `key` (out of `total`, if known) on its own bar.
-    fn progress(&self, key: String, bytes: u64, total: Option<u64>) {
+    /// Show `bytes` of artifact `key` after `seconds` (out of `total`, if known) on its own bar,
+    /// with the average rate and, against the total, the time left.
+    fn progress(&self, key: String, bytes: u64, total: Option<u64>, seconds: f64) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         let bar = bars.entry(key.clone()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new(0));
             let template = if total.is_some() {
-                "  {prefix} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+                "  {prefix} [{bar:24}] {bytes}/{total_bytes} {msg}"
             } else {
-                "  {prefix} {bytes} {bytes_per_sec}"
+                "  {prefix} {bytes} {msg}"
             };
             bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
             bar.set_prefix(key);
@@ -70,6 +71,15 @@ impl Printer {
             bar.set_length(t.max(bytes));
         }
         bar.set_position(bytes);
+        let rate = bytes as f64 / seconds.max(0.001);
+        let eta = match total {
+            Some(t) if t > bytes && rate > 0.0 => format!(
+                ", about {} left",
+                coffer::orchestrator::human_duration((t - bytes) as f64 / rate)
+            ),
+            _ => String::new(),
+        };
+        bar.set_message(format!("{}/s{eta}", self::bytes(rate as u64)));
     }
 
     /// Remove the bars of artifacts whose key starts with `prefix`.
@@ -229,8 +239,8 @@ impl Reporter for Printer {
                 name,
                 bytes: n,
                 total,
-                ..
-            } => self.progress(format!("{plugin}/{node}/{name}"), n, total),
+                seconds,
+            } => self.progress(format!("{plugin}/{node}/{name}"), n, total, seconds),
             Event::Refused {
                 plugin,
                 node,
