@@ -684,6 +684,17 @@ fn a_failed_restore_resumes_from_the_plugin_that_failed() {
         .trim_matches('`')
         .to_string();
     assert!(err.contains("restored so far: filesystem"), "{err}");
+    // The journal recorded each plugin's start and end durably: redis started, never done.
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.path(&format!("state/restores/{run}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        journal["started"],
+        serde_json::json!(["filesystem", "redis"])
+    );
+    assert_eq!(journal["done"], serde_json::json!(["filesystem"]));
+    assert_eq!(journal["failed"], "redis");
 
     // The file changes again: a resumed restore must not redo the filesystem step.
     std::fs::write(&file, "changed after the first restore\n").unwrap();

@@ -927,6 +927,11 @@ impl Coffer {
                 if !self.plan_step(plugin, "restore", &ctx.nodes, &detail) {
                     return Ok(None);
                 }
+                if keep_journal {
+                    let mut j = journal_ref.lock().unwrap_or_else(|e| e.into_inner());
+                    j.started.push(name.clone());
+                    j.save().map_err(config)?;
+                }
                 self.step(&name, "restore", "started", detail);
                 let result = self
                     .fan_out(&name, calls, |ctx| {

@@ -1,5 +1,5 @@
-//! The restore journal: which plugins of a restore have finished, written durably after each
-//! one, so that `coffer restore --resume RUN` continues a failed restore from the plugin that
+//! The restore journal: which plugins of a restore have started and finished, written durably
+//! at each start and end, so that `coffer restore --resume RUN` continues a failed restore from the plugin that
 //! failed instead of starting over (a Galera cluster already rebuilt is not rebuilt again).
 
 use std::path::PathBuf;
@@ -15,6 +15,9 @@ pub struct RestoreJournal {
     pub deployment: String,
     /// The snapshot it restores.
     pub snapshot: String,
+    /// Plugins whose restore started, in order (one started and not done was cut off).
+    #[serde(default)]
+    pub started: Vec<String>,
     /// Plugins whose restore completed, in order.
     pub done: Vec<String>,
     /// The plugin whose restore failed last, if any.
@@ -67,6 +70,7 @@ impl RestoreJournal {
             run_id: run_id.into(),
             deployment: deployment.into(),
             snapshot: snapshot.into(),
+            started: Vec::new(),
             done: Vec::new(),
             failed: None,
             finished: false,
