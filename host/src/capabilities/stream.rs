@@ -504,29 +504,20 @@ pub async fn restore_paths(
             target.to_string(),
         ],
     );
-    if env.dry(node, &mkdir, Effect::Changes, None) {
-        return feed_into(
-            env,
-            record,
-            reader,
-            node,
-            extract_argv(target, &select),
-            Effect::Changes,
+    if !env.dry(node, &mkdir, Effect::Changes, None) {
+        env.command_event(node, &mkdir, Effect::Changes);
+        let made = process::run(
+            &handle,
+            &mkdir,
+            Vec::new(),
+            env.limits.default_timeout,
+            1 << 20,
         )
-        .await;
-    }
-    env.command_event(node, &mkdir, Effect::Changes);
-    let made = process::run(
-        &handle,
-        &mkdir,
-        Vec::new(),
-        env.limits.default_timeout,
-        1 << 20,
-    )
-    .await
-    .map_err(|e| StreamError::Exec(super::exec_error(e)))?;
-    if made.exit_code != Some(0) {
-        return Err(failure(&mkdir, made.exit_code, made.stderr));
+        .await
+        .map_err(|e| StreamError::Exec(super::exec_error(e)))?;
+        if made.exit_code != Some(0) {
+            return Err(failure(&mkdir, made.exit_code, made.stderr));
+        }
     }
     feed_into(
         env,

@@ -687,14 +687,10 @@ impl Runtime {
                     compat,
                 } => {
                     let guest = handler.load(&mut store, &instance).map_err(load)?;
-                    let fan_out = match fan_out {
-                        Some(f) => Some(f.load(&mut store, &instance).map_err(load)?),
-                        None => None,
-                    };
-                    let compat = match compat {
-                        Some(c) => Some(c.load(&mut store, &instance).map_err(load)?),
-                        None => None,
-                    };
+                    let fan_out = fan_out.as_ref().map(|f| f.load(&mut store, &instance));
+                    let fan_out = fan_out.transpose().map_err(load)?;
+                    let compat = compat.as_ref().map(|c| c.load(&mut store, &instance));
+                    let compat = compat.transpose().map_err(load)?;
                     Ok(match op {
                         Op::NodeScoped => match &fan_out {
                             Some(f) => f.call_node_scoped(&mut store).await.map(Reply::NodeScoped),
@@ -721,14 +717,10 @@ impl Runtime {
                     compat,
                 } => {
                     let guest = handler.load(&mut store, &instance).map_err(load)?;
-                    let fan_out = match fan_out {
-                        Some(f) => Some(f.load(&mut store, &instance).map_err(load)?),
-                        None => None,
-                    };
-                    let compat = match compat {
-                        Some(c) => Some(c.load(&mut store, &instance).map_err(load)?),
-                        None => None,
-                    };
+                    let fan_out = fan_out.as_ref().map(|f| f.load(&mut store, &instance));
+                    let fan_out = fan_out.transpose().map_err(load)?;
+                    let compat = compat.as_ref().map(|c| c.load(&mut store, &instance));
+                    let compat = compat.transpose().map_err(load)?;
                     Ok(match op {
                         Op::NodeScoped => match &fan_out {
                             Some(f) => f
