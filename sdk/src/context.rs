@@ -30,7 +30,7 @@ pub trait Host {
     fn log(&self, level: Level, message: &str);
     /// Report progress.
     fn progress(&self, step: &str, done: u64, total: Option<u64>);
-    /// Register a reversal with the host (contract 1.2 `undo.push`).
+    /// Register a reversal with the host (the contract's `undo.push`).
     fn undo_push(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError>;
     /// Forget a reversal (`undo.release`).
     fn undo_release(&self, id: u64);

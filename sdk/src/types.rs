@@ -364,10 +364,10 @@ pub struct PluginInfo {
     pub before: Vec<String>,
     /// What it needs from the host.
     pub capabilities: Capabilities,
-    /// Operations it does one node at a time (contract 1.1 `fan-out`): the host calls it once
-    /// per node, in parallel. Empty: one call for all its nodes.
+    /// Operations it does one node at a time (the contract's `fan-out` export): the host calls
+    /// it once per node, in parallel. Empty: one call for all its nodes.
     pub node_scoped: Operations,
-    /// Semver requirement on the plugin versions whose artifacts it restores (contract 1.3
+    /// Semver requirement on the plugin versions whose artifacts it restores (the contract's
     /// `compat`); empty: its own release series.
     pub restores: String,
 }

@@ -397,7 +397,7 @@ pub fn release_series(version: &str) -> String {
 
 impl LoadedPlugin {
     /// The semver requirement on plugin versions whose artifacts it restores: what it declares
-    /// (contract 1.3 `compat`) or its own release series.
+    /// (the contract's `compat` export) or its own release series.
     pub fn restores(&self) -> String {
         if self.info.restores.is_empty() {
             release_series(&self.info.version)
