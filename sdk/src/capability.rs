@@ -139,6 +139,7 @@ fn matches(p: &str, patterns: &[ArgPattern], program: &str, args: &[String]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::literal;
 
     fn caps() -> CapabilityMatcher {
         CapabilityMatcher::new(&Capabilities {
@@ -202,6 +203,24 @@ mod tests {
         .unwrap();
         assert!(!c.changes_state(&argv("redis-cli PING")));
         assert!(c.changes_state(&argv("redis-cli FLUSHALL")), "changes wins");
+    }
+
+    #[test]
+    fn a_literal_argument_matches_itself_only() {
+        let script = r#"for f in "$1"/*.rdb; do [ -e "$f" ] && echo ${f%.rdb}\n; done"#;
+        let c = CapabilityMatcher::new(&Capabilities {
+            commands: vec![CommandPattern {
+                program: "sh".into(),
+                args: vec!["-c".into(), literal(script), "*".into()],
+                effect: Effect::Changes,
+            }],
+            paths: vec![],
+        })
+        .unwrap();
+        let run = |s: &str| vec!["sh".into(), "-c".into(), s.to_string(), "/x".into()];
+        assert!(c.allows_command(&run(script)));
+        assert!(!c.allows_command(&run("rm -rf /")));
+        assert!(!c.allows_command(&run(&script.replace("*.rdb", "x.rdb"))));
     }
 
     #[test]

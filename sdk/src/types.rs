@@ -312,6 +312,20 @@ pub struct SettingSpec {
     pub multiple: bool,
 }
 
+/// `arg` as a pattern that matches exactly `arg`: its glob characters (`*?[]{}` and `\`)
+/// escaped. For a declared argument that is literal text, such as a shell script:
+/// `.command("sh", &["-c", &literal(SCRIPT), "*"])`.
+pub fn literal(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len());
+    for c in arg.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// What running a command does to its node (contract 2.0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Effect {

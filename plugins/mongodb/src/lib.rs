@@ -231,7 +231,12 @@ impl Plugin for Mongodb {
         )
         .command(
             "sh",
-            &["-c", WRITE_PRIVATE, "coffer", "/run/coffer-mongo-*.yaml"],
+            &[
+                "-c",
+                &literal(WRITE_PRIVATE),
+                "coffer",
+                "/run/coffer-mongo-*.yaml",
+            ],
         )
         .command("rm", &["-f", "/run/coffer-mongo-*.yaml"])
     }

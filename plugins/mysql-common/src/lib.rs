@@ -72,7 +72,7 @@ pub fn commands(mut info: PluginInfo) -> PluginInfo {
             "sh",
             &[
                 MOVE_IF_PRESENT[0],
-                MOVE_IF_PRESENT[1],
+                &literal(MOVE_IF_PRESENT[1]),
                 "undo",
                 "*",
                 "*.failed-restore-*",
@@ -82,7 +82,7 @@ pub fn commands(mut info: PluginInfo) -> PluginInfo {
             "sh",
             &[
                 MOVE_IF_PRESENT[0],
-                MOVE_IF_PRESENT[1],
+                &literal(MOVE_IF_PRESENT[1]),
                 "undo",
                 "*.before-restore-*",
                 "*",
@@ -94,13 +94,17 @@ pub fn commands(mut info: PluginInfo) -> PluginInfo {
         )
         .command(
             "sh",
-            &["-c", WRITE_PRIVATE, "coffer", "/run/coffer-mysql-*.cnf"],
+            &[
+                "-c",
+                &literal(WRITE_PRIVATE),
+                "coffer",
+                "/run/coffer-mysql-*.cnf",
+            ],
         )
         .command("rm", &["-f", "/run/coffer-mysql-*.cnf"])
 }
 
 /// `sh` arguments that move "$1" to "$2" if "$1" exists.
-/// (No glob characters: it is matched literally against the declared command.)
 pub const MOVE_IF_PRESENT: [&str; 2] = ["-c", "test ! -e \"$1\" || mv -T \"$1\" \"$2\""];
 
 /// Writes stdin to "$1", readable by its owner only.

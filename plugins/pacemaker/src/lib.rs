@@ -144,7 +144,7 @@ impl Plugin for Pacemaker {
             "sh",
             &[
                 "-c",
-                SAVE_CONFIGURATION,
+                &literal(SAVE_CONFIGURATION),
                 "coffer",
                 "/var/lib/pacemaker/cib/coffer-*.xml",
             ],
@@ -162,7 +162,12 @@ impl Plugin for Pacemaker {
         )
         .command(
             "sh",
-            &["-c", PCS_CONFIG_BACKUP, "coffer", "/run/coffer-pcs-*"],
+            &[
+                "-c",
+                &literal(PCS_CONFIG_BACKUP),
+                "coffer",
+                "/run/coffer-pcs-*",
+            ],
         )
         .command("pcs", &["config", "restore", "--local"])
         .command("systemctl", &["stop", "pacemaker"])

@@ -237,18 +237,39 @@ impl Plugin for Redis {
         .command("rm", &["-f", "*/dump.rdb.coffer-*"])
         .command("systemctl", &["stop", "*"])
         .command("systemctl", &["start", "*"])
-        .command("sh", &["-c", PUT_FILE, "coffer", "*/dump.rdb", "*"])
         .command(
             "sh",
-            &["-c", MOVE_IF_PRESENT, "coffer", "*", "*.before-restore-*"],
+            &["-c", &literal(PUT_FILE), "coffer", "*/dump.rdb", "*"],
         )
         .command(
             "sh",
-            &["-c", MOVE_IF_PRESENT, "coffer", "*.before-restore-*", "*"],
+            &[
+                "-c",
+                &literal(MOVE_IF_PRESENT),
+                "coffer",
+                "*",
+                "*.before-restore-*",
+            ],
         )
         .command(
             "sh",
-            &["-c", MOVE_IF_PRESENT, "coffer", "*", "*.failed-restore-*"],
+            &[
+                "-c",
+                &literal(MOVE_IF_PRESENT),
+                "coffer",
+                "*.before-restore-*",
+                "*",
+            ],
+        )
+        .command(
+            "sh",
+            &[
+                "-c",
+                &literal(MOVE_IF_PRESENT),
+                "coffer",
+                "*",
+                "*.failed-restore-*",
+            ],
         )
         .path("/var/lib/redis/**")
         .path("/var/lib/redis");
