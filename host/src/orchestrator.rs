@@ -468,11 +468,12 @@ impl Coffer {
         let started_at = jiff::Timestamp::now();
         let _lock = repo.lock().await?;
         let location = repo.location().clone();
-        let (removed, repo) = blocking(move || (repo.remove_orphans(), repo)).await;
-        let removed_orphans = removed?;
+        let (start, repo) = blocking(move || (repo.prepare_backup(), repo)).await;
+        let start = start?;
+        let removed_orphans = start.removed_orphans;
         // What each artifact weighed last time: the progress shown is measured against it.
-        let (previous, repo) = blocking(move || (repo.find("latest"), repo)).await;
-        let expected: BTreeMap<String, u64> = previous
+        let expected: BTreeMap<String, u64> = start
+            .latest
             .map(|snap| {
                 snap.manifest
                     .artifacts

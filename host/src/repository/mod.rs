@@ -9,7 +9,7 @@
 //!
 //! A run that fails or is killed never writes its `coffer` snapshot, so it never looks
 //! complete; its artifact snapshots are deleted when it fails, or by the next backup when it
-//! was killed ([`Repo::remove_orphans`]).
+//! was killed ([`Repo::prepare_backup`]).
 
 mod manifest;
 mod remote;
@@ -154,6 +154,15 @@ pub struct CofferSnapshot {
     pub time: String,
     /// What it holds.
     pub manifest: Manifest,
+}
+
+/// What [`Repo::prepare_backup`] found.
+#[derive(Debug)]
+pub struct BackupStart {
+    /// Artifact snapshots of killed runs removed.
+    pub removed_orphans: usize,
+    /// The newest Coffer snapshot, if any.
+    pub latest: Option<CofferSnapshot>,
 }
 
 impl CofferSnapshot {
@@ -354,28 +363,7 @@ impl Repo {
 
     /// Every Coffer snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<CofferSnapshot>> {
-        let mut snaps: Vec<_> = self
-            .all_snapshots()?
-            .into_iter()
-            .filter(|s| s.label == RUN_LABEL)
-            .collect();
-        snaps.sort_by(|a, b| a.time.cmp(&b.time));
-        snaps
-            .into_iter()
-            .map(|s| {
-                let id = full_id(&s.id);
-                let manifest = serde_json::from_str(s.description.as_deref().unwrap_or(""))
-                    .map_err(|e| RepoError::BadManifest {
-                        id: id.clone(),
-                        reason: e.to_string(),
-                    })?;
-                Ok(CofferSnapshot {
-                    id,
-                    time: s.time.timestamp().to_string(),
-                    manifest,
-                })
-            })
-            .collect()
+        coffer_snapshots(&self.all_snapshots()?)
     }
 
     /// The snapshot named by `spec`: `latest`, a full id or a unique id prefix.
@@ -394,14 +382,15 @@ impl Repo {
         }
     }
 
-    /// Delete artifact snapshots that no Coffer snapshot references: what a killed run left.
-    /// Call it holding the lock. Returns how many were removed.
-    pub fn remove_orphans(&self) -> Result<usize> {
+    /// Before a backup, holding the lock: delete artifact snapshots that no Coffer snapshot
+    /// references (what a killed run left), and find the newest Coffer snapshot. One listing
+    /// of the snapshot files serves both (on a backup host each file is a command over SSH).
+    pub fn prepare_backup(&self) -> Result<BackupStart> {
         let all = self.all_snapshots()?;
-        let referenced: BTreeSet<String> = self
-            .snapshots()?
-            .into_iter()
-            .flat_map(|s| s.manifest.artifacts.into_iter().map(|a| a.snapshot))
+        let mut snaps = coffer_snapshots(&all)?;
+        let referenced: BTreeSet<String> = snaps
+            .iter()
+            .flat_map(|s| s.manifest.artifacts.iter().map(|a| a.snapshot.clone()))
             .collect();
         let orphans: Vec<_> = all
             .iter()
@@ -413,7 +402,10 @@ impl Repo {
                 .delete_snapshots(&orphans)
                 .map_err(engine(&self.path))?;
         }
-        Ok(orphans.len())
+        Ok(BackupStart {
+            removed_orphans: orphans.len(),
+            latest: snaps.pop(),
+        })
     }
 
     /// Prepare for writing artifacts.
@@ -642,6 +634,30 @@ impl ArtifactReader {
 }
 
 /// The full hex id of a snapshot (`Display` shows only the first 8 characters).
+/// The Coffer snapshots among the repository's snapshot files `all`, oldest first.
+fn coffer_snapshots(all: &[SnapshotFile]) -> Result<Vec<CofferSnapshot>> {
+    let mut snaps: Vec<&SnapshotFile> = all.iter().filter(|s| s.label == RUN_LABEL).collect();
+    snaps.sort_by(|a, b| a.time.cmp(&b.time));
+    snaps
+        .into_iter()
+        .map(|s| {
+            let id = full_id(&s.id);
+            let manifest =
+                serde_json::from_str(s.description.as_deref().unwrap_or("")).map_err(|e| {
+                    RepoError::BadManifest {
+                        id: id.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            Ok(CofferSnapshot {
+                id,
+                time: s.time.timestamp().to_string(),
+                manifest,
+            })
+        })
+        .collect()
+}
+
 fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
     (**id).to_hex().as_str().to_string()
 }
