@@ -241,38 +241,17 @@ impl Plugin for Redis {
             "sh",
             &["-c", &literal(PUT_FILE), "coffer", "*/dump.rdb", "*"],
         )
-        .command(
-            "sh",
-            &[
-                "-c",
-                &literal(MOVE_IF_PRESENT),
-                "coffer",
-                "*",
-                "*.before-restore-*",
-            ],
-        )
-        .command(
-            "sh",
-            &[
-                "-c",
-                &literal(MOVE_IF_PRESENT),
-                "coffer",
-                "*.before-restore-*",
-                "*",
-            ],
-        )
-        .command(
-            "sh",
-            &[
-                "-c",
-                &literal(MOVE_IF_PRESENT),
-                "coffer",
-                "*",
-                "*.failed-restore-*",
-            ],
-        )
         .path("/var/lib/redis/**")
         .path("/var/lib/redis");
+        // The moves aside, back, and of a failed restore's files.
+        let script = literal(MOVE_IF_PRESENT);
+        for (from, to) in [
+            ("*", "*.before-restore-*"),
+            ("*.before-restore-*", "*"),
+            ("*", "*.failed-restore-*"),
+        ] {
+            info = info.command("sh", &["-c", &script, "coffer", from, to]);
+        }
         // `redis-cli --no-auth-warning -h HOST -p PORT [--askpass] COMMAND…`: what only reads
         // runs in a dry run, the saves do not.
         for askpass in [None, Some("--askpass")] {
