@@ -9,4 +9,6 @@ cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --locked --workspace
+# Every test binary runs even when one fails, and cargo lists each failing one at the end:
+# a failing CI run shows the whole damage, not only the first.
+cargo test --locked --workspace --no-fail-fast

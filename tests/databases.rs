@@ -428,3 +428,78 @@ fn mysql_physical_backup_with_mariabackup_becomes_the_new_datadir() {
     s.ok(&["restore", "latest"]);
     assert_eq!(state(node), before);
 }
+
+/// `galera_new_cluster` before MariaDB 10.11.19: the manager environment, then `start`.
+const OLD_GALERA_NEW_CLUSTER: &str = "#!/bin/sh
+systemctl set-environment _WSREP_NEW_CLUSTER='--wsrep-new-cluster' && \\
+    systemctl start ${1:-mariadb}
+extcode=$?
+systemctl set-environment _WSREP_NEW_CLUSTER=''
+exit $extcode
+";
+
+/// The bootstrap the galera plugin runs (`galera_new_cluster mariadb`) works with both
+/// generations of Debian's script: the packaged one (10.11.19 and later: an environment file
+/// in /run, then `systemctl restart mariadb.service`) and the one before it (manager
+/// environment, then `systemctl start mariadb`). Each bootstraps a one-member cluster; a plain
+/// start after it does not bootstrap again (the new-cluster flag is gone from both places).
+#[test]
+fn galera_new_cluster_bootstraps_with_the_old_and_the_new_debian_script() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let a = &node.address;
+    let _db = Mariadb::install(
+        node,
+        &format!(
+            "binlog_format=ROW\ninnodb_autoinc_lock_mode=2\nwsrep_on=ON\n\
+             wsrep_provider=/usr/lib/galera/libgalera_smm.so\nwsrep_cluster_name=coffer-script\n\
+             wsrep_cluster_address=gcomm://{a}:4567\nwsrep_node_address={a}\n\
+             wsrep_provider_options=\"gmcast.listen_addr=tcp://{a}:4567\"\n"
+        ),
+    );
+    let cluster_state = || {
+        Mariadb::sql(
+            node,
+            "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME IN ('WSREP_CLUSTER_SIZE', 'WSREP_LOCAL_STATE_COMMENT') ORDER BY 1",
+        )
+    };
+    let bootstrapped = "wsrep_cluster_size\t1\nwsrep_local_state_comment\tSynced\n";
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    // The packaged script (whatever release apt installed), as the plugin calls it.
+    ok(node.sh("galera_new_cluster mariadb"), "packaged galera_new_cluster");
+    assert_eq!(cluster_state(), bootstrapped);
+    assert!(
+        !std::path::Path::new("/run/mariadb-wsrep-new-cluster").exists(),
+        "the new-cluster flag outlived the bootstrap"
+    );
+    ok(node.sh("systemctl stop mariadb.service"), "stop");
+
+    // The script of earlier releases, first on the node's PATH.
+    let old = node.own("/usr/local/sbin").join("galera_new_cluster");
+    std::fs::write(&old, OLD_GALERA_NEW_CLUSTER).unwrap();
+    sh(&format!("chmod 755 {}", old.display()));
+    ok(node.sh("galera_new_cluster mariadb"), "old galera_new_cluster");
+    assert_eq!(cluster_state(), bootstrapped);
+    assert!(
+        !node.sh("systemctl show-environment").stdout.windows(13).any(|w| w == b"wsrep-new-clu"),
+        "the old script's flag stayed in the manager environment"
+    );
+
+    // Unknown verbs and units fail, naming them.
+    let out = node.sh("systemctl reload mariadb");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported verb: reload"));
+    let out = node.sh("systemctl start nova-api.service");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported unit: nova-api.service"));
+}
