@@ -476,7 +476,10 @@ fn galera_new_cluster_bootstraps_with_the_old_and_the_new_debian_script() {
     };
 
     // The packaged script (whatever release apt installed), as the plugin calls it.
-    ok(node.sh("galera_new_cluster mariadb"), "packaged galera_new_cluster");
+    ok(
+        node.sh("galera_new_cluster mariadb"),
+        "packaged galera_new_cluster",
+    );
     assert_eq!(cluster_state(), bootstrapped);
     assert!(
         !std::path::Path::new("/run/mariadb-wsrep-new-cluster").exists(),
@@ -488,10 +491,17 @@ fn galera_new_cluster_bootstraps_with_the_old_and_the_new_debian_script() {
     let old = node.own("/usr/local/sbin").join("galera_new_cluster");
     std::fs::write(&old, OLD_GALERA_NEW_CLUSTER).unwrap();
     sh(&format!("chmod 755 {}", old.display()));
-    ok(node.sh("galera_new_cluster mariadb"), "old galera_new_cluster");
+    ok(
+        node.sh("galera_new_cluster mariadb"),
+        "old galera_new_cluster",
+    );
     assert_eq!(cluster_state(), bootstrapped);
     assert!(
-        !node.sh("systemctl show-environment").stdout.windows(13).any(|w| w == b"wsrep-new-clu"),
+        !node
+            .sh("systemctl show-environment")
+            .stdout
+            .windows(13)
+            .any(|w| w == b"wsrep-new-clu"),
         "the old script's flag stayed in the manager environment"
     );
 
