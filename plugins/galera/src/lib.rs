@@ -434,3 +434,322 @@ fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
 }
 
 export_plugin!(Galera);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_sdk::testing::{Call, Harness, Reply};
+
+    const NODES: [&str; 3] = ["g1", "g2", "g3"];
+    /// Every read-only query: the member status (and the `SELECT SLEEP`s between samples).
+    const QUERY: [&str; 4] = ["mysql", "-N", "-B", "-e"];
+    const STATUS: &str = "g1: mysql -N -B -e SELECT LOWER(VARIABLE_NAME)";
+
+    fn status(state: &str, size: usize, commits: u64) -> Reply {
+        Reply::stdout(format!(
+            "wsrep_local_state_comment\t{state}\nwsrep_cluster_state_uuid\tc0ffee\n\
+             wsrep_cluster_size\t{size}\nwsrep_local_commits\t{commits}\n"
+        ))
+    }
+
+    fn cluster() -> Harness {
+        let mut h = Harness::new();
+        for n in NODES {
+            h = h.node(n, &["galera"]);
+        }
+        h
+    }
+
+    /// A restore of a three-member cluster whose backup was taken from g2; every member
+    /// reports Synced in a cluster of three.
+    fn restore_harness() -> Harness {
+        cluster()
+            .record(SOURCE, "g2")
+            .artifact("g2", sql::DUMP, ArtifactKind::Stream, b"-- dump")
+            .artifact("g2", sql::GRANTS, ArtifactKind::Stream, b"-- grants")
+            .reply(&QUERY, status("Synced", 3, 0))
+    }
+
+    /// Every call as one line, in order: `node: argv` for a command (` <<< stdin` when it has
+    /// one), `capture NAME node: argv`, `feed NAME node: argv`, `undo-push node: argv`,
+    /// `undo-release ID`.
+    fn log(h: &Harness) -> Vec<String> {
+        h.calls()
+            .into_iter()
+            .map(|c| match c {
+                Call::Exec(c) if c.stdin.is_empty() => format!("{}: {}", c.node, c.argv.join(" ")),
+                Call::Exec(c) => format!(
+                    "{}: {} <<< {}",
+                    c.node,
+                    c.argv.join(" "),
+                    String::from_utf8_lossy(&c.stdin)
+                ),
+                Call::Capture { node, argv, name } => {
+                    format!("capture {name} {node}: {}", argv.join(" "))
+                }
+                Call::Feed {
+                    artifact,
+                    node,
+                    argv,
+                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
+                Call::UndoPush { node, argv, .. } => {
+                    format!("undo-push {node}: {}", argv.join(" "))
+                }
+                Call::UndoRelease(id) => format!("undo-release {id}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Index of the first line starting with `prefix`.
+    fn first(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    /// Index of the last line starting with `prefix`.
+    fn last(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .rposition(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    fn count(log: &[String], prefix: &str) -> usize {
+        log.iter().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    fn firewall(n: &str, op: &str) -> String {
+        format!("{n}: iptables {op} INPUT -d {n}.test -p tcp --dport 3306 -j DROP")
+    }
+
+    #[test]
+    fn backup_dumps_from_a_synced_member_outside_avoid() {
+        let h = cluster()
+            .setting("avoid", "g2")
+            .reply_on("g1", &QUERY, status("Donor/Desynced", 3, 0))
+            .reply(&QUERY, status("Synced", 3, 5))
+            .reply(
+                &["mysqldump", "--opt"],
+                Reply::stdout("-- every database\n"),
+            )
+            .reply(
+                &["mysqldump", "--system=users"],
+                Reply::stdout("CREATE USER nova;\n"),
+            );
+        let report = h.backup::<Galera>().unwrap();
+        // g1 is a donor, g2 is avoided: g3 is the only candidate.
+        assert_eq!(report.records.get(SOURCE), Some("g3"));
+        let log = log(&h);
+        // Every member is sampled twice, with the sleep in between, before anything is dumped.
+        for n in NODES {
+            let status = STATUS.replacen("g1", n, 1);
+            assert_eq!(count(&log, &status), 2, "{n} sampled twice: {log:#?}");
+            assert!(last(&log, &status) < first(&log, "capture"));
+        }
+        assert!(first(&log, "g1: mysql -N -B -e SELECT SLEEP(1)") < last(&log, STATUS));
+        let captures: Vec<(String, Vec<String>, String)> = h
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Capture { node, argv, name } => Some((node, argv, name)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(captures.len(), 2, "{captures:?}");
+        let (node, argv, name) = &captures[0];
+        assert_eq!((node.as_str(), name.as_str()), ("g3", sql::DUMP));
+        for flag in [
+            "--single-transaction",
+            "--all-databases",
+            "--routines",
+            "--ignore-table=mysql.wsrep_streaming_log",
+        ] {
+            assert!(argv.iter().any(|a| a == flag), "{flag} missing: {argv:?}");
+        }
+        let (node, argv, name) = &captures[1];
+        assert_eq!((node.as_str(), name.as_str()), ("g3", sql::GRANTS));
+        assert_eq!(argv, &["mysqldump", "--system=users", "--insert-ignore"]);
+        assert_eq!(
+            h.artifact_bytes("g3", sql::DUMP).unwrap(),
+            b"-- every database\n"
+        );
+        assert_eq!(
+            h.artifact_bytes("g3", sql::GRANTS).unwrap(),
+            b"CREATE USER nova;\n"
+        );
+        // Without `desync` nothing is changed on the member.
+        assert!(!log.iter().any(|l| l.contains("wsrep_desync")), "{log:#?}");
+    }
+
+    #[test]
+    fn backup_refuses_a_forced_source_that_is_not_synced() {
+        let h = cluster()
+            .setting("source", "g1")
+            .reply_on("g1", &QUERY, status("Joining", 3, 0))
+            .reply(&QUERY, status("Synced", 3, 0));
+        let err = h.backup::<Galera>().unwrap_err();
+        assert!(
+            matches!(&err, PluginError::Precondition(m) if m.contains("`g1`") && m.contains("g1: Joining")),
+            "{err:?}"
+        );
+        assert!(!log(&h).iter().any(|l| l.starts_with("capture")));
+    }
+
+    #[test]
+    fn desync_wraps_the_dump_and_its_reversal_stays_if_the_dump_fails() {
+        let resync = "undo-push g2: mysql -e SET GLOBAL wsrep_desync = OFF";
+        let on = "g2: mysql -N -B <<< SET GLOBAL wsrep_desync = ON";
+        let off = "g2: mysql -N -B <<< SET GLOBAL wsrep_desync = OFF";
+        let desynced = || {
+            cluster()
+                .setting("source", "g2")
+                .setting("desync", "true")
+                .reply(&QUERY, status("Synced", 3, 0))
+        };
+
+        let h = desynced();
+        h.backup::<Galera>().unwrap();
+        let log = log(&h);
+        let dump = first(&log, &format!("capture {} g2: mysqldump", sql::DUMP));
+        let grants = first(&log, &format!("capture {} g2: mysqldump", sql::GRANTS));
+        assert!(first(&log, resync) < first(&log, on), "{log:#?}");
+        assert!(first(&log, on) < dump && dump < grants && grants < first(&log, off));
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+
+        let h = desynced().reply(&["mysqldump", "--system=users"], Reply::fail(2, "lost"));
+        h.backup::<Galera>().unwrap_err();
+        let log = self::log(&h);
+        assert_eq!(count(&log, off), 0, "{log:#?}");
+        let pending = h.pending_undo();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].0, "g2");
+        assert_eq!(
+            pending[0].1,
+            ["mysql", "-e", "SET GLOBAL wsrep_desync = OFF"]
+        );
+    }
+
+    #[test]
+    fn restore_follows_the_runbook_in_order() {
+        let h = restore_harness();
+        h.restore::<Galera>().unwrap();
+        let log = log(&h);
+        let each = |f: &dyn Fn(&str) -> String| -> Vec<usize> {
+            NODES.iter().map(|n| first(&log, &f(n))).collect()
+        };
+        let block = each(&|n| firewall(n, "-I"));
+        let unblock_registered = each(&|n| format!("undo-push {}", firewall(n, "-D")));
+        let stop = each(&|n| format!("{n}: systemctl stop mariadb"));
+        let aside =
+            each(&|n| format!("{n}: mv -T /var/lib/mysql /var/lib/mysql.before-restore-test-run"));
+        let install = each(&|n| {
+            format!("{n}: mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db")
+        });
+        let unblock = each(&|n| firewall(n, "-D"));
+        // g2, the backup's source, bootstraps and is imported into; the others join.
+        let bootstrap = first(&log, "g2: galera_new_cluster mariadb");
+        let packet = first(
+            &log,
+            "g2: mysql -N -B <<< SET GLOBAL max_allowed_packet = 1073741824",
+        );
+        let dump = first(&log, "feed databases.sql g2: mysql --max-allowed-packet=1G");
+        let grants = first(&log, "feed grants.sql g2: mysql --max-allowed-packet=1G");
+        let flush = "g2: mysql -N -B <<< FLUSH PRIVILEGES";
+        let join = [
+            first(&log, "g1: systemctl start mariadb"),
+            first(&log, "g3: systemctl start mariadb"),
+        ];
+        let max = |v: &[usize]| *v.iter().max().unwrap();
+        let min = |v: &[usize]| *v.iter().min().unwrap();
+
+        for i in 0..NODES.len() {
+            // The reversal is registered before the block goes in.
+            assert!(unblock_registered[i] < block[i], "{log:#?}");
+            assert!(aside[i] < install[i], "{log:#?}");
+        }
+        assert!(max(&block) < min(&stop), "{log:#?}");
+        assert!(max(&stop) < min(&aside), "{log:#?}");
+        assert!(max(&install) < bootstrap, "{log:#?}");
+        assert!(
+            bootstrap < packet && packet < dump && dump < grants,
+            "{log:#?}"
+        );
+        assert!(dump < first(&log, flush) && first(&log, flush) < grants);
+        assert!(grants < last(&log, flush) && last(&log, flush) < min(&join));
+        // Every member is waited for (Synced in a cluster of three) before the unblock.
+        for n in NODES {
+            let status = STATUS.replacen("g1", n, 1);
+            let waited = last(&log, &status);
+            assert!(max(&join) < waited && waited < min(&unblock), "{log:#?}");
+        }
+        assert!(max(&join) < min(&unblock));
+
+        assert_eq!(count(&log, "g2: systemctl start"), 0, "{log:#?}");
+        assert_eq!(count(&log, "g1: galera_new_cluster"), 0);
+        assert_eq!(count(&log, "g3: galera_new_cluster"), 0);
+        assert_eq!(count(&log, "feed"), 2, "imported once, on g2 only");
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn restore_holds_the_pacemaker_resource_inside_the_block() {
+        let h = restore_harness()
+            .setting("pacemaker-resource", "galera-bundle")
+            .setting("pacemaker-hold", "disable");
+        h.restore::<Galera>().unwrap();
+        let log = log(&h);
+        let last_block = NODES
+            .iter()
+            .map(|n| first(&log, &firewall(n, "-I")))
+            .max()
+            .unwrap();
+        let first_unblock = NODES
+            .iter()
+            .map(|n| first(&log, &firewall(n, "-D")))
+            .min()
+            .unwrap();
+        let disable = first(&log, "g1: pcs resource disable galera-bundle --wait=600");
+        let unmanage = first(&log, "g1: pcs resource unmanage galera-bundle");
+        let first_stop = first(&log, "g1: systemctl stop mariadb");
+        let manage = first(&log, "g1: pcs resource manage galera-bundle");
+        let enable = first(&log, "g1: pcs resource enable galera-bundle");
+        let cleanup = first(&log, "g1: pcs resource cleanup galera-bundle");
+        let last_wait = last(&log, &STATUS.replacen("g1", "g3", 1));
+
+        assert!(first(&log, "undo-push g1: pcs resource enable galera-bundle") < disable);
+        assert!(first(&log, "undo-push g1: pcs resource manage galera-bundle") < unmanage);
+        assert!(last_block < disable && disable < unmanage && unmanage < first_stop);
+        assert!(last_wait < manage && manage < enable && enable < cleanup);
+        assert!(cleanup < first_unblock, "{log:#?}");
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_failed_bootstrap_leaves_the_unblocks_to_the_host() {
+        let h = restore_harness()
+            .setting("pacemaker-resource", "galera-bundle")
+            .reply(&["galera_new_cluster"], Reply::fail(1, "no grastate"));
+        let err = h.restore::<Galera>().unwrap_err();
+        assert!(
+            matches!(&err, PluginError::CommandFailed(m)
+                if m.contains("galera_new_cluster") && m.contains(".before-restore-test-run")),
+            "{err:?}"
+        );
+        let log = log(&h);
+        assert_eq!(count(&log, "feed"), 0, "nothing imported: {log:#?}");
+        assert!(!log.iter().any(|l| l.contains("systemctl start")));
+        // The plugin does not unblock; the host does, from the reversals.
+        for n in NODES {
+            assert_eq!(count(&log, &firewall(n, "-D")), 0, "{log:#?}");
+        }
+        let pending: Vec<String> = h
+            .pending_undo()
+            .into_iter()
+            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
+            .collect();
+        let mut want: Vec<String> = NODES.iter().map(|n| firewall(n, "-D")).collect();
+        want.push("g1: pcs resource manage galera-bundle".into());
+        assert_eq!(pending, want);
+    }
+}

@@ -221,3 +221,227 @@ fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
 }
 
 export_plugin!(Mysql);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_sdk::testing::{Call, Harness, Reply};
+
+    const DATADIR: &str = "/var/lib/mysql";
+    const ASIDE: &str = "/var/lib/mysql.before-restore-test-run";
+    const FAILED: &str = "/var/lib/mysql.failed-restore-test-run";
+
+    /// Every call as one line, in order: `node: argv` for a command (` <<< stdin` when it has
+    /// one), `capture NAME node: argv`, `feed NAME node: argv`, `undo-push node: argv`,
+    /// `undo-release ID`.
+    fn log(h: &Harness) -> Vec<String> {
+        h.calls()
+            .into_iter()
+            .map(|c| match c {
+                Call::Exec(c) if c.stdin.is_empty() => format!("{}: {}", c.node, c.argv.join(" ")),
+                Call::Exec(c) => format!(
+                    "{}: {} <<< {}",
+                    c.node,
+                    c.argv.join(" "),
+                    String::from_utf8_lossy(&c.stdin)
+                ),
+                Call::Capture { node, argv, name } => {
+                    format!("capture {name} {node}: {}", argv.join(" "))
+                }
+                Call::Feed {
+                    artifact,
+                    node,
+                    argv,
+                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
+                Call::UndoPush { node, argv, .. } => {
+                    format!("undo-push {node}: {}", argv.join(" "))
+                }
+                Call::UndoRelease(id) => format!("undo-release {id}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Index of the first line starting with `prefix`.
+    fn first(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    /// Index of the last line starting with `prefix`.
+    fn last(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .rposition(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    /// `sh -c MOVE_IF_PRESENT undo FROM TO`, as the undo registers it.
+    fn move_if_present(from: &str, to: &str) -> String {
+        format!(
+            "sh {} {} undo {from} {to}",
+            sql::MOVE_IF_PRESENT[0],
+            sql::MOVE_IF_PRESENT[1]
+        )
+    }
+
+    fn restore_harness() -> Harness {
+        Harness::new()
+            .node("uc", &["undercloud"])
+            .artifact("uc", sql::DUMP, ArtifactKind::Stream, b"-- dump")
+            .artifact("uc", sql::GRANTS, ArtifactKind::Stream, b"-- grants")
+    }
+
+    #[test]
+    fn backup_captures_dump_and_grants_then_checksums_every_user_table() {
+        let checksum = "CHECKSUM TABLE `nova`.`instances`, `keystone`.`user`";
+        let h = Harness::new()
+            .node("uc", &["undercloud"])
+            .reply(
+                &["mysql", "-N", "-B", "-e", checksum],
+                Reply::stdout("nova.instances\t111\nkeystone.user\t222\n"),
+            )
+            .reply(
+                &["mysql", "-N", "-B", "-e"],
+                Reply::stdout("`nova`.`instances`\n`keystone`.`user`\n"),
+            )
+            .reply(&["mysqldump", "--opt"], Reply::stdout("-- dump"))
+            .reply(&["mysqldump", "--system=users"], Reply::stdout("-- grants"));
+        let report = h.backup::<Mysql>().unwrap();
+        let log = log(&h);
+        let dump = first(
+            &log,
+            "capture databases.sql uc: mysqldump --opt --single-transaction",
+        );
+        let grants = first(
+            &log,
+            "capture grants.sql uc: mysqldump --system=users --insert-ignore",
+        );
+        let tables = first(&log, "uc: mysql -N -B -e SELECT CONCAT(");
+        let sums = first(&log, &format!("uc: mysql -N -B -e {checksum}"));
+        assert!(
+            dump < grants && grants < tables && tables < sums,
+            "{log:#?}"
+        );
+        assert!(log[dump].contains("--all-databases"), "{}", log[dump]);
+        assert_eq!(h.artifact_bytes("uc", sql::DUMP).unwrap(), b"-- dump");
+        assert_eq!(h.artifact_bytes("uc", sql::GRANTS).unwrap(), b"-- grants");
+        assert_eq!(
+            report.records.all(CHECKSUM),
+            ["uc\t`nova`.`instances`\t111", "uc\t`keystone`.`user`\t222"]
+        );
+        // A backup changes nothing on the node.
+        assert!(h.pending_undo().is_empty());
+        assert!(!log.iter().any(|l| l.contains("systemctl")), "{log:#?}");
+    }
+
+    #[test]
+    fn credentials_reach_the_node_only_as_an_option_file_removed_afterwards() {
+        let file = "/run/coffer-mysql-test-run.cnf";
+        let h = Harness::new()
+            .node("uc", &["undercloud"])
+            .setting("user", "backup")
+            .setting("password", "s3cr\"t")
+            .reply(&["mysqldump"], Reply::stdout("--"));
+        h.backup::<Mysql>().unwrap();
+        let log = log(&h);
+        let write = first(
+            &log,
+            &format!("uc: sh -c umask 077 && cat > \"$1\" coffer {file}"),
+        );
+        assert!(
+            log[write].ends_with("<<< [client]\nuser=\"backup\"\npassword=\"s3cr\\\"t\"\n"),
+            "{}",
+            log[write]
+        );
+        let rm = last(&log, &format!("uc: rm -f {file}"));
+        assert_eq!(rm, log.len() - 1, "removed last: {log:#?}");
+        assert!(write < first(&log, "capture databases.sql"));
+        for call in h.calls() {
+            let argv = match call {
+                Call::Exec(c) => c.argv,
+                Call::Capture { argv, .. } => argv,
+                _ => continue,
+            };
+            assert!(
+                !argv.concat().contains("s3cr"),
+                "password in argv: {argv:?}"
+            );
+            if matches!(argv[0].as_str(), "mysql" | "mysqldump") {
+                assert_eq!(argv[1], format!("--defaults-extra-file={file}"));
+            }
+        }
+    }
+
+    #[test]
+    fn restore_stops_moves_aside_creates_starts_then_imports() {
+        let h = restore_harness();
+        h.restore::<Mysql>().unwrap();
+        let log = log(&h);
+        let start_again = first(&log, "undo-push uc: systemctl start mariadb");
+        let stop = first(&log, "uc: systemctl stop mariadb");
+        let put_back = first(
+            &log,
+            &format!("undo-push uc: {}", move_if_present(ASIDE, DATADIR)),
+        );
+        let keep_failed = first(
+            &log,
+            &format!("undo-push uc: {}", move_if_present(DATADIR, FAILED)),
+        );
+        let aside = first(&log, &format!("uc: mv -T {DATADIR} {ASIDE}"));
+        let create = first(
+            &log,
+            &format!("uc: mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db"),
+        );
+        let stop_restored = first(&log, "undo-push uc: systemctl stop mariadb");
+        let start = first(&log, "uc: systemctl start mariadb");
+        let packet = first(
+            &log,
+            "uc: mysql -N -B <<< SET GLOBAL max_allowed_packet = 1073741824",
+        );
+        let dump = first(&log, "feed databases.sql uc: mysql --max-allowed-packet=1G");
+        let flush = first(&log, "uc: mysql -N -B <<< FLUSH PRIVILEGES");
+        let grants = first(&log, "feed grants.sql uc: mysql --max-allowed-packet=1G");
+        let last_flush = last(&log, "uc: mysql -N -B <<< FLUSH PRIVILEGES");
+
+        // Each reversal is registered before the change it reverses.
+        assert!(start_again < stop, "{log:#?}");
+        assert!(stop < put_back && put_back < aside && keep_failed < aside);
+        assert!(aside < create && create < stop_restored && stop_restored < start);
+        assert!(start < packet && packet < dump && dump < flush && flush < grants);
+        assert!(grants < last_flush, "{log:#?}");
+        // The import into the new datadir runs as root over the socket.
+        assert!(!log.iter().any(|l| l.contains("--defaults-extra-file")));
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_failed_import_leaves_the_reversals_to_put_the_old_datadir_back() {
+        let h = restore_harness().reply(
+            &["mysql", "--max-allowed-packet=1G"],
+            Reply::fail(1, "ERROR 1064"),
+        );
+        h.restore::<Mysql>().unwrap_err();
+        let pending: Vec<String> = h
+            .pending_undo()
+            .into_iter()
+            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
+            .collect();
+        // The host runs them newest first: stop the restored server, keep its datadir as
+        // .failed-restore, put the old one back, start the server on it.
+        assert_eq!(
+            pending,
+            [
+                "uc: systemctl start mariadb".to_string(),
+                format!("uc: {}", move_if_present(ASIDE, DATADIR)),
+                format!("uc: {}", move_if_present(DATADIR, FAILED)),
+                "uc: systemctl stop mariadb".to_string(),
+            ]
+        );
+        let log = log(&h);
+        assert!(
+            !log.iter().any(|l| l.starts_with("feed grants.sql")),
+            "{log:#?}"
+        );
+    }
+}

@@ -353,3 +353,244 @@ fn restore_full(ctx: &Context<'_>) -> Result<(), PluginError> {
 }
 
 export_plugin!(Pacemaker);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_sdk::testing::{Call, Harness, Reply};
+
+    const CRM_MON: [&str; 3] = ["crm_mon", "-1", "--output-as=xml"];
+    const SAVED: &str = "/var/lib/pacemaker/cib/coffer-before-test-run.xml";
+
+    fn crm_mon(quorum: bool) -> Reply {
+        Reply::stdout(format!(
+            "<pacemaker-result><summary><current_dc present=\"true\" name=\"p2\" \
+             with_quorum=\"{quorum}\"/></summary><resources>\
+             <resource id=\"ip-172.17.0.10\" resource_agent=\"ocf:heartbeat:IPaddr2\" \
+             role=\"Started\"/><bundle id=\"galera-bundle\"><replica id=\"0\">\
+             <resource id=\"galera\" role=\"Promoted\"/></replica></bundle>\
+             </resources></pacemaker-result>\n"
+        ))
+    }
+
+    fn cluster(nodes: &[&str]) -> Harness {
+        let mut h = Harness::new();
+        for n in nodes {
+            h = h.node(n, &["pacemaker"]);
+        }
+        h.reply(&CRM_MON, crm_mon(true))
+    }
+
+    /// Every call as one line, in order: `node: argv` for a command, `capture NAME node: argv`,
+    /// `capture-paths NAME node: paths`, `feed NAME node: argv`, `undo-push node: argv`,
+    /// `undo-release ID`.
+    fn log(h: &Harness) -> Vec<String> {
+        h.calls()
+            .into_iter()
+            .map(|c| match c {
+                Call::Exec(c) => format!("{}: {}", c.node, c.argv.join(" ")),
+                Call::Capture { node, argv, name } => {
+                    format!("capture {name} {node}: {}", argv.join(" "))
+                }
+                Call::CapturePaths { node, paths, name } => {
+                    format!("capture-paths {name} {node}: {}", paths.paths.join(" "))
+                }
+                Call::Feed {
+                    artifact,
+                    node,
+                    argv,
+                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
+                Call::UndoPush { node, argv, .. } => {
+                    format!("undo-push {node}: {}", argv.join(" "))
+                }
+                Call::UndoRelease(id) => format!("undo-release {id}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Index of the first line starting with `prefix`.
+    fn first(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    /// Indices of the first line starting with `f(node)`, for every node.
+    fn each(log: &[String], nodes: &[&str], f: impl Fn(&str) -> String) -> Vec<usize> {
+        nodes.iter().map(|n| first(log, &f(n))).collect()
+    }
+
+    #[test]
+    fn backup_captures_the_cib_from_the_first_quorate_member() {
+        // The first matching rule answers: p1's comes before the cluster's.
+        let h = Harness::new()
+            .node("p1", &["pacemaker"])
+            .node("p2", &["pacemaker"])
+            .reply_on("p1", &CRM_MON, crm_mon(false))
+            .reply(&CRM_MON, crm_mon(true))
+            .reply(
+                &["cibadmin", "--query", "--scope"],
+                Reply::stdout("<configuration/>"),
+            )
+            .reply(
+                &["cibadmin", "--query"],
+                Reply::stdout("<cib><configuration/></cib>"),
+            )
+            .reply(&["sh"], Reply::stdout("BZh9"));
+        let report = h.backup::<Pacemaker>().unwrap();
+        let log = log(&h);
+        let cib = first(&log, &format!("capture {CIB} p2: cibadmin --query"));
+        let configuration = first(
+            &log,
+            &format!("capture {CONFIGURATION} p2: cibadmin --query --scope configuration"),
+        );
+        let corosync = first(&log, &format!("capture-paths {COROSYNC} p2: /etc/corosync"));
+        let pcs = first(
+            &log,
+            &format!(
+                "capture {PCS_BACKUP} p2: sh -c {PCS_CONFIG_BACKUP} coffer /run/coffer-pcs-test-run"
+            ),
+        );
+        assert!(first(&log, "p1: crm_mon") < first(&log, "p2: crm_mon"));
+        assert!(first(&log, "p2: crm_mon") < cib, "{log:#?}");
+        assert!(cib < configuration && configuration < corosync && corosync < pcs);
+        assert!(
+            !log.iter()
+                .any(|l| l.starts_with("capture") && l.contains(" p1: ")),
+            "p1 has no quorum: {log:#?}"
+        );
+        assert_eq!(
+            h.artifact_bytes("p2", CIB).unwrap(),
+            b"<cib><configuration/></cib>"
+        );
+        assert_eq!(
+            h.artifact_bytes("p2", CONFIGURATION).unwrap(),
+            b"<configuration/>"
+        );
+        assert_eq!(
+            report.records.all(ROLE),
+            ["ip-172.17.0.10\tStarted", "galera\tPromoted"]
+        );
+        assert!(
+            h.logs()
+                .iter()
+                .any(|(l, m)| *l == Level::Warn && m.contains("p1: its partition has no quorum")),
+            "{:?}",
+            h.logs()
+        );
+    }
+
+    #[test]
+    fn restore_saves_the_live_configuration_replaces_it_and_waits() {
+        let h = cluster(&["p1", "p2"]).artifact(
+            "p1",
+            CONFIGURATION,
+            ArtifactKind::Stream,
+            b"<configuration/>",
+        );
+        h.restore::<Pacemaker>().unwrap();
+        let log = log(&h);
+        let save = first(
+            &log,
+            &format!("p1: sh -c {SAVE_CONFIGURATION} coffer {SAVED}"),
+        );
+        let reinstall = first(
+            &log,
+            &format!("undo-push p1: cibadmin --replace --scope configuration --xml-file {SAVED}"),
+        );
+        let replace = first(
+            &log,
+            &format!(
+                "feed {CONFIGURATION} p1: cibadmin --replace --scope configuration --xml-pipe"
+            ),
+        );
+        let settle = first(&log, "p1: crm_resource --wait --timeout 300s");
+        let release = first(&log, "undo-release");
+        let rm = first(&log, &format!("p1: rm -f {SAVED}"));
+        assert!(first(&log, "p1: crm_mon") < save, "{log:#?}");
+        assert!(save < reinstall && reinstall < replace && replace < settle);
+        assert!(settle < release && release < rm, "{log:#?}");
+        // The member with quorum does it all; p2 is not touched.
+        assert!(!log.iter().any(|l| l.contains("p2")), "{log:#?}");
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+        let wait = h.calls().into_iter().find_map(|c| match c {
+            Call::Exec(c) if c.argv[0] == "crm_resource" => Some(c),
+            _ => None,
+        });
+        assert_eq!(
+            wait.unwrap().timeout,
+            Some(std::time::Duration::from_secs(330))
+        );
+    }
+
+    #[test]
+    fn a_cluster_that_does_not_settle_leaves_the_old_configuration_to_be_reinstalled() {
+        let h = cluster(&["p1"])
+            .artifact(
+                "p1",
+                CONFIGURATION,
+                ArtifactKind::Stream,
+                b"<configuration/>",
+            )
+            .reply(&["crm_resource", "--wait"], Reply::fail(124, "timed out"));
+        h.restore::<Pacemaker>().unwrap_err();
+        let pending = h.pending_undo();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].0, "p1");
+        assert_eq!(
+            pending[0].1,
+            [
+                "cibadmin",
+                "--replace",
+                "--scope",
+                "configuration",
+                "--xml-file",
+                SAVED
+            ]
+        );
+        // The saved configuration stays on the node for the undo.
+        assert!(!log(&h).iter().any(|l| l.starts_with("p1: rm")));
+    }
+
+    #[test]
+    fn full_restore_stops_everywhere_restores_then_starts_corosync_before_pacemaker() {
+        let nodes = ["p1", "p2", "p3"];
+        let h = cluster(&nodes).setting("restore-mode", "full").artifact(
+            "p1",
+            PCS_BACKUP,
+            ArtifactKind::Stream,
+            b"BZh9",
+        );
+        h.restore::<Pacemaker>().unwrap();
+        let log = log(&h);
+        let max = |v: &[usize]| *v.iter().max().unwrap();
+        let min = |v: &[usize]| *v.iter().min().unwrap();
+        let undo_pacemaker = each(&log, &nodes, |n| {
+            format!("undo-push {n}: systemctl start pacemaker")
+        });
+        let undo_corosync = each(&log, &nodes, |n| {
+            format!("undo-push {n}: systemctl start corosync")
+        });
+        let stop_pacemaker = each(&log, &nodes, |n| format!("{n}: systemctl stop pacemaker"));
+        let stop_corosync = each(&log, &nodes, |n| format!("{n}: systemctl stop corosync"));
+        let restore = each(&log, &nodes, |n| {
+            format!("feed {PCS_BACKUP} {n}: pcs config restore --local")
+        });
+        let start_corosync = each(&log, &nodes, |n| format!("{n}: systemctl start corosync"));
+        let start_pacemaker = each(&log, &nodes, |n| format!("{n}: systemctl start pacemaker"));
+        let quorum = first(&log, "p1: crm_mon");
+        let settle = first(&log, "p1: crm_resource --wait");
+
+        assert!(max(&undo_pacemaker).max(max(&undo_corosync)) < min(&stop_pacemaker));
+        assert!(max(&stop_pacemaker) < min(&stop_corosync), "{log:#?}");
+        assert!(max(&stop_corosync) < min(&restore), "{log:#?}");
+        assert!(max(&restore) < min(&start_corosync), "{log:#?}");
+        assert!(max(&start_corosync) < min(&start_pacemaker), "{log:#?}");
+        assert!(
+            max(&start_pacemaker) < quorum && quorum < settle,
+            "{log:#?}"
+        );
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+}

@@ -461,3 +461,241 @@ impl Plugin for Redis {
 }
 
 export_plugin!(Redis);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_sdk::testing::{Call, Harness, Reply};
+
+    const LINK: &str = "/var/lib/redis/dump.rdb.coffer-test-run";
+    const DUMP: &str = "/var/lib/redis/dump.rdb";
+
+    /// `redis-cli` on r1 with `args` (after `--askpass` when `askpass`).
+    fn cli(askpass: bool, args: &[&str]) -> Vec<String> {
+        let mut argv = vec![
+            "redis-cli",
+            "--no-auth-warning",
+            "-h",
+            "r1.test",
+            "-p",
+            "6379",
+        ];
+        if askpass {
+            argv.push("--askpass");
+        }
+        argv.extend(args);
+        argv.into_iter().map(str::to_string).collect()
+    }
+
+    fn reply_cli(h: Harness, askpass: bool, args: &[&str], reply: Reply) -> Harness {
+        let argv = cli(askpass, args);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        h.reply(&argv, reply)
+    }
+
+    fn persistence(saves: u64, loading: u8) -> Reply {
+        Reply::stdout(format!(
+            "# Persistence\r\nloading:{loading}\r\nrdb_bgsave_in_progress:0\r\n\
+             rdb_saves:{saves}\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\n"
+        ))
+    }
+
+    /// Every call as one line, in order: `node: argv` for a command, `capture NAME node: argv`,
+    /// `feed NAME node: argv`, `restore-paths NAME node: target`, `undo-push node: argv`,
+    /// `undo-release ID`.
+    fn log(h: &Harness) -> Vec<String> {
+        h.calls()
+            .into_iter()
+            .map(|c| match c {
+                Call::Exec(c) => format!("{}: {}", c.node, c.argv.join(" ")),
+                Call::Capture { node, argv, name } => {
+                    format!("capture {name} {node}: {}", argv.join(" "))
+                }
+                Call::Feed {
+                    artifact,
+                    node,
+                    argv,
+                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
+                Call::RestorePaths {
+                    artifact,
+                    node,
+                    target,
+                    ..
+                } => format!("restore-paths {} {node}: {target}", artifact.name),
+                Call::UndoPush { node, argv, .. } => {
+                    format!("undo-push {node}: {}", argv.join(" "))
+                }
+                Call::UndoRelease(id) => format!("undo-release {id}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Index of the first line starting with `prefix`.
+    fn first(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    /// `r1: sh -c MOVE_IF_PRESENT coffer FROM TO`.
+    fn mv(from: &str, to: &str) -> String {
+        format!("r1: sh -c {MOVE_IF_PRESENT} coffer {from} {to}")
+    }
+
+    #[test]
+    fn backup_saves_waits_then_streams_the_dump_through_a_link() {
+        // A dry run: the harness cannot make `rdb_saves` move on between two polls, and a dry
+        // run does not wait for the save. The reads still get their scripted answers.
+        let h = reply_cli(
+            Harness::new().node("r1", &["redis"]).dry_run(),
+            false,
+            &["INFO", "persistence"],
+            persistence(4, 0),
+        );
+        let h = reply_cli(
+            h,
+            false,
+            &["INFO", "keyspace"],
+            Reply::stdout(
+                "# Keyspace\r\ndb0:keys=12,expires=0,avg_ttl=0\r\ndb3:keys=2,expires=1\r\n",
+            ),
+        );
+        let report = h.backup::<Redis>().unwrap();
+        let log = log(&h);
+        let line = |args: &[&str]| format!("r1: {}", cli(false, args).join(" "));
+        let info = line(&["INFO", "persistence"]);
+        let polls: Vec<usize> = (0..log.len()).filter(|&i| log[i] == info).collect();
+        let bgsave = first(&log, &line(&["BGSAVE"]));
+        let keyspace = first(&log, &line(&["INFO", "keyspace"]));
+        let cleanup = first(&log, &format!("undo-push r1: rm -f {LINK}"));
+        let link = first(&log, &format!("r1: ln -f {DUMP} {LINK}"));
+        let capture = first(&log, &format!("capture {RDB} r1: cat {LINK}"));
+        let rm = first(&log, &format!("r1: rm -f {LINK}"));
+
+        assert!(first(&log, "r1: grep -m1 ^requirepass /etc/redis/redis.conf") < polls[0]);
+        // Before BGSAVE: the first look and the wait for a save already running; after it,
+        // the wait for this save.
+        assert_eq!(polls.len(), 3, "{log:#?}");
+        assert!(polls[1] < bgsave && bgsave < polls[2], "{log:#?}");
+        assert!(polls[2] < keyspace && keyspace < cleanup, "{log:#?}");
+        assert!(cleanup < link && link < capture && capture < rm, "{log:#?}");
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+        assert!(
+            !log.iter().any(|l| l.contains("BGREWRITEAOF")),
+            "AOF is off"
+        );
+        assert_eq!(report.records.all(DB_KEYS), ["r1\tdb0\t12", "r1\tdb3\t2"]);
+    }
+
+    #[test]
+    fn backup_fails_when_bgsave_never_finishes_and_keeps_the_password_on_stdin() {
+        let h = Harness::new()
+            .node("r1", &["redis"])
+            .setting("timeout-seconds", "0")
+            .reply(
+                &["grep", "-m1", "^requirepass"],
+                Reply::stdout("requirepass \"pw0rd\"\n"),
+            );
+        // `rdb_saves` stays at 4: the save never completes.
+        let h = reply_cli(h, true, &["INFO", "persistence"], persistence(4, 0));
+        let err = h.backup::<Redis>().unwrap_err();
+        assert!(
+            matches!(&err, PluginError::CommandFailed(m) if m.contains("BGSAVE did not finish")),
+            "{err:?}"
+        );
+        let log = log(&h);
+        assert!(first(&log, &format!("r1: {}", cli(true, &["BGSAVE"]).join(" "))) > 0);
+        // Nothing was linked or captured.
+        assert!(
+            !log.iter()
+                .any(|l| l.contains(" ln ") || l.starts_with("capture"))
+        );
+        let mut clis = 0;
+        for call in h.calls() {
+            let Call::Exec(c) = call else { continue };
+            assert!(!c.argv.concat().contains("pw0rd"), "{:?}", c.argv);
+            if c.argv[0] == "redis-cli" {
+                clis += 1;
+                assert_eq!(c.argv[6], "--askpass");
+                assert_eq!(c.stdin, b"pw0rd\n");
+            }
+        }
+        assert_eq!(clis, 4, "{log:#?}");
+    }
+
+    #[test]
+    fn restore_stops_moves_aside_puts_back_rdb_and_aof_then_starts_and_waits() {
+        let h = Harness::new()
+            .node("r1", &["redis"])
+            .record(AOF_DIR, "r1\tappendonlydir")
+            .artifact("r1", RDB, ArtifactKind::Stream, b"REDIS0011")
+            .artifact("r1", AOF, ArtifactKind::Paths, b"tar");
+        let h = reply_cli(h, false, &["INFO", "persistence"], persistence(0, 0));
+        h.restore::<Redis>().unwrap();
+        let log = log(&h);
+        let aside = format!("{DUMP}.before-restore-test-run");
+        let aof = "/var/lib/redis/appendonlydir";
+        let aof_aside = format!("{aof}.before-restore-test-run");
+
+        let start_again = first(&log, "undo-push r1: systemctl start redis-server");
+        let stop = first(&log, "r1: systemctl stop redis-server");
+        let put_back = first(&log, &format!("undo-push {}", mv(&aside, DUMP)));
+        let keep_failed = first(
+            &log,
+            &format!(
+                "undo-push {}",
+                mv(DUMP, &format!("{DUMP}.failed-restore-test-run"))
+            ),
+        );
+        let move_aside = first(&log, &mv(DUMP, &aside));
+        let put = first(
+            &log,
+            &format!("feed {RDB} r1: sh -c {PUT_FILE} coffer {DUMP} redis:redis"),
+        );
+        let aof_back = first(&log, &format!("undo-push {}", mv(&aof_aside, aof)));
+        let aof_move = first(&log, &mv(aof, &aof_aside));
+        let aof_restore = first(&log, &format!("restore-paths {AOF} r1: /"));
+        let stop_restored = first(&log, "undo-push r1: systemctl stop redis-server");
+        let start = first(&log, "r1: systemctl start redis-server");
+        let loaded = first(
+            &log,
+            &format!("r1: {}", cli(false, &["INFO", "persistence"]).join(" ")),
+        );
+
+        assert!(start_again < stop, "{log:#?}");
+        assert!(stop < put_back && put_back < move_aside && keep_failed < move_aside);
+        assert!(move_aside < put && put < aof_back && aof_back < aof_move);
+        assert!(aof_move < aof_restore && aof_restore < stop_restored);
+        assert!(stop_restored < start && start < loaded, "{log:#?}");
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_restore_that_never_loads_leaves_the_reversals_to_the_host() {
+        let h = Harness::new()
+            .node("r1", &["redis"])
+            .setting("timeout-seconds", "0")
+            .artifact("r1", RDB, ArtifactKind::Stream, b"REDIS0011");
+        let h = reply_cli(h, false, &["INFO", "persistence"], persistence(0, 1));
+        let err = h.restore::<Redis>().unwrap_err();
+        assert!(format!("{err:?}").contains("loading the dump"), "{err:?}");
+        let pending: Vec<String> = h
+            .pending_undo()
+            .into_iter()
+            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
+            .collect();
+        let aside = format!("{DUMP}.before-restore-test-run");
+        let failed = format!("{DUMP}.failed-restore-test-run");
+        // Run newest first: stop, keep the new dump aside, put the old one back, start.
+        assert_eq!(
+            pending,
+            [
+                "r1: systemctl start redis-server".to_string(),
+                mv(&aside, DUMP),
+                mv(DUMP, &failed),
+                "r1: systemctl stop redis-server".to_string(),
+            ]
+        );
+    }
+}

@@ -304,3 +304,160 @@ impl Plugin for Swift {
 }
 
 export_plugin!(Swift);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_sdk::testing::{Call, Harness, Reply};
+
+    /// Every call as one line, in order: `node: argv` for a command,
+    /// `capture-paths NAME node: paths`, `restore-paths NAME node: target`,
+    /// `undo-push node: argv`, `undo-release ID`.
+    fn log(h: &Harness) -> Vec<String> {
+        h.calls()
+            .into_iter()
+            .map(|c| match c {
+                Call::Exec(c) => format!("{}: {}", c.node, c.argv.join(" ")),
+                Call::CapturePaths { node, paths, name } => {
+                    format!("capture-paths {name} {node}: {}", paths.paths.join(" "))
+                }
+                Call::RestorePaths {
+                    artifact,
+                    node,
+                    target,
+                    ..
+                } => format!("restore-paths {} {node}: {target}", artifact.name),
+                Call::UndoPush { node, argv, .. } => {
+                    format!("undo-push {node}: {}", argv.join(" "))
+                }
+                Call::UndoRelease(id) => format!("undo-release {id}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Index of the first line starting with `prefix`.
+    fn first(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+    }
+
+    fn storage() -> Harness {
+        Harness::new()
+            .node("s1", &["swift"])
+            .node("s2", &["swift"])
+            .artifact("s1", FILES, ArtifactKind::Paths, b"tar")
+            .artifact("s2", FILES, ArtifactKind::Paths, b"tar")
+    }
+
+    #[test]
+    fn backup_captures_the_rings_config_and_object_paths_that_exist_on_each_node() {
+        let h = Harness::new()
+            .node("s1", &["swift"])
+            .node("s2", &["swift"])
+            .reply_on("s2", &["test", "-e", "/srv/node"], Reply::exit(1));
+        let report = h.backup::<Swift>().unwrap();
+        let log = log(&h);
+        assert_eq!(
+            log,
+            [
+                "s1: test -e /srv/node",
+                "s1: test -e /etc/swift",
+                "capture-paths swift.tar s1: /srv/node /etc/swift",
+                "s2: test -e /srv/node",
+                "s2: test -e /etc/swift",
+                "capture-paths swift.tar s2: /etc/swift",
+            ]
+        );
+        // Without proxy credentials there is no inventory.
+        assert!(report.records.all(OBJECT).is_empty());
+        let excludes: Vec<Vec<String>> = h
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::CapturePaths { paths, .. } => Some(paths.excludes),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            excludes,
+            [Vec::<String>::new(), Vec::new()],
+            "xattrs and all"
+        );
+    }
+
+    #[test]
+    fn backup_fails_when_none_of_the_paths_exists() {
+        let h = Harness::new()
+            .node("s1", &["swift"])
+            .setting("paths", "/srv/node")
+            .reply(&["test", "-e"], Reply::exit(1));
+        let err = h.backup::<Swift>().unwrap_err();
+        assert!(
+            matches!(&err, PluginError::Precondition(m) if m.contains("s1: none of /srv/node")),
+            "{err:?}"
+        );
+        assert!(!log(&h).iter().any(|l| l.starts_with("capture-paths")));
+    }
+
+    #[test]
+    fn restore_stops_every_service_restores_the_files_then_starts_them() {
+        let h = storage();
+        h.restore::<Swift>().unwrap();
+        let log = log(&h);
+        for n in ["s1", "s2"] {
+            let stop: Vec<usize> = DEFAULT_SERVICES
+                .iter()
+                .map(|u| first(&log, &format!("{n}: systemctl stop {u}")))
+                .collect();
+            let start: Vec<usize> = DEFAULT_SERVICES
+                .iter()
+                .map(|u| first(&log, &format!("{n}: systemctl start {u}")))
+                .collect();
+            let restore = first(&log, &format!("restore-paths {FILES} {n}: /"));
+            for (i, u) in DEFAULT_SERVICES.iter().enumerate() {
+                // Its restart is registered before each unit stops.
+                let undo = first(&log, &format!("undo-push {n}: systemctl start {u}"));
+                assert!(undo < stop[i], "{log:#?}");
+            }
+            // Stopped proxy first, account last; started account first, proxy last.
+            assert!(stop.windows(2).all(|w| w[0] > w[1]), "{log:#?}");
+            assert!(start.windows(2).all(|w| w[0] < w[1]), "{log:#?}");
+            assert!(stop[0] < restore && restore < start[0], "{log:#?}");
+        }
+        // One node after the other.
+        assert!(
+            first(&log, "s1: systemctl start swift-proxy") < first(&log, "undo-push s2"),
+            "{log:#?}"
+        );
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_service_that_fails_to_start_leaves_every_restart_to_the_host() {
+        let h = storage()
+            .setting("services", "swift-object")
+            .setting("services", "swift-proxy")
+            .reply_on(
+                "s1",
+                &["systemctl", "start", "swift-proxy"],
+                Reply::fail(1, "failed"),
+            );
+        h.restore::<Swift>().unwrap_err();
+        let pending: Vec<String> = h
+            .pending_undo()
+            .into_iter()
+            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
+            .collect();
+        assert_eq!(
+            pending,
+            [
+                "s1: systemctl start swift-proxy",
+                "s1: systemctl start swift-object",
+            ]
+        );
+        // s2 is never touched.
+        assert!(!log(&h).iter().any(|l| l.contains("s2")), "{:?}", log(&h));
+    }
+}

@@ -1,0 +1,670 @@
+//! Where snapshots live: a restic-format repository, through `rustic_core`.
+//!
+//! Layout, so that an operator can read a Coffer repository with restic or rustic in a
+//! disaster:
+//! - every artifact is its own restic snapshot (label `coffer-artifact`, host = node, tag
+//!   `run=<id>`) holding one file, `/<node>/<plugin>/<artifact>`;
+//! - a Coffer snapshot is a restic snapshot labelled `coffer`, written last, holding
+//!   `/coffer/manifest.json` (also kept in the snapshot's description for fast listing).
+//!
+//! A run that fails or is killed never writes its `coffer` snapshot, so it never looks
+//! complete; its artifact snapshots are deleted when it fails, or by the next backup when it
+//! was killed ([`Repo::prepare_backup`]).
+//!
+//! Open a [`Repo`] at a [`RepoLocation`] (a local directory, or a directory on a backup host
+//! reached over SSH) with its [`Password`]; [`Repo::into_writer`] gives the
+//! [`ArtifactWriter`] a backup streams artifacts into and commits a [`Manifest`] with,
+//! [`Repo::into_reader`] the [`ArtifactReader`] a restore streams them back from.
+
+#![deny(missing_docs)]
+
+mod manifest;
+mod remote;
+mod stream;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use rustic_backend::LocalBackend;
+use rustic_core::{FileType, ReadBackend, WriteBackend};
+
+use coffer_transport::{NodeHandle, Process};
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, IndexedIdsStatus,
+    KeyOptions, OpenStatus, ParentOptions, Repository, RepositoryBackends, RepositoryOptions,
+    RusticError, SnapshotOptions,
+};
+
+pub use manifest::*;
+use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
+
+/// File name of the writer lock at the top of a local repository.
+const LOCK_FILE: &str = "coffer.lock";
+/// Label of Coffer snapshots (manifests).
+const RUN_LABEL: &str = "coffer";
+/// Label of artifact snapshots.
+const ARTIFACT_LABEL: &str = "coffer-artifact";
+/// Path of the manifest inside a Coffer snapshot.
+const MANIFEST_PATH: &str = "/coffer/manifest.json";
+
+/// A repository password. Never printed: `Debug` shows `***`.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Wrap a password.
+    pub fn new(p: impl Into<String>) -> Self {
+        Self(p.into())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Errors of the repository layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// No repository at the path.
+    #[error("no repository at {0}: create one with `coffer init`")]
+    NotFound(PathBuf),
+    /// The password opens no key.
+    #[error("wrong password for the repository at {0}")]
+    WrongPassword(PathBuf),
+    /// `init` on an existing repository.
+    #[error("a repository already exists at {0}")]
+    AlreadyExists(PathBuf),
+    /// Another writer holds the lock.
+    #[error("the repository at {0} is in use by another coffer run; wait for it to finish")]
+    Pin(PathBuf),
+    /// No snapshot matches.
+    #[error("no snapshot `{0}` in the repository (see `coffer snapshots`)")]
+    SnapshotNotFound(String),
+    /// A manifest could not be read.
+    #[error("snapshot {id} has an unreadable manifest: {reason}")]
+    BadManifest {
+        /// Snapshot id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Artifact bytes do not match their recorded digest.
+    #[error(
+        "artifact {path} in snapshot {snapshot} is corrupt: expected sha256 {expected}, read {actual}"
+    )]
+    Integrity {
+        /// Artifact snapshot.
+        snapshot: String,
+        /// Path in it.
+        path: String,
+        /// Recorded digest.
+        expected: String,
+        /// Digest of what was read.
+        actual: String,
+    },
+    /// The stream feeding an artifact failed.
+    #[error("reading the stream for {path} failed: {source}")]
+    StreamRead {
+        /// Artifact path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The stream consumer failed while an artifact was being written to it.
+    #[error("writing artifact {path} failed: {source}")]
+    StreamWrite {
+        /// Artifact path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The engine failed.
+    #[error("repository {path}: {message}")]
+    Engine {
+        /// Repository.
+        path: PathBuf,
+        /// What the engine said.
+        message: String,
+    },
+    /// Local I/O failed.
+    #[error("repository {path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+fn engine(path: &Path) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
+    move |e| RepoError::Engine {
+        path: path.to_path_buf(),
+        message: e.display_log().replace('\n', " "),
+    }
+}
+
+/// A Coffer snapshot: a manifest and the id of the restic snapshot holding it.
+#[derive(Clone, Debug)]
+pub struct CofferSnapshot {
+    /// Full id.
+    pub id: String,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// What it holds.
+    pub manifest: Manifest,
+}
+
+/// What [`Repo::prepare_backup`] found.
+#[derive(Debug)]
+pub struct BackupStart {
+    /// Artifact snapshots of killed runs removed.
+    pub removed_orphans: usize,
+    /// The newest Coffer snapshot, if any.
+    pub latest: Option<CofferSnapshot>,
+}
+
+impl CofferSnapshot {
+    /// The first 8 characters of the id, as restic shows them.
+    pub fn short_id(&self) -> &str {
+        &self.id[..8.min(self.id.len())]
+    }
+}
+
+/// What `check` found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CheckReport {
+    /// Problems that mean data is missing or damaged.
+    pub errors: Vec<String>,
+    /// Oddities that do not affect integrity (e.g. packs left by an interrupted run).
+    pub warnings: Vec<String>,
+    /// Coffer snapshots checked.
+    pub snapshots: usize,
+}
+
+/// An exclusive lock for writers; released on drop.
+pub enum RepoLock {
+    /// `flock` on a local file.
+    Local(File),
+    /// A `flock … cat` on the backup host, held while its stdin stays open.
+    Remote(Box<Process>),
+}
+
+/// Where a repository lives.
+#[derive(Clone, Debug)]
+pub enum RepoLocation {
+    /// A directory of the Coffer host.
+    Local(PathBuf),
+    /// A directory of another machine (the backup host), reached over SSH.
+    Remote {
+        /// The backup host.
+        node: NodeHandle,
+        /// The directory there.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for RepoLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "{}", p.display()),
+            Self::Remote { node, path } => write!(f, "{}:{path}", node.name),
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repo {
+    path: PathBuf,
+    location: RepoLocation,
+    inner: Repository<OpenStatus>,
+}
+
+fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
+    let label = PathBuf::from(location.to_string());
+    Ok(match location {
+        RepoLocation::Local(path) => Arc::new(
+            LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
+                .map_err(engine(&label))?,
+        ),
+        RepoLocation::Remote { node, path } => {
+            Arc::new(remote::RemoteBackend::new(node.clone(), path))
+        }
+    })
+}
+
+fn repository(location: &RepoLocation) -> Result<Repository<()>> {
+    let label = PathBuf::from(location.to_string());
+    let opts = RepositoryOptions::default().no_cache(true);
+    Repository::new(&opts, &RepositoryBackends::new(backend(location)?, None))
+        .map_err(engine(&label))
+}
+
+/// Whether a repository exists at `location` (it has a config file).
+fn exists(location: &RepoLocation) -> Result<bool> {
+    let label = PathBuf::from(location.to_string());
+    Ok(!backend(location)?
+        .list_with_size(FileType::Config)
+        .map_err(engine(&label))?
+        .is_empty())
+}
+
+impl Repo {
+    /// Create a repository at `location` protected by `password`. Blocking.
+    pub fn init(location: &RepoLocation, password: &Password) -> Result<()> {
+        let label = PathBuf::from(location.to_string());
+        if let RepoLocation::Local(path) = location {
+            std::fs::create_dir_all(path).map_err(|source| RepoError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        if exists(location)? {
+            return Err(RepoError::AlreadyExists(label));
+        }
+        let config = ConfigOptions::default();
+        repository(location)?
+            .init(
+                &Credentials::password(&password.0),
+                &KeyOptions::default(),
+                &config,
+            )
+            .map_err(engine(&label))?;
+        Ok(())
+    }
+
+    /// Open the repository at `location`. Blocking.
+    pub fn open(location: &RepoLocation, password: &Password) -> Result<Self> {
+        let label = PathBuf::from(location.to_string());
+        if !exists(location)? {
+            return Err(RepoError::NotFound(label));
+        }
+        let inner = repository(location)?
+            .open(&Credentials::password(&password.0))
+            .map_err(|e| {
+                if e.is_incorrect_password() {
+                    RepoError::WrongPassword(label.clone())
+                } else {
+                    engine(&label)(e)
+                }
+            })?;
+        Ok(Self {
+            path: label,
+            location: location.clone(),
+            inner,
+        })
+    }
+
+    /// Where it is, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where it is.
+    pub fn location(&self) -> &RepoLocation {
+        &self.location
+    }
+
+    /// Take the writer lock, failing at once when another run holds it.
+    pub async fn lock(&self) -> Result<RepoLock> {
+        match &self.location {
+            RepoLocation::Local(dir) => {
+                let p = dir.join(LOCK_FILE);
+                let file = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&p)
+                    .map_err(|source| RepoError::Io {
+                        path: p.clone(),
+                        source,
+                    })?;
+                match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+                    Ok(true) => Ok(RepoLock::Local(file)),
+                    Ok(false) => Err(RepoError::Pin(self.path.clone())),
+                    Err(source) => Err(RepoError::Io { path: p, source }),
+                }
+            }
+            RepoLocation::Remote { node, path } => {
+                // `cat` holds the lock until our end of its stdin closes (end of run, or a
+                // lost connection): it cannot outlive us. `locked` on stdout says we have it.
+                let argv: Vec<String> = ["flock", "-n", "-E", "75"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([
+                        format!("{path}/{LOCK_FILE}"),
+                        "sh".into(),
+                        "-c".into(),
+                        "echo locked; exec cat".into(),
+                    ])
+                    .collect();
+                let io = |e: String| RepoError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(e),
+                };
+                let mut p = node.spawn(&argv).await.map_err(|e| io(e.to_string()))?;
+                let mut first = [0u8; 7];
+                use tokio::io::AsyncReadExt;
+                match p.stdout.read_exact(&mut first).await {
+                    Ok(_) if &first == b"locked\n" => Ok(RepoLock::Remote(Box::new(p))),
+                    _ => match p.wait().await {
+                        Ok(Some(75)) => Err(RepoError::Pin(self.path.clone())),
+                        other => Err(io(format!("taking the lock with flock failed: {other:?}"))),
+                    },
+                }
+            }
+        }
+    }
+
+    fn all_snapshots(&self) -> Result<Vec<SnapshotFile>> {
+        self.inner.get_all_snapshots().map_err(engine(&self.path))
+    }
+
+    /// Every Coffer snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<CofferSnapshot>> {
+        coffer_snapshots(&self.all_snapshots()?)
+    }
+
+    /// The snapshot named by `spec`: `latest`, a full id or a unique id prefix.
+    pub fn find(&self, spec: &str) -> Result<CofferSnapshot> {
+        let snaps = self.snapshots()?;
+        if spec == "latest" {
+            return snaps
+                .into_iter()
+                .last()
+                .ok_or_else(|| RepoError::SnapshotNotFound("latest".into()));
+        }
+        let mut matching = snaps.into_iter().filter(|s| s.id.starts_with(spec));
+        match (matching.next(), matching.next()) {
+            (Some(s), None) if !spec.is_empty() => Ok(s),
+            _ => Err(RepoError::SnapshotNotFound(spec.into())),
+        }
+    }
+
+    /// Before a backup, holding the lock: delete artifact snapshots that no Coffer snapshot
+    /// references (what a killed run left), and find the newest Coffer snapshot. One listing
+    /// of the snapshot files serves both (on a backup host each file is a command over SSH).
+    pub fn prepare_backup(&self) -> Result<BackupStart> {
+        let all = self.all_snapshots()?;
+        let mut snaps = coffer_snapshots(&all)?;
+        let referenced: BTreeSet<String> = snaps
+            .iter()
+            .flat_map(|s| s.manifest.artifacts.iter().map(|a| a.snapshot.clone()))
+            .collect();
+        let orphans: Vec<_> = all
+            .iter()
+            .filter(|s| s.label == ARTIFACT_LABEL && !referenced.contains(&full_id(&s.id)))
+            .map(|s| s.id)
+            .collect();
+        if !orphans.is_empty() {
+            self.inner
+                .delete_snapshots(&orphans)
+                .map_err(engine(&self.path))?;
+        }
+        Ok(BackupStart {
+            removed_orphans: orphans.len(),
+            latest: snaps.pop(),
+        })
+    }
+
+    /// Prepare for writing artifacts.
+    pub fn into_writer(self) -> Result<ArtifactWriter> {
+        let path = self.path.clone();
+        let inner = self.inner.to_indexed_ids().map_err(engine(&path))?;
+        Ok(ArtifactWriter { path, inner })
+    }
+
+    /// Prepare for reading artifacts.
+    pub fn into_reader(self) -> Result<ArtifactReader> {
+        let path = self.path.clone();
+        let inner = self.inner.to_indexed().map_err(engine(&path))?;
+        Ok(ArtifactReader { path, inner })
+    }
+
+    /// Check the repository's structure and, with `read_data`, read every pack back; then
+    /// check that every Coffer snapshot's artifacts are present.
+    pub fn check(&self, read_data: bool) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let results = self
+            .inner
+            .check(CheckOptions::default().read_data(read_data))
+            .map_err(engine(&self.path))?;
+        for (level, err) in &results.0 {
+            let msg = err.to_string();
+            if format!("{level:?}") == "Warn" {
+                report.warnings.push(msg);
+            } else {
+                report.errors.push(msg);
+            }
+        }
+        let present: BTreeSet<String> = self
+            .all_snapshots()?
+            .iter()
+            .map(|s| full_id(&s.id))
+            .collect();
+        match self.snapshots() {
+            Ok(snaps) => {
+                report.snapshots = snaps.len();
+                for s in snaps {
+                    for a in &s.manifest.artifacts {
+                        if !present.contains(&a.snapshot) {
+                            report.errors.push(format!(
+                                "snapshot {}: artifact {} (restic snapshot {}) is missing",
+                                s.short_id(),
+                                a.path,
+                                a.snapshot
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        Ok(report)
+    }
+}
+
+/// The outcome of storing one artifact.
+#[derive(Debug)]
+pub struct Stored {
+    /// The artifact's restic snapshot.
+    pub snapshot: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// Their SHA-256.
+    pub sha256: String,
+}
+
+/// Writes artifacts and, at the end of a run, the manifest.
+pub struct ArtifactWriter {
+    path: PathBuf,
+    inner: Repository<IndexedIdsStatus>,
+}
+
+impl ArtifactWriter {
+    fn archive(
+        &self,
+        entry: &str,
+        options: SnapshotOptions,
+        reader: impl Read + Send + 'static,
+        progress: Arc<AtomicU64>,
+    ) -> Result<(String, StreamStats)> {
+        let (reader, stats) = HashingReader::metered(reader, progress);
+        let source = SingleEntry::new(entry, reader);
+        let snap = options.to_snapshot().map_err(engine(&self.path))?;
+        // Never reuse data from a parent snapshot: a stream has no metadata to compare.
+        let opts = BackupOptions::default()
+            .parent_opts(ParentOptions::default().force(true))
+            .no_scan(true);
+        let snap = self
+            .inner
+            .archive(&opts, &source, snap, &[PathBuf::from(entry)])
+            .map_err(engine(&self.path))?;
+        let stats = stats.finish();
+        let id = full_id(&snap.id);
+        if let Some(source) = stats.error {
+            // rustic_core logs a failed read and saves the snapshot anyway: undo that.
+            self.discard(&[id])?;
+            return Err(RepoError::StreamRead {
+                path: entry.into(),
+                source,
+            });
+        }
+        if !stats.finished {
+            self.discard(&[id])?;
+            return Err(RepoError::StreamRead {
+                path: entry.into(),
+                source: std::io::Error::other("the stream was not read to its end"),
+            });
+        }
+        Ok((id, stats))
+    }
+
+    /// Store everything `reader` yields as artifact `/<node>/<plugin>/<name>` of run `run_id`,
+    /// counting bytes into `progress` as they go. Blocking: call it from a blocking thread.
+    pub fn store(
+        &self,
+        node: &str,
+        plugin: &str,
+        name: &str,
+        run_id: &str,
+        reader: impl Read + Send + 'static,
+        progress: Arc<AtomicU64>,
+    ) -> Result<Stored> {
+        let entry = artifact_path(node, plugin, name);
+        let options = SnapshotOptions::default()
+            .label(ARTIFACT_LABEL.to_string())
+            .host(node.to_string())
+            .add_tags(&format!("coffer,run={run_id},plugin={plugin}"))
+            .map_err(engine(&self.path))?;
+        let (snapshot, stats) = self.archive(&entry, options, reader, progress)?;
+        Ok(Stored {
+            snapshot,
+            size: stats.size,
+            sha256: stats.sha256,
+        })
+    }
+
+    /// Delete artifact snapshots of a run that will not complete.
+    pub fn discard(&self, snapshots: &[String]) -> Result<()> {
+        let ids = snapshots
+            .iter()
+            .map(|s| s.parse())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e: Box<RusticError>| engine(&self.path)(e))?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .delete_snapshots(&ids)
+            .map_err(engine(&self.path))
+    }
+
+    /// Write the Coffer snapshot for `manifest`: from now on the run is complete.
+    pub fn commit(&self, manifest: &Manifest) -> Result<String> {
+        let json = serde_json::to_string(manifest).expect("manifest serialises");
+        let options = SnapshotOptions::default()
+            .label(RUN_LABEL.to_string())
+            .host(manifest.deployment.clone())
+            .description(json.clone())
+            .add_tags(&format!("coffer,run={}", manifest.run_id))
+            .map_err(engine(&self.path))?;
+        let (id, _) = self.archive(
+            MANIFEST_PATH,
+            options,
+            std::io::Cursor::new(json.into_bytes()),
+            Arc::default(),
+        )?;
+        Ok(id)
+    }
+}
+
+/// The path of an artifact inside its restic snapshot.
+pub fn artifact_path(node: &str, plugin: &str, name: &str) -> String {
+    format!("/{node}/{plugin}/{name}")
+}
+
+/// Reads artifacts back.
+pub struct ArtifactReader {
+    path: PathBuf,
+    inner: Repository<IndexedFullStatus>,
+}
+
+impl ArtifactReader {
+    /// Write the bytes of `artifact` into `w`, verifying their SHA-256 as they go.
+    /// Blocking: call it from a blocking thread.
+    pub fn read(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
+        let snaps = self
+            .inner
+            .get_snapshots(&[artifact.snapshot.as_str()])
+            .map_err(|_| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+        let snap = snaps
+            .first()
+            .ok_or_else(|| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+        let node = self
+            .inner
+            .node_from_snapshot_and_path(snap, &artifact.path)
+            .map_err(engine(&self.path))?;
+        let mut writer = HashingWriter::new(w);
+        if let Err(e) = self.inner.dump(&node, &mut writer) {
+            return Err(match writer.take_error() {
+                Some(source) => RepoError::StreamWrite {
+                    path: artifact.path.clone(),
+                    source,
+                },
+                None => engine(&self.path)(e),
+            });
+        }
+        writer.flush().map_err(|source| RepoError::StreamWrite {
+            path: artifact.path.clone(),
+            source,
+        })?;
+        let (size, sha256) = writer.finish();
+        if sha256 != artifact.sha256 || size != artifact.size {
+            return Err(RepoError::Integrity {
+                snapshot: artifact.snapshot.clone(),
+                path: artifact.path.clone(),
+                expected: artifact.sha256.clone(),
+                actual: sha256,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The full hex id of a snapshot (`Display` shows only the first 8 characters).
+/// The Coffer snapshots among the repository's snapshot files `all`, oldest first.
+fn coffer_snapshots(all: &[SnapshotFile]) -> Result<Vec<CofferSnapshot>> {
+    let mut snaps: Vec<&SnapshotFile> = all.iter().filter(|s| s.label == RUN_LABEL).collect();
+    snaps.sort_by(|a, b| a.time.cmp(&b.time));
+    snaps
+        .into_iter()
+        .map(|s| {
+            let id = full_id(&s.id);
+            let manifest =
+                serde_json::from_str(s.description.as_deref().unwrap_or("")).map_err(|e| {
+                    RepoError::BadManifest {
+                        id: id.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            Ok(CofferSnapshot {
+                id,
+                time: s.time.timestamp().to_string(),
+                manifest,
+            })
+        })
+        .collect()
+}
+
+fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
+    (**id).to_hex().as_str().to_string()
+}

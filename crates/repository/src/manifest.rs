@@ -1,0 +1,89 @@
+//! The manifest of a Coffer snapshot: which artifacts a run wrote, from which node, by which
+//! plugin (name, version, digest) against which contract version.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest format.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// How an artifact's bytes were produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    /// A command's standard output.
+    Stream,
+    /// A POSIX tar stream of paths (GNU tar, with xattrs and ACLs).
+    Paths,
+}
+
+/// One artifact of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// Node it was taken from.
+    pub node: String,
+    /// Plugin that wrote it.
+    pub plugin: String,
+    /// That plugin's version.
+    pub plugin_version: String,
+    /// SHA-256 of that plugin's component.
+    pub plugin_digest: String,
+    /// Contract version that plugin was built against.
+    pub contract: String,
+    /// Artifact name, unique per node and plugin.
+    pub name: String,
+    /// How it was produced.
+    pub kind: ArtifactKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// The restic-format snapshot holding its bytes.
+    pub snapshot: String,
+    /// Its path in that snapshot (`restic dump SNAPSHOT PATH` reads it).
+    pub path: String,
+}
+
+/// What a plugin reported for one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// Plugin name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// SHA-256 of its component.
+    pub digest: String,
+    /// Contract version it targets.
+    pub contract: String,
+    /// Nodes it acted on.
+    pub nodes: Vec<String>,
+    /// Records returned by its backup (key, value).
+    pub records: Vec<(String, String)>,
+}
+
+/// The manifest of one Coffer snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// The run that wrote it.
+    pub run_id: String,
+    /// Deployment name.
+    pub deployment: String,
+    /// Version of the `coffer` that wrote it.
+    pub coffer_version: String,
+    /// When the run started (RFC 3339).
+    pub started: String,
+    /// When the run finished (RFC 3339).
+    pub finished: String,
+    /// Plugins that took part.
+    pub plugins: Vec<PluginRecord>,
+    /// Artifacts written.
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+impl Manifest {
+    /// Total bytes of all artifacts.
+    pub fn total_size(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.size).sum()
+    }
+}
