@@ -465,8 +465,8 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     // The 0.1 release (one archive per node) installed over the built-in 0.2.
     let plugins = s.path("plugins");
     fs::create_dir_all(&plugins).unwrap();
-    let release_0_1 =
-        Path::new(coffer::registry::BUILT_PLUGINS_DIR).join("coffer_plugin_filesystem_0_1.wasm");
+    let release_0_1 = Path::new(coffer_core::registry::BUILT_PLUGINS_DIR)
+        .join("coffer_plugin_filesystem_0_1.wasm");
     fs::copy(&release_0_1, plugins.join("filesystem.wasm")).unwrap();
     s.init();
     let out = s.ok(&["backup", "--json"]);

@@ -126,22 +126,22 @@ fn the_host_goes_on_after_a_hostile_plugin() {
     // works.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let limits = coffer::runtime::Limits {
+        let limits = coffer_runtime::Limits {
             cpu: std::time::Duration::from_millis(500),
             ..Default::default()
         };
-        let runtime = coffer::runtime::Runtime::new(limits, None).unwrap();
+        let runtime = coffer_runtime::Runtime::new(limits, None).unwrap();
         let wasm = std::fs::read(
-            std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR)
+            std::path::Path::new(coffer_core::registry::BUILT_PLUGINS_DIR)
                 .join("coffer_plugin_hostile.wasm"),
         )
         .unwrap();
         let plugin = runtime
-            .load(&wasm, coffer::runtime::PluginOrigin::Builtin)
+            .load(&wasm, coffer_runtime::PluginOrigin::Builtin)
             .await
             .unwrap();
-        let node = coffer::transport::NodeHandle::local("local", vec![]);
-        let ctx = |mode: &str| coffer::runtime::CallContext {
+        let node = coffer_transport::NodeHandle::local("local", vec![]);
+        let ctx = |mode: &str| coffer_runtime::CallContext {
             nodes: vec![node.clone()],
             settings: vec![("mode".into(), mode.into())],
             ..Default::default()
@@ -155,7 +155,7 @@ fn the_host_goes_on_after_a_hostile_plugin() {
             )
             .await;
         assert!(
-            matches!(looped, Err(coffer::runtime::PluginFault::CpuLimit { .. })),
+            matches!(looped, Err(coffer_runtime::PluginFault::CpuLimit { .. })),
             "{looped:?}"
         );
         let fine = runtime
@@ -278,7 +278,7 @@ fn a_plugin_built_against_the_frozen_contract_1_0_runs_through_the_adapter() {
 
 #[test]
 fn a_plugin_built_against_contract_1_3_keeps_fan_out_compat_and_undo_through_the_adapter() {
-    // Built from source against wit/v1 (1.3.0, the last 1.x) with wit-bindgen alone.
+    // Built from source against wit/v1.3 (1.3.0, the last 1.x) with wit-bindgen alone.
     let s = Scratch::new();
     s.install_fixture("coffer-plugin-contract-1-3");
     let dir = s.path("changes");
@@ -449,7 +449,7 @@ fn sigkill_mid_run_leaves_a_journal_that_recover_unwinds() {
 fn plugins_are_pinned_by_digest_and_a_changed_one_is_refused_until_upgraded() {
     let s = Scratch::new();
     s.deployment("[plugin.hostile.grant]\ncommands = [\"echo **\"]\n\n[plugin.hostile.settings]\nmode = \"stream\"\n");
-    let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+    let built = std::path::Path::new(coffer_core::registry::BUILT_PLUGINS_DIR);
     let hostile = built.join("coffer_plugin_hostile.wasm");
     let out = s.ok(&["plugins", "install", hostile.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -557,7 +557,7 @@ fn with_trusted_keys_only_plugins_signed_by_one_of_them_load() {
         "[plugin-signing]\ntrusted-keys = [{:?}]\n\n{plugin_section}",
         trusted.with_extension("pub").display().to_string()
     ));
-    let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+    let built = std::path::Path::new(coffer_core::registry::BUILT_PLUGINS_DIR);
     let hostile = s.path("hostile.wasm");
     std::fs::copy(built.join("coffer_plugin_hostile.wasm"), &hostile).unwrap();
     s.init();
@@ -620,7 +620,7 @@ fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
     for newer in ["2.9.0", "3.0.0"] {
         let s = Scratch::new();
         s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
-        let built = std::path::Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+        let built = std::path::Path::new(coffer_core::registry::BUILT_PLUGINS_DIR);
         let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
         let from = b"coffer:plugin/handler@2.0.0";
         let to = format!("coffer:plugin/handler@{newer}");

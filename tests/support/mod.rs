@@ -223,16 +223,16 @@ impl Scratch {
         std::fs::create_dir_all(&dir).unwrap();
         let file = format!("{}.wasm", krate.replace('-', "_"));
         std::fs::copy(
-            Path::new(coffer::registry::BUILT_PLUGINS_DIR).join(&file),
+            Path::new(coffer_core::registry::BUILT_PLUGINS_DIR).join(&file),
             dir.join(&file),
         )
-        .expect("fixture plugin built by host/build.rs");
+        .expect("fixture plugin built by crates/core/build.rs");
     }
 
     /// Install the hostile fixture a second time as plugin `twinned` (its name, of the same
     /// length, replaced in the component): two independent plugins with the same behaviour.
     pub fn install_hostile_twin(&self) {
-        let built = Path::new(coffer::registry::BUILT_PLUGINS_DIR);
+        let built = Path::new(coffer_core::registry::BUILT_PLUGINS_DIR);
         let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
         let mut replaced = 0;
         while let Some(i) = wasm.windows(7).position(|w| w == b"hostile") {

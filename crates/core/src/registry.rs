@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use coffer_runtime::{LoadedPlugin, PluginFault, PluginOrigin, Runtime};
 use crate::signing::{SignatureError, TrustedKeys};
+use coffer_runtime::{LoadedPlugin, PluginFault, PluginOrigin, Runtime};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 

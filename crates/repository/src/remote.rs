@@ -11,8 +11,8 @@ use rustic_core::{
 };
 use tokio::runtime::Handle;
 
-use coffer_transport::process::{self, Finished};
 use coffer_transport::NodeHandle;
+use coffer_transport::process::{self, Finished};
 
 /// Most bytes one read brings back (a pack is far smaller).
 const MAX_READ: u64 = 4 << 30;

@@ -22,11 +22,11 @@ pub use crate::cache::CompileStats;
 use crate::cache::ComponentCache;
 
 use crate::capabilities::{CommandLimits, HostState, OperationEnv, PluginIdentity};
+use crate::contract::v2::types;
+use crate::contract::{Bound, Exports};
 use crate::report::Silent;
 use coffer_repository::{ArtifactKind, ArtifactRecord};
 use coffer_transport::NodeHandle;
-use crate::contract::v2::types;
-use crate::contract::{Bound, Exports};
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
 /// [`adapter`].
@@ -575,7 +575,10 @@ impl Runtime {
         plugin: &LoadedPlugin,
         env: OperationEnv,
         step: &str,
-        call: impl for<'a> FnOnce(&'a Bound, &'a mut Store<HostState>) -> BoxFuture<'a, wasmtime::Result<T>>,
+        call: impl for<'a> FnOnce(
+            &'a Bound,
+            &'a mut Store<HostState>,
+        ) -> BoxFuture<'a, wasmtime::Result<T>>,
     ) -> Result<T, PluginFault> {
         let name = plugin.identity.name.clone();
         let trap = |message: String| PluginFault::Trap {
@@ -586,7 +589,7 @@ impl Runtime {
         let limits = env.call.clone();
         let state = HostState::new(
             Arc::new(env),
-            limits::MemoryCap::new(limits.memory_bytes),
+            crate::limits::MemoryCap::new(limits.memory_bytes),
             limits.cpu,
         );
         let mut store = Store::new(&self.engine, state);
@@ -692,17 +695,17 @@ impl Runtime {
         })
         .await?
         .map(|checks| {
-                    checks
-                        .into_iter()
-                        .map(|c| Check {
-                            node: c.node,
-                            name: c.name,
-                            ok: c.ok,
-                            detail: c.detail,
-                        })
-                        .collect()
+            checks
+                .into_iter()
+                .map(|c| Check {
+                    node: c.node,
+                    name: c.name,
+                    ok: c.ok,
+                    detail: c.detail,
                 })
-                .map_err(|e| failed(plugin, "validate", e, &incidents))
+                .collect()
+        })
+        .map_err(|e| failed(plugin, "validate", e, &incidents))
     }
 }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use coffer_transport::process;
 use crate::report::{Event, Reporter};
 use coffer_transport::NodeHandle;
+use coffer_transport::process;
 
 /// How long one reversal may take.
 const REVERSAL_TIMEOUT: Duration = Duration::from_secs(600);

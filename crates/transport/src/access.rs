@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::process::{self, CommandError};
 use crate::NodeHandle;
+use crate::process::{self, CommandError};
 
 /// The tag every Coffer access key carries in its comment, followed by its id.
 pub const TAG: &str = "coffer-access:";

@@ -13,7 +13,6 @@
 pub mod access;
 pub mod process;
 
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;

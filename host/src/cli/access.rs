@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use coffer::access::{self, AccessKey, TAG};
-use coffer::deployment::Deployment;
-use coffer::transport::NodeHandle;
+use coffer_config::deployment::Deployment;
+use coffer_transport::NodeHandle;
+use coffer_transport::access::{self, AccessKey, TAG};
 
 use super::{Global, UsageError, deployment, exit};
 

@@ -1,7 +1,8 @@
 //! `coffer backup`: back up the deployment into a new snapshot.
 
+use super::output::human_duration;
 use anyhow::Result;
-use coffer::orchestrator::{Overrides, human_duration};
+use coffer_core::run::{BackupOptions, Overrides};
 
 use super::output::bytes;
 use super::{Global, UsageError, coffer, exit, open_repo};
@@ -25,12 +26,12 @@ pub struct Args {
     set: Vec<String>,
     #[command(flatten)]
     target: super::Target,
-    /// The talk's undercloud backup: the filesystem set and mysql, on nodes with role
-    /// `undercloud` (those of the two plugins the deployment enables).
+    /// Back up the undercloud before an upgrade: the filesystem set and mysql (those of the
+    /// two the deployment enables), on the nodes with role `undercloud`.
     #[arg(long, conflicts_with_all = ["controllers", "plugins"])]
     undercloud: bool,
-    /// The talk's controller backup: galera, redis, pacemaker, swift and filesystem, on nodes
-    /// with role `controller` (those the deployment enables).
+    /// Back up the overcloud controllers: galera, redis, pacemaker, swift and filesystem
+    /// (those the deployment enables), on the nodes with role `controller`.
     #[arg(long, conflicts_with = "plugins")]
     controllers: bool,
     /// Print the plan — plugins in order, their nodes, every command that would change state
@@ -101,12 +102,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .map(|p| ("exclude-path".to_string(), p.clone())),
     );
     let repo = open_repo(g, &coffer.deployment).await?;
+    let opts = BackupOptions {
+        plugins,
+        overrides: o,
+    };
     if args.dry_run {
-        let plan = coffer.dry_run().plan_backup(repo, &plugins, &o).await?;
+        let plan = coffer.dry_run().plan_backup(repo, &opts).await?;
         printer.summary(&plan, || super::output::plan(&plan));
         return Ok(exit::OK);
     }
-    let s = coffer.backup(repo, &plugins, &o).await?;
+    let s = coffer.backup(repo, &opts).await?;
     printer.summary(&s, || {
         let mut text = format!(
             "snapshot {} saved: {} artifact(s), {} in {} ({}/s)",

@@ -17,7 +17,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let d = deployment(g)?;
     let repo = open_repo(g, &d).await?;
     let read = args.read_data;
-    let report = coffer::orchestrator::blocking(move || repo.check(read)).await?;
+    let report = coffer_core::run::blocking(move || repo.check(read)).await?;
     if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["event"] = "summary".into();

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use coffer::deployment::Deployment;
-use coffer::inventory::Inventory;
+use coffer_config::deployment::Deployment;
+use coffer_config::inventory::Inventory;
 
 use super::{UsageError, exit};
 

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context as _, Result};
-use coffer::repository::Repo;
+use coffer_repository::Repo;
 
 use super::{Global, PasswordSource, deployment, exit, password, password_source};
 
@@ -28,7 +28,7 @@ pub async fn run(g: &Global, _args: Args) -> Result<u8> {
     }
     let pw = password(g, &d)?;
     let l = location.clone();
-    coffer::orchestrator::blocking(move || Repo::init(&l, &pw)).await?;
+    coffer_core::run::blocking(move || Repo::init(&l, &pw)).await?;
     if g.json {
         println!(
             "{}",

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-use coffer::deployment::Deployment;
-use coffer::orchestrator::{Coffer, RunError};
-use coffer::registry::Registry;
-use coffer::repository::{Password, Repo, RepoError, RepoLocation};
-use coffer::runtime::{PluginFault, Runtime};
+use coffer_config::deployment::Deployment;
+use coffer_core::registry::Registry;
+use coffer_core::run::{Coffer, RunError};
+use coffer_repository::{Password, Repo, RepoError, RepoLocation};
+use coffer_runtime::{PluginFault, Runtime};
 
 /// Exit codes a script can rely on.
 pub mod exit {
@@ -53,7 +53,7 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 other failure, 2 usage or deployment file, 3 repository (missing, wrong \
 password, locked, damaged), 4 plugin failed, 5 validation failed, 6 node unreachable or wrong \
-host key, 130 interrupted.
+host key, 7 a plugin call or a command it ran passed its time limit, 130 interrupted.
 
 The password never goes on the command line: use --password-file, COFFER_PASSWORD_FILE, \
 COFFER_PASSWORD, or `password-file` in the deployment file.";
@@ -229,6 +229,19 @@ fn plugin_exit(f: &PluginFault) -> u8 {
 }
 
 /// The exit code for an error, from its typed cause.
+///
+/// The error policy, in one place:
+/// - Library crates return typed errors (`thiserror`), each carrying what a user needs to act:
+///   `coffer_transport::TransportError` (the node, its address, what failed),
+///   `coffer_repository::RepoError` (the repository and the cause),
+///   `coffer_runtime::PluginFault` (plugin, node and step; its kind tells a lost node and a
+///   timeout from a plugin's own error), `coffer_config::deployment::DeploymentError` (every
+///   problem with its line and field), `coffer_core::run::RunError` (which of those a run met,
+///   or a deployment that does not fit the installed plugins or the snapshot).
+/// - The CLI wraps them in `anyhow` with the context of the step it was taking, and maps the
+///   first typed cause in the chain to an exit code here: repository 3, plugin 4 (a lost node
+///   6, a timeout 7), node 6, deployment file or usage 2, interrupted 130, anything else 1.
+///   Validation failures are not errors: the command returns 5 itself.
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(r) = cause.downcast_ref::<RunError>() {
@@ -243,7 +256,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return exit::REPOSITORY;
         }
         if cause
-            .downcast_ref::<coffer::transport::TransportError>()
+            .downcast_ref::<coffer_transport::TransportError>()
             .is_some()
         {
             return exit::NODE;
@@ -251,15 +264,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(f) = cause.downcast_ref::<PluginFault>() {
             return plugin_exit(f);
         }
-        if cause.downcast_ref::<coffer::lock::LockError>().is_some()
+        if cause
+            .downcast_ref::<coffer_core::pins::PinError>()
+            .is_some()
             || cause
-                .downcast_ref::<coffer::signing::SignatureError>()
+                .downcast_ref::<coffer_core::signing::SignatureError>()
                 .is_some()
         {
             return exit::PLUGIN;
         }
         if cause
-            .downcast_ref::<coffer::deployment::DeploymentError>()
+            .downcast_ref::<coffer_config::deployment::DeploymentError>()
             .is_some()
             || cause.downcast_ref::<UsageError>().is_some()
         {
@@ -282,8 +297,8 @@ pub struct Target {
 
 impl Target {
     /// The orchestrator's filter.
-    pub fn filter(&self) -> coffer::orchestrator::NodeFilter {
-        coffer::orchestrator::NodeFilter {
+    pub fn filter(&self) -> coffer_core::run::NodeFilter {
+        coffer_core::run::NodeFilter {
             nodes: self.nodes.clone(),
             roles: self.roles.clone(),
         }
@@ -395,7 +410,7 @@ async fn run_deployment(g: &Global, d: &Deployment) -> Result<Deployment> {
 pub async fn open_repo(g: &Global, d: &Deployment) -> Result<Repo> {
     let location = repo_location(g, d).await?;
     let password = password(g, d)?;
-    let repo = coffer::orchestrator::blocking(move || Repo::open(&location, &password)).await?;
+    let repo = coffer_core::run::blocking(move || Repo::open(&location, &password)).await?;
     Ok(repo)
 }
 
@@ -418,7 +433,7 @@ pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Regist
     let runtime = Runtime::new(d.limits.clone(), cache_dir(g, d).as_deref())
         .context("starting the WebAssembly engine")?;
     let dir = plugin_dir(g, d);
-    let trusted = coffer::signing::TrustedKeys::load(&d.trusted_keys)?;
+    let trusted = coffer_core::signing::TrustedKeys::load(&d.trusted_keys)?;
     let registry = Registry::load(&runtime, Some(&dir), &trusted)
         .await
         .with_context(|| format!("reading plugin directory {}", dir.display()))?;
@@ -437,8 +452,8 @@ pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
         return Err(last.into());
     }
     if let Some(path) = &g.config {
-        let lock_path = coffer::lock::path_for(path);
-        if let Some(lock) = coffer::lock::LockFile::load(&lock_path)? {
+        let lock_path = coffer_core::pins::path_for(path);
+        if let Some(lock) = coffer_core::pins::PinFile::load(&lock_path)? {
             lock.check(&registry, &lock_path)?;
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use coffer::report::{Event, Reporter};
+use coffer_runtime::report::{Event, Level, Reporter, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -73,10 +73,9 @@ impl Printer {
         bar.set_position(bytes);
         let rate = bytes as f64 / seconds.max(0.001);
         let eta = match total {
-            Some(t) if t > bytes && rate > 0.0 => format!(
-                ", about {} left",
-                coffer::orchestrator::human_duration((t - bytes) as f64 / rate)
-            ),
+            Some(t) if t > bytes && rate > 0.0 => {
+                format!(", about {} left", human_duration((t - bytes) as f64 / rate))
+            }
             _ => String::new(),
         };
         bar.set_message(format!("{}/s{eta}", self::bytes(rate as u64)));
@@ -119,7 +118,7 @@ impl Drop for Printer {
 }
 
 /// One line for a plugin's part of a run: nodes, bytes, time.
-pub fn plugin_run(p: &coffer::orchestrator::PluginRun) -> String {
+pub fn plugin_run(p: &coffer_core::run::PluginRun) -> String {
     let nodes = match p.nodes.len() {
         0..=3 => p.nodes.join(", "),
         n => format!("{n} nodes"),
@@ -128,13 +127,13 @@ pub fn plugin_run(p: &coffer::orchestrator::PluginRun) -> String {
         "  {:<12} on {nodes}: {} in {}",
         p.plugin,
         bytes(p.bytes),
-        coffer::orchestrator::human_duration(p.seconds)
+        human_duration(p.seconds)
     )
 }
 
 /// A dry run's plan as text: each plugin operation in order with its commands.
-pub fn plan(p: &coffer::dry_run::Plan) -> String {
-    use coffer::dry_run::Effect;
+pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
+    use coffer_runtime::dry_run::Effect;
     let mut text = format!(
         "dry run of {}{}: nothing was changed and nothing was stored",
         p.operation,
@@ -190,6 +189,16 @@ pub fn plan(p: &coffer::dry_run::Plan) -> String {
     text
 }
 
+/// Time as the summary shows it.
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{seconds:.1}s")
+    } else {
+        let whole = seconds as u64;
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
 /// Bytes as people read them.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
@@ -210,7 +219,7 @@ impl Reporter for Printer {
                 level,
                 message,
             } => {
-                if level != "debug" || self.verbose {
+                if level != Level::Debug || self.verbose {
                     self.line(format!("[{plugin}] {level}: {message}"));
                 }
             }
@@ -271,7 +280,7 @@ impl Reporter for Printer {
                 } else {
                     format!(": {detail}")
                 };
-                if status != "started" {
+                if status != Status::Started {
                     self.done(&format!("{plugin}/"));
                 }
                 self.spinner.set_message(format!("{plugin}: {operation}"));
@@ -309,13 +318,12 @@ pub fn error(e: &anyhow::Error, code: u8, json: bool) {
             serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit": code});
         // Where it happened, when a plugin failed: plugin, node and step for automation.
         if let Some(f) = e.chain().find_map(|c| {
-            c.downcast_ref::<coffer::runtime::PluginFault>()
-                .or_else(
-                    || match c.downcast_ref::<coffer::orchestrator::RunError>() {
-                        Some(coffer::orchestrator::RunError::Plugin(f)) => Some(f),
-                        _ => None,
-                    },
-                )
+            c.downcast_ref::<coffer_runtime::PluginFault>().or_else(|| {
+                match c.downcast_ref::<coffer_core::run::RunError>() {
+                    Some(coffer_core::run::RunError::Plugin(f)) => Some(f),
+                    _ => None,
+                }
+            })
         }) {
             let (plugin, node, step) = f.place();
             v["plugin"] = plugin.into();

@@ -3,7 +3,7 @@
 //! a plugin) sees it work on a real node without touching the deployment's backups.
 
 use anyhow::{Context as _, Result};
-use coffer::repository::{Password, Repo, RepoLocation};
+use coffer_repository::{Password, Repo, RepoLocation};
 
 use super::backup::overrides;
 use super::output::bytes;
@@ -34,11 +34,11 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let password = Password::new(hex::encode(key));
     {
         let (location, password) = (location.clone(), password.clone());
-        coffer::orchestrator::blocking(move || Repo::init(&location, &password)).await?;
+        coffer_core::run::blocking(move || Repo::init(&location, &password)).await?;
     }
     let open = move || {
         let (location, password) = (location.clone(), password.clone());
-        coffer::orchestrator::blocking(move || Repo::open(&location, &password))
+        coffer_core::run::blocking(move || Repo::open(&location, &password))
     };
     let repo = open().await?;
     let set: Vec<String> = args
@@ -47,7 +47,11 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         .map(|s| format!("{}.{s}", args.name))
         .collect();
     let plugins = vec![args.name.clone()];
-    let s = coffer.backup(repo, &plugins, &overrides(&set)?).await?;
+    let backup = coffer_core::run::BackupOptions {
+        plugins: plugins.clone(),
+        overrides: overrides(&set)?,
+    };
+    let s = coffer.backup(repo, &backup).await?;
     eprintln!(
         "{}: backup ok, {} artifact(s), {} (into a throwaway repository; the deployment's is untouched)",
         args.name,
@@ -57,7 +61,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     for a in &s.artifacts {
         eprintln!("  {:<16} {:<24} {}", a.node, a.name, bytes(a.size));
     }
-    let opts = coffer::orchestrator::RestoreOptions {
+    let opts = coffer_core::run::RestoreOptions {
         target_root: None,
         selection: Vec::new(),
         plugins,

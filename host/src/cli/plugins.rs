@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use coffer::deployment::Deployment;
-use coffer::lock::LockFile;
-use coffer::runtime::{LoadedPlugin, PluginOrigin, Runtime};
-use coffer::signing::{TrustedKeys, signature_path};
+use coffer_config::deployment::Deployment;
+use coffer_core::pins::PinFile;
+use coffer_core::registry::Registry;
+use coffer_core::signing::{TrustedKeys, signature_path};
+use coffer_runtime::{LoadedPlugin, PluginOrigin, Runtime};
 
 use super::{Global, UsageError, deployment, exit, load_plugins};
 
@@ -66,7 +67,7 @@ enum Sub {
 fn lock_path(g: &Global) -> Result<PathBuf> {
     g.config
         .as_ref()
-        .map(|c| coffer::lock::path_for(c))
+        .map(|c| coffer_core::pins::path_for(c))
         .ok_or_else(|| {
             UsageError("a lock file belongs to a deployment file: give -c/--config".into()).into()
         })
@@ -141,7 +142,7 @@ async fn put_in_place(
     std::fs::write(target, wasm)?;
     copy_signature(from, target)?;
     let (_, registry) = load_plugins(g, d).await?;
-    LockFile::of(&registry).save(&lock)?;
+    PinFile::of(&registry).save(&lock)?;
     Ok(lock)
 }
 
@@ -180,250 +181,283 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         }
     }
     match args.command.unwrap_or(Sub::List) {
-        Sub::Lock => {
-            let path = lock_path(g)?;
-            let lock = LockFile::of(&registry);
-            lock.save(&path)?;
-            println!(
-                "pinned {} plugin(s) in {}",
-                lock.plugins.len(),
-                path.display()
-            );
-        }
-        Sub::Verify => {
-            let path = lock_path(g)?;
-            let Some(lock) = LockFile::load(&path)? else {
-                return Err(UsageError(format!(
-                    "no lock file at {}; `coffer plugins lock` writes one",
-                    path.display()
-                ))
-                .into());
-            };
-            let mut problems = lock.problems(&registry);
-            problems.extend(registry.refused.iter().map(|r| format!("  {r}")));
-            if problems.is_empty() {
-                println!(
-                    "{} plugin(s) match {}",
-                    registry.iter().count(),
-                    path.display()
-                );
-                for (name, key) in &registry.signed_by {
-                    println!("  {name}: signed by trusted key {key}");
-                }
-            } else {
-                println!("{}", problems.join("\n"));
-                return Ok(exit::PLUGIN);
-            }
-        }
-        Sub::Install { path } => {
-            let (wasm, new) = candidate(&runtime, &d, &path).await?;
-            let name = new.info.name.clone();
-            if let Some(old) = registry.get(&name) {
-                return Err(UsageError(format!(
-                    "plugin `{name}` {} is already installed ({}); use `coffer plugins upgrade {name} {}`",
-                    old.info.version,
-                    old.origin,
-                    path.display()
-                ))
-                .into());
-            }
-            let target = super::plugin_dir(g, &d).join(format!("{name}.wasm"));
-            let lock = put_in_place(g, &d, &wasm, &path, &target).await?;
-            println!(
-                "installed {name} {} (contract {}, sha256 {}) as {}; pinned in {}",
-                new.info.version,
-                new.identity.contract,
-                new.identity.digest,
-                target.display(),
-                lock.display()
-            );
-            println!("it asks for (grant what you accept in [plugin.{name}.grant]):");
-            for a in asks(&new) {
-                println!("  {a}");
-            }
-        }
+        Sub::Lock => lock(g, &registry),
+        Sub::Verify => verify(g, &registry),
+        Sub::Install { path } => install(g, &d, &runtime, &registry, path).await,
         Sub::Upgrade { name, path, yes } => {
-            let old = registry.get(&name).ok_or_else(|| {
-                UsageError(format!(
-                    "no plugin `{name}` installed; `coffer plugins install` it"
-                ))
-            })?;
-            let (wasm, new) = candidate(&runtime, &d, &path).await?;
-            if new.info.name != name {
-                return Err(UsageError(format!(
-                    "{} is plugin `{}`, not `{name}`",
-                    path.display(),
-                    new.info.name
-                ))
-                .into());
-            }
-            println!(
-                "{name}: {} (contract {}, sha256 {}) -> {} (contract {}, sha256 {})",
-                old.info.version,
-                old.identity.contract,
-                &old.identity.digest[..12],
-                new.info.version,
-                new.identity.contract,
-                &new.identity.digest[..12]
-            );
-            let (before, after) = (asks(old), asks(&new));
-            let added: Vec<_> = after.iter().filter(|a| !before.contains(a)).collect();
-            let removed: Vec<_> = before.iter().filter(|b| !after.contains(b)).collect();
-            if added.is_empty() && removed.is_empty() {
-                println!("  asks for the same capabilities");
-            }
-            for a in &added {
-                println!("  + {a}");
-            }
-            for r in &removed {
-                println!("  - {r}");
-            }
-            if !yes {
-                println!("not upgraded: re-run with --yes to accept");
-                return Ok(exit::FAILURE);
-            }
-            let target = match &old.origin {
-                PluginOrigin::File(p) => p.clone(),
-                PluginOrigin::Builtin => super::plugin_dir(g, &d).join(format!("{name}.wasm")),
-            };
-            let lock = put_in_place(g, &d, &wasm, &path, &target).await?;
-            println!(
-                "upgraded {name} in {}; pinned in {}",
-                target.display(),
-                lock.display()
-            );
+            upgrade(g, &d, &runtime, &registry, name, path, yes).await
         }
         Sub::New { .. } | Sub::Test(_) => unreachable!("handled before the plugins are loaded"),
-        Sub::List => {
-            for p in registry.iter() {
-                if g.json {
-                    println!("{}", json(p));
-                } else {
-                    println!(
-                        "{:<12} {:<8} contract {:<6} {:<9} {} ({} in {:.0?})",
-                        p.info.name,
-                        p.info.version,
-                        p.identity.contract,
-                        p.origin.to_string(),
-                        &p.identity.digest[..12],
-                        if p.compile.cached {
-                            "loaded from cache"
-                        } else {
-                            "compiled"
-                        },
-                        p.compile.duration
-                    );
-                }
-            }
+        Sub::List => list(g, &registry),
+        Sub::Describe { name } => describe(g, &d, &registry, name),
+    }
+}
+
+/// `plugins lock`: pin every installed plugin.
+fn lock(g: &Global, registry: &Registry) -> Result<u8> {
+    let path = lock_path(g)?;
+    let lock = PinFile::of(registry);
+    lock.save(&path)?;
+    println!(
+        "pinned {} plugin(s) in {}",
+        lock.plugins.len(),
+        path.display()
+    );
+    Ok(exit::OK)
+}
+
+/// `plugins verify`: compare the installed plugins with the lock file.
+fn verify(g: &Global, registry: &Registry) -> Result<u8> {
+    let path = lock_path(g)?;
+    let Some(lock) = PinFile::load(&path)? else {
+        return Err(UsageError(format!(
+            "no lock file at {}; `coffer plugins lock` writes one",
+            path.display()
+        ))
+        .into());
+    };
+    let mut problems = lock.problems(registry);
+    problems.extend(registry.refused.iter().map(|r| format!("  {r}")));
+    if problems.is_empty() {
+        println!(
+            "{} plugin(s) match {}",
+            registry.iter().count(),
+            path.display()
+        );
+        for (name, key) in &registry.signed_by {
+            println!("  {name}: signed by trusted key {key}");
         }
-        Sub::Describe { name } => {
-            let p = registry.get(&name).ok_or_else(|| {
-                UsageError(format!(
-                    "no plugin `{name}` (installed: {})",
-                    registry.names().join(", ")
-                ))
-            })?;
-            if g.json {
-                println!("{}", json(p));
-            } else {
-                let i = &p.info;
-                println!(
-                    "{} {} ({}), contract {}{}",
-                    i.name,
-                    i.version,
-                    p.origin,
-                    p.identity.contract,
-                    if p.adapted() {
-                        " (frozen 1.x, served through the adapter; not called in dry runs)"
-                    } else {
-                        ""
-                    }
-                );
-                println!("  sha256 {}", p.identity.digest);
-                println!("  {}", i.description);
-                let roles = if i.roles.is_empty() {
-                    "every node".into()
+    } else {
+        println!("{}", problems.join("\n"));
+        return Ok(exit::PLUGIN);
+    }
+    Ok(exit::OK)
+}
+
+/// `plugins install`: put a component in the plugin directory and pin it.
+async fn install(
+    g: &Global,
+    d: &Deployment,
+    runtime: &Runtime,
+    registry: &Registry,
+    path: PathBuf,
+) -> Result<u8> {
+    let (wasm, new) = candidate(runtime, d, &path).await?;
+    let name = new.info.name.clone();
+    if let Some(old) = registry.get(&name) {
+        return Err(UsageError(format!(
+            "plugin `{name}` {} is already installed ({}); use `coffer plugins upgrade {name} {}`",
+            old.info.version,
+            old.origin,
+            path.display()
+        ))
+        .into());
+    }
+    let target = super::plugin_dir(g, d).join(format!("{name}.wasm"));
+    let lock = put_in_place(g, d, &wasm, &path, &target).await?;
+    println!(
+        "installed {name} {} (contract {}, sha256 {}) as {}; pinned in {}",
+        new.info.version,
+        new.identity.contract,
+        new.identity.digest,
+        target.display(),
+        lock.display()
+    );
+    println!("it asks for (grant what you accept in [plugin.{name}.grant]):");
+    for a in asks(&new) {
+        println!("  {a}");
+    }
+    Ok(exit::OK)
+}
+
+/// `plugins upgrade`: show what a new build changes in what it asks for; replace it with --yes.
+async fn upgrade(
+    g: &Global,
+    d: &Deployment,
+    runtime: &Runtime,
+    registry: &Registry,
+    name: String,
+    path: PathBuf,
+    yes: bool,
+) -> Result<u8> {
+    let old = registry.get(&name).ok_or_else(|| {
+        UsageError(format!(
+            "no plugin `{name}` installed; `coffer plugins install` it"
+        ))
+    })?;
+    let (wasm, new) = candidate(runtime, d, &path).await?;
+    if new.info.name != name {
+        return Err(UsageError(format!(
+            "{} is plugin `{}`, not `{name}`",
+            path.display(),
+            new.info.name
+        ))
+        .into());
+    }
+    println!(
+        "{name}: {} (contract {}, sha256 {}) -> {} (contract {}, sha256 {})",
+        old.info.version,
+        old.identity.contract,
+        &old.identity.digest[..12],
+        new.info.version,
+        new.identity.contract,
+        &new.identity.digest[..12]
+    );
+    let (before, after) = (asks(old), asks(&new));
+    let added: Vec<_> = after.iter().filter(|a| !before.contains(a)).collect();
+    let removed: Vec<_> = before.iter().filter(|b| !after.contains(b)).collect();
+    if added.is_empty() && removed.is_empty() {
+        println!("  asks for the same capabilities");
+    }
+    for a in &added {
+        println!("  + {a}");
+    }
+    for r in &removed {
+        println!("  - {r}");
+    }
+    if !yes {
+        println!("not upgraded: re-run with --yes to accept");
+        return Ok(exit::FAILURE);
+    }
+    let target = match &old.origin {
+        PluginOrigin::File(p) => p.clone(),
+        PluginOrigin::Builtin => super::plugin_dir(g, d).join(format!("{name}.wasm")),
+    };
+    let lock = put_in_place(g, d, &wasm, &path, &target).await?;
+    println!(
+        "upgraded {name} in {}; pinned in {}",
+        target.display(),
+        lock.display()
+    );
+    Ok(exit::OK)
+}
+
+/// `plugins list`.
+fn list(g: &Global, registry: &Registry) -> Result<u8> {
+    for p in registry.iter() {
+        if g.json {
+            println!("{}", json(p));
+        } else {
+            println!(
+                "{:<12} {:<8} contract {:<6} {:<9} {} ({} in {:.0?})",
+                p.info.name,
+                p.info.version,
+                p.identity.contract,
+                p.origin.to_string(),
+                &p.identity.digest[..12],
+                if p.compile.cached {
+                    "loaded from cache"
                 } else {
-                    i.roles.join(", ")
-                };
-                println!("  runs on: {roles}");
-                println!("  restores artifacts written by versions: {}", p.restores());
-                println!("  settings:");
-                for s in &i.settings {
-                    let default = s
-                        .default_value
-                        .as_ref()
-                        .map(|d| format!(" [default: {d}]"))
-                        .unwrap_or_default();
-                    let many = if s.multiple { " (repeatable)" } else { "" };
-                    println!("    {}{many}: {}{default}", s.key, s.description);
-                }
-                let ops = |o: &coffer_sdk::Operations| {
-                    [
-                        ("backup", o.backup),
-                        ("restore", o.restore),
-                        ("validate", o.validate),
-                    ]
-                    .iter()
-                    .filter(|(_, on)| *on)
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                };
-                let scoped = ops(&i.node_scoped);
-                println!(
-                    "  one node at a time, nodes in parallel: {}",
-                    if scoped.is_empty() {
-                        "no (one call for all its nodes)".into()
-                    } else {
-                        scoped
+                    "compiled"
+                },
+                p.compile.duration
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `plugins describe`: what a plugin does, accepts, asks for and is granted.
+fn describe(g: &Global, d: &Deployment, registry: &Registry, name: String) -> Result<u8> {
+    let p = registry.get(&name).ok_or_else(|| {
+        UsageError(format!(
+            "no plugin `{name}` (installed: {})",
+            registry.names().join(", ")
+        ))
+    })?;
+    if g.json {
+        println!("{}", json(p));
+    } else {
+        let i = &p.info;
+        println!(
+            "{} {} ({}), contract {}{}",
+            i.name,
+            i.version,
+            p.origin,
+            p.identity.contract,
+            if p.adapted() {
+                " (frozen 1.x, served through the adapter; not called in dry runs)"
+            } else {
+                ""
+            }
+        );
+        println!("  sha256 {}", p.identity.digest);
+        println!("  {}", i.description);
+        let roles = if i.roles.is_empty() {
+            "every node".into()
+        } else {
+            i.roles.join(", ")
+        };
+        println!("  runs on: {roles}");
+        println!("  restores artifacts written by versions: {}", p.restores());
+        println!("  settings:");
+        for s in &i.settings {
+            let default = s
+                .default_value
+                .as_ref()
+                .map(|d| format!(" [default: {d}]"))
+                .unwrap_or_default();
+            let many = if s.multiple { " (repeatable)" } else { "" };
+            println!("    {}{many}: {}{default}", s.key, s.description);
+        }
+        let ops = |o: &coffer_sdk::Operations| {
+            [
+                ("backup", o.backup),
+                ("restore", o.restore),
+                ("validate", o.validate),
+            ]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+        };
+        let scoped = ops(&i.node_scoped);
+        println!(
+            "  one node at a time, nodes in parallel: {}",
+            if scoped.is_empty() {
+                "no (one call for all its nodes)".into()
+            } else {
+                scoped
+            }
+        );
+        println!("  asks to run (argument globs; ** = any rest; `reads`: runs in a dry run):");
+        for c in &i.capabilities.commands {
+            let effect = match c.effect {
+                coffer_sdk::Effect::Reads => "reads  ",
+                coffer_sdk::Effect::Changes => "changes",
+            };
+            println!("    {effect} {} {}", c.program, c.args.join(" "));
+        }
+        println!("  asks to read/write paths:");
+        for path in &i.capabilities.paths {
+            println!("    {path}");
+        }
+        let source = &d.source_name;
+        match coffer_core::run::grant_of(d, p) {
+            None => println!(
+                "  granted by {source}: everything it asks for (a built-in plugin without a [plugin.{name}.grant] section)"
+            ),
+            Some(g) if g == Default::default() => println!(
+                "  granted by {source}: nothing (a plugin from the plugin directory needs a [plugin.{name}.grant] section)"
+            ),
+            Some(g) => {
+                println!("  granted by {source}; a call needs both keys (asked for and granted):");
+                let show = |scope: &str, caps: &coffer_sdk::Capabilities| {
+                    println!("    {scope}:");
+                    for c in &caps.commands {
+                        println!("      run  {} {}", c.program, c.args.join(" "));
                     }
-                );
-                println!(
-                    "  asks to run (argument globs; ** = any rest; `reads`: runs in a dry run):"
-                );
-                for c in &i.capabilities.commands {
-                    let effect = match c.effect {
-                        coffer_sdk::Effect::Reads => "reads  ",
-                        coffer_sdk::Effect::Changes => "changes",
-                    };
-                    println!("    {effect} {} {}", c.program, c.args.join(" "));
-                }
-                println!("  asks to read/write paths:");
-                for path in &i.capabilities.paths {
-                    println!("    {path}");
-                }
-                let source = &d.source_name;
-                match coffer::orchestrator::grant_of(&d, p) {
-                    None => println!(
-                        "  granted by {source}: everything it asks for (a built-in plugin without a [plugin.{name}.grant] section)"
-                    ),
-                    Some(g) if g == Default::default() => println!(
-                        "  granted by {source}: nothing (a plugin from the plugin directory needs a [plugin.{name}.grant] section)"
-                    ),
-                    Some(g) => {
-                        println!(
-                            "  granted by {source}; a call needs both keys (asked for and granted):"
-                        );
-                        let show = |scope: &str, caps: &coffer_sdk::Capabilities| {
-                            println!("    {scope}:");
-                            for c in &caps.commands {
-                                println!("      run  {} {}", c.program, c.args.join(" "));
-                            }
-                            for path in &caps.paths {
-                                println!("      path {path}");
-                            }
-                        };
-                        show(&format!("on every node ([plugin.{name}.grant])"), &g.all);
-                        for (role, caps) in &g.roles {
-                            show(
-                                &format!(
-                                    "on nodes with role `{role}` ([plugin.{name}.grant.role.{role}])"
-                                ),
-                                caps,
-                            );
-                        }
+                    for path in &caps.paths {
+                        println!("      path {path}");
                     }
+                };
+                show(&format!("on every node ([plugin.{name}.grant])"), &g.all);
+                for (role, caps) in &g.roles {
+                    show(
+                        &format!("on nodes with role `{role}` ([plugin.{name}.grant.role.{role}])"),
+                        caps,
+                    );
                 }
             }
         }

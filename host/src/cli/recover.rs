@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use coffer::deployment::Deployment;
-use coffer::undo::{self, UndoStack};
+use coffer_config::deployment::Deployment;
+use coffer_runtime::undo::{self, UndoStack};
 
 use super::{Global, exit, output::Printer};
 

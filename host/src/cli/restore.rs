@@ -1,7 +1,8 @@
 //! `coffer restore`: restore a snapshot, then validate it.
 
+use super::output::human_duration;
 use anyhow::{Context as _, Result};
-use coffer::orchestrator::{RestoreOptions, RestoreSummary, human_duration};
+use coffer_core::run::{RestoreOptions, RestoreSummary};
 
 use super::output::Printer;
 use super::{Global, UsageError, coffer, exit, open_repo};
@@ -21,8 +22,8 @@ pub struct Args {
     /// Do not validate after restoring.
     #[arg(long)]
     no_validate: bool,
-    /// The talk's undercloud restore: the filesystem set (configuration files, certificates)
-    /// then mysql, on nodes with role `undercloud`, then the deployment's
+    /// Rebuild the undercloud: the filesystem set (configuration files, certificates) then
+    /// mysql, on the nodes with role `undercloud`, then the deployment's
     /// `[undercloud] reinstall-command` (e.g. `openstack undercloud install`) on them.
     #[arg(long)]
     undercloud: bool,
@@ -32,7 +33,8 @@ pub struct Args {
     dry_run: bool,
 }
 
-/// The plugins of the undercloud restore, in the talk's order (the plan orders them so too).
+/// The plugins of the undercloud restore: files first, then the database (the plan orders
+/// them so too).
 const UNDERCLOUD: &[&str] = &["filesystem", "mysql"];
 
 /// What part of a snapshot a restore or a validation covers.
@@ -176,7 +178,7 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
 }
 
 /// Run the reinstall command on every undercloud node of the run, its output passed through.
-async fn reinstall(coffer: &coffer::orchestrator::Coffer, argv: &[String]) -> Result<u8> {
+async fn reinstall(coffer: &coffer_core::run::Coffer, argv: &[String]) -> Result<u8> {
     for node in coffer.nodes.iter().filter(|n| coffer.admits(n)) {
         eprintln!("[reinstall] {}: {}", node.name, argv.join(" "));
         let mut p = node

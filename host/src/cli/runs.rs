@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 fn runs_file() -> PathBuf {
-    coffer::undo::journal_dir()
+    coffer_runtime::undo::journal_dir()
         .parent()
         .map(|p| p.join("runs.jsonl"))
         .unwrap_or_else(|| PathBuf::from("runs.jsonl"))

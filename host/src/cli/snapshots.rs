@@ -29,7 +29,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let repo = open_repo(g, &d).await?;
     match args.command.unwrap_or(Sub::List) {
         Sub::List => {
-            let snaps = coffer::orchestrator::blocking(move || repo.snapshots()).await?;
+            let snaps = coffer_core::run::blocking(move || repo.snapshots()).await?;
             if g.json {
                 for s in &snaps {
                     println!(
@@ -62,7 +62,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             }
         }
         Sub::Show { snapshot } => {
-            let s = coffer::orchestrator::blocking(move || repo.find(&snapshot)).await?;
+            let s = coffer_core::run::blocking(move || repo.find(&snapshot)).await?;
             if g.json {
                 println!(
                     "{}",

@@ -192,8 +192,6 @@ pub struct Deployment {
     pub reinstall_command: Option<Vec<String>>,
 }
 
-
-
 impl Deployment {
     /// Read and validate the file at `path`.
     pub fn load(path: &Path) -> Result<Self, DeploymentError> {

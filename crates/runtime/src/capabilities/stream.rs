@@ -14,14 +14,12 @@ use std::time::Instant;
 use tokio_util::io::SyncIoBridge;
 
 use super::{HostState, OperationEnv, Phase};
-use coffer_transport::process::{self, tail, take_stderr, take_stdout};
+use crate::contract::v2::coffer::plugin::stream as wstream;
+use crate::contract::v2::coffer::plugin::types::{self, CommandFailure, ExecError, StreamError};
 use crate::dry_run::{Admission, Effect};
 use crate::report::Event;
 use coffer_repository::{ArtifactKind, ArtifactRecord, RepoError, RepoLocation, artifact_path};
-use crate::contract::v2::coffer::plugin::stream as wstream;
-use crate::contract::v2::coffer::plugin::types::{
-    self, CommandFailure, ExecError, StreamError,
-};
+use coffer_transport::process::{self, tail, take_stderr, take_stdout};
 
 /// Options for archiving paths with everything `capture-paths` promises.
 const TAR_METADATA: &[&str] = &[
@@ -573,7 +571,7 @@ impl wstream::Host for HostState {
     ) -> wasmtime::Result<Result<types::Artifact, types::StreamError>> {
         let env = self.env.clone();
         let t = Instant::now();
-        let r = stream::capture(&env, &node, argv, &name).await;
+        let r = capture(&env, &node, argv, &name).await;
         if let Err(e) = &r {
             env.note_stream(&node, e).await;
         }
@@ -589,7 +587,7 @@ impl wstream::Host for HostState {
     ) -> wasmtime::Result<Result<types::Artifact, types::StreamError>> {
         let env = self.env.clone();
         let t = Instant::now();
-        let r = stream::capture_paths(&env, &node, paths, &name).await;
+        let r = capture_paths(&env, &node, paths, &name).await;
         if let Err(e) = &r {
             env.note_stream(&node, e).await;
         }
@@ -605,7 +603,7 @@ impl wstream::Host for HostState {
     ) -> wasmtime::Result<Result<(), types::StreamError>> {
         let env = self.env.clone();
         let t = Instant::now();
-        let r = stream::feed(&env, artifact, &node, argv).await;
+        let r = feed(&env, artifact, &node, argv).await;
         if let Err(e) = &r {
             env.note_stream(&node, e).await;
         }
@@ -622,7 +620,7 @@ impl wstream::Host for HostState {
     ) -> wasmtime::Result<Result<(), types::StreamError>> {
         let env = self.env.clone();
         let t = Instant::now();
-        let r = stream::restore_paths(&env, artifact, &node, &target, select).await;
+        let r = restore_paths(&env, artifact, &node, &target, select).await;
         if let Err(e) = &r {
             env.note_stream(&node, e).await;
         }

@@ -9,7 +9,6 @@
 //! context is a 2.x one without `dry-run`, and every command a 1.x plugin declares is taken
 //! to change state (1.x could not say otherwise), so a dry run runs none of them.
 
-
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
@@ -19,12 +18,11 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-
 use wasmtime::component::Linker;
 
+use self::coffer::plugin::types as v1;
 use super::v2::coffer::plugin::{exec, log, stream as wstream, undo};
 use super::v2::types as v2;
-use self::coffer::plugin::types as v1;
 use crate::capabilities::HostState;
 
 /// The newest 1.x contract: the adapter serves 1.0 up to this one.

@@ -1,4 +1,4 @@
-//! A plugin built against `coffer:plugin@1.3.0`, the last 1.x (`wit/v1/`, frozen when 2.0 was
+//! A plugin built against `coffer:plugin@1.3.0`, the last 1.x (`wit/v1.3/`, frozen when 2.0 was
 //! published), with wit-bindgen directly and no SDK: it uses what 1.1 to 1.3 added — the
 //! `fan-out` and `compat` exports and the `undo` import — so the test suite proves each goes
 //! through the host's 1.x adapter. It backs up `echo` output of each node; with setting
@@ -11,7 +11,7 @@
 #[allow(unsafe_code)]
 mod plugin {
     wit_bindgen::generate!({
-        path: "../../../wit/v1",
+        path: "../../../wit/v1.3",
         world: "plugin",
     });
 

@@ -1,0 +1,302 @@
+//! A backup: every enabled plugin (or a chosen few) streams its artifacts into one new
+//! snapshot, which is either written whole or not at all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use coffer_repository::{ArtifactRecord, MANIFEST_FORMAT, Manifest, PluginRecord, Repo};
+use coffer_runtime::CallContext;
+use coffer_runtime::capabilities::{BackupSink, Phase};
+use coffer_runtime::dry_run::Plan;
+use coffer_runtime::undo::UndoStack;
+
+use super::plan::{plan_order, plan_waits, run_plan};
+use super::{Coffer, Overrides, Planner, PluginRun, RunError, blocking, run_id};
+use coffer_runtime::report::{Operation, Status};
+
+/// What to back up.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    /// Only these plugins (empty: every enabled plugin).
+    pub plugins: Vec<String>,
+    /// Settings from the command line that override the deployment file's, per plugin.
+    pub overrides: Overrides,
+}
+
+/// What one backup run shares between its plugins.
+struct BackupRun {
+    /// Where artifacts go, and what was written.
+    sink: Arc<BackupSink>,
+    /// The reversals plugins registered.
+    undo: Arc<UndoStack>,
+    /// This run's id.
+    run_id: String,
+}
+
+/// What a backup did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupSummary {
+    /// The new snapshot's id.
+    pub snapshot: String,
+    /// Run id.
+    pub run_id: String,
+    /// Each plugin, in plan order.
+    pub plugins: Vec<PluginRun>,
+    /// Its artifacts.
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Bytes read from the nodes.
+    pub bytes: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Orphaned artifacts of killed runs that were removed first.
+    pub removed_orphans: usize,
+}
+
+impl Coffer {
+    /// Back up every enabled plugin (or only `opts.plugins`) into `repo`. Either the whole
+    /// snapshot is written, or nothing of this run stays in the repository.
+    pub async fn backup(
+        &self,
+        repo: Repo,
+        opts: &BackupOptions,
+    ) -> Result<BackupSummary, RunError> {
+        let started = Instant::now();
+        let started_at = jiff::Timestamp::now();
+        let _lock = repo.lock().await?;
+        let location = repo.location().clone();
+        let (start, repo) = blocking(move || (repo.prepare_backup(), repo)).await;
+        let start = start?;
+        let removed_orphans = start.removed_orphans;
+        // What each artifact weighed last time: the progress shown is measured against it.
+        let expected: BTreeMap<String, u64> = start
+            .latest
+            .map(|snap| {
+                snap.manifest
+                    .artifacts
+                    .iter()
+                    .map(|a| (format!("{}/{}/{}", a.plugin, a.node, a.name), a.size))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let writer = Arc::new(blocking(move || repo.into_writer()).await?);
+        let run_id = run_id();
+        let run = BackupRun {
+            sink: Arc::new(BackupSink {
+                writer: Some(writer.clone()),
+                expected: Arc::new(expected),
+                written: Arc::default(),
+                repository: location,
+            }),
+            undo: Arc::new(UndoStack::new(&run_id, &self.deployment.source_name)),
+            run_id: run_id.clone(),
+        };
+        let work = async {
+            let records = self.backup_plugins(&run, opts).await?;
+            if records.is_empty() {
+                return Err(nothing_ran());
+            }
+            Ok(records)
+        };
+        let outcome = tokio::select! {
+            r = work => r,
+            _ = self.interrupted() => Err(RunError::Interrupted),
+        };
+        let (plugins, seconds): (Vec<PluginRecord>, Vec<f64>) = match outcome {
+            Ok(p) => p.into_iter().unzip(),
+            Err(e) => {
+                let ids: Vec<String> = run
+                    .sink
+                    .written
+                    .lock()
+                    .expect("written lock")
+                    .iter()
+                    .map(|a| a.snapshot.clone())
+                    .collect();
+                let w = writer.clone();
+                // Nothing of a failed run is kept; if this fails too, the next backup removes it.
+                let _ = blocking(move || w.discard(&ids)).await;
+                self.unwind(&run.undo).await;
+                return Err(e);
+            }
+        };
+        self.keep_changes(&run.undo);
+        let artifacts = run.sink.written.lock().expect("written lock").clone();
+        let runs = plugins
+            .iter()
+            .zip(seconds)
+            .map(|(p, seconds)| PluginRun {
+                plugin: p.name.clone(),
+                nodes: p.nodes.clone(),
+                bytes: artifacts
+                    .iter()
+                    .filter(|a| a.plugin == p.name)
+                    .map(|a| a.size)
+                    .sum(),
+                seconds,
+            })
+            .collect();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            run_id: run_id.clone(),
+            deployment: self.deployment.name.clone(),
+            coffer_version: env!("CARGO_PKG_VERSION").into(),
+            started: started_at.to_string(),
+            finished: jiff::Timestamp::now().to_string(),
+            plugins,
+            artifacts: artifacts.clone(),
+        };
+        let snapshot = {
+            let w = writer.clone();
+            let m = manifest.clone();
+            blocking(move || w.commit(&m)).await?
+        };
+        Ok(BackupSummary {
+            snapshot,
+            run_id,
+            plugins: runs,
+            bytes: manifest.total_size(),
+            artifacts,
+            seconds: started.elapsed().as_secs_f64(),
+            removed_orphans,
+        })
+    }
+
+    /// Call every plugin of the backup in plan order; each plugin's record and seconds.
+    async fn backup_plugins(
+        &self,
+        run: &BackupRun,
+        opts: &BackupOptions,
+    ) -> Result<Vec<(PluginRecord, f64)>, RunError> {
+        let (only, overrides) = (&opts.plugins, &opts.overrides);
+        let run_id = run.run_id.as_str();
+        for name in only {
+            if !self.deployment.plugins.iter().any(|p| &p.name == name) {
+                return Err(RunError::Config(format!(
+                    "plugin `{name}` is not enabled in deployment {}",
+                    self.deployment.source_name
+                )));
+            }
+        }
+        let enabled: Vec<String> = self
+            .deployment
+            .plugins
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let info = |n: &str| self.registry.get(n).map(|p| &p.info);
+        let order: Vec<String> = plan_order(&enabled, info)
+            .map_err(RunError::Config)?
+            .into_iter()
+            .filter(|n| only.is_empty() || only.contains(n))
+            .collect();
+        let waits = plan_waits(&order, info);
+        let (done, failed) = run_plan(
+            &order,
+            &waits,
+            self.deployment.parallel_plugins,
+            |name| async move {
+                let pc = self
+                    .deployment
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == name)
+                    .expect("ordered from the enabled plugins");
+                let plugin = self.registry.get(&pc.name).expect("checked in new");
+                if !plugin.info.operations.backup {
+                    return Ok(None);
+                }
+                let nodes = self.nodes_for(pc, plugin);
+                if nodes.is_empty() {
+                    self.step(
+                        &pc.name,
+                        Operation::Backup,
+                        Status::Skipped,
+                        "no node carries its roles".into(),
+                    );
+                    return Ok(None);
+                }
+                let mut settings = pc.settings.clone();
+                settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());
+                let ctx = CallContext {
+                    deployment: self.deployment.name.clone(),
+                    run_id: run_id.into(),
+                    nodes: nodes.clone(),
+                    settings,
+                    dry_run: self.is_dry_run(),
+                    ..CallContext::default()
+                };
+                let calls = ctx.split(plugin.info.node_scoped.backup);
+                let detail = self.fan_detail(&pc.name, &calls);
+                if !self.plan_step(plugin, Operation::Backup, &nodes, &detail) {
+                    return Ok(None);
+                }
+                self.step(&pc.name, Operation::Backup, Status::Started, detail);
+                let t = Instant::now();
+                let result = self
+                    .fan_out(&pc.name, calls, |ctx| {
+                        let mut env = self.env(plugin, &ctx.nodes, run_id);
+                        env.phase = Phase::Backup(run.sink.clone());
+                        env.undo = Some(run.undo.clone());
+                        async move { self.runtime.backup(plugin, env, &ctx).await }
+                    })
+                    .await
+                    .map(|per_call| per_call.concat());
+                match result {
+                    Ok(recs) => {
+                        self.step(&pc.name, Operation::Backup, Status::Ok, String::new());
+                        let record = PluginRecord {
+                            name: plugin.identity.name.clone(),
+                            version: plugin.identity.version.clone(),
+                            digest: plugin.identity.digest.clone(),
+                            contract: plugin.identity.contract.clone(),
+                            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+                            records: recs,
+                        };
+                        Ok(Some((record, t.elapsed().as_secs_f64())))
+                    }
+                    Err(e) => {
+                        self.step(&pc.name, Operation::Backup, Status::Failed, e.to_string());
+                        Err(e.into())
+                    }
+                }
+            },
+        )
+        .await;
+        if let Some((_, e)) = failed {
+            return Err(e);
+        }
+        let records: Vec<(PluginRecord, f64)> = done.into_iter().flatten().collect();
+        Ok(records)
+    }
+}
+
+impl Planner {
+    /// The plan of a backup (see [`Coffer::dry_run`]): the plugins in order, on their nodes,
+    /// with every command they would run. Nothing is stored and the repository is not locked.
+    pub async fn plan_backup(&self, repo: Repo, opts: &BackupOptions) -> Result<Plan, RunError> {
+        let run_id = run_id();
+        let run = BackupRun {
+            sink: Arc::new(BackupSink {
+                writer: None,
+                expected: Arc::default(),
+                written: Arc::default(),
+                repository: repo.location().clone(),
+            }),
+            undo: Arc::new(UndoStack::new(&run_id, &self.coffer.deployment.source_name)),
+            run_id,
+        };
+        self.coffer.backup_plugins(&run, opts).await?;
+        if !self.recorder.has_steps() {
+            return Err(nothing_ran());
+        }
+        Ok(self.recorder.plan(Operation::Backup, None))
+    }
+}
+
+/// A backup in which no plugin had a node to work on.
+fn nothing_ran() -> RunError {
+    RunError::Config("no plugin ran: no enabled plugin applies to any node".into())
+}

@@ -1,0 +1,399 @@
+//! A restore from a snapshot, recorded in its resumable progress file, followed by a
+//! validation unless told not to.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use coffer_repository::{CofferSnapshot, Manifest, PluginRecord, Repo, RepoError};
+use coffer_runtime::capabilities::{Phase, SnapshotSource};
+use coffer_runtime::dry_run::Plan;
+use coffer_runtime::report::{Event, Level, Operation, Status};
+use coffer_runtime::undo::UndoStack;
+use coffer_runtime::{CallContext, LoadedPlugin, PluginFault};
+
+use super::plan::{plan_order, plan_waits, run_plan};
+use super::validate::CheckResult;
+use super::{Coffer, Planner, PluginRun, RunError, blocking, config, run_id};
+use crate::resume::RestoreProgress;
+
+/// What a restore or a validation did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreSummary {
+    /// The snapshot.
+    pub snapshot: String,
+    /// Plugins restored (empty for a validation alone), with those a resumed run had done.
+    pub restored: Vec<String>,
+    /// Each plugin this run restored, in plan order.
+    pub plugins: Vec<PluginRun>,
+    /// Checks made.
+    pub checks: Vec<CheckResult>,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+impl RestoreSummary {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// What to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Restore under this directory instead of in place.
+    pub target_root: Option<String>,
+    /// Only these paths.
+    pub selection: Vec<String>,
+    /// Only these plugins (empty: all in the snapshot).
+    pub plugins: Vec<String>,
+    /// Validate afterwards.
+    pub validate: bool,
+    /// Continue this failed restore run (its journal names the snapshot and what is done).
+    pub resume: Option<String>,
+}
+
+impl Planner {
+    /// The plan of a restore of snapshot `spec` (see [`Coffer::dry_run`]). Every artifact the
+    /// restore would write back is read and verified; nothing is written, no progress file is
+    /// kept, and the validation that follows a restore is not run.
+    pub async fn plan_restore(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<Plan, RunError> {
+        let opts = RestoreOptions {
+            validate: false,
+            ..opts.clone()
+        };
+        let s = self.coffer.restore(repo, spec, &opts).await?;
+        Ok(self.recorder.plan(Operation::Restore, Some(s.snapshot)))
+    }
+}
+
+impl Coffer {
+    /// Open a snapshot for restore or validate.
+    pub(super) async fn source(
+        &self,
+        repo: Repo,
+        spec: &str,
+    ) -> Result<(CofferSnapshot, Arc<SnapshotSource>), RunError> {
+        let spec = spec.to_string();
+        let (snap, reader) = blocking(move || -> Result<_, RepoError> {
+            let snap = repo.find(&spec)?;
+            Ok((snap, repo.into_reader()?))
+        })
+        .await?;
+        let source = Arc::new(SnapshotSource {
+            manifest: snap.manifest.clone(),
+            reader: Arc::new(reader),
+        });
+        Ok((snap, source))
+    }
+
+    /// The call context of `record`'s plugin for a snapshot.
+    pub(super) fn snapshot_context(
+        &self,
+        record: &PluginRecord,
+        manifest: &Manifest,
+        opts: &RestoreOptions,
+    ) -> Result<(&LoadedPlugin, CallContext), RunError> {
+        let plugin = self.registry.get(&record.name).ok_or_else(|| {
+            RunError::Config(format!(
+                "snapshot needs plugin `{}` {} which is not installed (installed: {})",
+                record.name,
+                record.version,
+                self.registry.names().join(", ")
+            ))
+        })?;
+        if plugin.identity.digest != record.digest {
+            self.reporter.report(Event::Log {
+                plugin: record.name.clone(),
+                level: Level::Warn,
+                message: format!(
+                    "snapshot was written by {} {} (sha256 {}); restoring with {} (sha256 {})",
+                    record.name,
+                    record.version,
+                    &record.digest[..12.min(record.digest.len())],
+                    plugin.identity.version,
+                    &plugin.identity.digest[..12]
+                ),
+            });
+        }
+        let mut nodes = Vec::new();
+        for name in &record.nodes {
+            let node = self
+                .nodes
+                .iter()
+                .find(|n| &n.name == name)
+                .ok_or_else(|| {
+                    RunError::Config(format!(
+                        "snapshot has data of plugin `{}` from node `{name}`, which is not in deployment {}",
+                        record.name, self.deployment.source_name
+                    ))
+                })?;
+            if self.filter.admits(node) {
+                nodes.push(node.clone());
+            }
+        }
+        let settings = self
+            .deployment
+            .plugins
+            .iter()
+            .find(|p| p.name == record.name)
+            .map(|p| p.settings.clone())
+            .unwrap_or_default();
+        let artifacts = manifest
+            .artifacts
+            .iter()
+            .filter(|a| a.plugin == record.name && nodes.iter().any(|n| n.name == a.node))
+            .cloned()
+            .collect();
+        Ok((
+            plugin,
+            CallContext {
+                deployment: self.deployment.name.clone(),
+                run_id: run_id(),
+                nodes,
+                settings,
+                artifacts,
+                records: record.records.clone(),
+                target_root: opts.target_root.clone(),
+                selection: opts.selection.clone(),
+                dry_run: self.is_dry_run(),
+            },
+        ))
+    }
+
+    /// Restore snapshot `spec` (`latest` or an id), then validate unless told not to.
+    pub async fn restore(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreSummary, RunError> {
+        let started = Instant::now();
+        let name = &self.deployment.source_name;
+        let resumed = match opts.resume.as_deref() {
+            Some(run) => Some(RestoreProgress::resume(run, name).map_err(config)?),
+            None => None,
+        };
+        let spec = resumed.as_ref().map_or(spec, |j| j.snapshot.as_str());
+        let (snap, source, records) = self.open_snapshot(repo, spec, &opts.plugins).await?;
+        // One id for this run's undo journal and, unless it resumes another, its progress file.
+        let run = run_id();
+        let journal = resumed.unwrap_or_else(|| RestoreProgress::new(&run, name, &snap.id));
+        let undo = Arc::new(UndoStack::new(&run, &self.deployment.source_name));
+        // A dry run keeps no progress file.
+        let keep_journal = !self.is_dry_run();
+        if keep_journal {
+            journal.save().map_err(config)?;
+        }
+        let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+
+        let waits = plan_waits(&names, |n| self.registry.get(n).map(|p| &p.info));
+        let journal = Mutex::new(journal);
+        let (records_ref, journal_ref, source_ref, undo_ref) = (&records, &journal, &source, &undo);
+        let manifest = &snap.manifest;
+        let work = run_plan(
+            &names,
+            &waits,
+            self.deployment.parallel_plugins,
+            |name| async move {
+                let record = records_ref
+                    .iter()
+                    .find(|r| r.name == name)
+                    .expect("a name of the records");
+                {
+                    let j = journal_ref.lock().unwrap_or_else(|e| e.into_inner());
+                    if j.done.contains(&name) {
+                        let detail = format!("done in run {}", j.run_id);
+                        self.step(&name, Operation::Restore, Status::Skipped, detail);
+                        return Ok(Some((name, None)));
+                    }
+                }
+                let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
+                if ctx.nodes.is_empty() {
+                    return Ok(None);
+                }
+                let (t, bytes) = (Instant::now(), ctx.artifacts.iter().map(|a| a.size).sum());
+                let nodes = ctx.nodes.iter().map(|n| n.name.clone()).collect();
+                let calls = ctx.split(plugin.info.node_scoped.restore);
+                let detail = self.fan_detail(&name, &calls);
+                if !self.plan_step(plugin, Operation::Restore, &ctx.nodes, &detail) {
+                    return Ok(None);
+                }
+                if keep_journal {
+                    let mut j = journal_ref.lock().unwrap_or_else(|e| e.into_inner());
+                    j.started.push(name.clone());
+                    j.save().map_err(config)?;
+                }
+                self.step(&name, Operation::Restore, Status::Started, detail);
+                let result = self
+                    .fan_out(&name, calls, |ctx| {
+                        let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+                        env.phase = Phase::Snapshot(source_ref.clone());
+                        env.undo = Some(undo_ref.clone());
+                        async move { self.runtime.restore(plugin, env, &ctx).await }
+                    })
+                    .await;
+                if let Err(e) = result {
+                    self.step(&name, Operation::Restore, Status::Failed, e.to_string());
+                    return Err(e.into());
+                }
+                self.step(&name, Operation::Restore, Status::Ok, String::new());
+                let mut j = journal_ref.lock().unwrap_or_else(|e| e.into_inner());
+                j.done.push(name.clone());
+                if keep_journal {
+                    j.save().map_err(config)?;
+                }
+                let run = PluginRun {
+                    plugin: name.clone(),
+                    nodes,
+                    bytes,
+                    seconds: t.elapsed().as_secs_f64(),
+                };
+                Ok(Some((name, Some(run))))
+            },
+        );
+        let (restored, failure) = tokio::select! {
+            r = work => r,
+            _ = self.interrupted() => (Vec::new(), Some((String::new(), RunError::Interrupted))),
+        };
+        let mut journal = journal.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some((failed, e)) = failure {
+            self.unwind(&undo).await;
+            let left: Vec<&str> = names
+                .iter()
+                .filter(|n| !journal.done.contains(n))
+                .map(String::as_str)
+                .collect();
+            // Interrupted: the first plugin not done.
+            let failed = if failed.is_empty() {
+                left.first().map_or(String::new(), |n| n.to_string())
+            } else {
+                failed
+            };
+            journal.failed = Some(failed.clone());
+            if keep_journal && journal.save().is_ok() {
+                self.reporter.report(Event::Log {
+                    plugin: failed,
+                    level: Level::Warn,
+                    message: format!(
+                        "restored so far: {}; once the cause is fixed, `coffer restore \
+                         --resume {}` continues from {}",
+                        if journal.done.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            journal.done.join(", ")
+                        },
+                        journal.run_id,
+                        left.join(", ")
+                    ),
+                });
+            }
+            return Err(e);
+        }
+        let (restored, runs): (Vec<String>, Vec<Option<PluginRun>>) =
+            restored.into_iter().flatten().unzip();
+        if keep_journal {
+            journal.failed = None;
+            journal.finished = true;
+            journal.save().map_err(config)?;
+        }
+        self.keep_changes(&undo);
+        let checks = if opts.validate {
+            self.validate_records(&records, &snap.manifest, &source, opts)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(RestoreSummary {
+            snapshot: snap.id,
+            restored,
+            plugins: runs.into_iter().flatten().collect(),
+            checks,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Open snapshot `spec` and take its plugin records (only `only` when given) in plan
+    /// order, after checking that every installed plugin can read what its version in the
+    /// snapshot wrote: nothing runs when one cannot.
+    pub(super) async fn open_snapshot(
+        &self,
+        repo: Repo,
+        spec: &str,
+        only: &[String],
+    ) -> Result<(CofferSnapshot, Arc<SnapshotSource>, Vec<PluginRecord>), RunError> {
+        let (snap, source) = self.source(repo, spec).await?;
+        let records = self.selected(&snap.manifest, only)?;
+        for record in &records {
+            if let Some(plugin) = self.registry.get(&record.name)
+                && !plugin.can_restore(&record.version)
+            {
+                let (name, written) = (&record.name, &record.version);
+                return Err(PluginFault::Incompatible {
+                    plugin: name.clone(),
+                    reason: format!(
+                        "snapshot {}: its `{name}` artifacts were written by {name} {written}, \
+                         but the installed {name} {} restores only versions `{}`; install a \
+                         {name} plugin that restores {written} (the {} series does) with \
+                         `coffer plugins upgrade {name} PATH`, then restore again",
+                        snap.id,
+                        plugin.info.version,
+                        plugin.restores(),
+                        coffer_runtime::release_series(written)
+                    ),
+                }
+                .into());
+            }
+        }
+        Ok((snap, source, records))
+    }
+
+    /// The snapshot's plugin records (only `only` when given), in plan order.
+    pub(super) fn selected(
+        &self,
+        manifest: &Manifest,
+        only: &[String],
+    ) -> Result<Vec<PluginRecord>, RunError> {
+        let records = self.selected_unordered(manifest, only)?;
+        let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        let order = plan_order(&names, |n| self.registry.get(n).map(|p| &p.info))
+            .map_err(RunError::Config)?;
+        Ok(order
+            .iter()
+            .filter_map(|n| records.iter().find(|r| &r.name == n).cloned())
+            .collect())
+    }
+
+    fn selected_unordered(
+        &self,
+        manifest: &Manifest,
+        only: &[String],
+    ) -> Result<Vec<PluginRecord>, RunError> {
+        for name in only {
+            if !manifest.plugins.iter().any(|p| &p.name == name) {
+                return Err(RunError::Config(format!(
+                    "the snapshot has no data of plugin `{name}` (it has: {})",
+                    manifest
+                        .plugins
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(manifest
+            .plugins
+            .iter()
+            .filter(|p| only.is_empty() || only.contains(&p.name))
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,126 @@
+//! A validation: each plugin checks the live service against a snapshot.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use coffer_repository::{Manifest, PluginRecord, Repo};
+use coffer_runtime::capabilities::{Phase, SnapshotSource};
+use coffer_runtime::report::Event;
+
+use super::restore::{RestoreOptions, RestoreSummary};
+use super::{Coffer, RunError};
+use coffer_runtime::report::{Operation, Status};
+
+/// One check a plugin's validation made.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    /// Plugin.
+    pub plugin: String,
+    /// Node.
+    pub node: String,
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl Coffer {
+    /// Validate the deployment against snapshot `spec`: each plugin (of `opts.plugins`, all
+    /// when empty) checks the live service against what the snapshot holds.
+    pub async fn validate(
+        &self,
+        repo: Repo,
+        spec: &str,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreSummary, RunError> {
+        let started = Instant::now();
+        let (snap, source, records) = self.open_snapshot(repo, spec, &opts.plugins).await?;
+        let checks = self
+            .validate_records(&records, &snap.manifest, &source, opts)
+            .await?;
+        Ok(RestoreSummary {
+            snapshot: snap.id,
+            restored: Vec::new(),
+            plugins: Vec::new(),
+            checks,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Call each plugin's validation against the snapshot; the checks they made, in order.
+    pub(super) async fn validate_records(
+        &self,
+        records: &[PluginRecord],
+        manifest: &Manifest,
+        source: &Arc<SnapshotSource>,
+        opts: &RestoreOptions,
+    ) -> Result<Vec<CheckResult>, RunError> {
+        let mut checks = Vec::new();
+        for record in records {
+            let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
+            if !plugin.info.operations.validate || ctx.nodes.is_empty() {
+                continue;
+            }
+            let calls = ctx.split(plugin.info.node_scoped.validate);
+            self.step(
+                &record.name,
+                Operation::Validate,
+                Status::Started,
+                self.fan_detail(&record.name, &calls),
+            );
+            let result = self
+                .fan_out(&record.name, calls, |ctx| {
+                    let mut env = self.env(plugin, &ctx.nodes, &ctx.run_id);
+                    env.phase = Phase::Snapshot(source.clone());
+                    async move { self.runtime.validate(plugin, env, &ctx).await }
+                })
+                .await
+                .map(|per_call| per_call.concat());
+            match result {
+                Ok(found) => {
+                    let failed = found.iter().filter(|c| !c.ok).count();
+                    self.step(
+                        &record.name,
+                        Operation::Validate,
+                        if failed == 0 {
+                            Status::Ok
+                        } else {
+                            Status::Failed
+                        },
+                        format!("{} check(s), {failed} failed", found.len()),
+                    );
+                    for c in found {
+                        self.reporter.report(Event::Check {
+                            plugin: record.name.clone(),
+                            node: c.node.clone(),
+                            name: c.name.clone(),
+                            ok: c.ok,
+                            detail: c.detail.clone(),
+                        });
+                        checks.push(CheckResult {
+                            plugin: record.name.clone(),
+                            node: c.node,
+                            name: c.name,
+                            ok: c.ok,
+                            detail: c.detail,
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.step(
+                        &record.name,
+                        Operation::Validate,
+                        Status::Failed,
+                        e.to_string(),
+                    );
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(checks)
+    }
+}
