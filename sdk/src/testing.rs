@@ -266,6 +266,51 @@ impl Harness {
             .collect()
     }
 
+    /// Every call made so far, one line each, in order — what a runbook test asserts on:
+    /// `node: argv` for a command (`node: argv <<< stdin` when it has stdin),
+    /// `capture NAME node: argv`, `capture-paths NAME node: paths`, `feed NAME node: argv`,
+    /// `restore-paths NAME node: target`, `undo-push node: argv`, `undo-release ID`.
+    pub fn transcript(&self) -> Transcript {
+        Transcript(
+            self.calls
+                .borrow()
+                .iter()
+                .map(|c| match c {
+                    Call::Exec(c) if c.stdin.is_empty() => {
+                        format!("{}: {}", c.node, c.argv.join(" "))
+                    }
+                    Call::Exec(c) => format!(
+                        "{}: {} <<< {}",
+                        c.node,
+                        c.argv.join(" "),
+                        String::from_utf8_lossy(&c.stdin)
+                    ),
+                    Call::Capture { node, argv, name } => {
+                        format!("capture {name} {node}: {}", argv.join(" "))
+                    }
+                    Call::CapturePaths { node, paths, name } => {
+                        format!("capture-paths {name} {node}: {}", paths.paths.join(" "))
+                    }
+                    Call::Feed {
+                        artifact,
+                        node,
+                        argv,
+                    } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
+                    Call::RestorePaths {
+                        artifact,
+                        node,
+                        target,
+                        ..
+                    } => format!("restore-paths {} {node}: {target}", artifact.name),
+                    Call::UndoPush { node, argv, .. } => {
+                        format!("undo-push {node}: {}", argv.join(" "))
+                    }
+                    Call::UndoRelease(id) => format!("undo-release {id}"),
+                })
+                .collect(),
+        )
+    }
+
     /// Every message logged so far.
     pub fn logs(&self) -> Vec<(Level, String)> {
         self.logs.borrow().clone()
@@ -548,5 +593,41 @@ impl Harness {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// Every call a plugin made, one line each (see [`Harness::transcript`]), with the lookups a
+/// runbook test needs: where a step first or last happened, and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcript(pub Vec<String>);
+
+impl Transcript {
+    /// Index of the first line starting with `prefix`; panics, showing every line, if none.
+    pub fn first(&self, prefix: &str) -> usize {
+        self.0
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {:#?}", self.0))
+    }
+
+    /// Index of the last line starting with `prefix`; panics, showing every line, if none.
+    pub fn last(&self, prefix: &str) -> usize {
+        self.0
+            .iter()
+            .rposition(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {:#?}", self.0))
+    }
+
+    /// How many lines start with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.0.iter().filter(|l| l.starts_with(prefix)).count()
+    }
+}
+
+impl std::ops::Deref for Transcript {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
     }
 }

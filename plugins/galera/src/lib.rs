@@ -470,55 +470,6 @@ mod tests {
             .reply(&QUERY, status("Synced", 3, 0))
     }
 
-    /// Every call as one line, in order: `node: argv` for a command (` <<< stdin` when it has
-    /// one), `capture NAME node: argv`, `feed NAME node: argv`, `undo-push node: argv`,
-    /// `undo-release ID`.
-    fn log(h: &Harness) -> Vec<String> {
-        h.calls()
-            .into_iter()
-            .map(|c| match c {
-                Call::Exec(c) if c.stdin.is_empty() => format!("{}: {}", c.node, c.argv.join(" ")),
-                Call::Exec(c) => format!(
-                    "{}: {} <<< {}",
-                    c.node,
-                    c.argv.join(" "),
-                    String::from_utf8_lossy(&c.stdin)
-                ),
-                Call::Capture { node, argv, name } => {
-                    format!("capture {name} {node}: {}", argv.join(" "))
-                }
-                Call::Feed {
-                    artifact,
-                    node,
-                    argv,
-                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
-                Call::UndoPush { node, argv, .. } => {
-                    format!("undo-push {node}: {}", argv.join(" "))
-                }
-                Call::UndoRelease(id) => format!("undo-release {id}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    /// Index of the first line starting with `prefix`.
-    fn first(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .position(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
-    /// Index of the last line starting with `prefix`.
-    fn last(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .rposition(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
-    fn count(log: &[String], prefix: &str) -> usize {
-        log.iter().filter(|l| l.starts_with(prefix)).count()
-    }
-
     fn firewall(n: &str, op: &str) -> String {
         format!("{n}: iptables {op} INPUT -d {n}.test -p tcp --dport 3306 -j DROP")
     }
@@ -540,14 +491,14 @@ mod tests {
         let report = h.backup::<Galera>().unwrap();
         // g1 is a donor, g2 is avoided: g3 is the only candidate.
         assert_eq!(report.records.get(SOURCE), Some("g3"));
-        let log = log(&h);
+        let log = h.transcript();
         // Every member is sampled twice, with the sleep in between, before anything is dumped.
         for n in NODES {
             let status = STATUS.replacen("g1", n, 1);
-            assert_eq!(count(&log, &status), 2, "{n} sampled twice: {log:#?}");
-            assert!(last(&log, &status) < first(&log, "capture"));
+            assert_eq!(log.count(&status), 2, "{n} sampled twice: {log:#?}");
+            assert!(log.last(&status) < log.first("capture"));
         }
-        assert!(first(&log, "g1: mysql -N -B -e SELECT SLEEP(1)") < last(&log, STATUS));
+        assert!(log.first("g1: mysql -N -B -e SELECT SLEEP(1)") < log.last(STATUS));
         let captures: Vec<(String, Vec<String>, String)> = h
             .calls()
             .into_iter()
@@ -593,7 +544,7 @@ mod tests {
             matches!(&err, PluginError::Precondition(m) if m.contains("`g1`") && m.contains("g1: Joining")),
             "{err:?}"
         );
-        assert!(!log(&h).iter().any(|l| l.starts_with("capture")));
+        assert!(!h.transcript().iter().any(|l| l.starts_with("capture")));
     }
 
     #[test]
@@ -610,17 +561,17 @@ mod tests {
 
         let h = desynced();
         h.backup::<Galera>().unwrap();
-        let log = log(&h);
-        let dump = first(&log, &format!("capture {} g2: mysqldump", sql::DUMP));
-        let grants = first(&log, &format!("capture {} g2: mysqldump", sql::GRANTS));
-        assert!(first(&log, resync) < first(&log, on), "{log:#?}");
-        assert!(first(&log, on) < dump && dump < grants && grants < first(&log, off));
+        let log = h.transcript();
+        let dump = log.first(&format!("capture {} g2: mysqldump", sql::DUMP));
+        let grants = log.first(&format!("capture {} g2: mysqldump", sql::GRANTS));
+        assert!(log.first(resync) < log.first(on), "{log:#?}");
+        assert!(log.first(on) < dump && dump < grants && grants < log.first(off));
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
 
         let h = desynced().reply(&["mysqldump", "--system=users"], Reply::fail(2, "lost"));
         h.backup::<Galera>().unwrap_err();
-        let log = self::log(&h);
-        assert_eq!(count(&log, off), 0, "{log:#?}");
+        let log = h.transcript();
+        assert_eq!(log.count(off), 0, "{log:#?}");
         let pending = h.pending_undo();
         assert_eq!(pending.len(), 1, "{pending:?}");
         assert_eq!(pending[0].0, "g2");
@@ -634,9 +585,9 @@ mod tests {
     fn restore_follows_the_runbook_in_order() {
         let h = restore_harness();
         h.restore::<Galera>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         let each = |f: &dyn Fn(&str) -> String| -> Vec<usize> {
-            NODES.iter().map(|n| first(&log, &f(n))).collect()
+            NODES.iter().map(|n| log.first(&f(n))).collect()
         };
         let block = each(&|n| firewall(n, "-I"));
         let unblock_registered = each(&|n| format!("undo-push {}", firewall(n, "-D")));
@@ -648,17 +599,14 @@ mod tests {
         });
         let unblock = each(&|n| firewall(n, "-D"));
         // g2, the backup's source, bootstraps and is imported into; the others join.
-        let bootstrap = first(&log, "g2: galera_new_cluster mariadb");
-        let packet = first(
-            &log,
-            "g2: mysql -N -B <<< SET GLOBAL max_allowed_packet = 1073741824",
-        );
-        let dump = first(&log, "feed databases.sql g2: mysql --max-allowed-packet=1G");
-        let grants = first(&log, "feed grants.sql g2: mysql --max-allowed-packet=1G");
+        let bootstrap = log.first("g2: galera_new_cluster mariadb");
+        let packet = log.first("g2: mysql -N -B <<< SET GLOBAL max_allowed_packet = 1073741824");
+        let dump = log.first("feed databases.sql g2: mysql --max-allowed-packet=1G");
+        let grants = log.first("feed grants.sql g2: mysql --max-allowed-packet=1G");
         let flush = "g2: mysql -N -B <<< FLUSH PRIVILEGES";
         let join = [
-            first(&log, "g1: systemctl start mariadb"),
-            first(&log, "g3: systemctl start mariadb"),
+            log.first("g1: systemctl start mariadb"),
+            log.first("g3: systemctl start mariadb"),
         ];
         let max = |v: &[usize]| *v.iter().max().unwrap();
         let min = |v: &[usize]| *v.iter().min().unwrap();
@@ -675,20 +623,20 @@ mod tests {
             bootstrap < packet && packet < dump && dump < grants,
             "{log:#?}"
         );
-        assert!(dump < first(&log, flush) && first(&log, flush) < grants);
-        assert!(grants < last(&log, flush) && last(&log, flush) < min(&join));
+        assert!(dump < log.first(flush) && log.first(flush) < grants);
+        assert!(grants < log.last(flush) && log.last(flush) < min(&join));
         // Every member is waited for (Synced in a cluster of three) before the unblock.
         for n in NODES {
             let status = STATUS.replacen("g1", n, 1);
-            let waited = last(&log, &status);
+            let waited = log.last(&status);
             assert!(max(&join) < waited && waited < min(&unblock), "{log:#?}");
         }
         assert!(max(&join) < min(&unblock));
 
-        assert_eq!(count(&log, "g2: systemctl start"), 0, "{log:#?}");
-        assert_eq!(count(&log, "g1: galera_new_cluster"), 0);
-        assert_eq!(count(&log, "g3: galera_new_cluster"), 0);
-        assert_eq!(count(&log, "feed"), 2, "imported once, on g2 only");
+        assert_eq!(log.count("g2: systemctl start"), 0, "{log:#?}");
+        assert_eq!(log.count("g1: galera_new_cluster"), 0);
+        assert_eq!(log.count("g3: galera_new_cluster"), 0);
+        assert_eq!(log.count("feed"), 2, "imported once, on g2 only");
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
     }
 
@@ -698,27 +646,27 @@ mod tests {
             .setting("pacemaker-resource", "galera-bundle")
             .setting("pacemaker-hold", "disable");
         h.restore::<Galera>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         let last_block = NODES
             .iter()
-            .map(|n| first(&log, &firewall(n, "-I")))
+            .map(|n| log.first(&firewall(n, "-I")))
             .max()
             .unwrap();
         let first_unblock = NODES
             .iter()
-            .map(|n| first(&log, &firewall(n, "-D")))
+            .map(|n| log.first(&firewall(n, "-D")))
             .min()
             .unwrap();
-        let disable = first(&log, "g1: pcs resource disable galera-bundle --wait=600");
-        let unmanage = first(&log, "g1: pcs resource unmanage galera-bundle");
-        let first_stop = first(&log, "g1: systemctl stop mariadb");
-        let manage = first(&log, "g1: pcs resource manage galera-bundle");
-        let enable = first(&log, "g1: pcs resource enable galera-bundle");
-        let cleanup = first(&log, "g1: pcs resource cleanup galera-bundle");
-        let last_wait = last(&log, &STATUS.replacen("g1", "g3", 1));
+        let disable = log.first("g1: pcs resource disable galera-bundle --wait=600");
+        let unmanage = log.first("g1: pcs resource unmanage galera-bundle");
+        let first_stop = log.first("g1: systemctl stop mariadb");
+        let manage = log.first("g1: pcs resource manage galera-bundle");
+        let enable = log.first("g1: pcs resource enable galera-bundle");
+        let cleanup = log.first("g1: pcs resource cleanup galera-bundle");
+        let last_wait = log.last(&STATUS.replacen("g1", "g3", 1));
 
-        assert!(first(&log, "undo-push g1: pcs resource enable galera-bundle") < disable);
-        assert!(first(&log, "undo-push g1: pcs resource manage galera-bundle") < unmanage);
+        assert!(log.first("undo-push g1: pcs resource enable galera-bundle") < disable);
+        assert!(log.first("undo-push g1: pcs resource manage galera-bundle") < unmanage);
         assert!(last_block < disable && disable < unmanage && unmanage < first_stop);
         assert!(last_wait < manage && manage < enable && enable < cleanup);
         assert!(cleanup < first_unblock, "{log:#?}");
@@ -736,12 +684,12 @@ mod tests {
                 if m.contains("galera_new_cluster") && m.contains(".before-restore-test-run")),
             "{err:?}"
         );
-        let log = log(&h);
-        assert_eq!(count(&log, "feed"), 0, "nothing imported: {log:#?}");
+        let log = h.transcript();
+        assert_eq!(log.count("feed"), 0, "nothing imported: {log:#?}");
         assert!(!log.iter().any(|l| l.contains("systemctl start")));
         // The plugin does not unblock; the host does, from the reversals.
         for n in NODES {
-            assert_eq!(count(&log, &firewall(n, "-D")), 0, "{log:#?}");
+            assert_eq!(log.count(&firewall(n, "-D")), 0, "{log:#?}");
         }
         let pending: Vec<String> = h
             .pending_undo()

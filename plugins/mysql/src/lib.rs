@@ -231,51 +231,6 @@ mod tests {
     const ASIDE: &str = "/var/lib/mysql.before-restore-test-run";
     const FAILED: &str = "/var/lib/mysql.failed-restore-test-run";
 
-    /// Every call as one line, in order: `node: argv` for a command (` <<< stdin` when it has
-    /// one), `capture NAME node: argv`, `feed NAME node: argv`, `undo-push node: argv`,
-    /// `undo-release ID`.
-    fn log(h: &Harness) -> Vec<String> {
-        h.calls()
-            .into_iter()
-            .map(|c| match c {
-                Call::Exec(c) if c.stdin.is_empty() => format!("{}: {}", c.node, c.argv.join(" ")),
-                Call::Exec(c) => format!(
-                    "{}: {} <<< {}",
-                    c.node,
-                    c.argv.join(" "),
-                    String::from_utf8_lossy(&c.stdin)
-                ),
-                Call::Capture { node, argv, name } => {
-                    format!("capture {name} {node}: {}", argv.join(" "))
-                }
-                Call::Feed {
-                    artifact,
-                    node,
-                    argv,
-                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
-                Call::UndoPush { node, argv, .. } => {
-                    format!("undo-push {node}: {}", argv.join(" "))
-                }
-                Call::UndoRelease(id) => format!("undo-release {id}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    /// Index of the first line starting with `prefix`.
-    fn first(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .position(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
-    /// Index of the last line starting with `prefix`.
-    fn last(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .rposition(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
     /// `sh -c MOVE_IF_PRESENT undo FROM TO`, as the undo registers it.
     fn move_if_present(from: &str, to: &str) -> String {
         format!(
@@ -308,17 +263,11 @@ mod tests {
             .reply(&["mysqldump", "--opt"], Reply::stdout("-- dump"))
             .reply(&["mysqldump", "--system=users"], Reply::stdout("-- grants"));
         let report = h.backup::<Mysql>().unwrap();
-        let log = log(&h);
-        let dump = first(
-            &log,
-            "capture databases.sql uc: mysqldump --opt --single-transaction",
-        );
-        let grants = first(
-            &log,
-            "capture grants.sql uc: mysqldump --system=users --insert-ignore",
-        );
-        let tables = first(&log, "uc: mysql -N -B -e SELECT CONCAT(");
-        let sums = first(&log, &format!("uc: mysql -N -B -e {checksum}"));
+        let log = h.transcript();
+        let dump = log.first("capture databases.sql uc: mysqldump --opt --single-transaction");
+        let grants = log.first("capture grants.sql uc: mysqldump --system=users --insert-ignore");
+        let tables = log.first("uc: mysql -N -B -e SELECT CONCAT(");
+        let sums = log.first(&format!("uc: mysql -N -B -e {checksum}"));
         assert!(
             dump < grants && grants < tables && tables < sums,
             "{log:#?}"
@@ -344,19 +293,18 @@ mod tests {
             .setting("password", "s3cr\"t")
             .reply(&["mysqldump"], Reply::stdout("--"));
         h.backup::<Mysql>().unwrap();
-        let log = log(&h);
-        let write = first(
-            &log,
-            &format!("uc: sh -c umask 077 && cat > \"$1\" coffer {file}"),
-        );
+        let log = h.transcript();
+        let write = log.first(&format!(
+            "uc: sh -c umask 077 && cat > \"$1\" coffer {file}"
+        ));
         assert!(
             log[write].ends_with("<<< [client]\nuser=\"backup\"\npassword=\"s3cr\\\"t\"\n"),
             "{}",
             log[write]
         );
-        let rm = last(&log, &format!("uc: rm -f {file}"));
+        let rm = log.last(&format!("uc: rm -f {file}"));
         assert_eq!(rm, log.len() - 1, "removed last: {log:#?}");
-        assert!(write < first(&log, "capture databases.sql"));
+        assert!(write < log.first("capture databases.sql"));
         for call in h.calls() {
             let argv = match call {
                 Call::Exec(c) => c.argv,
@@ -377,32 +325,28 @@ mod tests {
     fn restore_stops_moves_aside_creates_starts_then_imports() {
         let h = restore_harness();
         h.restore::<Mysql>().unwrap();
-        let log = log(&h);
-        let start_again = first(&log, "undo-push uc: systemctl start mariadb");
-        let stop = first(&log, "uc: systemctl stop mariadb");
-        let put_back = first(
-            &log,
-            &format!("undo-push uc: {}", move_if_present(ASIDE, DATADIR)),
-        );
-        let keep_failed = first(
-            &log,
-            &format!("undo-push uc: {}", move_if_present(DATADIR, FAILED)),
-        );
-        let aside = first(&log, &format!("uc: mv -T {DATADIR} {ASIDE}"));
-        let create = first(
-            &log,
-            &format!("uc: mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db"),
-        );
-        let stop_restored = first(&log, "undo-push uc: systemctl stop mariadb");
-        let start = first(&log, "uc: systemctl start mariadb");
-        let packet = first(
-            &log,
-            "uc: mysql -N -B <<< SET GLOBAL max_allowed_packet = 1073741824",
-        );
-        let dump = first(&log, "feed databases.sql uc: mysql --max-allowed-packet=1G");
-        let flush = first(&log, "uc: mysql -N -B <<< FLUSH PRIVILEGES");
-        let grants = first(&log, "feed grants.sql uc: mysql --max-allowed-packet=1G");
-        let last_flush = last(&log, "uc: mysql -N -B <<< FLUSH PRIVILEGES");
+        let log = h.transcript();
+        let start_again = log.first("undo-push uc: systemctl start mariadb");
+        let stop = log.first("uc: systemctl stop mariadb");
+        let put_back = log.first(&format!(
+            "undo-push uc: {}",
+            move_if_present(ASIDE, DATADIR)
+        ));
+        let keep_failed = log.first(&format!(
+            "undo-push uc: {}",
+            move_if_present(DATADIR, FAILED)
+        ));
+        let aside = log.first(&format!("uc: mv -T {DATADIR} {ASIDE}"));
+        let create = log.first(&format!(
+            "uc: mariadb-install-db --user=mysql --datadir={DATADIR} --skip-test-db"
+        ));
+        let stop_restored = log.first("undo-push uc: systemctl stop mariadb");
+        let start = log.first("uc: systemctl start mariadb");
+        let packet = log.first("uc: mysql -N -B <<< SET GLOBAL max_allowed_packet = 1073741824");
+        let dump = log.first("feed databases.sql uc: mysql --max-allowed-packet=1G");
+        let flush = log.first("uc: mysql -N -B <<< FLUSH PRIVILEGES");
+        let grants = log.first("feed grants.sql uc: mysql --max-allowed-packet=1G");
+        let last_flush = log.last("uc: mysql -N -B <<< FLUSH PRIVILEGES");
 
         // Each reversal is registered before the change it reverses.
         assert!(start_again < stop, "{log:#?}");
@@ -438,7 +382,7 @@ mod tests {
                 "uc: systemctl stop mariadb".to_string(),
             ]
         );
-        let log = log(&h);
+        let log = h.transcript();
         assert!(
             !log.iter().any(|l| l.starts_with("feed grants.sql")),
             "{log:#?}"

@@ -357,7 +357,7 @@ export_plugin!(Pacemaker);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_sdk::testing::{Call, Harness, Reply};
+    use coffer_sdk::testing::{Call, Harness, Reply, Transcript};
 
     const CRM_MON: [&str; 3] = ["crm_mon", "-1", "--output-as=xml"];
     const SAVED: &str = "/var/lib/pacemaker/cib/coffer-before-test-run.xml";
@@ -381,44 +381,9 @@ mod tests {
         h.reply(&CRM_MON, crm_mon(true))
     }
 
-    /// Every call as one line, in order: `node: argv` for a command, `capture NAME node: argv`,
-    /// `capture-paths NAME node: paths`, `feed NAME node: argv`, `undo-push node: argv`,
-    /// `undo-release ID`.
-    fn log(h: &Harness) -> Vec<String> {
-        h.calls()
-            .into_iter()
-            .map(|c| match c {
-                Call::Exec(c) => format!("{}: {}", c.node, c.argv.join(" ")),
-                Call::Capture { node, argv, name } => {
-                    format!("capture {name} {node}: {}", argv.join(" "))
-                }
-                Call::CapturePaths { node, paths, name } => {
-                    format!("capture-paths {name} {node}: {}", paths.paths.join(" "))
-                }
-                Call::Feed {
-                    artifact,
-                    node,
-                    argv,
-                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
-                Call::UndoPush { node, argv, .. } => {
-                    format!("undo-push {node}: {}", argv.join(" "))
-                }
-                Call::UndoRelease(id) => format!("undo-release {id}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    /// Index of the first line starting with `prefix`.
-    fn first(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .position(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
     /// Indices of the first line starting with `f(node)`, for every node.
-    fn each(log: &[String], nodes: &[&str], f: impl Fn(&str) -> String) -> Vec<usize> {
-        nodes.iter().map(|n| first(log, &f(n))).collect()
+    fn each(log: &Transcript, nodes: &[&str], f: impl Fn(&str) -> String) -> Vec<usize> {
+        nodes.iter().map(|n| log.first(&f(n))).collect()
     }
 
     #[test]
@@ -439,21 +404,17 @@ mod tests {
             )
             .reply(&["sh"], Reply::stdout("BZh9"));
         let report = h.backup::<Pacemaker>().unwrap();
-        let log = log(&h);
-        let cib = first(&log, &format!("capture {CIB} p2: cibadmin --query"));
-        let configuration = first(
-            &log,
-            &format!("capture {CONFIGURATION} p2: cibadmin --query --scope configuration"),
-        );
-        let corosync = first(&log, &format!("capture-paths {COROSYNC} p2: /etc/corosync"));
-        let pcs = first(
-            &log,
-            &format!(
-                "capture {PCS_BACKUP} p2: sh -c {PCS_CONFIG_BACKUP} coffer /run/coffer-pcs-test-run"
-            ),
-        );
-        assert!(first(&log, "p1: crm_mon") < first(&log, "p2: crm_mon"));
-        assert!(first(&log, "p2: crm_mon") < cib, "{log:#?}");
+        let log = h.transcript();
+        let cib = log.first(&format!("capture {CIB} p2: cibadmin --query"));
+        let configuration = log.first(&format!(
+            "capture {CONFIGURATION} p2: cibadmin --query --scope configuration"
+        ));
+        let corosync = log.first(&format!("capture-paths {COROSYNC} p2: /etc/corosync"));
+        let pcs = log.first(&format!(
+            "capture {PCS_BACKUP} p2: sh -c {PCS_CONFIG_BACKUP} coffer /run/coffer-pcs-test-run"
+        ));
+        assert!(log.first("p1: crm_mon") < log.first("p2: crm_mon"));
+        assert!(log.first("p2: crm_mon") < cib, "{log:#?}");
         assert!(cib < configuration && configuration < corosync && corosync < pcs);
         assert!(
             !log.iter()
@@ -490,25 +451,18 @@ mod tests {
             b"<configuration/>",
         );
         h.restore::<Pacemaker>().unwrap();
-        let log = log(&h);
-        let save = first(
-            &log,
-            &format!("p1: sh -c {SAVE_CONFIGURATION} coffer {SAVED}"),
-        );
-        let reinstall = first(
-            &log,
-            &format!("undo-push p1: cibadmin --replace --scope configuration --xml-file {SAVED}"),
-        );
-        let replace = first(
-            &log,
-            &format!(
-                "feed {CONFIGURATION} p1: cibadmin --replace --scope configuration --xml-pipe"
-            ),
-        );
-        let settle = first(&log, "p1: crm_resource --wait --timeout 300s");
-        let release = first(&log, "undo-release");
-        let rm = first(&log, &format!("p1: rm -f {SAVED}"));
-        assert!(first(&log, "p1: crm_mon") < save, "{log:#?}");
+        let log = h.transcript();
+        let save = log.first(&format!("p1: sh -c {SAVE_CONFIGURATION} coffer {SAVED}"));
+        let reinstall = log.first(&format!(
+            "undo-push p1: cibadmin --replace --scope configuration --xml-file {SAVED}"
+        ));
+        let replace = log.first(&format!(
+            "feed {CONFIGURATION} p1: cibadmin --replace --scope configuration --xml-pipe"
+        ));
+        let settle = log.first("p1: crm_resource --wait --timeout 300s");
+        let release = log.first("undo-release");
+        let rm = log.first(&format!("p1: rm -f {SAVED}"));
+        assert!(log.first("p1: crm_mon") < save, "{log:#?}");
         assert!(save < reinstall && reinstall < replace && replace < settle);
         assert!(settle < release && release < rm, "{log:#?}");
         // The member with quorum does it all; p2 is not touched.
@@ -550,7 +504,7 @@ mod tests {
             ]
         );
         // The saved configuration stays on the node for the undo.
-        assert!(!log(&h).iter().any(|l| l.starts_with("p1: rm")));
+        assert!(!h.transcript().iter().any(|l| l.starts_with("p1: rm")));
     }
 
     #[test]
@@ -563,7 +517,7 @@ mod tests {
             b"BZh9",
         );
         h.restore::<Pacemaker>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         let max = |v: &[usize]| *v.iter().max().unwrap();
         let min = |v: &[usize]| *v.iter().min().unwrap();
         let undo_pacemaker = each(&log, &nodes, |n| {
@@ -579,8 +533,8 @@ mod tests {
         });
         let start_corosync = each(&log, &nodes, |n| format!("{n}: systemctl start corosync"));
         let start_pacemaker = each(&log, &nodes, |n| format!("{n}: systemctl start pacemaker"));
-        let quorum = first(&log, "p1: crm_mon");
-        let settle = first(&log, "p1: crm_resource --wait");
+        let quorum = log.first("p1: crm_mon");
+        let settle = log.first("p1: crm_resource --wait");
 
         assert!(max(&undo_pacemaker).max(max(&undo_corosync)) < min(&stop_pacemaker));
         assert!(max(&stop_pacemaker) < min(&stop_corosync), "{log:#?}");

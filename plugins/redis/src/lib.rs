@@ -500,44 +500,6 @@ mod tests {
         ))
     }
 
-    /// Every call as one line, in order: `node: argv` for a command, `capture NAME node: argv`,
-    /// `feed NAME node: argv`, `restore-paths NAME node: target`, `undo-push node: argv`,
-    /// `undo-release ID`.
-    fn log(h: &Harness) -> Vec<String> {
-        h.calls()
-            .into_iter()
-            .map(|c| match c {
-                Call::Exec(c) => format!("{}: {}", c.node, c.argv.join(" ")),
-                Call::Capture { node, argv, name } => {
-                    format!("capture {name} {node}: {}", argv.join(" "))
-                }
-                Call::Feed {
-                    artifact,
-                    node,
-                    argv,
-                } => format!("feed {} {node}: {}", artifact.name, argv.join(" ")),
-                Call::RestorePaths {
-                    artifact,
-                    node,
-                    target,
-                    ..
-                } => format!("restore-paths {} {node}: {target}", artifact.name),
-                Call::UndoPush { node, argv, .. } => {
-                    format!("undo-push {node}: {}", argv.join(" "))
-                }
-                Call::UndoRelease(id) => format!("undo-release {id}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    /// Index of the first line starting with `prefix`.
-    fn first(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .position(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
     /// `r1: sh -c MOVE_IF_PRESENT coffer FROM TO`.
     fn mv(from: &str, to: &str) -> String {
         format!("r1: sh -c {MOVE_IF_PRESENT} coffer {from} {to}")
@@ -562,18 +524,18 @@ mod tests {
             ),
         );
         let report = h.backup::<Redis>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         let line = |args: &[&str]| format!("r1: {}", cli(false, args).join(" "));
         let info = line(&["INFO", "persistence"]);
         let polls: Vec<usize> = (0..log.len()).filter(|&i| log[i] == info).collect();
-        let bgsave = first(&log, &line(&["BGSAVE"]));
-        let keyspace = first(&log, &line(&["INFO", "keyspace"]));
-        let cleanup = first(&log, &format!("undo-push r1: rm -f {LINK}"));
-        let link = first(&log, &format!("r1: ln -f {DUMP} {LINK}"));
-        let capture = first(&log, &format!("capture {RDB} r1: cat {LINK}"));
-        let rm = first(&log, &format!("r1: rm -f {LINK}"));
+        let bgsave = log.first(&line(&["BGSAVE"]));
+        let keyspace = log.first(&line(&["INFO", "keyspace"]));
+        let cleanup = log.first(&format!("undo-push r1: rm -f {LINK}"));
+        let link = log.first(&format!("r1: ln -f {DUMP} {LINK}"));
+        let capture = log.first(&format!("capture {RDB} r1: cat {LINK}"));
+        let rm = log.first(&format!("r1: rm -f {LINK}"));
 
-        assert!(first(&log, "r1: grep -m1 ^requirepass /etc/redis/redis.conf") < polls[0]);
+        assert!(log.first("r1: grep -m1 ^requirepass /etc/redis/redis.conf") < polls[0]);
         // Before BGSAVE: the first look and the wait for a save already running; after it,
         // the wait for this save.
         assert_eq!(polls.len(), 3, "{log:#?}");
@@ -604,8 +566,8 @@ mod tests {
             matches!(&err, PluginError::CommandFailed(m) if m.contains("BGSAVE did not finish")),
             "{err:?}"
         );
-        let log = log(&h);
-        assert!(first(&log, &format!("r1: {}", cli(true, &["BGSAVE"]).join(" "))) > 0);
+        let log = h.transcript();
+        assert!(log.first(&format!("r1: {}", cli(true, &["BGSAVE"]).join(" "))) > 0);
         // Nothing was linked or captured.
         assert!(
             !log.iter()
@@ -633,35 +595,31 @@ mod tests {
             .artifact("r1", AOF, ArtifactKind::Paths, b"tar");
         let h = reply_cli(h, false, &["INFO", "persistence"], persistence(0, 0));
         h.restore::<Redis>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         let aside = format!("{DUMP}.before-restore-test-run");
         let aof = "/var/lib/redis/appendonlydir";
         let aof_aside = format!("{aof}.before-restore-test-run");
 
-        let start_again = first(&log, "undo-push r1: systemctl start redis-server");
-        let stop = first(&log, "r1: systemctl stop redis-server");
-        let put_back = first(&log, &format!("undo-push {}", mv(&aside, DUMP)));
-        let keep_failed = first(
-            &log,
-            &format!(
-                "undo-push {}",
-                mv(DUMP, &format!("{DUMP}.failed-restore-test-run"))
-            ),
-        );
-        let move_aside = first(&log, &mv(DUMP, &aside));
-        let put = first(
-            &log,
-            &format!("feed {RDB} r1: sh -c {PUT_FILE} coffer {DUMP} redis:redis"),
-        );
-        let aof_back = first(&log, &format!("undo-push {}", mv(&aof_aside, aof)));
-        let aof_move = first(&log, &mv(aof, &aof_aside));
-        let aof_restore = first(&log, &format!("restore-paths {AOF} r1: /"));
-        let stop_restored = first(&log, "undo-push r1: systemctl stop redis-server");
-        let start = first(&log, "r1: systemctl start redis-server");
-        let loaded = first(
-            &log,
-            &format!("r1: {}", cli(false, &["INFO", "persistence"]).join(" ")),
-        );
+        let start_again = log.first("undo-push r1: systemctl start redis-server");
+        let stop = log.first("r1: systemctl stop redis-server");
+        let put_back = log.first(&format!("undo-push {}", mv(&aside, DUMP)));
+        let keep_failed = log.first(&format!(
+            "undo-push {}",
+            mv(DUMP, &format!("{DUMP}.failed-restore-test-run"))
+        ));
+        let move_aside = log.first(&mv(DUMP, &aside));
+        let put = log.first(&format!(
+            "feed {RDB} r1: sh -c {PUT_FILE} coffer {DUMP} redis:redis"
+        ));
+        let aof_back = log.first(&format!("undo-push {}", mv(&aof_aside, aof)));
+        let aof_move = log.first(&mv(aof, &aof_aside));
+        let aof_restore = log.first(&format!("restore-paths {AOF} r1: /"));
+        let stop_restored = log.first("undo-push r1: systemctl stop redis-server");
+        let start = log.first("r1: systemctl start redis-server");
+        let loaded = log.first(&format!(
+            "r1: {}",
+            cli(false, &["INFO", "persistence"]).join(" ")
+        ));
 
         assert!(start_again < stop, "{log:#?}");
         assert!(stop < put_back && put_back < move_aside && keep_failed < move_aside);

@@ -310,39 +310,6 @@ mod tests {
     use super::*;
     use coffer_sdk::testing::{Call, Harness, Reply};
 
-    /// Every call as one line, in order: `node: argv` for a command,
-    /// `capture-paths NAME node: paths`, `restore-paths NAME node: target`,
-    /// `undo-push node: argv`, `undo-release ID`.
-    fn log(h: &Harness) -> Vec<String> {
-        h.calls()
-            .into_iter()
-            .map(|c| match c {
-                Call::Exec(c) => format!("{}: {}", c.node, c.argv.join(" ")),
-                Call::CapturePaths { node, paths, name } => {
-                    format!("capture-paths {name} {node}: {}", paths.paths.join(" "))
-                }
-                Call::RestorePaths {
-                    artifact,
-                    node,
-                    target,
-                    ..
-                } => format!("restore-paths {} {node}: {target}", artifact.name),
-                Call::UndoPush { node, argv, .. } => {
-                    format!("undo-push {node}: {}", argv.join(" "))
-                }
-                Call::UndoRelease(id) => format!("undo-release {id}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    /// Index of the first line starting with `prefix`.
-    fn first(log: &[String], prefix: &str) -> usize {
-        log.iter()
-            .position(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
-    }
-
     fn storage() -> Harness {
         Harness::new()
             .node("s1", &["swift"])
@@ -358,9 +325,9 @@ mod tests {
             .node("s2", &["swift"])
             .reply_on("s2", &["test", "-e", "/srv/node"], Reply::exit(1));
         let report = h.backup::<Swift>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         assert_eq!(
-            log,
+            *log,
             [
                 "s1: test -e /srv/node",
                 "s1: test -e /etc/swift",
@@ -398,27 +365,31 @@ mod tests {
             matches!(&err, PluginError::Precondition(m) if m.contains("s1: none of /srv/node")),
             "{err:?}"
         );
-        assert!(!log(&h).iter().any(|l| l.starts_with("capture-paths")));
+        assert!(
+            !h.transcript()
+                .iter()
+                .any(|l| l.starts_with("capture-paths"))
+        );
     }
 
     #[test]
     fn restore_stops_every_service_restores_the_files_then_starts_them() {
         let h = storage();
         h.restore::<Swift>().unwrap();
-        let log = log(&h);
+        let log = h.transcript();
         for n in ["s1", "s2"] {
             let stop: Vec<usize> = DEFAULT_SERVICES
                 .iter()
-                .map(|u| first(&log, &format!("{n}: systemctl stop {u}")))
+                .map(|u| log.first(&format!("{n}: systemctl stop {u}")))
                 .collect();
             let start: Vec<usize> = DEFAULT_SERVICES
                 .iter()
-                .map(|u| first(&log, &format!("{n}: systemctl start {u}")))
+                .map(|u| log.first(&format!("{n}: systemctl start {u}")))
                 .collect();
-            let restore = first(&log, &format!("restore-paths {FILES} {n}: /"));
+            let restore = log.first(&format!("restore-paths {FILES} {n}: /"));
             for (i, u) in DEFAULT_SERVICES.iter().enumerate() {
                 // Its restart is registered before each unit stops.
-                let undo = first(&log, &format!("undo-push {n}: systemctl start {u}"));
+                let undo = log.first(&format!("undo-push {n}: systemctl start {u}"));
                 assert!(undo < stop[i], "{log:#?}");
             }
             // Stopped proxy first, account last; started account first, proxy last.
@@ -428,7 +399,7 @@ mod tests {
         }
         // One node after the other.
         assert!(
-            first(&log, "s1: systemctl start swift-proxy") < first(&log, "undo-push s2"),
+            log.first("s1: systemctl start swift-proxy") < log.first("undo-push s2"),
             "{log:#?}"
         );
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
@@ -458,6 +429,10 @@ mod tests {
             ]
         );
         // s2 is never touched.
-        assert!(!log(&h).iter().any(|l| l.contains("s2")), "{:?}", log(&h));
+        assert!(
+            !h.transcript().iter().any(|l| l.contains("s2")),
+            "{:?}",
+            h.transcript()
+        );
     }
 }
