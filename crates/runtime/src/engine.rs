@@ -25,7 +25,7 @@ use crate::capabilities::{CommandLimits, HostState, OperationEnv, PluginIdentity
 use crate::contract::v2::types;
 use crate::contract::{Bound, Exports};
 use crate::report::Silent;
-use coffer_repository::{ArtifactKind, ArtifactRecord};
+use coffer_repository::ArtifactRecord;
 use coffer_transport::NodeHandle;
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
@@ -310,10 +310,7 @@ impl CallContext {
                 .map(|a| types::Artifact {
                     name: a.name.clone(),
                     node: a.node.clone(),
-                    kind: match a.kind {
-                        ArtifactKind::Stream => types::ArtifactKind::Stream,
-                        ArtifactKind::Paths => types::ArtifactKind::Paths,
-                    },
+                    kind: a.kind.into(),
                     size: a.size,
                     sha256: a.sha256.clone(),
                 })

@@ -9,7 +9,7 @@ use coffer_config::deployment::Deployment;
 use coffer_transport::NodeHandle;
 use coffer_transport::access::{self, AccessKey, TAG};
 
-use super::{Global, UsageError, deployment, exit};
+use super::{Global, RunConfig, UsageError, exit};
 
 /// Manage temporary access keys on the deployment's SSH nodes.
 #[derive(clap::Args)]
@@ -85,7 +85,8 @@ async fn install_everywhere(
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let d = deployment(g)?;
+    let cfg = RunConfig::resolve(g)?;
+    let d = &cfg.deployment;
     let file = d.access.authorized_keys.clone();
     match args.command {
         Action::Grant {
@@ -102,7 +103,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             let ttl = ttl_minutes
                 .map(|m| Duration::from_secs(60 * m))
                 .unwrap_or(d.access.ttl);
-            let targets = ssh_nodes(g, &d, &nodes).await?;
+            let targets = ssh_nodes(g, d, &nodes).await?;
             if targets.is_empty() {
                 return Err(UsageError(
                     "the deployment has no SSH nodes to grant access to".into(),
@@ -134,7 +135,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             println!("  remove with: coffer access revoke {id}");
         }
         Action::List => {
-            for n in ssh_nodes(g, &d, &[]).await? {
+            for n in ssh_nodes(g, d, &[]).await? {
                 let lines = access::list(&n, &file, TAG).await?;
                 println!("{}: {} access key(s)", n.name, lines.len());
                 for l in lines {
@@ -151,7 +152,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 (None, false) => unreachable!("clap requires an id or --all"),
             };
             let mut removed = 0;
-            for n in ssh_nodes(g, &d, &[]).await? {
+            for n in ssh_nodes(g, d, &[]).await? {
                 let k = access::revoke(&n, &file, &tag).await?;
                 println!("{}: removed {k} key line(s); verified none is left", n.name);
                 removed += k;

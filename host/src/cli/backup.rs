@@ -5,7 +5,7 @@ use anyhow::Result;
 use coffer_core::run::{BackupOptions, Overrides};
 
 use super::output::bytes;
-use super::{Global, UsageError, coffer, exit, open_repo};
+use super::{Global, RunConfig, UsageError, exit};
 
 /// Back up every enabled plugin on its nodes. The snapshot is written only when every plugin
 /// succeeded; a failed or interrupted run leaves nothing that looks like a snapshot.
@@ -65,7 +65,8 @@ pub fn overrides(set: &[String]) -> Result<Overrides> {
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let (coffer, printer) = coffer(g).await?;
+    let cfg = RunConfig::resolve(g)?;
+    let (coffer, printer) = cfg.coffer().await?;
     let mut target = args.target.clone();
     let mut plugins = args.plugins.clone();
     let preset = match (args.undercloud, args.controllers) {
@@ -101,7 +102,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .iter()
             .map(|p| ("exclude-path".to_string(), p.clone())),
     );
-    let repo = open_repo(g, &coffer.deployment).await?;
+    let repo = cfg.open_repo().await?;
     let opts = BackupOptions {
         plugins,
         overrides: o,

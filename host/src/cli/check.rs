@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{Global, deployment, exit, open_repo};
+use super::{Global, RunConfig, exit};
 
 /// Verify the repository's structure and every snapshot's artifacts; with --read-data, read
 /// and decrypt every pack.
@@ -14,8 +14,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let d = deployment(g)?;
-    let repo = open_repo(g, &d).await?;
+    let repo = RunConfig::resolve(g)?.open_repo().await?;
     let read = args.read_data;
     let report = coffer_core::run::blocking(move || repo.check(read)).await?;
     if g.json {

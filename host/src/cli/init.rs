@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::{Context as _, Result};
 use coffer_repository::Repo;
 
-use super::{Global, PasswordSource, deployment, exit, password, password_source};
+use super::{Global, PasswordSource, RunConfig, exit};
 
 /// Create a repository. When the deployment names a password file that does not exist yet and
 /// no other password is given, a random password is generated into it (mode 0600).
@@ -14,19 +14,19 @@ use super::{Global, PasswordSource, deployment, exit, password, password_source}
 pub struct Args {}
 
 pub async fn run(g: &Global, _args: Args) -> Result<u8> {
-    let d = deployment(g)?;
-    let location = super::repo_location(g, &d).await?;
-    if let Some(PasswordSource::File(file)) = password_source(g, &d)
+    let cfg = RunConfig::resolve(g)?;
+    let location = cfg.repo_location().await?;
+    if let Some(PasswordSource::File(file)) = &cfg.password
         && g.password_file.is_none()
         && !file.exists()
     {
-        generate_password(&file)?;
+        generate_password(file)?;
         eprintln!(
             "generated a repository password in {}: keep a copy off this machine, without it the backups cannot be read",
             file.display()
         );
     }
-    let pw = password(g, &d)?;
+    let pw = cfg.password()?;
     let l = location.clone();
     coffer_core::run::blocking(move || Repo::init(&l, &pw)).await?;
     if g.json {

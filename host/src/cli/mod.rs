@@ -3,6 +3,7 @@
 mod access;
 mod backup;
 mod check;
+mod config;
 mod import;
 mod init;
 mod output;
@@ -15,18 +16,17 @@ mod scaffold;
 mod snapshots;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use coffer_config::deployment::Deployment;
-use coffer_core::registry::Registry;
-use coffer_core::run::{Coffer, RunError};
-use coffer_repository::{Password, Repo, RepoError, RepoLocation};
-use coffer_runtime::{PluginFault, Runtime};
+use coffer_core::run::RunError;
+use coffer_repository::RepoError;
+use coffer_runtime::PluginFault;
+
+pub use config::{PasswordSource, RunConfig};
 
 /// Exit codes a script can rely on.
 pub mod exit {
@@ -309,160 +309,3 @@ impl Target {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-/// The deployment: the file given, or the built-in one.
-pub fn deployment(g: &Global) -> Result<Deployment> {
-    match &g.config {
-        Some(path) => Ok(Deployment::load(path)?),
-        None => Ok(Deployment::builtin()),
-    }
-}
-
-/// The repository path for this run.
-pub fn repo_path(g: &Global, d: &Deployment) -> Result<PathBuf> {
-    g.repo.clone().or_else(|| d.repository.clone()).ok_or_else(|| {
-        UsageError(
-            "no repository: give -r/--repo, set COFFER_REPOSITORY, or set [repository] path in the deployment file"
-                .into(),
-        )
-        .into()
-    })
-}
-
-fn read_password(path: &Path) -> Result<Password> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            " (`coffer init` creates it with a random password when the deployment names it)"
-        } else {
-            ""
-        };
-        UsageError(format!(
-            "cannot read password file {}: {e}{hint}",
-            path.display()
-        ))
-    })?;
-    let line = text.lines().next().unwrap_or("");
-    if line.is_empty() {
-        return Err(UsageError(format!("password file {} is empty", path.display())).into());
-    }
-    Ok(Password::new(line))
-}
-
-/// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
-/// COFFER_PASSWORD, the deployment's password-file.
-pub enum PasswordSource {
-    /// A file.
-    File(PathBuf),
-    /// The COFFER_PASSWORD variable.
-    Env(String),
-}
-
-/// Which password source applies.
-pub fn password_source(g: &Global, d: &Deployment) -> Option<PasswordSource> {
-    if let Some(p) = &g.password_file {
-        return Some(PasswordSource::File(p.clone()));
-    }
-    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
-        return Some(PasswordSource::Env(p));
-    }
-    d.password_file.clone().map(PasswordSource::File)
-}
-
-/// The repository password.
-pub fn password(g: &Global, d: &Deployment) -> Result<Password> {
-    match password_source(g, d) {
-        Some(PasswordSource::File(p)) => read_password(&p),
-        Some(PasswordSource::Env(p)) if !p.is_empty() => Ok(Password::new(p)),
-        _ => Err(UsageError(
-            "no repository password: use --password-file, COFFER_PASSWORD_FILE or COFFER_PASSWORD"
-                .into(),
-        )
-        .into()),
-    }
-}
-
-/// Where the repository of this run lives: `-r` (a local directory), else the deployment's
-/// `[repository]` (a local directory, or a directory on its `node`, reached over SSH).
-pub async fn repo_location(g: &Global, d: &Deployment) -> Result<RepoLocation> {
-    let path = repo_path(g, d)?;
-    match (&g.repo, &d.repository_node) {
-        (None, Some(node)) => Ok(RepoLocation::Remote {
-            node: run_deployment(g, d)
-                .await?
-                .connect_one(node, g.accept_new_host_keys)
-                .await?,
-            path: path.display().to_string(),
-        }),
-        _ => Ok(RepoLocation::Local(path)),
-    }
-}
-
-/// The deployment as this run reaches it: with temporary access on, every SSH node through
-/// the run's own key (installed on the first call).
-async fn run_deployment(g: &Global, d: &Deployment) -> Result<Deployment> {
-    Ok(match access::run_key(g, d).await? {
-        Some(key) => d.with_identity(&key),
-        None => d.clone(),
-    })
-}
-
-/// Open the repository of this run.
-pub async fn open_repo(g: &Global, d: &Deployment) -> Result<Repo> {
-    let location = repo_location(g, d).await?;
-    let password = password(g, d)?;
-    let repo = coffer_core::run::blocking(move || Repo::open(&location, &password)).await?;
-    Ok(repo)
-}
-
-fn cache_dir(g: &Global, d: &Deployment) -> Option<PathBuf> {
-    g.cache_dir
-        .clone()
-        .or_else(|| d.cache_dir.clone())
-        .or_else(|| dirs::cache_dir().map(|c| c.join("coffer").join("components")))
-}
-
-fn plugin_dir(g: &Global, d: &Deployment) -> PathBuf {
-    g.plugin_dir
-        .clone()
-        .or_else(|| d.plugin_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/coffer/plugins"))
-}
-
-/// The engine with every installed plugin loaded.
-pub async fn load_plugins(g: &Global, d: &Deployment) -> Result<(Runtime, Registry)> {
-    let runtime = Runtime::new(d.limits.clone(), cache_dir(g, d).as_deref())
-        .context("starting the WebAssembly engine")?;
-    let dir = plugin_dir(g, d);
-    let trusted = coffer_core::signing::TrustedKeys::load(&d.trusted_keys)?;
-    let registry = Registry::load(&runtime, Some(&dir), &trusted)
-        .await
-        .with_context(|| format!("reading plugin directory {}", dir.display()))?;
-    Ok((runtime, registry))
-}
-
-/// Everything an operation needs: deployment, plugins, reporter.
-pub async fn coffer(g: &Global) -> Result<(Coffer, Arc<output::Printer>)> {
-    let d = deployment(g)?;
-    let (runtime, mut registry) = load_plugins(g, &d).await?;
-    // A plugin refused for its signature stops the run (the rest are said first).
-    if let Some(last) = registry.refused.pop() {
-        for other in &registry.refused {
-            eprintln!("error: {other}");
-        }
-        return Err(last.into());
-    }
-    if let Some(path) = &g.config {
-        let lock_path = coffer_core::pins::path_for(path);
-        if let Some(lock) = coffer_core::pins::PinFile::load(&lock_path)? {
-            lock.check(&registry, &lock_path)?;
-        }
-    }
-    let nodes = run_deployment(g, &d)
-        .await?
-        .connect(g.accept_new_host_keys)
-        .await?;
-    let printer = Arc::new(output::Printer::new(g.json, g.verbose));
-    let coffer = Coffer::new(runtime, d, registry, nodes, printer.clone())?
-        .with_interrupt(INTERRUPT.clone());
-    Ok((coffer, printer))
-}

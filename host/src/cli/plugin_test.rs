@@ -7,7 +7,7 @@ use coffer_repository::{Password, Repo, RepoLocation};
 
 use super::backup::overrides;
 use super::output::bytes;
-use super::{Global, Target, coffer, restore};
+use super::{Global, RunConfig, Target, restore};
 
 /// What to test.
 #[derive(clap::Args)]
@@ -22,7 +22,8 @@ pub struct Args {
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let (coffer, printer) = coffer(g).await?;
+    let cfg = RunConfig::resolve(g)?;
+    let (coffer, printer) = cfg.coffer().await?;
     let coffer = coffer.restrict(args.target.filter())?;
     let scratch = tempfile::Builder::new()
         .prefix("coffer-plugin-test-")

@@ -10,7 +10,7 @@ use coffer_core::registry::Registry;
 use coffer_core::signing::{TrustedKeys, signature_path};
 use coffer_runtime::{LoadedPlugin, PluginOrigin, Runtime};
 
-use super::{Global, UsageError, deployment, exit, load_plugins};
+use super::{Global, RunConfig, UsageError, exit};
 
 /// List installed plugins (default) or describe one.
 #[derive(clap::Args)]
@@ -130,7 +130,7 @@ async fn candidate(
 /// again; the lock file's path.
 async fn put_in_place(
     g: &Global,
-    d: &Deployment,
+    cfg: &RunConfig,
     wasm: &[u8],
     from: &std::path::Path,
     target: &std::path::Path,
@@ -141,7 +141,7 @@ async fn put_in_place(
     }
     std::fs::write(target, wasm)?;
     copy_signature(from, target)?;
-    let (_, registry) = load_plugins(g, d).await?;
+    let (_, registry) = cfg.load_plugins().await?;
     PinFile::of(&registry).save(&lock)?;
     Ok(lock)
 }
@@ -170,8 +170,8 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     if let Some(Sub::Test(a)) = args.command {
         return super::plugin_test::run(g, a).await;
     }
-    let d = deployment(g)?;
-    let (runtime, registry) = load_plugins(g, &d).await?;
+    let cfg = RunConfig::resolve(g)?;
+    let (runtime, registry) = cfg.load_plugins().await?;
     for b in &registry.broken {
         eprintln!("warning: {b}");
     }
@@ -183,13 +183,13 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     match args.command.unwrap_or(Sub::List) {
         Sub::Lock => lock(g, &registry),
         Sub::Verify => verify(g, &registry),
-        Sub::Install { path } => install(g, &d, &runtime, &registry, path).await,
+        Sub::Install { path } => install(g, &cfg, &runtime, &registry, path).await,
         Sub::Upgrade { name, path, yes } => {
-            upgrade(g, &d, &runtime, &registry, name, path, yes).await
+            upgrade(g, &cfg, &runtime, &registry, name, path, yes).await
         }
         Sub::New { .. } | Sub::Test(_) => unreachable!("handled before the plugins are loaded"),
         Sub::List => list(g, &registry),
-        Sub::Describe { name } => describe(g, &d, &registry, name),
+        Sub::Describe { name } => describe(g, &cfg.deployment, &registry, name),
     }
 }
 
@@ -237,12 +237,12 @@ fn verify(g: &Global, registry: &Registry) -> Result<u8> {
 /// `plugins install`: put a component in the plugin directory and pin it.
 async fn install(
     g: &Global,
-    d: &Deployment,
+    cfg: &RunConfig,
     runtime: &Runtime,
     registry: &Registry,
     path: PathBuf,
 ) -> Result<u8> {
-    let (wasm, new) = candidate(runtime, d, &path).await?;
+    let (wasm, new) = candidate(runtime, &cfg.deployment, &path).await?;
     let name = new.info.name.clone();
     if let Some(old) = registry.get(&name) {
         return Err(UsageError(format!(
@@ -253,8 +253,8 @@ async fn install(
         ))
         .into());
     }
-    let target = super::plugin_dir(g, d).join(format!("{name}.wasm"));
-    let lock = put_in_place(g, d, &wasm, &path, &target).await?;
+    let target = cfg.plugin_dir.clone().join(format!("{name}.wasm"));
+    let lock = put_in_place(g, cfg, &wasm, &path, &target).await?;
     println!(
         "installed {name} {} (contract {}, sha256 {}) as {}; pinned in {}",
         new.info.version,
@@ -273,7 +273,7 @@ async fn install(
 /// `plugins upgrade`: show what a new build changes in what it asks for; replace it with --yes.
 async fn upgrade(
     g: &Global,
-    d: &Deployment,
+    cfg: &RunConfig,
     runtime: &Runtime,
     registry: &Registry,
     name: String,
@@ -285,7 +285,7 @@ async fn upgrade(
             "no plugin `{name}` installed; `coffer plugins install` it"
         ))
     })?;
-    let (wasm, new) = candidate(runtime, d, &path).await?;
+    let (wasm, new) = candidate(runtime, &cfg.deployment, &path).await?;
     if new.info.name != name {
         return Err(UsageError(format!(
             "{} is plugin `{}`, not `{name}`",
@@ -321,9 +321,9 @@ async fn upgrade(
     }
     let target = match &old.origin {
         PluginOrigin::File(p) => p.clone(),
-        PluginOrigin::Builtin => super::plugin_dir(g, d).join(format!("{name}.wasm")),
+        PluginOrigin::Builtin => cfg.plugin_dir.clone().join(format!("{name}.wasm")),
     };
-    let lock = put_in_place(g, d, &wasm, &path, &target).await?;
+    let lock = put_in_place(g, cfg, &wasm, &path, &target).await?;
     println!(
         "upgraded {name} in {}; pinned in {}",
         target.display(),

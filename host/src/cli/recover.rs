@@ -51,7 +51,8 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             (None, file) => Deployment::load(&PathBuf::from(file))
                 .with_context(|| format!("the deployment of {}", path.display()))?,
         };
-        let nodes = super::run_deployment(g, &d)
+        let nodes = super::RunConfig::of(g, d)
+            .reach()
             .await?
             .connect(g.accept_new_host_keys)
             .await?;

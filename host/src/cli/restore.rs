@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use coffer_core::run::{RestoreOptions, RestoreSummary};
 
 use super::output::Printer;
-use super::{Global, UsageError, coffer, exit, open_repo};
+use super::{Global, RunConfig, UsageError, exit};
 
 /// Restore a snapshot with each plugin's runbook, in place or under --target, then validate.
 #[derive(clap::Args)]
@@ -121,7 +121,8 @@ fn absolute_target(t: Option<String>) -> Result<Option<String>> {
 }
 
 pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
-    let (coffer, printer) = coffer(g).await?;
+    let cfg = RunConfig::resolve(g)?;
+    let (coffer, printer) = cfg.coffer().await?;
     if args.undercloud {
         args.scope.nodes.roles.push("undercloud".into());
         args.scope.plugins = UNDERCLOUD
@@ -146,7 +147,7 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
         );
     }
     let coffer = coffer.restrict(args.scope.nodes.filter())?;
-    let repo = open_repo(g, &coffer.deployment).await?;
+    let repo = cfg.open_repo().await?;
     let mut opts = args.scope.options(!args.no_validate)?;
     opts.resume = args.resume.clone();
     let spec = args.snapshot.as_deref().unwrap_or("latest");

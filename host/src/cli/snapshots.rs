@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use super::output::bytes;
-use super::{Global, deployment, exit, open_repo};
+use super::{Global, RunConfig, exit};
 
 /// List snapshots (default) or show one.
 #[derive(clap::Args)]
@@ -25,8 +25,7 @@ enum Sub {
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let d = deployment(g)?;
-    let repo = open_repo(g, &d).await?;
+    let repo = RunConfig::resolve(g)?.open_repo().await?;
     match args.command.unwrap_or(Sub::List) {
         Sub::List => {
             let snaps = coffer_core::run::blocking(move || repo.snapshots()).await?;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{Global, coffer, open_repo, restore};
+use super::{Global, RunConfig, restore};
 
 /// Ask every plugin of a snapshot to check its service (and compare it with the snapshot).
 #[derive(clap::Args)]
@@ -15,9 +15,10 @@ pub struct Args {
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let (coffer, printer) = coffer(g).await?;
+    let cfg = RunConfig::resolve(g)?;
+    let (coffer, printer) = cfg.coffer().await?;
     let coffer = coffer.restrict(args.scope.nodes.filter())?;
-    let repo = open_repo(g, &coffer.deployment).await?;
+    let repo = cfg.open_repo().await?;
     let opts = args.scope.options(true)?;
     let s = coffer.validate(repo, &args.snapshot, &opts).await?;
     Ok(restore::finish(&printer, &s, "validated"))

@@ -41,13 +41,6 @@ fn failure(argv: &[String], exit_code: Option<i32>, stderr: Vec<u8>) -> StreamEr
     })
 }
 
-fn kind_of(kind: ArtifactKind) -> types::ArtifactKind {
-    match kind {
-        ArtifactKind::Stream => types::ArtifactKind::Stream,
-        ArtifactKind::Paths => types::ArtifactKind::Paths,
-    }
-}
-
 /// Report `progress` of artifact `name` on `node` (out of `total` when known) every half
 /// second until the returned task is aborted.
 fn ticker(
@@ -115,7 +108,7 @@ async fn store_output(
         return Ok(types::Artifact {
             name: name.into(),
             node: node.into(),
-            kind: kind_of(kind),
+            kind: kind.into(),
             size: 0,
             sha256: String::new(),
         });
@@ -241,7 +234,7 @@ async fn store_output(
     Ok(types::Artifact {
         name: name.into(),
         node: node.into(),
-        kind: kind_of(kind),
+        kind: kind.into(),
         size: stored.size,
         sha256: stored.sha256,
     })

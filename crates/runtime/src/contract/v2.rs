@@ -11,3 +11,14 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::coffer::plugin::types;
+
+/// How the repository records an artifact's kind, as the contract says it: the one place the
+/// two meet.
+impl From<coffer_repository::ArtifactKind> for types::ArtifactKind {
+    fn from(kind: coffer_repository::ArtifactKind) -> Self {
+        match kind {
+            coffer_repository::ArtifactKind::Stream => Self::Stream,
+            coffer_repository::ArtifactKind::Paths => Self::Paths,
+        }
+    }
+}

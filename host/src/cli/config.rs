@@ -1,0 +1,276 @@
+//! The run configuration: the global flags and the deployment file resolved once, before any
+//! work starts, into one value every subcommand reads (ripgrep's low and high arguments).
+//! Resolving reads the deployment file and where the password comes from, and nothing else:
+//! it reaches no node. Reaching is explicit — [`RunConfig::reach`] installs the run's temporary
+//! access key when `[access] temporary` is on — and everything that connects goes through it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use coffer_config::deployment::Deployment;
+use coffer_core::registry::Registry;
+use coffer_core::run::Coffer;
+use coffer_repository::{Password, Repo, RepoLocation};
+use coffer_runtime::Runtime;
+
+use super::{Global, INTERRUPT, UsageError, access, output};
+
+/// Where a repository is, before anything is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepoPlace {
+    /// A directory on this machine.
+    Local(PathBuf),
+    /// A directory on a node of the deployment (the external backup host), over SSH.
+    OnNode {
+        /// The node.
+        node: String,
+        /// The directory there.
+        path: String,
+    },
+}
+
+/// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
+/// COFFER_PASSWORD, the deployment's password-file.
+#[derive(Clone, Debug)]
+pub enum PasswordSource {
+    /// A file.
+    File(PathBuf),
+    /// The COFFER_PASSWORD variable.
+    Env(String),
+}
+
+/// Everything a subcommand needs to know before it works, resolved once.
+pub struct RunConfig {
+    /// The flags every subcommand takes.
+    pub global: Global,
+    /// The deployment file, validated (the built-in deployment without `-c`).
+    pub deployment: Deployment,
+    /// Where the repository is: `-r` (a local directory), else the deployment's `[repository]`
+    /// (a local directory, or a directory on its `node`); `None` when neither says.
+    pub repository: Option<RepoPlace>,
+    /// Where the repository password comes from, if anywhere.
+    pub password: Option<PasswordSource>,
+    /// Where third-party plugin components are installed.
+    pub plugin_dir: PathBuf,
+    /// Where compiled plugins are cached (none: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// Resolve the flags `g` and the deployment file they name (the built-in one without).
+    pub fn resolve(g: &Global) -> Result<Self> {
+        let deployment = match &g.config {
+            Some(path) => Deployment::load(path)?,
+            None => Deployment::builtin(),
+        };
+        Ok(Self::of(g, deployment))
+    }
+
+    /// Resolve the flags `g` with a deployment already read (`coffer recover` reads the one a
+    /// journal names).
+    pub fn of(g: &Global, deployment: Deployment) -> Self {
+        let d = &deployment;
+        let repository = match (&g.repo, &d.repository, &d.repository_node) {
+            (Some(path), _, _) => Some(RepoPlace::Local(path.clone())),
+            (None, Some(path), Some(node)) => Some(RepoPlace::OnNode {
+                node: node.clone(),
+                path: path.display().to_string(),
+            }),
+            (None, Some(path), None) => Some(RepoPlace::Local(path.clone())),
+            (None, None, _) => None,
+        };
+        let password = match (&g.password_file, std::env::var("COFFER_PASSWORD")) {
+            (Some(p), _) => Some(PasswordSource::File(p.clone())),
+            (None, Ok(p)) => Some(PasswordSource::Env(p)),
+            (None, Err(_)) => d.password_file.clone().map(PasswordSource::File),
+        };
+        let plugin_dir = g
+            .plugin_dir
+            .clone()
+            .or_else(|| d.plugin_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("/usr/local/lib/coffer/plugins"));
+        let cache_dir = g
+            .cache_dir
+            .clone()
+            .or_else(|| d.cache_dir.clone())
+            .or_else(|| dirs::cache_dir().map(|c| c.join("coffer").join("components")));
+        Self {
+            global: g.clone(),
+            deployment,
+            repository,
+            password,
+            plugin_dir,
+            cache_dir,
+        }
+    }
+
+    /// Where the repository is, or what to set when nothing says.
+    pub fn repository(&self) -> Result<&RepoPlace> {
+        self.repository.as_ref().ok_or_else(|| {
+            UsageError(
+                "no repository: give -r/--repo, set COFFER_REPOSITORY, or set [repository] path \
+                 in the deployment file"
+                    .into(),
+            )
+            .into()
+        })
+    }
+
+    /// The repository password.
+    pub fn password(&self) -> Result<Password> {
+        match &self.password {
+            Some(PasswordSource::File(p)) => read_password(p),
+            Some(PasswordSource::Env(p)) if !p.is_empty() => Ok(Password::new(p.clone())),
+            _ => Err(UsageError(
+                "no repository password: use --password-file, COFFER_PASSWORD_FILE or \
+                 COFFER_PASSWORD"
+                    .into(),
+            )
+            .into()),
+        }
+    }
+
+    /// The deployment as this run reaches it: with `[access] temporary`, every SSH node
+    /// through the run's own key, which this installs on the nodes the first time it is called
+    /// (and the CLI removes when the run ends).
+    pub async fn reach(&self) -> Result<Deployment> {
+        Ok(
+            match access::run_key(&self.global, &self.deployment).await? {
+                Some(key) => self.deployment.with_identity(&key),
+                None => self.deployment.clone(),
+            },
+        )
+    }
+
+    /// The repository's location, its node reached when it lives on one.
+    pub async fn repo_location(&self) -> Result<RepoLocation> {
+        Ok(match self.repository()? {
+            RepoPlace::Local(path) => RepoLocation::Local(path.clone()),
+            RepoPlace::OnNode { node, path } => RepoLocation::Remote {
+                node: self
+                    .reach()
+                    .await?
+                    .connect_one(node, self.global.accept_new_host_keys)
+                    .await?,
+                path: path.clone(),
+            },
+        })
+    }
+
+    /// Open the repository.
+    pub async fn open_repo(&self) -> Result<Repo> {
+        let location = self.repo_location().await?;
+        let password = self.password()?;
+        Ok(coffer_core::run::blocking(move || Repo::open(&location, &password)).await?)
+    }
+
+    /// The engine with every installed plugin loaded.
+    pub async fn load_plugins(&self) -> Result<(Runtime, Registry)> {
+        let d = &self.deployment;
+        let runtime = Runtime::new(d.limits.clone(), self.cache_dir.as_deref())
+            .context("starting the WebAssembly engine")?;
+        let trusted = coffer_core::signing::TrustedKeys::load(&d.trusted_keys)?;
+        let registry = Registry::load(&runtime, Some(&self.plugin_dir), &trusted)
+            .await
+            .with_context(|| format!("reading plugin directory {}", self.plugin_dir.display()))?;
+        Ok((runtime, registry))
+    }
+
+    /// Everything an operation needs: the plugins (checked against their signatures and the
+    /// lock file), the nodes reached, and the reporter.
+    pub async fn coffer(&self) -> Result<(Coffer, Arc<output::Printer>)> {
+        let (runtime, mut registry) = self.load_plugins().await?;
+        // A plugin refused for its signature stops the run (the rest are said first).
+        if let Some(last) = registry.refused.pop() {
+            for other in &registry.refused {
+                eprintln!("error: {other}");
+            }
+            return Err(last.into());
+        }
+        if let Some(path) = &self.global.config {
+            let pins = coffer_core::pins::path_for(path);
+            if let Some(pinned) = coffer_core::pins::PinFile::load(&pins)? {
+                pinned.check(&registry, &pins)?;
+            }
+        }
+        let nodes = self
+            .reach()
+            .await?
+            .connect(self.global.accept_new_host_keys)
+            .await?;
+        let printer = Arc::new(output::Printer::new(self.global.json, self.global.verbose));
+        let coffer = Coffer::new(
+            runtime,
+            self.deployment.clone(),
+            registry,
+            nodes,
+            printer.clone(),
+        )?
+        .with_interrupt(INTERRUPT.clone());
+        Ok((coffer, printer))
+    }
+}
+
+fn read_password(path: &Path) -> Result<Password> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (`coffer init` creates it with a random password when the deployment names it)"
+        } else {
+            ""
+        };
+        UsageError(format!(
+            "cannot read password file {}: {e}{hint}",
+            path.display()
+        ))
+    })?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(UsageError(format!("password file {} is empty", path.display())).into());
+    }
+    Ok(Password::new(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn global(args: &[&str]) -> Global {
+        let mut argv = vec!["coffer"];
+        argv.extend_from_slice(args);
+        argv.push("snapshots");
+        super::super::Cli::parse_from(argv).global
+    }
+
+    #[test]
+    fn the_repository_is_resolved_without_reaching_any_node() {
+        let text = "[repository]\npath = \"/srv/backups\"\nnode = \"backup\"\n\
+                    [[node]]\nname = \"backup\"\naddress = \"192.0.2.1\"\n";
+        let d = Deployment::parse(text, "test").unwrap();
+        // 192.0.2.1 (TEST-NET-1) answers nothing: resolving must not try.
+        let cfg = RunConfig::of(&global(&[]), d.clone());
+        assert_eq!(
+            cfg.repository().unwrap(),
+            &RepoPlace::OnNode {
+                node: "backup".into(),
+                path: "/srv/backups".into()
+            }
+        );
+        // -r wins over the deployment file, and is local.
+        let cfg = RunConfig::of(&global(&["-r", "/tmp/r"]), d);
+        assert_eq!(
+            cfg.repository().unwrap(),
+            &RepoPlace::Local(PathBuf::from("/tmp/r"))
+        );
+    }
+
+    #[test]
+    fn a_missing_repository_is_an_error_only_when_one_is_needed() {
+        let d = Deployment::parse("[[node]]\nname = \"n\"\naddress = \"local\"\n", "t").unwrap();
+        let cfg = RunConfig::of(&global(&[]), d);
+        let e = cfg.repository().unwrap_err().to_string();
+        assert!(e.contains("no repository"), "{e}");
+    }
+}
