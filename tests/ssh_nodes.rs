@@ -88,6 +88,64 @@ fn an_unreachable_node_fails_before_anything_runs() {
     assert_eq!(s.raw_snapshot_files(), 0);
 }
 
+/// A dead node the run does not need is never contacted: with it named out (`--node`),
+/// backup, restore and validate work on the live node; a dry run without `--node` prints the
+/// whole plan and marks the dead node instead of stopping.
+#[test]
+fn a_dead_node_the_run_does_not_need_stops_nothing() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let live = &cluster.nodes[0];
+    fill(&live.srv_node, 7);
+    let dead = support::nodes::fresh_address();
+    let nodes = format!(
+        "{}[[node]]\nname = \"controller-9\"\naddress = \"{dead}\"\nport = 2222\nkey = {:?}\nroles = [\"controller\"]\n",
+        cluster.deployment_nodes(&["controller"]),
+        cluster.key.display().to_string()
+    );
+    s.deployment_with_nodes(
+        &nodes,
+        "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+    );
+    s.init();
+    let before = record_tree(&live.path("/srv/node"));
+
+    // Without --node the dead node is needed: the run stops on it (exit 6), a dry run does not.
+    assert_eq!(s.run(&["backup"]).status.code(), Some(6));
+    let plan = s.ok(&["backup", "--dry-run"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("UNREACHABLE controller-9"), "{text}");
+    assert!(text.contains("filesystem backup on controller-0"), "{text}");
+    let plan = summary(&s.ok(&["backup", "--dry-run", "--json"]));
+    assert_eq!(plan["unreachable"][0]["node"], "controller-9", "{plan}");
+    assert_eq!(s.snapshot_count(), 0);
+
+    // Named out, it is not contacted at all.
+    let out = summary(&s.ok(&["backup", "--node", "controller-0", "--json"]));
+    let from: Vec<&str> = out["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(from, ["controller-0"]);
+    for e in fs::read_dir(&live.srv_node).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            fs::remove_dir_all(p).unwrap()
+        } else {
+            fs::remove_file(p).unwrap()
+        }
+    }
+    let plan = s.ok(&["restore", "latest", "--dry-run"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("UNREACHABLE controller-9"), "{text}");
+    assert!(fs::read_dir(&live.srv_node).unwrap().next().is_none());
+    s.ok(&["restore", "latest", "--node", "controller-0"]);
+    assert_same_tree(&before, &record_tree(&live.path("/srv/node")));
+    s.ok(&["validate", "latest", "--node", "controller-0"]);
+}
+
 #[test]
 fn host_keys_are_verified_and_new_ones_recorded_only_when_asked() {
     let s = Scratch::new();

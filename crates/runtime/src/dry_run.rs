@@ -70,6 +70,19 @@ pub struct Plan {
     /// Run afterwards on the undercloud nodes (`coffer restore --undercloud`), if configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub then: Option<Vec<String>>,
+    /// Nodes the run needs that could not be reached: the plan is made without them, and the
+    /// real run would stop on them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<Unreachable>,
+}
+
+/// A node a run needs that did not answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unreachable {
+    /// The node.
+    pub node: String,
+    /// What reaching it said.
+    pub reason: String,
 }
 
 /// The commands a dry run met, shared by every plugin call of the run.
@@ -105,6 +118,7 @@ impl DryRun {
             steps: self.steps.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             actions: self.actions(),
             then: None,
+            unreachable: Vec::new(),
         }
     }
 

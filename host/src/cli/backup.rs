@@ -5,7 +5,7 @@ use anyhow::Result;
 use coffer_core::run::{BackupOptions, Overrides};
 
 use super::output::bytes;
-use super::{Global, RunConfig, UsageError, exit};
+use super::{Global, RunConfig, RunScope, UsageError, exit};
 
 /// Back up every enabled plugin on its nodes. The snapshot is written only when every plugin
 /// succeeded; a failed or interrupted run leaves nothing that looks like a snapshot.
@@ -66,7 +66,6 @@ pub fn overrides(set: &[String]) -> Result<Overrides> {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
-    let (coffer, printer) = cfg.coffer().await?;
     let mut target = args.target.clone();
     let mut plugins = args.plugins.clone();
     let preset = match (args.undercloud, args.controllers) {
@@ -78,7 +77,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         target.roles.push(role.to_string());
         plugins = names
             .iter()
-            .filter(|n| coffer.deployment.plugins.iter().any(|p| &p.name == *n))
+            .filter(|n| cfg.deployment.plugins.iter().any(|p| &p.name == *n))
             .map(|n| n.to_string())
             .collect();
         if plugins.is_empty() {
@@ -89,7 +88,20 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .into());
         }
     }
-    let coffer = coffer.restrict(target.filter())?;
+    let scope = RunScope {
+        filter: target.filter(),
+        plugins: Some(if plugins.is_empty() {
+            cfg.deployment
+                .plugins
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        } else {
+            plugins.clone()
+        }),
+        dry_run: args.dry_run,
+    };
+    let (coffer, printer) = cfg.coffer(&scope).await?;
     let mut o = overrides(&args.set)?;
     let fs = o.entry("filesystem".into()).or_default();
     fs.extend(

@@ -11,9 +11,10 @@ use anyhow::{Context as _, Result};
 
 use coffer_config::deployment::Deployment;
 use coffer_core::registry::Registry;
-use coffer_core::run::Coffer;
+use coffer_core::run::{Coffer, NodeFilter, needed_nodes};
 use coffer_repository::{Password, Repo, RepoLocation};
 use coffer_runtime::Runtime;
+use coffer_runtime::dry_run::Unreachable;
 
 use super::{Global, INTERRUPT, UsageError, access, output};
 
@@ -29,6 +30,17 @@ pub enum RepoPlace {
         /// The directory there.
         path: String,
     },
+}
+
+/// What part of the deployment a run works on, known before any node is reached.
+#[derive(Clone, Debug, Default)]
+pub struct RunScope {
+    /// Which nodes (`--node`, `--role`, a preset's role).
+    pub filter: NodeFilter,
+    /// Which plugins: their nodes are the ones needed. `None`: every node the filter admits.
+    pub plugins: Option<Vec<String>>,
+    /// A dry run: a needed node that does not answer is listed, not fatal.
+    pub dry_run: bool,
 }
 
 /// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
@@ -179,8 +191,10 @@ impl RunConfig {
     }
 
     /// Everything an operation needs: the plugins (checked against their signatures and the
-    /// lock file), the nodes reached, and the reporter.
-    pub async fn coffer(&self) -> Result<(Coffer, Arc<output::Printer>)> {
+    /// lock file), the nodes `scope` needs reached — and only those, so that a dead node the
+    /// run does not use cannot stop it — and the reporter. In a dry run a needed node that
+    /// does not answer is listed in the plan instead of stopping it.
+    pub async fn coffer(&self, scope: &RunScope) -> Result<(Coffer, Arc<output::Printer>)> {
         let (runtime, mut registry) = self.load_plugins().await?;
         // A plugin refused for its signature stops the run (the rest are said first).
         if let Some(last) = registry.refused.pop() {
@@ -195,11 +209,32 @@ impl RunConfig {
                 pinned.check(&registry, &pins)?;
             }
         }
-        let nodes = self
+        scope.filter.check(&self.deployment)?;
+        let needed = needed_nodes(
+            &self.deployment,
+            &registry,
+            &scope.filter,
+            scope.plugins.as_deref(),
+        );
+        let reached = self
             .reach()
             .await?
-            .connect(self.global.accept_new_host_keys)
-            .await?;
+            .connect_each(&needed, self.global.accept_new_host_keys)
+            .await;
+        let (mut nodes, mut unreachable) = (Vec::new(), Vec::new());
+        for (node, outcome) in reached {
+            match outcome {
+                Ok(n) => nodes.push(n),
+                Err(e) if scope.dry_run => {
+                    eprintln!("warning: {e}; the plan is made without {node}");
+                    unreachable.push(Unreachable {
+                        node,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let printer = Arc::new(output::Printer::new(self.global.json, self.global.verbose));
         let coffer = Coffer::new(
             runtime,
@@ -208,6 +243,8 @@ impl RunConfig {
             nodes,
             printer.clone(),
         )?
+        .restrict(scope.filter.clone())?
+        .with_unreachable(unreachable)
         .with_interrupt(INTERRUPT.clone());
         Ok((coffer, printer))
     }

@@ -26,7 +26,7 @@ use coffer_core::run::RunError;
 use coffer_repository::RepoError;
 use coffer_runtime::PluginFault;
 
-pub use config::{PasswordSource, RunConfig};
+pub use config::{PasswordSource, RunConfig, RunScope};
 
 /// Exit codes a script can rely on.
 pub mod exit {

@@ -142,6 +142,13 @@ pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
             .map(|s| format!(" of snapshot {}", &s[..8.min(s.len())]))
             .unwrap_or_default()
     );
+    for u in &p.unreachable {
+        text.push_str(&format!(
+            "
+UNREACHABLE {}: {} — planned without it; the real run stops on it unless              --node leaves it out",
+            u.node, u.reason
+        ));
+    }
     for (i, step) in p.steps.iter().enumerate() {
         text.push_str(&format!(
             "\n{}. {} {} on {}{}",

@@ -23,8 +23,12 @@ pub struct Args {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
-    let (coffer, printer) = cfg.coffer().await?;
-    let coffer = coffer.restrict(args.target.filter())?;
+    let scope = super::RunScope {
+        filter: args.target.filter(),
+        plugins: Some(vec![args.name.clone()]),
+        dry_run: false,
+    };
+    let (coffer, printer) = cfg.coffer(&scope).await?;
     let scratch = tempfile::Builder::new()
         .prefix("coffer-plugin-test-")
         .tempdir()

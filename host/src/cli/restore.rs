@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use coffer_core::run::{RestoreOptions, RestoreSummary};
 
 use super::output::Printer;
-use super::{Global, RunConfig, UsageError, exit};
+use super::{Global, RunConfig, RunScope, UsageError, exit};
 
 /// Restore a snapshot with each plugin's runbook, in place or under --target, then validate.
 #[derive(clap::Args)]
@@ -63,6 +63,16 @@ impl Scope {
             validate,
             resume: None,
         })
+    }
+
+    /// The nodes this scope needs: those `--node`/`--role` admit, of the `--plugin`s when
+    /// given (without, every admitted node: the snapshot says which it has data of).
+    pub fn run_scope(&self, dry_run: bool) -> RunScope {
+        RunScope {
+            filter: self.nodes.filter(),
+            plugins: (!self.plugins.is_empty()).then(|| self.plugins.clone()),
+            dry_run,
+        }
     }
 }
 
@@ -122,12 +132,11 @@ fn absolute_target(t: Option<String>) -> Result<Option<String>> {
 
 pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
-    let (coffer, printer) = cfg.coffer().await?;
     if args.undercloud {
         args.scope.nodes.roles.push("undercloud".into());
         args.scope.plugins = UNDERCLOUD
             .iter()
-            .filter(|n| coffer.deployment.plugins.iter().any(|p| &p.name == *n))
+            .filter(|n| cfg.deployment.plugins.iter().any(|p| &p.name == *n))
             .map(|n| n.to_string())
             .collect();
         if args.scope.plugins.is_empty() {
@@ -140,13 +149,13 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
         eprintln!(
             "plan: restore {} on the undercloud node(s), then {}",
             args.scope.plugins.join(", then "),
-            match &coffer.deployment.reinstall_command {
+            match &cfg.deployment.reinstall_command {
                 Some(c) => format!("run `{}` there", c.join(" ")),
                 None => "no reinstall command ([undercloud] reinstall-command is not set)".into(),
             }
         );
     }
-    let coffer = coffer.restrict(args.scope.nodes.filter())?;
+    let (coffer, printer) = cfg.coffer(&args.scope.run_scope(args.dry_run)).await?;
     let repo = cfg.open_repo().await?;
     let mut opts = args.scope.options(!args.no_validate)?;
     opts.resume = args.resume.clone();

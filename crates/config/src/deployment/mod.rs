@@ -315,30 +315,47 @@ impl Deployment {
     /// Reach every node: the local one directly, the others over SSH, `ssh_parallel` at a
     /// time. `accept_new` records the host key of a node seen for the first time.
     pub async fn connect(&self, accept_new: bool) -> Result<Vec<NodeHandle>, TransportError> {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        self.connect_each(&names, accept_new)
+            .await
+            .into_iter()
+            .map(|(_, node)| node)
+            .collect()
+    }
+
+    /// Reach the nodes `names` (in the file's order), `[ssh] parallel` at a time; each with
+    /// its own outcome, so that a caller can go on without one that does not answer.
+    pub async fn connect_each(
+        &self,
+        names: &[String],
+        accept_new: bool,
+    ) -> Vec<(String, Result<NodeHandle, TransportError>)> {
         let options = self.ssh_options(accept_new);
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(self.ssh_parallel));
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, spec) in self.nodes.iter().enumerate() {
-            let (spec, options, limit) = (spec.clone(), options.clone(), limit.clone());
+        let specs: Vec<&NodeSpec> = self
+            .nodes
+            .iter()
+            .filter(|n| names.contains(&n.name))
+            .collect();
+        for (i, spec) in specs.iter().enumerate() {
+            let (spec, options, limit) = ((*spec).clone(), options.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore open");
                 (i, spec.reach(&options).await)
             });
         }
-        let mut nodes: Vec<Option<NodeHandle>> = vec![None; self.nodes.len()];
-        let mut first_error = None;
+        let mut reached: Vec<Option<Result<NodeHandle, TransportError>>> =
+            (0..specs.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             let (i, node) = joined.expect("connect task");
-            match node {
-                Ok(n) => nodes[i] = Some(n),
-                Err(e) if first_error.is_none() => first_error = Some(e),
-                Err(_) => {}
-            }
+            reached[i] = Some(node);
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(nodes.into_iter().map(|n| n.expect("connected")).collect()),
-        }
+        specs
+            .iter()
+            .zip(reached)
+            .map(|(spec, node)| (spec.name.clone(), node.expect("every task joined")))
+            .collect()
     }
 }
 

@@ -292,7 +292,9 @@ impl Planner {
         if !self.recorder.has_steps() {
             return Err(nothing_ran());
         }
-        Ok(self.recorder.plan(Operation::Backup, None))
+        let mut plan = self.recorder.plan(Operation::Backup, None);
+        plan.unreachable = self.coffer.unreachable.clone();
+        Ok(plan)
     }
 }
 

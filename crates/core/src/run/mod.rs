@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use coffer_config::deployment::{Deployment, Grant, PluginConfig};
 use coffer_repository::RepoError;
 use coffer_runtime::capabilities::OperationEnv;
-use coffer_runtime::dry_run::{DryRun, Executor, Live, Step};
+use coffer_runtime::dry_run::{DryRun, Executor, Live, Step, Unreachable};
 use coffer_runtime::report::{Event, Level, Operation, Reporter, Status};
 use coffer_runtime::undo::UndoStack;
 use coffer_runtime::{CallContext, LoadedPlugin, PluginFault, PluginOrigin, Runtime};
@@ -81,6 +81,8 @@ pub struct Coffer {
     filter: NodeFilter,
     /// Whether what plugins ask for happens ([`Live`]) or is recorded ([`Coffer::dry_run`]).
     executor: Arc<dyn Executor>,
+    /// Needed nodes that could not be reached (a dry run only).
+    unreachable: Vec<Unreachable>,
 }
 
 /// A [`Coffer`] whose runs only record (see [`Coffer::dry_run`]): it can only make plans.
@@ -108,9 +110,75 @@ pub struct NodeFilter {
 impl NodeFilter {
     /// Whether `node` is in the run.
     pub fn admits(&self, node: &NodeHandle) -> bool {
-        (self.nodes.is_empty() || self.nodes.contains(&node.name))
-            && (self.roles.is_empty() || node.roles.iter().any(|r| self.roles.contains(r)))
+        self.admits_named(&node.name, &node.roles)
     }
+
+    /// Whether the node `name` with `roles` is in the run.
+    pub fn admits_named(&self, name: &str, roles: &[String]) -> bool {
+        (self.nodes.is_empty() || self.nodes.iter().any(|n| n == name))
+            && (self.roles.is_empty() || roles.iter().any(|r| self.roles.contains(r)))
+    }
+
+    /// Refuse node names and roles the deployment does not have.
+    pub fn check(&self, deployment: &Deployment) -> Result<(), RunError> {
+        for n in &self.nodes {
+            if !deployment.nodes.iter().any(|x| &x.name == n) {
+                return Err(RunError::Config(format!(
+                    "no node `{n}` in deployment {}",
+                    deployment.source_name
+                )));
+            }
+        }
+        for r in &self.roles {
+            if !deployment.nodes.iter().any(|x| x.roles.contains(r)) {
+                return Err(RunError::Config(format!(
+                    "no node carries role `{r}` in deployment {}",
+                    deployment.source_name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The nodes a run needs, in the deployment's order: those `filter` admits that carry a role
+/// of one of `plugins` (each plugin's roles from the deployment file, else its own; a plugin
+/// without roles needs every node). `None`: every node the filter admits (a restore before its
+/// snapshot is read). Only these are connected, so a dead node the run does not need cannot
+/// stop it.
+pub fn needed_nodes(
+    deployment: &Deployment,
+    registry: &Registry,
+    filter: &NodeFilter,
+    plugins: Option<&[String]>,
+) -> Vec<String> {
+    let roles: Option<Vec<Vec<String>>> = plugins.map(|names| {
+        names
+            .iter()
+            .map(|name| {
+                deployment
+                    .plugins
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .and_then(|p| p.roles.clone())
+                    .or_else(|| registry.get(name).map(|p| p.info.roles.clone()))
+                    .unwrap_or_default()
+            })
+            .collect()
+    });
+    deployment
+        .nodes
+        .iter()
+        .filter(|n| filter.admits_named(&n.name, &n.roles))
+        .filter(|n| {
+            roles.as_ref().is_none_or(|per_plugin| {
+                per_plugin
+                    .iter()
+                    .any(|r| r.is_empty() || n.roles.iter().any(|x| r.contains(x)))
+            })
+        })
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// A journal problem, as a run error (exit 2: how coffer was called).
@@ -191,24 +259,16 @@ impl Coffer {
 
     /// Act only on the nodes `filter` admits; unknown node names and roles are errors.
     pub fn restrict(mut self, filter: NodeFilter) -> Result<Self, RunError> {
-        for n in &filter.nodes {
-            if !self.nodes.iter().any(|x| &x.name == n) {
-                return Err(RunError::Config(format!(
-                    "no node `{n}` in deployment {}",
-                    self.deployment.source_name
-                )));
-            }
-        }
-        for r in &filter.roles {
-            if !self.nodes.iter().any(|x| x.roles.contains(r)) {
-                return Err(RunError::Config(format!(
-                    "no node carries role `{r}` in deployment {}",
-                    self.deployment.source_name
-                )));
-            }
-        }
+        filter.check(&self.deployment)?;
         self.filter = filter;
         Ok(self)
+    }
+
+    /// Nodes the run needed but could not reach, with why: a dry run goes on without them and
+    /// its plan lists them.
+    pub fn with_unreachable(mut self, unreachable: Vec<Unreachable>) -> Self {
+        self.unreachable = unreachable;
+        self
     }
 
     /// Completes when the run must stop: the interrupt token, else Ctrl-C.
@@ -284,6 +344,7 @@ impl Coffer {
             interrupt: None,
             filter: NodeFilter::default(),
             executor: Arc::new(Live),
+            unreachable: Vec::new(),
         })
     }
 

@@ -70,7 +70,9 @@ impl Planner {
             ..opts.clone()
         };
         let s = self.coffer.restore(repo, spec, &opts).await?;
-        Ok(self.recorder.plan(Operation::Restore, Some(s.snapshot)))
+        let mut plan = self.recorder.plan(Operation::Restore, Some(s.snapshot));
+        plan.unreachable = self.coffer.unreachable.clone();
+        Ok(plan)
     }
 }
 
@@ -125,18 +127,19 @@ impl Coffer {
         }
         let mut nodes = Vec::new();
         for name in &record.nodes {
-            let node = self
-                .nodes
-                .iter()
-                .find(|n| &n.name == name)
-                .ok_or_else(|| {
-                    RunError::Config(format!(
-                        "snapshot has data of plugin `{}` from node `{name}`, which is not in deployment {}",
-                        record.name, self.deployment.source_name
-                    ))
-                })?;
-            if self.filter.admits(node) {
-                nodes.push(node.clone());
+            if let Some(node) = self.nodes.iter().find(|n| &n.name == name) {
+                if self.filter.admits(node) {
+                    nodes.push(node.clone());
+                }
+                continue;
+            }
+            // A node of the deployment this run did not connect: not needed, or (in a dry run)
+            // unreachable and listed as such.
+            if !self.deployment.nodes.iter().any(|n| &n.name == name) {
+                return Err(RunError::Config(format!(
+                    "snapshot has data of plugin `{}` from node `{name}`, which is not in deployment {}",
+                    record.name, self.deployment.source_name
+                )));
             }
         }
         let settings = self
