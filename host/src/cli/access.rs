@@ -59,11 +59,17 @@ async fn ssh_nodes(g: &Global, d: &Deployment, names: &[String]) -> Result<Vec<N
             return Err(UsageError(format!("no node `{n}` in {}", d.source_name)).into());
         }
     }
-    let nodes = d.connect(g.accept_new_host_keys).await?;
-    Ok(nodes
-        .into_iter()
-        .filter(|n| !n.is_local() && (names.is_empty() || names.contains(&n.name)))
-        .collect())
+    let wanted: Vec<String> = if names.is_empty() {
+        d.nodes.iter().map(|n| n.name.clone()).collect()
+    } else {
+        names.to_vec()
+    };
+    // Only the nodes asked for are reached: a dead node elsewhere stops nothing.
+    let mut nodes = Vec::new();
+    for (_, node) in d.connect_each(&wanted, g.accept_new_host_keys).await {
+        nodes.push(node?);
+    }
+    Ok(nodes.into_iter().filter(|n| !n.is_local()).collect())
 }
 
 /// A fixed-length random id, so that no key's tag is a prefix of another's.
@@ -177,16 +183,17 @@ pub struct RunAccess {
 
 static RUN: tokio::sync::OnceCell<Option<RunAccess>> = tokio::sync::OnceCell::const_new();
 
-/// With `[access] temporary = true`: on the first call of a run, connect to every SSH node
-/// with the operator's keys, install a per-run key, and return its private key file, with
-/// which the run then connects. `None` when temporary access is off.
-pub async fn run_key(g: &Global, d: &Deployment) -> Result<Option<PathBuf>> {
+/// With `[access] temporary = true`: on the first call of a run, connect to the SSH nodes
+/// `nodes` (every node when empty) with the operator's keys, install a per-run key, and
+/// return its private key file, with which the run then connects. `None` when temporary
+/// access is off.
+pub async fn run_key(g: &Global, d: &Deployment, nodes: &[String]) -> Result<Option<PathBuf>> {
     if !d.access.temporary {
         return Ok(None);
     }
     let run = RUN
         .get_or_try_init(|| async {
-            let bootstrap = ssh_nodes(g, d, &[]).await?;
+            let bootstrap = ssh_nodes(g, d, nodes).await?;
             let id = new_id()?;
             let dir = std::env::temp_dir().join(format!("coffer-access-{id}"));
             let key = AccessKey::generate(&dir, &id).await?;

@@ -145,11 +145,18 @@ impl RunConfig {
     }
 
     /// The deployment as this run reaches it: with `[access] temporary`, every SSH node
-    /// through the run's own key, which this installs on the nodes the first time it is called
-    /// (and the CLI removes when the run ends).
-    pub async fn reach(&self) -> Result<Deployment> {
+    /// through the run's own key, which the first call installs on `nodes` (every node when
+    /// empty) and on the repository's node; the CLI removes it when the run ends.
+    pub async fn reach(&self, nodes: &[String]) -> Result<Deployment> {
+        let mut nodes = nodes.to_vec();
+        if let Some(RepoPlace::OnNode { node, .. }) = &self.repository
+            && !nodes.is_empty()
+            && !nodes.contains(node)
+        {
+            nodes.push(node.clone());
+        }
         Ok(
-            match access::run_key(&self.global, &self.deployment).await? {
+            match access::run_key(&self.global, &self.deployment, &nodes).await? {
                 Some(key) => self.deployment.with_identity(&key),
                 None => self.deployment.clone(),
             },
@@ -162,7 +169,7 @@ impl RunConfig {
             RepoPlace::Local(path) => RepoLocation::Local(path.clone()),
             RepoPlace::OnNode { node, path } => RepoLocation::Remote {
                 node: self
-                    .reach()
+                    .reach(std::slice::from_ref(node))
                     .await?
                     .connect_one(node, self.global.accept_new_host_keys)
                     .await?,
@@ -217,7 +224,7 @@ impl RunConfig {
             scope.plugins.as_deref(),
         );
         let reached = self
-            .reach()
+            .reach(&needed)
             .await?
             .connect_each(&needed, self.global.accept_new_host_keys)
             .await;

@@ -52,7 +52,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 .with_context(|| format!("the deployment of {}", path.display()))?,
         };
         let nodes = super::RunConfig::of(g, d)
-            .reach()
+            .reach(&[])
             .await?
             .connect(g.accept_new_host_keys)
             .await?;
