@@ -62,10 +62,9 @@ fn filesystem_backup_of_three_controllers_over_ssh_restores_each_node() {
     }
 }
 
-#[test]
-fn an_unreachable_node_fails_before_anything_runs() {
-    let s = Scratch::new();
-    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+/// A deployment of `cluster`'s nodes plus `controller-9`, whose address answers nothing, with
+/// the filesystem plugin on `/srv/node`; its repository initialised.
+fn with_a_dead_controller(s: &Scratch, cluster: &Cluster) {
     let dead = support::nodes::fresh_address();
     let nodes = format!(
         "{}[[node]]\nname = \"controller-9\"\naddress = \"{dead}\"\nport = 2222\nkey = {:?}\nroles = [\"controller\"]\n",
@@ -77,6 +76,13 @@ fn an_unreachable_node_fails_before_anything_runs() {
         "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
     );
     s.init();
+}
+
+#[test]
+fn an_unreachable_node_fails_before_anything_runs() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    with_a_dead_controller(&s, &cluster);
     let out = s.run(&["backup"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{err}");
@@ -97,17 +103,7 @@ fn a_dead_node_the_run_does_not_need_stops_nothing() {
     let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
     let live = &cluster.nodes[0];
     fill(&live.srv_node, 7);
-    let dead = support::nodes::fresh_address();
-    let nodes = format!(
-        "{}[[node]]\nname = \"controller-9\"\naddress = \"{dead}\"\nport = 2222\nkey = {:?}\nroles = [\"controller\"]\n",
-        cluster.deployment_nodes(&["controller"]),
-        cluster.key.display().to_string()
-    );
-    s.deployment_with_nodes(
-        &nodes,
-        "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
-    );
-    s.init();
+    with_a_dead_controller(&s, &cluster);
     let before = record_tree(&live.path("/srv/node"));
 
     // Without --node the dead node is needed: the run stops on it (exit 6), a dry run does not.

@@ -29,7 +29,7 @@ use coffer_repository::ArtifactRecord;
 use coffer_transport::NodeHandle;
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
-/// [`adapter`].
+/// [`crate::contract::v1`].
 pub const CONTRACT_VERSION: &str = "2.0.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";

@@ -74,7 +74,7 @@ pub struct Coffer {
     pub deployment: Deployment,
     /// Installed plugins.
     pub registry: Registry,
-    /// The deployment's nodes, reached.
+    /// The nodes this run needs, reached (see [`needed_nodes`]).
     pub nodes: Vec<NodeHandle>,
     reporter: Arc<dyn Reporter>,
     interrupt: Option<CancellationToken>,
@@ -204,8 +204,8 @@ impl Coffer {
 
     /// Make every later run a dry run: plugins are called with `dry-run` set, only commands
     /// they declare `reads` run, and everything else (commands that change state, artifacts
-    /// stored or extracted, reversals) is recorded for [`Coffer::plan_backup`] and
-    /// [`Coffer::plan_restore`]. No repository, journal or node is changed.
+    /// stored or extracted, reversals) is recorded for [`Planner::plan_backup`] and
+    /// [`Planner::plan_restore`]. No repository, journal or node is changed.
     pub fn dry_run(mut self) -> Planner {
         let recorder = Arc::new(DryRun::default());
         self.executor = recorder.clone();
@@ -282,7 +282,8 @@ impl Coffer {
     }
 
     /// Check that every enabled plugin is installed and every setting is one it accepts.
-    /// `nodes` are the deployment's nodes, connected (see [`Deployment::connect`]).
+    /// `nodes` are the nodes the run needs, connected (see [`needed_nodes`] and
+    /// [`Deployment::connect_each`]).
     pub fn new(
         runtime: Runtime,
         deployment: Deployment,

@@ -3,8 +3,8 @@
 //! types (`From`) so that the rest of the host only ever sees the newest contract.
 //!
 //! To add an export to the contract: declare it in `wit/plugin.wit`, find it in
-//! [`Exports::new`] (optional exports with `.ok()`), bind it in [`Exports::bind`], and give
-//! [`Bound`] a typed call for it that answers for plugins that lack it (every 1.x plugin).
+//! `Exports::new` (optional exports with `.ok()`), bind it in `Exports::bind`, and give
+//! `Bound` a typed call for it that answers for plugins that lack it (every 1.x plugin).
 
 pub mod v1;
 pub mod v2;
