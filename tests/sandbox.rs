@@ -415,12 +415,15 @@ fn sigkill_mid_run_leaves_a_journal_that_recover_unwinds() {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
+    // The journal itself, not the `.tmp` file it is written through: a kill between the write
+    // and the rename rightly leaves the journal as it was, without the third change.
     while !std::fs::read_dir(s.path("state/undo"))
         .map(|d| {
             d.flatten().any(|e| {
-                std::fs::read_to_string(e.path())
-                    .unwrap_or_default()
-                    .contains("third")
+                e.path().extension().is_some_and(|x| x == "json")
+                    && std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .contains("third")
             })
         })
         .unwrap_or(false)
@@ -435,7 +438,15 @@ fn sigkill_mid_run_leaves_a_journal_that_recover_unwinds() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("2 pending reversal(s)") && text.contains("third change"),
-        "{text}"
+        "{text}\nJOURNALS: {:?}",
+        std::fs::read_dir(s.path("state/undo"))
+            .unwrap()
+            .flatten()
+            .map(|e| (
+                e.path(),
+                std::fs::read_to_string(e.path()).unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
     );
     assert!(!undone.exists());
     s.ok(&["recover"]);
