@@ -594,6 +594,14 @@ impl Harness {
             })
             .collect()
     }
+
+    /// [`Harness::pending_undo`] as `node: argv` lines, the form of [`Harness::transcript`].
+    pub fn pending_undo_lines(&self) -> Vec<String> {
+        self.pending_undo()
+            .into_iter()
+            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
+            .collect()
+    }
 }
 
 /// Every call a plugin made, one line each (see [`Harness::transcript`]), with the lookups a

@@ -691,11 +691,7 @@ mod tests {
         for n in NODES {
             assert_eq!(log.count(&firewall(n, "-D")), 0, "{log:#?}");
         }
-        let pending: Vec<String> = h
-            .pending_undo()
-            .into_iter()
-            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
-            .collect();
+        let pending = h.pending_undo_lines();
         let mut want: Vec<String> = NODES.iter().map(|n| firewall(n, "-D")).collect();
         want.push("g1: pcs resource manage galera-bundle".into());
         assert_eq!(pending, want);

@@ -366,11 +366,7 @@ mod tests {
             Reply::fail(1, "ERROR 1064"),
         );
         h.restore::<Mysql>().unwrap_err();
-        let pending: Vec<String> = h
-            .pending_undo()
-            .into_iter()
-            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
-            .collect();
+        let pending = h.pending_undo_lines();
         // The host runs them newest first: stop the restored server, keep its datadir as
         // .failed-restore, put the old one back, start the server on it.
         assert_eq!(

@@ -638,11 +638,7 @@ mod tests {
         let h = reply_cli(h, false, &["INFO", "persistence"], persistence(0, 1));
         let err = h.restore::<Redis>().unwrap_err();
         assert!(format!("{err:?}").contains("loading the dump"), "{err:?}");
-        let pending: Vec<String> = h
-            .pending_undo()
-            .into_iter()
-            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
-            .collect();
+        let pending = h.pending_undo_lines();
         let aside = format!("{DUMP}.before-restore-test-run");
         let failed = format!("{DUMP}.failed-restore-test-run");
         // Run newest first: stop, keep the new dump aside, put the old one back, start.

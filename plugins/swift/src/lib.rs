@@ -416,11 +416,7 @@ mod tests {
                 Reply::fail(1, "failed"),
             );
         h.restore::<Swift>().unwrap_err();
-        let pending: Vec<String> = h
-            .pending_undo()
-            .into_iter()
-            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
-            .collect();
+        let pending = h.pending_undo_lines();
         assert_eq!(
             pending,
             [
