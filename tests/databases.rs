@@ -513,3 +513,180 @@ fn galera_new_cluster_bootstraps_with_the_old_and_the_new_debian_script() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported unit: nova-api.service"));
 }
+
+/// Stop `node`'s mariadbd, then kill its sshd: the node answers nothing, as a dead controller.
+fn kill_node(node: &support::nodes::Node) {
+    let out = node.sh("/usr/local/sbin/systemctl stop mariadb");
+    assert!(out.status.success(), "{out:?}");
+    let out = std::process::Command::new("kill")
+        .args(["-9", &node.sshd_pid().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// What a member has on disk and running, and the firewall: a refused run changes none of it.
+fn member_state(nodes: &[&support::nodes::Node]) -> String {
+    let mut state = String::new();
+    for n in nodes {
+        let out = n.sh("ls -A /srv/db; pgrep -c mariadbd || true");
+        state.push_str(&format!(
+            "{}: {}",
+            n.name,
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    state + &iptables_rules()
+}
+
+/// Issue 15's scenario: after a good backup, controller-0 dies (sshd down) and the others lose
+/// their datadirs. A degraded backup is taken from the survivors; the first snapshot's dump,
+/// taken on the dead member, restores onto controller-1 and controller-2 (the plan first), and
+/// the degraded snapshot restores with controller-0 gone from the deployment file.
+#[test]
+fn galera_restores_onto_the_survivors_when_a_controller_is_dead() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(
+        &s.path("nodes"),
+        &["controller-0", "controller-1", "controller-2"],
+    );
+    let nodes: Vec<_> = cluster.nodes.iter().collect();
+    let _dbs = Mariadb::galera(&nodes);
+    Mariadb::sql(nodes[0], SCHEMA);
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!("[plugin.galera.settings]\ndatadir = {DATADIR:?}\n"),
+    );
+    s.init();
+    let before = synced_state(nodes[0]);
+
+    // Nobody writes: the first idle member, controller-0, is the source.
+    let first = summary(&s.ok(&["backup", "--json"]));
+    let dumps: Vec<(&str, &str)> = first["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["node"].as_str().unwrap(),
+                a["scope"].as_str().unwrap_or("node"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dumps,
+        [("controller-0", "cluster"), ("controller-0", "cluster")],
+        "{first}"
+    );
+    let first = first["snapshot"].as_str().unwrap().to_string();
+
+    kill_node(nodes[0]);
+    let survivors = &nodes[1..];
+    support::mariadb::wait_synced(survivors);
+
+    // A degraded backup: written from the survivors, controller-0 recorded missing, exit 8.
+    let out = s.run(&["backup", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("degraded backup: controller-0 missing"),
+        "{err}"
+    );
+    let degraded = summary(&out);
+    assert_eq!(degraded["missing"][0]["node"], "controller-0", "{degraded}");
+    assert_eq!(degraded["missing"][0]["plugins"][0], "galera", "{degraded}");
+    assert!(
+        degraded["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["node"] != "controller-0"),
+        "{degraded}"
+    );
+    let degraded = degraded["snapshot"].as_str().unwrap().to_string();
+    assert_eq!(s.snapshot_count(), 2);
+
+    let lose_datadirs = || {
+        for n in survivors {
+            let out = n.sh(&format!(
+                "/usr/local/sbin/systemctl stop mariadb && rm -rf {DATADIR}"
+            ));
+            assert!(out.status.success());
+        }
+    };
+    lose_datadirs();
+    let untouched = member_state(survivors);
+
+    // Without --node the dead member is needed: refused before anything runs, saying how on.
+    let out = s.run(&["restore", &first]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("controller-0") && err.contains("--node"),
+        "{err}"
+    );
+    assert_eq!(member_state(survivors), untouched);
+    // The plan is printed all the same, with the dead member marked.
+    let plan = s.ok(&["restore", &first, "--dry-run"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("UNREACHABLE controller-0"), "{text}");
+    let plan = s.ok(&["restore", &first, "--dry-run", "--json"]);
+    assert_eq!(summary(&plan)["unreachable"][0]["node"], "controller-0");
+    let listed = planned(&plan, &["changes", "stores"]);
+    assert!(
+        listed.contains(&"controller-1$ galera_new_cluster mariadb".to_string())
+            && listed.iter().all(|c| !c.starts_with("controller-0$")),
+        "{listed:#?}"
+    );
+    assert_eq!(member_state(survivors), untouched);
+
+    // The dump taken on the dead member restores onto the two survivors.
+    let out = s.ok(&[
+        "restore",
+        &first,
+        "--node",
+        "controller-1",
+        "--node",
+        "controller-2",
+        "--json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "the backup was taken from controller-0, which is not taking part in this restore; \
+             controller-1, the first of the members (controller-1, controller-2), bootstraps"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("\"ok\":false"), "{text}");
+    for n in survivors {
+        assert_eq!(synced_state(n), before, "on {}", n.name);
+        assert_eq!(
+            Mariadb::sql(n, "SHOW STATUS LIKE 'wsrep_cluster_size'").trim(),
+            "wsrep_cluster_size\t2"
+        );
+    }
+    assert!(!iptables_rules().contains("3306"));
+
+    // controller-0 leaves the deployment file: the degraded snapshot restores, and a snapshot
+    // naming controller-0 is said to, not refused.
+    lose_datadirs();
+    let path = s.path("deployment.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .split("[[node]]")
+        .filter(|section| !section.starts_with("\nname = \"controller-0\""))
+        .collect();
+    std::fs::write(&path, kept.join("[[node]]")).unwrap();
+    s.ok(&["restore", &degraded]);
+    for n in survivors {
+        assert_eq!(synced_state(n), before, "on {}", n.name);
+    }
+    let out = s.ok(&["validate", &first]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node `controller-0`, which is not in deployment")
+            && err.contains("only its cluster artifacts"),
+        "{err}"
+    );
+}

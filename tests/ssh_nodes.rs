@@ -78,20 +78,32 @@ fn with_a_dead_controller(s: &Scratch, cluster: &Cluster) {
     s.init();
 }
 
+/// A backup whose only node is dead fails and keeps nothing (exit 6); a restore that needs a
+/// dead node stops before anything runs, saying how to go on without it.
 #[test]
 fn an_unreachable_node_fails_before_anything_runs() {
     let s = Scratch::new();
     let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
     with_a_dead_controller(&s, &cluster);
-    let out = s.run(&["backup"]);
+    let out = s.run(&["backup", "--node", "controller-9"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(
-        err.contains("node controller-9") && err.contains("unreachable"),
+        err.contains("nothing was backed up") && err.contains("controller-9"),
         "{err}"
     );
     assert_eq!(s.snapshot_count(), 0);
     assert_eq!(s.raw_snapshot_files(), 0);
+    s.ok(&["backup", "--node", "controller-0"]);
+    let out = s.run(&["restore", "latest"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("this run needs node controller-9")
+            && err.contains("unreachable")
+            && err.contains("--node"),
+        "{err}"
+    );
 }
 
 /// A dead node the run does not need is never contacted: with it named out (`--node`),
@@ -106,8 +118,8 @@ fn a_dead_node_the_run_does_not_need_stops_nothing() {
     with_a_dead_controller(&s, &cluster);
     let before = record_tree(&live.path("/srv/node"));
 
-    // Without --node the dead node is needed: the run stops on it (exit 6), a dry run does not.
-    assert_eq!(s.run(&["backup"]).status.code(), Some(6));
+    // Without --node the dead node is needed: a dry run plans without it, and a backup is
+    // degraded (exit 8): written from the live node, the dead one recorded missing.
     let plan = s.ok(&["backup", "--dry-run"]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(text.contains("UNREACHABLE controller-9"), "{text}");
@@ -115,6 +127,21 @@ fn a_dead_node_the_run_does_not_need_stops_nothing() {
     let plan = summary(&s.ok(&["backup", "--dry-run", "--json"]));
     assert_eq!(plan["unreachable"][0]["node"], "controller-9", "{plan}");
     assert_eq!(s.snapshot_count(), 0);
+    let out = s.run(&["backup"]);
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        text.contains("MISSING controller-9") && text.contains("filesystem not backed up there"),
+        "{text}"
+    );
+    assert!(
+        err.contains("degraded backup: controller-9 missing"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_count(), 1);
 
     // Named out, it is not contacted at all.
     let out = summary(&s.ok(&["backup", "--node", "controller-0", "--json"]));

@@ -56,8 +56,9 @@ fn run(mut cmd: Command) {
     let status = cmd.status().expect("running cargo for the plugins");
     if !status.success() {
         panic!(
-            "building the plugins for wasm32-wasip2 failed; is the target installed? \
-             Run `rustup target add wasm32-wasip2`."
+            "building the plugins for wasm32-wasip2 failed: the compiler's errors are above \
+             (`cargo build -vv` shows them); if the target is missing, run \
+             `rustup target add wasm32-wasip2`."
         );
     }
 }

@@ -47,6 +47,17 @@ fn glob(pattern: &str, literal_separator: bool) -> Result<GlobMatcher, BadPatter
         })
 }
 
+/// Check an artifact-name glob (`*` any text, `?` one character), as in
+/// [`crate::PluginInfo::cluster_artifacts`].
+pub fn check_name_pattern(pattern: &str) -> Result<(), BadPattern> {
+    glob(pattern, true).map(drop)
+}
+
+/// Whether artifact `name` matches the glob `pattern` (an invalid pattern matches nothing).
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    glob(pattern, true).is_ok_and(|g| g.is_match(name))
+}
+
 impl CapabilityMatcher {
     /// Compile declared capabilities.
     pub fn new(caps: &Capabilities) -> Result<Self, BadPattern> {

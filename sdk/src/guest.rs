@@ -23,6 +23,7 @@ use self::exports::coffer::plugin::handler as wh;
 
 pub use self::exports::coffer::plugin::compat::Guest as CompatGuest;
 pub use self::exports::coffer::plugin::fan_out::Guest as FanOutGuest;
+pub use self::exports::coffer::plugin::scope::Guest as ScopeGuest;
 pub use wh::Guest;
 
 /// The real host, reached through the component's imports.

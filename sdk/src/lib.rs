@@ -113,6 +113,11 @@ macro_rules! export_plugin {
                     <$plugin as $crate::Plugin>::describe().restores
                 }
             }
+            impl $crate::__private::ScopeGuest for CofferGuest {
+                fn cluster_artifacts() -> Vec<String> {
+                    <$plugin as $crate::Plugin>::describe().cluster_artifacts
+                }
+            }
     $crate::__private::export_world!(CofferGuest with_types_in $crate::__private);
         };
     };

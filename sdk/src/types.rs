@@ -384,6 +384,10 @@ pub struct PluginInfo {
     /// Semver requirement on the plugin versions whose artifacts it restores (the contract's
     /// `compat`); empty: its own release series.
     pub restores: String,
+    /// Globs of the names of its artifacts that belong to the cluster, not to the node they
+    /// were taken on (the contract's `scope`, 2.1): a restore hands them to the plugin whatever
+    /// nodes take part.
+    pub cluster_artifacts: Vec<String>,
 }
 
 impl PluginInfo {
@@ -401,7 +405,25 @@ impl PluginInfo {
             capabilities: Capabilities::default(),
             node_scoped: Operations::default(),
             restores: String::new(),
+            cluster_artifacts: Vec::new(),
         }
+    }
+
+    /// These artifacts (names or globs: `*` any text, `?` one character) hold the state of
+    /// the whole cluster, taken on one member and restorable through any, such as a database
+    /// dump of a replicated cluster: a restore hands them to the plugin even when the node they
+    /// were taken on is dead, left out or gone, and runs on the deployment's current members.
+    pub fn cluster_artifacts(mut self, names: &[&str]) -> Self {
+        self.cluster_artifacts = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// Whether artifact `name` belongs to the cluster (see [`PluginInfo::cluster_artifacts`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn is_cluster_artifact(&self, name: &str) -> bool {
+        self.cluster_artifacts
+            .iter()
+            .any(|p| crate::capability::name_matches(p, name))
     }
 
     /// Restore artifacts written by the plugin versions `requirement` (Cargo's semver syntax,

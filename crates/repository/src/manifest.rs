@@ -16,6 +16,23 @@ pub enum ArtifactKind {
     Paths,
 }
 
+/// Whom an artifact belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactScope {
+    /// The node it was taken on: restored only there.
+    #[default]
+    Node,
+    /// The plugin's whole cluster: restorable through any member.
+    Cluster,
+}
+
+impl ArtifactScope {
+    fn is_node(&self) -> bool {
+        *self == Self::Node
+    }
+}
+
 /// One artifact of a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactRecord {
@@ -41,6 +58,20 @@ pub struct ArtifactRecord {
     pub snapshot: String,
     /// Its path in that snapshot (`restic dump SNAPSHOT PATH` reads it).
     pub path: String,
+    /// Whom it belongs to, as the plugin declared when it was written (absent: its node).
+    #[serde(default, skip_serializing_if = "ArtifactScope::is_node")]
+    pub scope: ArtifactScope,
+}
+
+/// A node a backup needed but could not reach: its node-scoped data is not in the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingNode {
+    /// The node.
+    pub node: String,
+    /// Why it could not be reached.
+    pub reason: String,
+    /// The plugins that would have worked on it.
+    pub plugins: Vec<String>,
 }
 
 /// What a plugin reported for one run.
@@ -79,6 +110,9 @@ pub struct Manifest {
     pub plugins: Vec<PluginRecord>,
     /// Artifacts written.
     pub artifacts: Vec<ArtifactRecord>,
+    /// Nodes the run needed and could not reach (a degraded backup); empty when all were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingNode>,
 }
 
 impl Manifest {

@@ -25,12 +25,12 @@ use crate::capabilities::{CommandLimits, HostState, OperationEnv, PluginIdentity
 use crate::contract::v2::types;
 use crate::contract::{Bound, Exports};
 use crate::report::Silent;
-use coffer_repository::ArtifactRecord;
+use coffer_repository::{ArtifactRecord, ArtifactScope};
 use coffer_transport::NodeHandle;
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
 /// [`crate::contract::v1`].
-pub const CONTRACT_VERSION: &str = "2.0.0";
+pub const CONTRACT_VERSION: &str = "2.1.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -265,8 +265,8 @@ pub struct CallContext {
 
 impl CallContext {
     /// The calls for one operation: this context whole, or with `per_node` (the plugin does the
-    /// operation one node at a time) one context per node, holding only that node and its
-    /// artifacts.
+    /// operation one node at a time) one context per node, holding only that node, its
+    /// artifacts and the cluster's.
     pub fn split(&self, per_node: bool) -> Vec<CallContext> {
         if !per_node || self.nodes.len() < 2 {
             return vec![self.clone()];
@@ -278,7 +278,7 @@ impl CallContext {
                 artifacts: self
                     .artifacts
                     .iter()
-                    .filter(|a| a.node == n.name)
+                    .filter(|a| a.node == n.name || a.scope == ArtifactScope::Cluster)
                     .cloned()
                     .collect(),
                 ..self.clone()
@@ -464,7 +464,11 @@ impl Runtime {
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
         let exports = Exports::new(&pre, major)
             .map_err(|e| invalid(format!("its handler export does not match: {e:#}")))?;
-        let (has_fan_out, has_compat) = (exports.has_fan_out(), exports.has_compat());
+        let (has_fan_out, has_compat, has_scope) = (
+            exports.has_fan_out(),
+            exports.has_compat(),
+            exports.has_scope(),
+        );
         let mut plugin = LoadedPlugin {
             info: PluginInfo::new("", "", ""),
             identity: PluginIdentity {
@@ -520,6 +524,18 @@ impl Runtime {
             plugin.info.restores = self
                 .invoke(&plugin, env, "describe", |b, s| Box::pin(b.restores(s)))
                 .await?;
+        }
+        if has_scope {
+            let env = self.env(&plugin, BTreeMap::new(), String::new());
+            plugin.info.cluster_artifacts = self
+                .invoke(&plugin, env, "describe", |b, s| {
+                    Box::pin(b.cluster_artifacts(s))
+                })
+                .await?;
+            for p in &plugin.info.cluster_artifacts {
+                coffer_sdk::capability::check_name_pattern(p)
+                    .map_err(|e| invalid(format!("names cluster artifacts with {e}")))?;
+            }
         }
         if !plugin.info.restores.is_empty() {
             semver::VersionReq::parse(&plugin.info.restores).map_err(|e| {
@@ -790,5 +806,6 @@ fn plugin_info(i: types::PluginInfo) -> PluginInfo {
         },
         node_scoped: Operations::default(),
         restores: String::new(),
+        cluster_artifacts: Vec::new(),
     }
 }

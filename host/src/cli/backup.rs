@@ -100,6 +100,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             plugins.clone()
         }),
         dry_run: args.dry_run,
+        degraded: true,
     };
     let (coffer, printer) = cfg.coffer(&scope).await?;
     let mut o = overrides(&args.set)?;
@@ -146,6 +147,14 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 bytes(a.size)
             ));
         }
+        for m in &s.missing {
+            text.push_str(&format!(
+                "\n  MISSING {}: {} ({} not backed up there)",
+                m.node,
+                m.reason,
+                m.plugins.join(", ")
+            ));
+        }
         if s.removed_orphans > 0 {
             text.push_str(&format!(
                 "\n  (removed {} artifact(s) left by an interrupted run)",
@@ -154,5 +163,19 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         }
         text
     });
+    if s.degraded() {
+        eprintln!(
+            "warning: degraded backup: {} missing; snapshot {} holds what the other nodes had \
+             (exit {})",
+            s.missing
+                .iter()
+                .map(|m| m.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            &s.snapshot[..8],
+            exit::DEGRADED
+        );
+        return Ok(exit::DEGRADED);
+    }
     Ok(exit::OK)
 }

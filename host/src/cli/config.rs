@@ -41,6 +41,9 @@ pub struct RunScope {
     pub plugins: Option<Vec<String>>,
     /// A dry run: a needed node that does not answer is listed, not fatal.
     pub dry_run: bool,
+    /// A backup: a needed node that does not answer is recorded missing and the others are
+    /// backed up (a degraded backup), not fatal.
+    pub degraded: bool,
 }
 
 /// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
@@ -232,14 +235,38 @@ impl RunConfig {
         for (node, outcome) in reached {
             match outcome {
                 Ok(n) => nodes.push(n),
-                Err(e) if scope.dry_run => {
-                    eprintln!("warning: {e}; the plan is made without {node}");
+                // A dead node may be left out; a wrong host key never is, outside a plan.
+                Err(e)
+                    if scope.dry_run
+                        || (scope.degraded
+                            && matches!(
+                                e,
+                                coffer_transport::TransportError::Unreachable { .. }
+                            )) =>
+                {
+                    if scope.dry_run {
+                        eprintln!("warning: {e}; the plan is made without {node}");
+                    } else {
+                        eprintln!(
+                            "warning: {e}; backing up without {node}, which the snapshot \
+                             records as missing"
+                        );
+                    }
                     unreachable.push(Unreachable {
                         node,
                         reason: e.to_string(),
                     });
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) if !matches!(e, coffer_transport::TransportError::Unreachable { .. }) => {
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(format!(
+                        "this run needs node {node}: to go on without it, name the nodes to \
+                         act on with --node (a cluster's data is restored through the members \
+                         taking part); --dry-run shows the plan without it"
+                    )));
+                }
             }
         }
         let printer = Arc::new(output::Printer::new(self.global.json, self.global.verbose));

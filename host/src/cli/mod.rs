@@ -46,6 +46,9 @@ pub mod exit {
     pub const NODE: u8 = 6;
     /// A plugin call or a command it ran passed its time limit.
     pub const TIMEOUT: u8 = 7;
+    /// A degraded backup: the snapshot was written from the nodes that answered, and the
+    /// nodes that did not are recorded missing (their node-scoped data is not in it).
+    pub const DEGRADED: u8 = 8;
     /// Interrupted by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -53,7 +56,8 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 other failure, 2 usage or deployment file, 3 repository (missing, wrong \
 password, locked, damaged), 4 plugin failed, 5 validation failed, 6 node unreachable or wrong \
-host key, 7 a plugin call or a command it ran passed its time limit, 130 interrupted.
+host key, 7 a plugin call or a command it ran passed its time limit, 8 degraded backup (written \
+from the nodes that answered; the others are recorded missing), 130 interrupted.
 
 The password never goes on the command line: use --password-file, COFFER_PASSWORD_FILE, \
 COFFER_PASSWORD, or `password-file` in the deployment file.";
@@ -250,6 +254,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 RunError::Plugin(f) => plugin_exit(f),
                 RunError::Config(_) => exit::USAGE,
                 RunError::Interrupted => exit::INTERRUPTED,
+                RunError::Unreachable(_) => exit::NODE,
             };
         }
         if cause.downcast_ref::<RepoError>().is_some() {

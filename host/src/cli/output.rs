@@ -144,9 +144,14 @@ pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
     );
     for u in &p.unreachable {
         text.push_str(&format!(
-            "
-UNREACHABLE {}: {} — planned without it; the real run stops on it unless              --node leaves it out",
-            u.node, u.reason
+            "\nUNREACHABLE {}: {} — planned without it; {}",
+            u.node,
+            u.reason,
+            if p.operation == coffer_runtime::report::Operation::Backup {
+                "the backup goes on without it and records it missing"
+            } else {
+                "the run stops on it unless --node leaves it out"
+            }
         ));
     }
     for (i, step) in p.steps.iter().enumerate() {

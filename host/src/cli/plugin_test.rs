@@ -27,6 +27,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         filter: args.target.filter(),
         plugins: Some(vec![args.name.clone()]),
         dry_run: false,
+        degraded: false,
     };
     let (coffer, printer) = cfg.coffer(&scope).await?;
     let scratch = tempfile::Builder::new()

@@ -72,6 +72,7 @@ impl Scope {
             filter: self.nodes.filter(),
             plugins: (!self.plugins.is_empty()).then(|| self.plugins.clone()),
             dry_run,
+            degraded: false,
         }
     }
 }

@@ -15,6 +15,11 @@
 //!   is removed whatever happens; after a failure the old datadirs stay where the error says.
 //!   With `pacemaker-resource` (TripleO's `galera-bundle`), Pacemaker is told to leave the
 //!   resource alone for the restore and given it back afterwards (or by the host's undo).
+//! - **members lost**: the dump and grants are cluster artifacts (contract 2.1's `scope`): a
+//!   restore gets them whichever member they were taken on and runs on the members taking
+//!   part; the bootstrap member is `bootstrap`, else the recorded source if it takes part, else
+//!   the first member (said with a warning); the others join and the wait is for a cluster of
+//!   as many members as take part. A backup with a member unreachable dumps from a survivor.
 
 use coffer_mysql_common::{self as sql, Datadir};
 use coffer_pacemaker_common as pcm;
@@ -135,6 +140,45 @@ fn choose_source(ctx: &Context<'_>) -> Result<String, PluginError> {
             },
             why.join("; ")
         ))),
+    }
+}
+
+/// The member that bootstraps the restored cluster: `bootstrap` if set (it must take part),
+/// else the backup's source if it takes part, else the first member; the choice is said.
+fn bootstrap_member(ctx: &Context<'_>, all: &[&str]) -> Result<String, PluginError> {
+    let members = all.join(", ");
+    if let Some(forced) = ctx.settings.get("bootstrap") {
+        if !all.contains(&forced) {
+            return Err(PluginError::InvalidSettings(format!(
+                "bootstrap `{forced}` is not a member taking part in this restore ({members})"
+            )));
+        }
+        ctx.info(format!(
+            "{forced} bootstraps the cluster (setting `bootstrap`)"
+        ));
+        return Ok(forced.to_string());
+    }
+    let first = all
+        .first()
+        .ok_or_else(|| PluginError::Precondition("no members".into()))?;
+    match ctx.records.get(SOURCE) {
+        Some(source) if all.contains(&source) => {
+            ctx.info(format!(
+                "{source} bootstraps the cluster (the member the backup was taken from)"
+            ));
+            Ok(source.to_string())
+        }
+        Some(source) => {
+            ctx.warn(format!(
+                "the backup was taken from {source}, which is not taking part in this restore; \
+                 {first}, the first of the members ({members}), bootstraps the cluster"
+            ));
+            Ok(first.to_string())
+        }
+        None => {
+            ctx.info(format!("{first}, the first member, bootstraps the cluster"));
+            Ok(first.to_string())
+        }
     }
 }
 
@@ -261,7 +305,9 @@ impl Plugin for Galera {
             ],
         )
         .command("galera_new_cluster", &["*"])
-        .command("mysql", &["-e", "SET GLOBAL wsrep_desync = OFF"]);
+        .command("mysql", &["-e", "SET GLOBAL wsrep_desync = OFF"])
+        // The dump is the cluster's, whichever member it was taken on.
+        .cluster_artifacts(&[sql::DUMP, sql::GRANTS]);
         pcm::commands(pcm::settings(sql::commands(sql::settings(info))))
     }
 
@@ -316,13 +362,7 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
 
 fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
     let all = nodes(ctx);
-    let bootstrap = ctx
-        .settings
-        .get("bootstrap")
-        .or_else(|| ctx.records.get(SOURCE).filter(|s| all.contains(s)))
-        .or_else(|| all.first().copied())
-        .ok_or_else(|| PluginError::Precondition("no members".into()))?
-        .to_string();
+    let bootstrap = bootstrap_member(ctx, &all)?;
     let service = ctx.settings.get("service").unwrap_or("mariadb");
     let mut blocks = Vec::new();
     let mut held = None;

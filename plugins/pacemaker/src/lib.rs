@@ -176,6 +176,8 @@ impl Plugin for Pacemaker {
         .command("systemctl", &["start", "pacemaker"])
         .path("/etc/corosync")
         .path("/etc/corosync/**")
+        // One member's view of the cluster: restorable through any quorate member.
+        .cluster_artifacts(&[CIB, CONFIGURATION, COROSYNC, PCS_BACKUP])
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {

@@ -7,15 +7,19 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use coffer_repository::{ArtifactRecord, MANIFEST_FORMAT, Manifest, PluginRecord, Repo};
+use coffer_config::deployment::PluginConfig;
+use coffer_repository::{
+    ArtifactRecord, ArtifactScope, MANIFEST_FORMAT, Manifest, MissingNode, PluginRecord, Repo,
+};
 use coffer_runtime::CallContext;
+use coffer_runtime::LoadedPlugin;
 use coffer_runtime::capabilities::{BackupSink, Phase};
-use coffer_runtime::dry_run::Plan;
+use coffer_runtime::dry_run::{Plan, Unreachable};
 use coffer_runtime::undo::UndoStack;
 
 use super::plan::{plan_order, plan_waits, run_plan};
 use super::{Coffer, Overrides, Planner, PluginRun, RunError, blocking, run_id};
-use coffer_runtime::report::{Operation, Status};
+use coffer_runtime::report::{Event, Level, Operation, Status};
 
 /// What to back up.
 #[derive(Clone, Debug, Default)]
@@ -53,6 +57,16 @@ pub struct BackupSummary {
     pub seconds: f64,
     /// Orphaned artifacts of killed runs that were removed first.
     pub removed_orphans: usize,
+    /// Nodes the run needed and could not reach: their node-scoped data is not in the
+    /// snapshot (a degraded backup). Empty when every needed node was reached.
+    pub missing: Vec<MissingNode>,
+}
+
+impl BackupSummary {
+    /// Whether nodes were missing: the snapshot holds what the reached nodes had.
+    pub fn degraded(&self) -> bool {
+        !self.missing.is_empty()
+    }
 }
 
 impl Coffer {
@@ -96,7 +110,19 @@ impl Coffer {
         let work = async {
             let records = self.backup_plugins(&run, opts).await?;
             if records.is_empty() {
-                return Err(nothing_ran());
+                return Err(if self.unreachable.is_empty() {
+                    nothing_ran()
+                } else {
+                    RunError::Unreachable(format!(
+                        "nothing was backed up: every node the plugins work on is unreachable \
+                         ({})",
+                        self.unreachable
+                            .iter()
+                            .map(|u| format!("{}: {}", u.node, u.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ))
+                });
             }
             Ok(records)
         };
@@ -123,7 +149,26 @@ impl Coffer {
             }
         };
         self.keep_changes(&run.undo);
-        let artifacts = run.sink.written.lock().expect("written lock").clone();
+        // Each artifact's scope, as the plugin that wrote it declares.
+        let artifacts: Vec<ArtifactRecord> = run
+            .sink
+            .written
+            .lock()
+            .expect("written lock")
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                if self
+                    .registry
+                    .get(&a.plugin)
+                    .is_some_and(|p| p.info.is_cluster_artifact(&a.name))
+                {
+                    a.scope = ArtifactScope::Cluster;
+                }
+                a
+            })
+            .collect();
+        let missing = self.missing_nodes(&plugins);
         let runs = plugins
             .iter()
             .zip(seconds)
@@ -147,6 +192,7 @@ impl Coffer {
             finished: jiff::Timestamp::now().to_string(),
             plugins,
             artifacts: artifacts.clone(),
+            missing: missing.clone(),
         };
         let snapshot = {
             let w = writer.clone();
@@ -161,7 +207,53 @@ impl Coffer {
             artifacts,
             seconds: started.elapsed().as_secs_f64(),
             removed_orphans,
+            missing,
         })
+    }
+
+    /// The needed nodes of plugin `pc` this run could not reach.
+    fn missing_for(&self, pc: &PluginConfig, plugin: &LoadedPlugin) -> Vec<&Unreachable> {
+        let roles = self.roles_of(&pc.name, plugin);
+        self.unreachable
+            .iter()
+            .filter(|u| {
+                self.deployment.nodes.iter().any(|n| {
+                    n.name == u.node
+                        && self.filter.admits_named(&n.name, &n.roles)
+                        && (roles.is_empty() || n.roles.iter().any(|r| roles.contains(r)))
+                })
+            })
+            .collect()
+    }
+
+    /// The unreachable nodes, each with the plugins of this run that needed it.
+    fn missing_nodes(&self, ran: &[PluginRecord]) -> Vec<MissingNode> {
+        let mut names: Vec<String> = ran.iter().map(|p| p.name.clone()).collect();
+        // Plugins whose every node was missing wrote no record.
+        for pc in &self.deployment.plugins {
+            if !names.contains(&pc.name) {
+                names.push(pc.name.clone());
+            }
+        }
+        self.unreachable
+            .iter()
+            .map(|u| MissingNode {
+                node: u.node.clone(),
+                reason: u.reason.clone(),
+                plugins: names
+                    .iter()
+                    .filter_map(|name| {
+                        let pc = self.deployment.plugins.iter().find(|p| &p.name == name)?;
+                        let plugin = self.registry.get(name)?;
+                        self.missing_for(pc, plugin)
+                            .iter()
+                            .any(|m| m.node == u.node)
+                            .then(|| name.clone())
+                    })
+                    .collect(),
+            })
+            .filter(|m| !m.plugins.is_empty())
+            .collect()
     }
 
     /// Call every plugin of the backup in plan order; each plugin's record and seconds.
@@ -209,14 +301,34 @@ impl Coffer {
                     return Ok(None);
                 }
                 let nodes = self.nodes_for(pc, plugin);
+                let missing = self.missing_for(pc, plugin);
+                let lost = missing
+                    .iter()
+                    .map(|u| format!("{} ({})", u.node, u.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 if nodes.is_empty() {
-                    self.step(
-                        &pc.name,
-                        Operation::Backup,
-                        Status::Skipped,
-                        "no node carries its roles".into(),
-                    );
+                    let detail = if missing.is_empty() {
+                        "no node carries its roles".to_string()
+                    } else {
+                        format!("MISSING: every node it works on is unreachable: {lost}")
+                    };
+                    self.step(&pc.name, Operation::Backup, Status::Skipped, detail);
                     return Ok(None);
+                }
+                if !missing.is_empty() {
+                    self.reporter.report(Event::Log {
+                        plugin: pc.name.clone(),
+                        level: Level::Warn,
+                        message: format!(
+                            "MISSING from this backup: {lost}; backing up from {}",
+                            nodes
+                                .iter()
+                                .map(|n| n.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
                 }
                 let mut settings = pc.settings.clone();
                 settings.extend(overrides.get(&pc.name).cloned().unwrap_or_default());

@@ -48,6 +48,9 @@ pub enum RunError {
     /// Ctrl-C.
     #[error("interrupted; nothing of this run was kept as a snapshot")]
     Interrupted,
+    /// The nodes the run needs could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Extra settings from the command line, per plugin.
@@ -81,7 +84,8 @@ pub struct Coffer {
     filter: NodeFilter,
     /// Whether what plugins ask for happens ([`Live`]) or is recorded ([`Coffer::dry_run`]).
     executor: Arc<dyn Executor>,
-    /// Needed nodes that could not be reached (a dry run only).
+    /// Needed nodes that could not be reached: a dry run plans without them, a backup goes
+    /// on without them and records them missing.
     unreachable: Vec<Unreachable>,
 }
 
@@ -265,7 +269,7 @@ impl Coffer {
     }
 
     /// Nodes the run needed but could not reach, with why: a dry run goes on without them and
-    /// its plan lists them.
+    /// its plan lists them; a backup goes on without them and records them missing.
     pub fn with_unreachable(mut self, unreachable: Vec<Unreachable>) -> Self {
         self.unreachable = unreachable;
         self
@@ -349,12 +353,19 @@ impl Coffer {
         })
     }
 
+    /// The roles of plugin `name`'s nodes: the deployment file's, else its own (empty: all).
+    fn roles_of(&self, name: &str, plugin: &LoadedPlugin) -> Vec<String> {
+        self.deployment
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.roles.clone())
+            .unwrap_or_else(|| plugin.info.roles.clone())
+    }
+
     /// The nodes `pc` acts on: those carrying one of its roles (all nodes when none).
     fn nodes_for(&self, pc: &PluginConfig, plugin: &LoadedPlugin) -> Vec<NodeHandle> {
-        let roles = pc
-            .roles
-            .clone()
-            .unwrap_or_else(|| plugin.info.roles.clone());
+        let roles = self.roles_of(&pc.name, plugin);
         self.nodes
             .iter()
             .filter(|n| roles.is_empty() || n.roles.iter().any(|r| roles.contains(r)))

@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use coffer_repository::{CofferSnapshot, Manifest, PluginRecord, Repo, RepoError};
+use coffer_repository::{
+    ArtifactRecord, ArtifactScope, CofferSnapshot, Manifest, PluginRecord, Repo, RepoError,
+};
 use coffer_runtime::capabilities::{Phase, SnapshotSource};
 use coffer_runtime::dry_run::Plan;
 use coffer_runtime::report::{Event, Level, Operation, Status};
 use coffer_runtime::undo::UndoStack;
 use coffer_runtime::{CallContext, LoadedPlugin, PluginFault};
+use coffer_transport::NodeHandle;
 
 use super::plan::{plan_order, plan_waits, run_plan};
 use super::validate::CheckResult;
@@ -125,22 +128,66 @@ impl Coffer {
                 ),
             });
         }
-        let mut nodes = Vec::new();
-        for name in &record.nodes {
-            if let Some(node) = self.nodes.iter().find(|n| &n.name == name) {
-                if self.filter.admits(node) {
-                    nodes.push(node.clone());
+        // Its artifacts, each with its scope: as recorded, or as the installed plugin declares
+        // it (a snapshot written before the plugin declared it).
+        let artifacts: Vec<ArtifactRecord> = manifest
+            .artifacts
+            .iter()
+            .filter(|a| a.plugin == record.name)
+            .map(|a| {
+                let mut a = a.clone();
+                if plugin.info.is_cluster_artifact(&a.name) {
+                    a.scope = ArtifactScope::Cluster;
                 }
-                continue;
-            }
-            // A node of the deployment this run did not connect: not needed, or (in a dry run)
-            // unreachable and listed as such.
-            if !self.deployment.nodes.iter().any(|n| &n.name == name) {
-                return Err(RunError::Config(format!(
-                    "snapshot has data of plugin `{}` from node `{name}`, which is not in deployment {}",
-                    record.name, self.deployment.source_name
-                )));
-            }
+                a
+            })
+            .collect();
+        let cluster = artifacts.iter().any(|a| a.scope == ArtifactScope::Cluster);
+        // The nodes it acts on, in the deployment's order, among those this run reached and
+        // admits: the recorded ones and, when the cluster's state is in the snapshot, every
+        // current member (a member that was dead or replaced at backup time rejoins).
+        let roles = self.roles_of(&record.name, plugin);
+        let nodes: Vec<NodeHandle> = self
+            .nodes
+            .iter()
+            .filter(|n| self.filter.admits(n))
+            .filter(|n| {
+                record.nodes.contains(&n.name)
+                    || (cluster && (roles.is_empty() || n.roles.iter().any(|r| roles.contains(r))))
+            })
+            .cloned()
+            .collect();
+        // Recorded nodes the deployment no longer has: said, not refused.
+        for gone in record
+            .nodes
+            .iter()
+            .filter(|name| !self.deployment.nodes.iter().any(|n| &n.name == *name))
+        {
+            let left: Vec<&str> = artifacts
+                .iter()
+                .filter(|a| &a.node == gone && a.scope == ArtifactScope::Node)
+                .map(|a| a.name.as_str())
+                .collect();
+            let message = if left.is_empty() {
+                format!(
+                    "the snapshot has data of node `{gone}`, which is not in deployment {}: \
+                     only its cluster artifacts, restored through the members taking part",
+                    self.deployment.source_name
+                )
+            } else {
+                format!(
+                    "the snapshot has data of node `{gone}`, which is not in deployment {}: its \
+                     node artifacts ({}) are not restored; add the node back, or restore them \
+                     onto another node with `--map {gone}=NODE`",
+                    self.deployment.source_name,
+                    left.join(", ")
+                )
+            };
+            self.reporter.report(Event::Log {
+                plugin: record.name.clone(),
+                level: Level::Warn,
+                message,
+            });
         }
         let settings = self
             .deployment
@@ -149,11 +196,9 @@ impl Coffer {
             .find(|p| p.name == record.name)
             .map(|p| p.settings.clone())
             .unwrap_or_default();
-        let artifacts = manifest
-            .artifacts
-            .iter()
-            .filter(|a| a.plugin == record.name && nodes.iter().any(|n| n.name == a.node))
-            .cloned()
+        let artifacts = artifacts
+            .into_iter()
+            .filter(|a| a.scope == ArtifactScope::Cluster || nodes.iter().any(|n| n.name == a.node))
             .collect();
         Ok((
             plugin,

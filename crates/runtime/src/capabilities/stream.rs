@@ -18,7 +18,9 @@ use crate::contract::v2::coffer::plugin::stream as wstream;
 use crate::contract::v2::coffer::plugin::types::{self, CommandFailure, ExecError, StreamError};
 use crate::dry_run::{Admission, Effect};
 use crate::report::Event;
-use coffer_repository::{ArtifactKind, ArtifactRecord, RepoError, RepoLocation, artifact_path};
+use coffer_repository::{
+    ArtifactKind, ArtifactRecord, ArtifactScope, RepoError, RepoLocation, artifact_path,
+};
 use coffer_transport::process::{self, tail, take_stderr, take_stdout};
 
 /// Options for archiving paths with everything `capture-paths` promises.
@@ -222,6 +224,8 @@ async fn store_output(
         sha256: stored.sha256.clone(),
         snapshot: stored.snapshot,
         path: artifact_path(node, &env.plugin.name, name),
+        // The run sets the plugin's declared scope when it writes the manifest.
+        scope: ArtifactScope::Node,
     };
     env.reporter.report(Event::Artifact {
         plugin: env.plugin.name.clone(),

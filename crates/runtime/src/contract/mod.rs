@@ -26,6 +26,8 @@ pub(crate) enum Exports {
         fan_out: Option<v2x::fan_out::GuestIndices>,
         /// Present when the component exports `compat`.
         compat: Option<v2x::compat::GuestIndices>,
+        /// Present when the component exports `scope` (2.1 and later).
+        scope: Option<v2x::scope::GuestIndices>,
     },
     /// Built against the frozen 1.x: called through [`v1`]'s conversions.
     V1 {
@@ -45,6 +47,7 @@ impl Exports {
                 handler: v2x::handler::GuestIndices::new(pre)?,
                 fan_out: v2x::fan_out::GuestIndices::new(pre).ok(),
                 compat: v2x::compat::GuestIndices::new(pre).ok(),
+                scope: v2x::scope::GuestIndices::new(pre).ok(),
             }
         } else {
             Self::V1 {
@@ -76,6 +79,11 @@ impl Exports {
         }
     }
 
+    /// Whether it exports `scope` (it names its cluster-scoped artifacts).
+    pub(crate) fn has_scope(&self) -> bool {
+        matches!(self, Self::V2 { scope: Some(_), .. })
+    }
+
     /// The exports of `instance`, ready to call.
     pub(crate) fn bind(
         &self,
@@ -87,6 +95,7 @@ impl Exports {
                 handler,
                 fan_out,
                 compat,
+                scope,
             } => Bound::V2 {
                 handler: handler.load(&mut *store, instance)?,
                 fan_out: fan_out
@@ -94,6 +103,10 @@ impl Exports {
                     .map(|f| f.load(&mut *store, instance))
                     .transpose()?,
                 compat: compat
+                    .as_ref()
+                    .map(|c| c.load(&mut *store, instance))
+                    .transpose()?,
+                scope: scope
                     .as_ref()
                     .map(|c| c.load(&mut *store, instance))
                     .transpose()?,
@@ -124,6 +137,7 @@ pub(crate) enum Bound {
         handler: v2x::handler::Guest,
         fan_out: Option<v2x::fan_out::Guest>,
         compat: Option<v2x::compat::Guest>,
+        scope: Option<v2x::scope::Guest>,
     },
     /// Contract 1.x.
     V1 {
@@ -174,6 +188,17 @@ impl Bound {
                 compat: Some(c), ..
             } => c.call_restores(store).await,
             _ => Ok(String::new()),
+        }
+    }
+
+    /// `scope.cluster-artifacts`: globs of its cluster-scoped artifacts (none without it).
+    pub(crate) async fn cluster_artifacts(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Vec<String>> {
+        match self {
+            Self::V2 { scope: Some(s), .. } => s.call_cluster_artifacts(store).await,
+            _ => Ok(Vec::new()),
         }
     }
 
