@@ -539,24 +539,53 @@ fn member_state(nodes: &[&support::nodes::Node]) -> String {
     state + &iptables_rules()
 }
 
+/// The `[[node]]` sections of `cluster` for the nodes `names`, all controllers.
+fn sections_of(cluster: &Cluster, names: &[&str]) -> String {
+    let all = cluster.deployment_nodes(&["controller"]);
+    let mut parts = all.split("[[node]]");
+    let mut text = parts.next().unwrap().to_string();
+    for p in parts.filter(|p| {
+        names
+            .iter()
+            .any(|n| p.starts_with(&format!("\nname = {n:?}")))
+    }) {
+        text.push_str("[[node]]");
+        text.push_str(p);
+    }
+    text
+}
+
 /// Issue 15's scenario: after a good backup, controller-0 dies (sshd down) and the others lose
 /// their datadirs. A degraded backup is taken from the survivors; the first snapshot's dump,
-/// taken on the dead member, restores onto controller-1 and controller-2 (the plan first), and
-/// the degraded snapshot restores with controller-0 gone from the deployment file.
+/// taken on the dead member, restores onto controller-1 and controller-2 (the plan first); the
+/// degraded snapshot restores with controller-0 gone from the deployment file; and a fresh
+/// controller-3 with another address takes controller-0's place (`--map`): its files come
+/// back there and it joins the restored cluster of 3.
 #[test]
-fn galera_restores_onto_the_survivors_when_a_controller_is_dead() {
+fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dead() {
     let s = Scratch::new();
     let cluster = Cluster::start(
         &s.path("nodes"),
-        &["controller-0", "controller-1", "controller-2"],
+        &[
+            "controller-0",
+            "controller-1",
+            "controller-2",
+            "controller-3",
+        ],
     );
-    let nodes: Vec<_> = cluster.nodes.iter().collect();
+    let nodes: Vec<_> = cluster.nodes[..3].iter().collect();
+    let fresh = &cluster.nodes[3];
     let _dbs = Mariadb::galera(&nodes);
     Mariadb::sql(nodes[0], SCHEMA);
-    s.deployment_with_nodes(
-        &cluster.deployment_nodes(&["controller"]),
-        &format!("[plugin.galera.settings]\ndatadir = {DATADIR:?}\n"),
+    for n in &cluster.nodes {
+        std::fs::write(n.srv_node.join("owner"), &n.name).unwrap();
+    }
+    let plugins = format!(
+        "[plugin.galera.settings]\ndatadir = {DATADIR:?}\n\n\
+         [plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n"
     );
+    let deploy = |names: &[&str]| s.deployment_with_nodes(&sections_of(&cluster, names), &plugins);
+    deploy(&["controller-0", "controller-1", "controller-2"]);
     s.init();
     let before = synced_state(nodes[0]);
 
@@ -566,6 +595,7 @@ fn galera_restores_onto_the_survivors_when_a_controller_is_dead() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| a["plugin"] == "galera")
         .map(|a| {
             (
                 a["node"].as_str().unwrap(),
@@ -594,7 +624,14 @@ fn galera_restores_onto_the_survivors_when_a_controller_is_dead() {
     );
     let degraded = summary(&out);
     assert_eq!(degraded["missing"][0]["node"], "controller-0", "{degraded}");
-    assert_eq!(degraded["missing"][0]["plugins"][0], "galera", "{degraded}");
+    let mut missed: Vec<&str> = degraded["missing"][0]["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    missed.sort();
+    assert_eq!(missed, ["filesystem", "galera"], "{degraded}");
     assert!(
         degraded["artifacts"]
             .as_array()
@@ -659,25 +696,21 @@ fn galera_restores_onto_the_survivors_when_a_controller_is_dead() {
         "{text}"
     );
     assert!(!text.contains("\"ok\":false"), "{text}");
+    let size = |n: &support::nodes::Node| {
+        Mariadb::sql(n, "SHOW STATUS LIKE 'wsrep_cluster_size'")
+            .trim()
+            .to_string()
+    };
     for n in survivors {
         assert_eq!(synced_state(n), before, "on {}", n.name);
-        assert_eq!(
-            Mariadb::sql(n, "SHOW STATUS LIKE 'wsrep_cluster_size'").trim(),
-            "wsrep_cluster_size\t2"
-        );
+        assert_eq!(size(n), "wsrep_cluster_size\t2");
     }
     assert!(!iptables_rules().contains("3306"));
 
     // controller-0 leaves the deployment file: the degraded snapshot restores, and a snapshot
     // naming controller-0 is said to, not refused.
     lose_datadirs();
-    let path = s.path("deployment.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kept: Vec<&str> = text
-        .split("[[node]]")
-        .filter(|section| !section.starts_with("\nname = \"controller-0\""))
-        .collect();
-    std::fs::write(&path, kept.join("[[node]]")).unwrap();
+    deploy(&["controller-1", "controller-2"]);
     s.ok(&["restore", &degraded]);
     for n in survivors {
         assert_eq!(synced_state(n), before, "on {}", n.name);
@@ -686,7 +719,54 @@ fn galera_restores_onto_the_survivors_when_a_controller_is_dead() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("node `controller-0`, which is not in deployment")
-            && err.contains("only its cluster artifacts"),
+            && err.contains("only its cluster artifacts")
+            && err.contains("its node artifacts (tree:srv:node.tar)")
+            && err.contains("--map controller-0=NODE"),
         "{err}"
     );
+
+    // A fresh controller-3, another address, takes controller-0's place; as the deployment
+    // tool would, the survivors' configuration names it instead of controller-0.
+    let _joiner = Mariadb::galera_member(fresh, &[nodes[1], nodes[2], fresh]);
+    for n in survivors {
+        let cnf = n.own("/srv/db").join("my.cnf");
+        let text = std::fs::read_to_string(&cnf).unwrap();
+        let text = text.replace(
+            &format!("{}:4567", nodes[0].address),
+            &format!("{}:4567", fresh.address),
+        );
+        std::fs::write(&cnf, text).unwrap();
+    }
+    std::fs::remove_file(fresh.srv_node.join("owner")).unwrap();
+    deploy(&["controller-1", "controller-2", "controller-3"]);
+    let out = s.run(&["restore", &first, "--map", "controller-0=controller-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already has data of node `controller-1`")
+    );
+    let out = s.ok(&[
+        "restore",
+        &first,
+        "--map",
+        "controller-0=controller-3",
+        "--json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("what the snapshot has of node controller-0 is restored onto controller-3")
+            && text.contains(
+                "controller-3 bootstraps the cluster (the member the backup was taken from)"
+            ),
+        "{text}"
+    );
+    assert!(!text.contains("\"ok\":false"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(fresh.srv_node.join("owner")).unwrap(),
+        "controller-0"
+    );
+    for n in [nodes[1], nodes[2], fresh] {
+        assert_eq!(synced_state(n), before, "on {}", n.name);
+        assert_eq!(size(n), "wsrep_cluster_size\t3");
+    }
+    assert!(!iptables_rules().contains("3306"));
 }

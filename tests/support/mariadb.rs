@@ -73,28 +73,9 @@ impl Mariadb {
     /// A three-member (or more) Galera cluster on `nodes`, each member on its node's address:
     /// the first bootstrapped with the real `galera_new_cluster`, the others joined by SST.
     pub fn galera(nodes: &[&Node]) -> Vec<Self> {
-        let members: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("{}:4567", n.address))
-            .collect();
         let dbs: Vec<Self> = nodes
             .iter()
-            .map(|n| {
-                Self::install(
-                    n,
-                    &format!(
-                        "binlog_format=ROW\ndefault_storage_engine=InnoDB\ninnodb_autoinc_lock_mode=2\n\
-                         wsrep_on=ON\nwsrep_provider=/usr/lib/galera/libgalera_smm.so\n\
-                         wsrep_cluster_name=coffer-test\nwsrep_cluster_address=gcomm://{}\n\
-                         wsrep_node_address={a}\nwsrep_node_name={}\n\
-                         wsrep_provider_options=\"gmcast.listen_addr=tcp://{a}:4567;ist.recv_addr={a}:4568\"\n\
-                         wsrep_sst_method=rsync\nwsrep_sst_receive_address={a}:4444\n",
-                        members.join(","),
-                        n.name,
-                        a = n.address
-                    ),
-                )
-            })
+            .map(|n| Self::galera_member(n, nodes))
             .collect();
         check(nodes[0].sh("galera_new_cluster"), "bootstrapping Galera");
         for n in &nodes[1..] {
@@ -105,6 +86,29 @@ impl Mariadb {
         }
         wait_synced(nodes);
         dbs
+    }
+
+    /// Install `node` as a Galera member of a cluster of `members` (its address list), with a
+    /// fresh datadir, without starting it: a new node joins when it starts.
+    pub fn galera_member(node: &Node, members: &[&Node]) -> Self {
+        let members: Vec<String> = members
+            .iter()
+            .map(|n| format!("{}:4567", n.address))
+            .collect();
+        Self::install(
+            node,
+            &format!(
+                "binlog_format=ROW\ndefault_storage_engine=InnoDB\ninnodb_autoinc_lock_mode=2\n\
+                 wsrep_on=ON\nwsrep_provider=/usr/lib/galera/libgalera_smm.so\n\
+                 wsrep_cluster_name=coffer-test\nwsrep_cluster_address=gcomm://{}\n\
+                 wsrep_node_address={a}\nwsrep_node_name={}\n\
+                 wsrep_provider_options=\"gmcast.listen_addr=tcp://{a}:4567;ist.recv_addr={a}:4568\"\n\
+                 wsrep_sst_method=rsync\nwsrep_sst_receive_address={a}:4444\n",
+                members.join(","),
+                node.name,
+                a = node.address
+            ),
+        )
     }
 
     /// Run SQL as root on `node` and return the tab-separated output (no headers).

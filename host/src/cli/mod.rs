@@ -306,6 +306,7 @@ impl Target {
         coffer_core::run::NodeFilter {
             nodes: self.nodes.clone(),
             roles: self.roles.clone(),
+            except: Vec::new(),
         }
     }
 }

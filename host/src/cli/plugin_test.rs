@@ -68,11 +68,9 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         eprintln!("  {:<16} {:<24} {}", a.node, a.name, bytes(a.size));
     }
     let opts = coffer_core::run::RestoreOptions {
-        target_root: None,
-        selection: Vec::new(),
         plugins,
         validate: true,
-        resume: None,
+        ..Default::default()
     };
     let v = coffer.validate(open().await?, "latest", &opts).await?;
     let code = restore::finish(&printer, &v, "validated");

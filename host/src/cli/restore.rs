@@ -51,12 +51,17 @@ pub struct Scope {
     plugins: Vec<String>,
     #[command(flatten)]
     pub nodes: super::Target,
+    /// Restore what the snapshot has of node OLD onto node NEW, a replacement in the
+    /// deployment file (OLD is then never contacted); repeatable.
+    #[arg(long = "map", value_name = "OLD=NEW")]
+    map: Vec<String>,
 }
 
 impl Scope {
     /// The restore options for this scope.
     pub fn options(&self, validate: bool) -> Result<RestoreOptions> {
         Ok(RestoreOptions {
+            map: self.map()?,
             target_root: absolute_target(self.target.clone())?,
             selection: self.paths.clone(),
             plugins: self.plugins.clone(),
@@ -67,13 +72,31 @@ impl Scope {
 
     /// The nodes this scope needs: those `--node`/`--role` admit, of the `--plugin`s when
     /// given (without, every admitted node: the snapshot says which it has data of).
-    pub fn run_scope(&self, dry_run: bool) -> RunScope {
-        RunScope {
-            filter: self.nodes.filter(),
+    pub fn run_scope(&self, dry_run: bool) -> Result<RunScope> {
+        let mut filter = self.nodes.filter();
+        filter.except = self.map()?.into_iter().map(|(old, _)| old).collect();
+        Ok(RunScope {
+            filter,
             plugins: (!self.plugins.is_empty()).then(|| self.plugins.clone()),
             dry_run,
             degraded: false,
-        }
+        })
+    }
+
+    /// The `--map OLD=NEW` pairs.
+    fn map(&self) -> Result<Vec<(String, String)>> {
+        self.map
+            .iter()
+            .map(|m| match m.split_once('=') {
+                Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+                    Ok((old.to_string(), new.to_string()))
+                }
+                _ => Err(UsageError(format!(
+                    "--map {m}: expected OLD=NEW, e.g. --map controller-0=controller-3"
+                ))
+                .into()),
+            })
+            .collect()
     }
 }
 
@@ -156,7 +179,7 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
             }
         );
     }
-    let (coffer, printer) = cfg.coffer(&args.scope.run_scope(args.dry_run)).await?;
+    let (coffer, printer) = cfg.coffer(&args.scope.run_scope(args.dry_run)?).await?;
     let repo = cfg.open_repo().await?;
     let mut opts = args.scope.options(!args.no_validate)?;
     opts.resume = args.resume.clone();

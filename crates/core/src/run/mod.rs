@@ -109,6 +109,8 @@ pub struct NodeFilter {
     pub nodes: Vec<String>,
     /// Only nodes with one of these roles (empty: no limit by role).
     pub roles: Vec<String>,
+    /// Never these nodes (those a restore's `--map` replaces), whatever else admits them.
+    pub except: Vec<String>,
 }
 
 impl NodeFilter {
@@ -119,7 +121,8 @@ impl NodeFilter {
 
     /// Whether the node `name` with `roles` is in the run.
     pub fn admits_named(&self, name: &str, roles: &[String]) -> bool {
-        (self.nodes.is_empty() || self.nodes.iter().any(|n| n == name))
+        !self.except.iter().any(|n| n == name)
+            && (self.nodes.is_empty() || self.nodes.iter().any(|n| n == name))
             && (self.roles.is_empty() || roles.iter().any(|r| self.roles.contains(r)))
     }
 

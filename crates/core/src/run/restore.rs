@@ -56,6 +56,9 @@ pub struct RestoreOptions {
     pub validate: bool,
     /// Continue this failed restore run (its journal names the snapshot and what is done).
     pub resume: Option<String>,
+    /// Replacement nodes: what the snapshot recorded for the first node of each pair is
+    /// restored onto the second (`--map controller-0=controller-3`).
+    pub map: Vec<(String, String)>,
 }
 
 impl Planner {
@@ -230,7 +233,7 @@ impl Coffer {
             None => None,
         };
         let spec = resumed.as_ref().map_or(spec, |j| j.snapshot.as_str());
-        let (snap, source, records) = self.open_snapshot(repo, spec, &opts.plugins).await?;
+        let (snap, source, records) = self.open_snapshot(repo, spec, opts).await?;
         // One id for this run's undo journal and, unless it resumes another, its progress file.
         let run = run_id();
         let journal = resumed.unwrap_or_else(|| RestoreProgress::new(&run, name, &snap.id));
@@ -375,10 +378,19 @@ impl Coffer {
         &self,
         repo: Repo,
         spec: &str,
-        only: &[String],
+        opts: &RestoreOptions,
     ) -> Result<(CofferSnapshot, Arc<SnapshotSource>, Vec<PluginRecord>), RunError> {
-        let (snap, source) = self.source(repo, spec).await?;
-        let records = self.selected(&snap.manifest, only)?;
+        let (mut snap, source) = self.source(repo, spec).await?;
+        let source = if opts.map.is_empty() {
+            source
+        } else {
+            self.remap(&mut snap.manifest, &opts.map)?;
+            Arc::new(SnapshotSource {
+                manifest: snap.manifest.clone(),
+                reader: source.reader.clone(),
+            })
+        };
+        let records = self.selected(&snap.manifest, &opts.plugins)?;
         for record in &records {
             if let Some(plugin) = self.registry.get(&record.name)
                 && !plugin.can_restore(&record.version)
@@ -401,6 +413,75 @@ impl Coffer {
             }
         }
         Ok((snap, source, records))
+    }
+
+    /// Apply `--map FROM=TO` to a snapshot's manifest, in memory: what it recorded for node
+    /// FROM (artifacts, the nodes of each plugin, and records naming the node: equal to it, or
+    /// starting with it and a tab) is taken as TO's. The artifacts' bytes stay where they are.
+    fn remap(&self, manifest: &mut Manifest, map: &[(String, String)]) -> Result<(), RunError> {
+        let recorded = |m: &Manifest, node: &str| {
+            m.artifacts.iter().any(|a| a.node == node)
+                || m.plugins.iter().any(|p| p.nodes.iter().any(|n| n == node))
+        };
+        for (from, to) in map {
+            let problem = if from == to {
+                Some(format!("--map {from}={to}: a node cannot replace itself"))
+            } else if !self.deployment.nodes.iter().any(|n| &n.name == to) {
+                Some(format!(
+                    "--map {from}={to}: no node `{to}` in deployment {} (add the new node's                      [[node]] section first)",
+                    self.deployment.source_name
+                ))
+            } else if !recorded(manifest, from) {
+                Some(format!(
+                    "--map {from}={to}: the snapshot has no data of node `{from}`"
+                ))
+            } else if recorded(manifest, to) {
+                Some(format!(
+                    "--map {from}={to}: the snapshot already has data of node `{to}`; a node \
+                     can take the place of one that has none in the snapshot"
+                ))
+            } else if map.iter().filter(|(_, t)| t == to).count() > 1 {
+                Some(format!("--map: two nodes are mapped onto `{to}`"))
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                return Err(RunError::Config(p));
+            }
+        }
+        let rename = |node: &mut String| {
+            if let Some((_, to)) = map.iter().find(|(from, _)| from == node) {
+                *node = to.clone();
+            }
+        };
+        for a in &mut manifest.artifacts {
+            rename(&mut a.node);
+        }
+        for p in &mut manifest.plugins {
+            p.nodes.iter_mut().for_each(rename);
+            for (_, value) in &mut p.records {
+                for (from, to) in map {
+                    if value == from {
+                        *value = to.clone();
+                    } else if let Some(rest) = value.strip_prefix(&format!("{from}\t")) {
+                        *value = format!("{to}\t{rest}");
+                    }
+                }
+            }
+        }
+        for (from, to) in map {
+            self.reporter.report(Event::Log {
+                plugin: "coffer".into(),
+                level: Level::Info,
+                message: format!(
+                    "what the snapshot has of node {from} is restored onto {to}; what names \
+                     {from} on the other nodes is the deployment tool's to change (Galera's \
+                     wsrep_cluster_address; Pacemaker: `pcs cluster node remove {from}`, then \
+                     `pcs cluster node add {to}`)"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The snapshot's plugin records (only `only` when given), in plan order.

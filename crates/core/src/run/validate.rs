@@ -38,7 +38,7 @@ impl Coffer {
         opts: &RestoreOptions,
     ) -> Result<RestoreSummary, RunError> {
         let started = Instant::now();
-        let (snap, source, records) = self.open_snapshot(repo, spec, &opts.plugins).await?;
+        let (snap, source, records) = self.open_snapshot(repo, spec, opts).await?;
         let checks = self
             .validate_records(&records, &snap.manifest, &source, opts)
             .await?;
