@@ -274,7 +274,7 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     let members = || -> String {
         let mut state = String::new();
         for n in &nodes {
-            let out = n.sh("ls -A /srv/db; pgrep -c mariadbd || true");
+            let out = n.sh("ls -A /srv/db /run/mysqld");
             state.push_str(&format!(
                 "{}: {}",
                 n.name,
@@ -282,7 +282,7 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
             ));
         }
         state
-            + &iptables_rules()
+            + &iptables_rules(&nodes)
             + &pcm.sh("cibadmin --query --scope configuration")
             + &pcm.sh("crm_mon -1 | grep -c unmanaged || true")
     };
@@ -362,7 +362,7 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         err.contains("controller-2") && err.contains("the host removes the 3306 blocks"),
         "{err}"
     );
-    assert!(!iptables_rules().contains("3306"));
+    assert!(!iptables_rules(&nodes).contains("3306"));
     assert_eq!(err.matches("undone on controller-").count(), 4, "{err}");
     assert!(
         err.contains("give galera-bundle back to Pacemaker"),
@@ -391,18 +391,27 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
     for n in &nodes {
         assert_eq!(synced_state(n), before, "on {}", n.name);
     }
-    assert!(!iptables_rules().contains("3306"));
+    assert!(!iptables_rules(&nodes).contains("3306"));
 }
 
-fn iptables_rules() -> String {
-    String::from_utf8(
+/// The INPUT rules about `nodes`' addresses (tests run side by side on one firewall).
+fn iptables_rules(nodes: &[&support::nodes::Node]) -> String {
+    let all = String::from_utf8(
         std::process::Command::new("iptables")
             .args(["-S", "INPUT"])
             .output()
             .unwrap()
             .stdout,
     )
-    .unwrap()
+    .unwrap();
+    all.lines()
+        .filter(|l| {
+            nodes
+                .iter()
+                .any(|n| l.contains(&format!("-d {}/32 ", n.address)))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
@@ -529,14 +538,14 @@ fn kill_node(node: &support::nodes::Node) {
 fn member_state(nodes: &[&support::nodes::Node]) -> String {
     let mut state = String::new();
     for n in nodes {
-        let out = n.sh("ls -A /srv/db; pgrep -c mariadbd || true");
+        let out = n.sh("ls -A /srv/db /run/mysqld");
         state.push_str(&format!(
             "{}: {}",
             n.name,
             String::from_utf8_lossy(&out.stdout)
         ));
     }
-    state + &iptables_rules()
+    state + &iptables_rules(nodes)
 }
 
 /// The `[[node]]` sections of `cluster` for the nodes `names`, all controllers.
@@ -642,6 +651,13 @@ fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dea
     );
     let degraded = degraded["snapshot"].as_str().unwrap().to_string();
     assert_eq!(s.snapshot_count(), 2);
+    let list = String::from_utf8_lossy(&s.ok(&["snapshots"]).stdout).into_owned();
+    assert_eq!(list.matches("MISSING controller-0").count(), 1, "{list}");
+    let shown = String::from_utf8_lossy(&s.ok(&["snapshots", "show", &first]).stdout).into_owned();
+    assert!(
+        shown.contains("controller-0/galera/databases.sql (the cluster's)"),
+        "{shown}"
+    );
 
     let lose_datadirs = || {
         for n in survivors {
@@ -705,7 +721,7 @@ fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dea
         assert_eq!(synced_state(n), before, "on {}", n.name);
         assert_eq!(size(n), "wsrep_cluster_size\t2");
     }
-    assert!(!iptables_rules().contains("3306"));
+    assert!(!iptables_rules(survivors).contains("3306"));
 
     // controller-0 leaves the deployment file: the degraded snapshot restores, and a snapshot
     // naming controller-0 is said to, not refused.
@@ -768,5 +784,5 @@ fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dea
         assert_eq!(synced_state(n), before, "on {}", n.name);
         assert_eq!(size(n), "wsrep_cluster_size\t3");
     }
-    assert!(!iptables_rules().contains("3306"));
+    assert!(!iptables_rules(&[nodes[1], nodes[2], fresh]).contains("3306"));
 }

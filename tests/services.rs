@@ -379,6 +379,7 @@ fn pacemaker_three_member_cluster_gets_its_configuration_back_on_every_member() 
     s.init();
     let out = s.ok(&["backup", "--json"]);
     assert_eq!(artifact_fields(&out, "node"), ["controller-0"; 4]);
+    let first = summary(&out)["snapshot"].as_str().unwrap().to_string();
     s.ok(&["validate", "latest"]);
 
     // Changed on another member; then controller-0's pacemaker goes down.
@@ -430,6 +431,45 @@ fn pacemaker_three_member_cluster_gets_its_configuration_back_on_every_member() 
         assert_eq!(pcm.configuration_on(i), before, "{name}");
     }
     s.ok(&["validate", "latest"]);
+
+    // controller-0 dies (its sshd is its PID namespace's init: everything there goes). The two
+    // others keep quorum: a backup is degraded (exit 8) and taken through controller-1.
+    let dead = std::process::Command::new("kill")
+        .args(["-9", &cluster.nodes[0].sshd_pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(dead.success());
+    pcm.sh_on(
+        1,
+        "i=0; until crm_mon -1 | grep -q 'OFFLINE: \\[ controller-0 \\]'; do \
+         i=$((i+1)); [ $i -lt 600 ] || { crm_mon -1; exit 1; }; sleep 0.1; done",
+    );
+    let out = s.run(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    assert_eq!(artifact_fields(&out, "node"), ["controller-1"; 4]);
+    assert_eq!(summary(&out)["missing"][0]["node"], "controller-0");
+    // The first snapshot's CIB, taken on the dead member, goes back through a survivor.
+    pcm.sh_on(
+        1,
+        "pcs resource delete api && crm_resource --wait --timeout 60s",
+    );
+    s.edit_deployment("restore-mode = \"full\"\n", "");
+    let out = s.ok(&[
+        "restore",
+        &first,
+        "--node",
+        "controller-1",
+        "--node",
+        "controller-2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller-1: CIB configuration replaced"),
+        "{stderr}"
+    );
+    for i in [1, 2] {
+        assert_eq!(pcm.configuration_on(i), before, "{}", names[i]);
+    }
 }
 
 #[test]

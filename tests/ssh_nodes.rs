@@ -690,3 +690,89 @@ fn presets_nodes_and_roles_limit_a_run() {
         "controller-1",
     ]);
 }
+
+/// A login user on this machine (so on every test node), with password-less sudo when `sudo`.
+fn login_user(name: &str, sudo: bool) {
+    // `*`: no password, yet not locked (sshd refuses a locked account even with a key).
+    sh(&format!(
+        "id -u {name} >/dev/null 2>&1 || useradd -m -s /bin/sh {name}; usermod -p '*' {name}"
+    ));
+    let rule = std::path::Path::new("/etc/sudoers.d").join(name);
+    if sudo {
+        fs::write(&rule, format!("{name} ALL=(root) NOPASSWD: ALL\n")).unwrap();
+        sh(&format!("chmod 0440 {}", rule.display()));
+    } else {
+        let _ = fs::remove_file(&rule);
+    }
+}
+
+/// TripleO and kolla log in as an unprivileged user: with `become = "sudo"` every command runs
+/// through `sudo -n`, so files only root can read are backed up and restored with their owners
+/// and modes; without it the same run is refused by the node; a login user without
+/// password-less sudo is stopped before anything runs, naming the node and the sudoers line.
+#[test]
+fn a_non_root_login_backs_up_and_restores_root_only_files_through_sudo() {
+    login_user("coffer-op", true);
+    login_user("coffer-nosudo", false);
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    // The test sshd reads one authorized_keys for every user: readable by them too.
+    sh(&format!(
+        "chmod 0644 {}",
+        s.path("nodes/authorized_keys").display()
+    ));
+    let node = &cluster.nodes[0];
+    fs::create_dir_all(node.srv_node.join("keys")).unwrap();
+    fs::write(node.srv_node.join("keys/fernet-0"), noise(5, 44)).unwrap();
+    sh(&format!(
+        "chmod 0700 {d}/keys && chmod 0600 {d}/keys/fernet-0 && chown -R 0:0 {d}/keys",
+        d = node.srv_node.display()
+    ));
+    let before = record_tree(&node.path("/srv/node"));
+    let nodes = cluster
+        .deployment_nodes(&["controller"])
+        .replace("user = \"root\"", "user = \"coffer-op\"")
+        .replacen("[ssh]\n", "[ssh]\nbecome = \"sudo\"\n", 1);
+    s.deployment_with_nodes(
+        &nodes,
+        "[plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+    );
+    s.init();
+    s.ok(&["backup"]);
+    fs::remove_dir_all(node.srv_node.join("keys")).unwrap();
+    s.ok(&["restore", "latest"]);
+    assert_same_tree(&before, &record_tree(&node.path("/srv/node")));
+
+    // The same login without escalation on this node: the node refuses to read the keys.
+    s.edit_deployment("roles = [", "become = \"none\"\nroles = [");
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert_eq!(s.snapshot_count(), 1);
+
+    // A login without password-less sudo: stopped before anything runs.
+    s.edit_deployment("become = \"none\"\n", "");
+    s.edit_deployment("user = \"coffer-op\"", "user = \"coffer-nosudo\"");
+    for args in [&["backup"][..], &["restore", "latest"][..]] {
+        let out = s.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{err}");
+        assert!(
+            err.contains(
+                "node controller-0: login user `coffer-nosudo` cannot run commands as `root`"
+            ) && err
+                .contains("add `coffer-nosudo ALL=(root) NOPASSWD: ALL` to /etc/sudoers.d/coffer"),
+            "{err}"
+        );
+    }
+    assert_eq!(s.snapshot_count(), 1);
+    assert_same_tree(&before, &record_tree(&node.path("/srv/node")));
+
+    // Only "sudo" and "none" are ways to gain privileges.
+    s.edit_deployment("become = \"sudo\"", "become = \"su\"");
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ssh.become") && err.contains("`su`"), "{err}");
+}

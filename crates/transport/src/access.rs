@@ -149,7 +149,8 @@ async fn on_node(
         file: file.into(),
         detail,
     };
-    let done = process::run(node, &argv, stdin, EDIT_TIMEOUT, 1 << 20)
+    // The login user's own file: never through `become`.
+    let done = process::run(&node.as_login(), &argv, stdin, EDIT_TIMEOUT, 1 << 20)
         .await
         .map_err(|e: CommandError| err(e.to_string()))?;
     if done.exit_code != Some(0) {

@@ -59,9 +59,59 @@ pub enum TransportError {
         /// What ssh said.
         reason: String,
     },
+    /// The node answered but refused the login (wrong user or key).
+    #[error(
+        "node {node} ({destination}) refused the login: {reason}; check the node's `user` and \
+         `key` in the deployment file and that the key is in that user's authorized_keys"
+    )]
+    LoginRefused {
+        /// Node name.
+        node: String,
+        /// `user@address:port`.
+        destination: String,
+        /// What ssh said.
+        reason: String,
+    },
     /// The command line is empty.
     #[error("empty command line for node {0}")]
     EmptyCommand(String),
+    /// The login user cannot run commands as the `become-user` without a password.
+    #[error(
+        "node {node}: login user `{login}` cannot run commands as `{user}` through `sudo -n` \
+         ({reason}); Coffer never answers a password prompt, so password-less sudo is needed: \
+         add `{login} ALL=({user}) NOPASSWD: ALL` to /etc/sudoers.d/coffer on the node (or \
+         narrow it to the commands the plugins declare: `coffer plugins describe`)"
+    )]
+    Become {
+        /// Node name.
+        node: String,
+        /// The login user.
+        login: String,
+        /// The user commands were to run as.
+        user: String,
+        /// What `sudo -n` said.
+        reason: String,
+    },
+}
+
+/// How commands on a node gain the privileges they need: `sudo -n -u USER --` before every
+/// command (never a password prompt that could hang a run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Become {
+    /// The user commands run as (`become-user`; default root).
+    pub user: String,
+}
+
+impl Become {
+    /// `argv` run as [`Become::user`].
+    pub fn wrap(&self, argv: &[String]) -> Vec<String> {
+        let mut wrapped: Vec<String> = ["sudo", "-n", "-u", &self.user, "--"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        wrapped.extend(argv.iter().cloned());
+        wrapped
+    }
 }
 
 /// How to reach a node over SSH.
@@ -124,6 +174,8 @@ pub struct NodeHandle {
     pub roles: Vec<String>,
     /// How it is reached.
     pub transport: Transport,
+    /// How its commands gain privileges; `None`: they run as the login user.
+    pub escalation: Option<Become>,
 }
 
 enum ChildKind {
@@ -185,6 +237,7 @@ impl NodeHandle {
             address: "local".into(),
             roles,
             transport: Transport::Local,
+            escalation: None,
         }
     }
 
@@ -226,6 +279,12 @@ impl NodeHandle {
                     known_hosts: options.known_hosts.display().to_string(),
                     reason,
                 }
+            } else if reason.contains("Permission denied") {
+                TransportError::LoginRefused {
+                    node: name.into(),
+                    destination: target.destination(),
+                    reason,
+                }
             } else {
                 TransportError::Unreachable {
                     node: name.into(),
@@ -239,7 +298,46 @@ impl NodeHandle {
             address: target.address.clone(),
             roles,
             transport: Transport::Ssh(Arc::new(session)),
+            escalation: None,
         })
+    }
+
+    /// Run every command through `become` (see [`Become`]), after checking that it works
+    /// without a password: a node where it does not fails here, before anything runs.
+    pub async fn with_become(mut self, how: Become, login: &str) -> Result<Self, TransportError> {
+        let probe = how.wrap(&["true".to_string()]);
+        let done = process::run(&self, &probe, Vec::new(), Duration::from_secs(30), 1 << 16)
+            .await
+            .map_err(|e| TransportError::Become {
+                node: self.name.clone(),
+                login: login.into(),
+                user: how.user.clone(),
+                reason: e.to_string(),
+            })?;
+        if done.exit_code != Some(0) {
+            let said = String::from_utf8_lossy(&done.stderr).trim().to_string();
+            return Err(TransportError::Become {
+                node: self.name.clone(),
+                login: login.into(),
+                user: how.user.clone(),
+                reason: if said.is_empty() {
+                    format!("exit {:?}", done.exit_code)
+                } else {
+                    said
+                },
+            });
+        }
+        self.escalation = Some(how);
+        Ok(self)
+    }
+
+    /// This node as its login user, without [`Become`]: for what belongs to that user, such
+    /// as its `authorized_keys`.
+    pub fn as_login(&self) -> Self {
+        Self {
+            escalation: None,
+            ..self.clone()
+        }
     }
 
     /// Whether this is the host's own machine.
@@ -250,6 +348,14 @@ impl NodeHandle {
     /// Start `argv` on this node with piped stdin, stdout and stderr. A local process is
     /// killed if the returned handle is dropped before it exits.
     pub async fn spawn(&self, argv: &[String]) -> Result<Process, TransportError> {
+        let wrapped;
+        let argv = match &self.escalation {
+            Some(b) => {
+                wrapped = b.wrap(argv);
+                &wrapped[..]
+            }
+            None => argv,
+        };
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| TransportError::EmptyCommand(self.name.clone()))?;

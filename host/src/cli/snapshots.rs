@@ -48,8 +48,14 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                         .iter()
                         .map(|p| format!("{} ({})", p.name, p.nodes.join(",")))
                         .collect();
+                    let missing: String = s
+                        .manifest
+                        .missing
+                        .iter()
+                        .map(|m| format!(" MISSING {}", m.node))
+                        .collect();
                     println!(
-                        "{:<9} {:<22} {:<12} {:>10}  {}",
+                        "{:<9} {:<22} {:<12} {:>10}  {}{missing}",
                         s.short_id(),
                         &s.time[..s.time.len().min(19)],
                         s.manifest.deployment,
@@ -77,9 +83,21 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                     "  started {}, finished {}, coffer {}",
                     m.started, m.finished, m.coffer_version
                 );
-                for a in &m.artifacts {
+                for missing in &m.missing {
                     println!(
-                        "  {}/{}/{}: {} {:?}, sha256 {}\n    plugin {} {} (sha256 {}), contract {}; restic: dump {} {}",
+                        "  MISSING {}: {} ({} not backed up there)",
+                        missing.node,
+                        missing.reason,
+                        missing.plugins.join(", ")
+                    );
+                }
+                for a in &m.artifacts {
+                    let scope = match a.scope {
+                        coffer_repository::ArtifactScope::Cluster => " (the cluster's)",
+                        coffer_repository::ArtifactScope::Node => "",
+                    };
+                    println!(
+                        "  {}/{}/{}{scope}: {} {:?}, sha256 {}\n    plugin {} {} (sha256 {}), contract {}; restic: dump {} {}",
                         a.node,
                         a.plugin,
                         a.name,

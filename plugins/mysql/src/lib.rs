@@ -182,6 +182,8 @@ fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
                 "put the previous datadir back",
             )?,
         );
+        datadir.move_aside()?;
+        // Only once the old datadir is aside: what is at `dir` from now on is the new one.
         undo.push(
             ctx.undo_with(
                 &Command::on(n, "sh")
@@ -190,7 +192,6 @@ fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
                 &format!("keep the failed datadir as {failed}"),
             )?,
         );
-        datadir.move_aside()?;
     }
     match ctx.artifacts_of(n).find(|a| a.name == PHYSICAL) {
         // The copy becomes the new datadir: unpack, prepare, hand it to the server's user.
@@ -350,13 +351,30 @@ mod tests {
 
         // Each reversal is registered before the change it reverses.
         assert!(start_again < stop, "{log:#?}");
-        assert!(stop < put_back && put_back < aside && keep_failed < aside);
+        assert!(stop < put_back && put_back < aside && aside < keep_failed);
         assert!(aside < create && create < stop_restored && stop_restored < start);
         assert!(start < packet && packet < dump && dump < flush && flush < grants);
         assert!(grants < last_flush, "{log:#?}");
         // The import into the new datadir runs as root over the socket.
         assert!(!log.iter().any(|l| l.contains("--defaults-extra-file")));
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_failed_move_aside_leaves_the_datadir_where_it_is() {
+        let h = restore_harness().reply(
+            &["mv", "-T", DATADIR, ASIDE],
+            Reply::fail(1, "mv: cannot move: Device or resource busy"),
+        );
+        h.restore::<Mysql>().unwrap_err();
+        // Nothing would move the untouched datadir away: the server is only started again.
+        assert_eq!(
+            h.pending_undo_lines(),
+            [
+                "uc: systemctl start mariadb".to_string(),
+                format!("uc: {}", move_if_present(ASIDE, DATADIR)),
+            ]
+        );
     }
 
     #[test]

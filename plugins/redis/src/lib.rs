@@ -380,8 +380,9 @@ impl Plugin for Redis {
             let mut undo = vec![ctx.undo_with(&r.service("start"), "start Redis again")?];
             ctx.run_ok(&r.service("stop"))?;
             undo.push(ctx.undo_with(&mv(&aside, &dump), "put the previous dump.rdb back")?);
-            undo.push(ctx.undo_with(&mv(&dump, &failed), "keep the failed dump.rdb aside")?);
             ctx.run_ok(&mv(&dump, &aside))?;
+            // Only once the old dump is aside: what is at `dump` from now on is the new one.
+            undo.push(ctx.undo_with(&mv(&dump, &failed), "keep the failed dump.rdb aside")?);
             ctx.info(format!("{n}: the previous dump.rdb is kept as {aside}"));
             ctx.feed(
                 &rdb.reference(),
@@ -400,6 +401,7 @@ impl Plugin for Redis {
                     &mv(&aof_aside, &aof_dir),
                     "put the previous append-only files back",
                 )?);
+                ctx.run_ok(&mv(&aof_dir, &aof_aside))?;
                 undo.push(ctx.undo_with(
                     &mv(
                         &aof_dir,
@@ -407,7 +409,6 @@ impl Plugin for Redis {
                     ),
                     "keep the failed append-only files aside",
                 )?);
-                ctx.run_ok(&mv(&aof_dir, &aof_aside))?;
                 ctx.restore_paths(&aof.reference(), n, "/", &[])?;
             }
             undo.push(ctx.undo_with(&r.service("stop"), "stop the restored Redis")?);
@@ -622,7 +623,7 @@ mod tests {
         ));
 
         assert!(start_again < stop, "{log:#?}");
-        assert!(stop < put_back && put_back < move_aside && keep_failed < move_aside);
+        assert!(stop < put_back && put_back < move_aside && move_aside < keep_failed);
         assert!(move_aside < put && put < aof_back && aof_back < aof_move);
         assert!(aof_move < aof_restore && aof_restore < stop_restored);
         assert!(stop_restored < start && start < loaded, "{log:#?}");

@@ -10,12 +10,12 @@ use toml::Spanned;
 
 use coffer_runtime::{ContainerSpec, Limits};
 use coffer_sdk::{Capabilities, CommandPattern};
-use coffer_transport::SshTarget;
 use coffer_transport::access::AccessConfig;
+use coffer_transport::{Become, SshTarget};
 
 use super::file::{
     AccessSection, ContainerSection, File, GrantSection, NodeSection, PluginSection,
-    RepositorySection,
+    RepositorySection, SshSection,
 };
 use super::{Grant, NodeSpec, PluginConfig, Problem};
 
@@ -73,7 +73,55 @@ impl<'t> Checker<'t> {
 
     /// `[[node]]`: at least one, valid unique names, an address (or `local`, which takes no
     /// SSH fields).
-    pub(super) fn nodes(&mut self, sections: &[NodeSection]) -> Vec<NodeSpec> {
+    /// How node `i` gains privileges: its own `become`, else `[ssh] become`; `"none"` on a
+    /// node turns the file's default off there.
+    fn escalation(
+        &mut self,
+        i: usize,
+        n: &NodeSection,
+        ssh: Option<&SshSection>,
+    ) -> Option<Become> {
+        let (method, user, field) = match &n.escalation {
+            Some(b) => (Some(b), n.become_user.clone(), format!("node[{i}].become")),
+            None => (
+                ssh.and_then(|s| s.escalation.as_ref()),
+                n.become_user
+                    .clone()
+                    .or_else(|| ssh.and_then(|s| s.become_user.clone())),
+                "ssh.become".to_string(),
+            ),
+        };
+        match method.map(|m| (m.get_ref().as_str(), m.span().start)) {
+            Some(("sudo", _)) => Some(Become {
+                user: user.unwrap_or_else(|| "root".into()),
+            }),
+            Some(("none", _)) => None,
+            Some((other, at)) => {
+                self.at(
+                    at,
+                    field,
+                    format!("`{other}` is not a way to gain privileges: use \"sudo\" or \"none\""),
+                );
+                None
+            }
+            None => {
+                if n.become_user.is_some() {
+                    self.at(
+                        n.name.span().start,
+                        format!("node[{i}].become-user"),
+                        "become-user needs become = \"sudo\" (on the node or in [ssh])",
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    pub(super) fn nodes(
+        &mut self,
+        sections: &[NodeSection],
+        ssh: Option<&SshSection>,
+    ) -> Vec<NodeSpec> {
         let mut nodes = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, n) in sections.iter().enumerate() {
@@ -102,6 +150,7 @@ impl<'t> Checker<'t> {
                 name: node_name.clone(),
                 roles: n.roles.clone(),
                 ssh: self.ssh_target(i, n),
+                escalation: self.escalation(i, n, ssh),
             });
         }
         if sections.is_empty() {

@@ -90,6 +90,9 @@ pub(super) struct SshSection {
     pub(super) known_hosts: Option<PathBuf>,
     pub(super) parallel: Option<usize>,
     pub(super) connect_timeout_seconds: Option<u64>,
+    #[serde(rename = "become")]
+    pub(super) escalation: Option<Spanned<String>>,
+    pub(super) become_user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +115,9 @@ pub(super) struct NodeSection {
     pub(super) user: Option<String>,
     pub(super) port: Option<u16>,
     pub(super) key: Option<PathBuf>,
+    #[serde(rename = "become")]
+    pub(super) escalation: Option<Spanned<String>>,
+    pub(super) become_user: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use coffer_runtime::{ContainerSpec, Limits};
 use coffer_sdk::Capabilities;
 use coffer_transport::access::AccessConfig;
-use coffer_transport::{NodeHandle, SshOptions, SshTarget, TransportError};
+use coffer_transport::{Become, NodeHandle, SshOptions, SshTarget, TransportError};
 
 use check::{Checker, all_roles, default_known_hosts, line_of};
 use file::File;
@@ -86,16 +86,26 @@ pub struct NodeSpec {
     pub roles: Vec<String>,
     /// How to reach it over SSH; `None` for the local node.
     pub ssh: Option<SshTarget>,
+    /// How its commands gain privileges (`become = "sudo"`); `None`: as the login user.
+    pub escalation: Option<Become>,
 }
 
 impl NodeSpec {
     /// Reach the node: the local one directly, any other over SSH with `options`.
     pub async fn reach(&self, options: &SshOptions) -> Result<NodeHandle, TransportError> {
-        match &self.ssh {
-            None => Ok(NodeHandle::local(&self.name, self.roles.clone())),
-            Some(target) => {
-                NodeHandle::connect(&self.name, self.roles.clone(), target, options).await
-            }
+        let (node, login) = match &self.ssh {
+            None => (
+                NodeHandle::local(&self.name, self.roles.clone()),
+                std::env::var("USER").unwrap_or_else(|_| "the user running coffer".into()),
+            ),
+            Some(target) => (
+                NodeHandle::connect(&self.name, self.roles.clone(), target, options).await?,
+                target.user.clone(),
+            ),
+        };
+        match &self.escalation {
+            None => Ok(node),
+            Some(b) => node.with_become(b.clone(), &login).await,
         }
     }
 }
@@ -223,7 +233,7 @@ impl Deployment {
         })?;
         let mut check = Checker::new(text);
         let name = check.name(file.name.as_ref());
-        let nodes = check.nodes(&file.node);
+        let nodes = check.nodes(&file.node, file.ssh.as_ref());
         let all_roles = all_roles(&file);
         let mut limits = Limits::default();
         if let Some(l) = &file.limits {
