@@ -144,4 +144,16 @@ fn a_container_on_an_ssh_node_is_reached_the_same_way() {
         v["manifest"]["plugins"][0]["records"][0][1],
         marker.as_str()
     );
+
+    // Logged in as an unprivileged user, root's container is reached through `sudo -n podman
+    // exec`; without `become`, that user's podman does not know it.
+    support::nodes::login_user("coffer-op", true);
+    cluster.allow_other_logins();
+    s.edit_deployment("user = \"root\"", "user = \"coffer-op\"\nbecome = \"sudo\"");
+    let out = s.ok(&["backup", "--json"]);
+    assert_eq!(summary(&out)["artifacts"][0]["size"], marker.len());
+    s.edit_deployment("become = \"sudo\"", "become = \"none\"");
+    let out = summary(&s.ok(&["backup", "--json"]));
+    // The plugin records the marker as missing and stores nothing.
+    assert_eq!(out["artifacts"].as_array().unwrap().len(), 0, "{out}");
 }

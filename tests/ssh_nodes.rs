@@ -691,36 +691,17 @@ fn presets_nodes_and_roles_limit_a_run() {
     ]);
 }
 
-/// A login user on this machine (so on every test node), with password-less sudo when `sudo`.
-fn login_user(name: &str, sudo: bool) {
-    // `*`: no password, yet not locked (sshd refuses a locked account even with a key).
-    sh(&format!(
-        "id -u {name} >/dev/null 2>&1 || useradd -m -s /bin/sh {name}; usermod -p '*' {name}"
-    ));
-    let rule = std::path::Path::new("/etc/sudoers.d").join(name);
-    if sudo {
-        fs::write(&rule, format!("{name} ALL=(root) NOPASSWD: ALL\n")).unwrap();
-        sh(&format!("chmod 0440 {}", rule.display()));
-    } else {
-        let _ = fs::remove_file(&rule);
-    }
-}
-
 /// TripleO and kolla log in as an unprivileged user: with `become = "sudo"` every command runs
 /// through `sudo -n`, so files only root can read are backed up and restored with their owners
 /// and modes; without it the same run is refused by the node; a login user without
 /// password-less sudo is stopped before anything runs, naming the node and the sudoers line.
 #[test]
 fn a_non_root_login_backs_up_and_restores_root_only_files_through_sudo() {
-    login_user("coffer-op", true);
-    login_user("coffer-nosudo", false);
+    support::nodes::login_user("coffer-op", true);
+    support::nodes::login_user("coffer-nosudo", false);
     let s = Scratch::new();
     let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
-    // The test sshd reads one authorized_keys for every user: readable by them too.
-    sh(&format!(
-        "chmod 0644 {}",
-        s.path("nodes/authorized_keys").display()
-    ));
+    cluster.allow_other_logins();
     let node = &cluster.nodes[0];
     fs::create_dir_all(node.srv_node.join("keys")).unwrap();
     fs::write(node.srv_node.join("keys/fernet-0"), noise(5, 44)).unwrap();

@@ -235,6 +235,15 @@ impl Cluster {
         }
     }
 
+    /// Let users other than root log in with the client key (see [`login_user`]): the test
+    /// sshd reads one authorized_keys file for every user, so it must be readable by them.
+    pub fn allow_other_logins(&self) {
+        sh(&format!(
+            "chmod 0644 {}",
+            self.key.with_file_name("authorized_keys").display()
+        ));
+    }
+
     /// `[[node]]` sections for the deployment file, each with `roles`.
     pub fn deployment_nodes(&self, roles: &[&str]) -> String {
         self.deployment_nodes_by(|_| roles.to_vec())
@@ -257,6 +266,21 @@ impl Cluster {
             ));
         }
         text
+    }
+}
+
+/// A login user on this machine (so on every test node), with password-less sudo when `sudo`.
+pub fn login_user(name: &str, sudo: bool) {
+    // `*`: no password, yet not locked (sshd refuses a locked account even with a key).
+    sh(&format!(
+        "id -u {name} >/dev/null 2>&1 || useradd -m -s /bin/sh {name}; usermod -p '*' {name}"
+    ));
+    let rule = Path::new("/etc/sudoers.d").join(name);
+    if sudo {
+        std::fs::write(&rule, format!("{name} ALL=(root) NOPASSWD: ALL\n")).unwrap();
+        sh(&format!("chmod 0440 {}", rule.display()));
+    } else {
+        let _ = std::fs::remove_file(&rule);
     }
 }
 
