@@ -17,6 +17,11 @@ struct Container {
 
 impl Container {
     fn start(dir: &std::path::Path, marker: &str) -> Self {
+        Self::start_labelled(dir, marker, "coffer.test=unlabelled")
+    }
+
+    /// [`Container::start`] with the label `label` (`KEY=VALUE`).
+    fn start_labelled(dir: &std::path::Path, marker: &str, label: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("coffer-test-{}-{n}", std::process::id());
@@ -36,7 +41,7 @@ impl Container {
         // This VM needs runc and cgroupfs (see FIELD-NOTES); `podman exec` then needs nothing.
         sh(&format!(
             "podman --runtime /usr/sbin/runc --cgroup-manager=cgroupfs run -d --name {tag} \
-             --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 {tag}:latest /bin/sleep 100000 >/dev/null"
+             --label {label} --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 {tag}:latest /bin/sleep 100000 >/dev/null"
         ));
         Self {
             name: tag.clone(),
@@ -156,4 +161,64 @@ fn a_container_on_an_ssh_node_is_reached_the_same_way() {
     let out = summary(&s.ok(&["backup", "--json"]));
     // The plugin records the marker as missing and stores nothing.
     assert_eq!(out["artifacts"].as_array().unwrap().len(), 0, "{out}");
+}
+
+/// Pacemaker bundles and kolla name containers per node or by label: a glob or a filter is
+/// found on each node at the start of a run, and none or several matching is refused before
+/// anything runs.
+#[test]
+fn a_container_is_found_by_a_glob_or_a_filter_before_the_run() {
+    let s = Scratch::new();
+    s.install_fixture("coffer-plugin-hostile");
+    let pid = std::process::id();
+    let a = Container::start_labelled(&s.path("a"), "in a\n", &format!("coffer.found={pid}-a"));
+    let b = Container::start_labelled(&s.path("b"), "in b\n", &format!("coffer.found={pid}-b"));
+    let with = |container: &str| {
+        s.deployment(&format!(
+            "[plugin.hostile.container]\nruntime = \"podman\"\n{container}\n\
+             [plugin.hostile.grant]\ncommands = [\"cat /etc/marker\"]\n\n\
+             [plugin.hostile.settings]\nmode = \"marker\"\n"
+        ));
+    };
+    let marker = |out: &std::process::Output| {
+        let id = summary(out)["snapshot"].as_str().unwrap().to_string();
+        let shown = s.ok(&["snapshots", "show", &id, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        v["manifest"]["plugins"][0]["records"][0][1]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    with(&format!("filter = \"label=coffer.found={pid}-a\"\n"));
+    s.init();
+    let out = s.ok(&["backup", "--json"]);
+    assert_eq!(marker(&out), "in a\n");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("runs in container {}", a.name)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    with(&format!("name = \"{}*\"\n", b.name));
+    assert_eq!(marker(&s.ok(&["backup", "--json"])), "in b\n");
+
+    // Both carry the label: the glob matches two, and nothing runs.
+    with(&format!(
+        "name = \"coffer-test-{pid}-*\"\nfilter = \"label=coffer.found\"\n"
+    ));
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("plugin `hostile`: finding its container")
+            && err.contains("on node local: 2 running containers match")
+            && err.contains(&a.name)
+            && err.contains(&b.name),
+        "{err}"
+    );
+    with(&format!("name = \"coffer-test-{pid}-none-*\"\n"));
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no running container matches"), "{err}");
+    assert_eq!(s.snapshot_count(), 2);
 }

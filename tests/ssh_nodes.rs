@@ -374,8 +374,18 @@ fn an_ansible_inventory_imports_into_a_deployment_that_backs_up_its_nodes() {
         imported.contains("roles = [\"controller\", \"mysql\"]"),
         "{imported}"
     );
-    // The operator's edits: where the repository goes, which paths, the known_hosts file.
+    // Two hosts in `mysql`: Galera on them (no database runs on these test nodes).
+    assert!(
+        imported.contains("[plugin.galera]   # group `mysql` has 2 host(s)"),
+        "{imported}"
+    );
+    // The operator's edits: where the repository goes, which paths, the known_hosts file, and
+    // Galera off here.
     let edited = imported
+        .replace(
+            "roles = [\"mysql\"]\n",
+            "roles = [\"mysql\"]\nenabled = false\n",
+        )
         .replace("/var/backups/coffer", s.repo().to_str().unwrap())
         .replace("/etc/coffer/password", s.path("password").to_str().unwrap())
         + &format!(

@@ -91,6 +91,11 @@ impl Mariadb {
     /// Install `node` as a Galera member of a cluster of `members` (its address list), with a
     /// fresh datadir, without starting it: a new node joins when it starts.
     pub fn galera_member(node: &Node, members: &[&Node]) -> Self {
+        // The rsync SST script waits while anything listens on its port, on any address: each
+        // member its own port, so that clusters of tests running side by side never meet.
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sst, ist) = (14444 + 2 * k, 14445 + 2 * k);
         let members: Vec<String> = members
             .iter()
             .map(|n| format!("{}:4567", n.address))
@@ -102,8 +107,8 @@ impl Mariadb {
                  wsrep_on=ON\nwsrep_provider=/usr/lib/galera/libgalera_smm.so\n\
                  wsrep_cluster_name=coffer-test\nwsrep_cluster_address=gcomm://{}\n\
                  wsrep_node_address={a}\nwsrep_node_name={}\n\
-                 wsrep_provider_options=\"gmcast.listen_addr=tcp://{a}:4567;ist.recv_addr={a}:4568\"\n\
-                 wsrep_sst_method=rsync\nwsrep_sst_receive_address={a}:4444\n",
+                 wsrep_provider_options=\"gmcast.listen_addr=tcp://{a}:4567;ist.recv_addr={a}:{ist}\"\n\
+                 wsrep_sst_method=rsync\nwsrep_sst_receive_address={a}:{sst}\n",
                 members.join(","),
                 node.name,
                 a = node.address

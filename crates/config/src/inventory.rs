@@ -61,17 +61,66 @@ impl Inventory {
         Ok(resolve(groups))
     }
 
-    /// A deployment file (TOML) with these hosts as nodes; `name` is the deployment's name.
+    /// Which deployment tool wrote it: kolla-ansible (a `mariadb` group, or `kolla_*`
+    /// variables), TripleO (`container_cli`, or an `overcloud`/`undercloud` group), or neither.
+    fn flavour(&self) -> Flavour {
+        let has_group = |g: &str| self.hosts.iter().any(|h| h.groups.contains(g));
+        let has_var =
+            |pred: &dyn Fn(&str) -> bool| self.hosts.iter().any(|h| h.vars.keys().any(|k| pred(k)));
+        if has_group("mariadb") || has_var(&|k| k.starts_with("kolla_")) {
+            Flavour::Kolla
+        } else if has_var(&|k| k == "container_cli")
+            || has_group("overcloud")
+            || has_group("undercloud")
+        {
+            Flavour::Tripleo
+        } else {
+            Flavour::Plain
+        }
+    }
+
+    /// The container runtime the deployment uses: `container_cli` (TripleO) or
+    /// `kolla_container_engine` (kolla), else the tool's default (podman, docker).
+    fn container_runtime(&self, flavour: Flavour) -> (String, String) {
+        for var in ["container_cli", "kolla_container_engine"] {
+            if let Some(v) = self.hosts.iter().find_map(|h| h.vars.get(var)) {
+                return (v.clone(), format!("from `{var}`"));
+            }
+        }
+        let default = if flavour == Flavour::Kolla {
+            "docker"
+        } else {
+            "podman"
+        };
+        (default.into(), format!("{flavour:?}'s default"))
+    }
+
+    /// The hosts in group `group`.
+    fn in_group(&self, group: &str) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| h.groups.contains(group))
+            .count()
+    }
+
+    /// A deployment file (TOML) with these hosts as nodes and the plugins their service groups
+    /// call for; `name` is the deployment's name. Comments say what was inferred from what.
     pub fn to_deployment(&self, name: &str) -> String {
         let q = |s: &str| toml::Value::String(s.into()).to_string();
+        let flavour = self.flavour();
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# Imported from an Ansible inventory by `coffer import-inventory`.\n\
+            "# Imported from an Ansible inventory by `coffer import-inventory` ({}).\n\
              # Groups became roles. Review the repository and the plugins below.\n\
              name = {}\n\n[repository]\npath = \"/var/backups/coffer\"\n\
              password-file = \"/etc/coffer/password\"\n\
              # node = \"backup-host\"   # keep the repository on one of the nodes below",
+            match flavour {
+                Flavour::Kolla => "kolla-ansible, from its groups and `kolla_*` variables",
+                Flavour::Tripleo => "TripleO, from `container_cli` or its groups",
+                Flavour::Plain => "no deployment tool recognised",
+            },
             q(name)
         );
         for h in &self.hosts {
@@ -94,8 +143,34 @@ impl Inventory {
             if local {
                 continue;
             }
-            if let Some(u) = h.vars.get("ansible_user") {
-                let _ = writeln!(out, "user = {}", q(u));
+            let user = ["ansible_user", "ansible_ssh_user"]
+                .iter()
+                .find_map(|k| h.vars.get(*k).map(|u| (u, *k)));
+            if let Some((u, from)) = user {
+                let _ = writeln!(out, "user = {}            # from `{from}`", q(u));
+            }
+            let become_var = h
+                .vars
+                .get("ansible_become")
+                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on"));
+            match (become_var, user) {
+                (Some(true), _) => {
+                    let _ = writeln!(out, "become = \"sudo\"           # from `ansible_become`");
+                }
+                (None, Some((u, _))) if u != "root" => {
+                    let _ = writeln!(
+                        out,
+                        "become = \"sudo\"           # the login user is not root"
+                    );
+                }
+                _ => {}
+            }
+            if let Some(bu) = h.vars.get("ansible_become_user") {
+                let _ = writeln!(
+                    out,
+                    "become-user = {}   # from `ansible_become_user`",
+                    q(bu)
+                );
             }
             if let Some(p) = h.vars.get("ansible_port") {
                 let _ = writeln!(out, "port = {p}");
@@ -109,8 +184,89 @@ impl Inventory {
             }
         }
         out.push_str("\n[plugin.filesystem]\n");
+        let (runtime, runtime_from) = self.container_runtime(flavour);
+        let containerised = flavour != Flavour::Plain;
+        let container = |out: &mut String, plugin: &str, name: &str, what: &str| {
+            if containerised {
+                let _ = writeln!(
+                    out,
+                    "[plugin.{plugin}.container]   # {what}\nruntime = {}   # {runtime_from}\nname = {}",
+                    q(&runtime),
+                    q(name)
+                );
+            }
+        };
+        let database = ["mariadb", "mysql"]
+            .into_iter()
+            .find(|g| self.in_group(g) > 0);
+        if let Some(group) = database {
+            let n = self.in_group(group);
+            let (plugin, kind) = if n >= 2 {
+                ("galera", "a Galera cluster")
+            } else {
+                ("mysql", "a single server")
+            };
+            let _ = writeln!(
+                out,
+                "\n[plugin.{plugin}]   # group `{group}` has {n} host(s): {kind}\nroles = [{}]",
+                q(group)
+            );
+            match (flavour, plugin) {
+                (Flavour::Kolla, _) => container(&mut out, plugin, "mariadb", "kolla's container"),
+                (Flavour::Tripleo, "galera") => container(
+                    &mut out,
+                    plugin,
+                    "galera-bundle-podman-*",
+                    "Pacemaker's bundle: one per node, found by name",
+                ),
+                _ => container(&mut out, plugin, "mysql", "TripleO's container"),
+            }
+        }
+        if self.in_group("redis") > 0 {
+            out.push_str("\n[plugin.redis]   # group `redis`\nroles = [\"redis\"]\n");
+            match flavour {
+                Flavour::Kolla => container(&mut out, "redis", "redis", "kolla's container"),
+                _ => container(
+                    &mut out,
+                    "redis",
+                    "redis-bundle-podman-*",
+                    "Pacemaker's bundle: one per node, found by name",
+                ),
+            }
+        }
+        if self.in_group("pacemaker") > 0 {
+            out.push_str(
+                "\n[plugin.pacemaker]   # group `pacemaker`: pcs and cibadmin on the nodes\n\
+                 roles = [\"pacemaker\"]\n",
+            );
+        }
+        if let Some(group) = ["swift_storage", "swift-object-server"]
+            .into_iter()
+            .find(|g| self.in_group(g) > 0)
+        {
+            let _ = writeln!(
+                out,
+                "\n[plugin.swift]   # group `{group}`: /srv/node with xattrs, rings, /etc/swift\n\
+                 roles = [{}]",
+                q(group)
+            );
+        }
+        if containerised && database.is_some() {
+            out.push_str(
+                "\n# Coffer's restore runbook for MariaDB inside a container is not yet proven \
+                 (see the README's\n# support table): try `coffer restore --dry-run` first.\n",
+            );
+        }
         out
     }
+}
+
+/// The deployment tool an inventory comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    Kolla,
+    Tripleo,
+    Plain,
 }
 
 /// Roles are lower case: TripleO's `Controller` group is the `controller` role.
@@ -472,6 +628,113 @@ bk ansible_host=10.0.0.9 ansible_ssh_private_key_file=\"/root/.ssh/id backup\"
         );
         let t = d.nodes[1].ssh.as_ref().unwrap();
         assert_eq!(t.destination(), "heat-admin@ctl0:2222");
+        // Not root: through sudo. Three hosts in `mysql`: Galera on them, on the host.
+        assert_eq!(d.nodes[1].escalation.as_ref().unwrap().user, "root");
+        let galera = d.plugins.iter().find(|p| p.name == "galera").unwrap();
+        assert_eq!(galera.roles.as_deref(), Some(&["mysql".to_string()][..]));
+        assert!(galera.container.is_none());
+    }
+
+    /// kolla-ansible's `multinode`, in its shape: host groups, then service groups made of
+    /// them with `:children`, the deploy user with `ansible_become`.
+    const KOLLA: &str = "\
+[control]
+control01 ansible_host=10.0.0.11
+control02 ansible_host=10.0.0.12
+control03 ansible_host=10.0.0.13
+
+[network]
+network01 ansible_host=10.0.0.21
+
+[compute]
+compute01 ansible_host=10.0.0.31
+
+[monitoring]
+monitoring01 ansible_host=10.0.0.41
+
+[storage]
+storage01 ansible_host=10.0.0.51
+
+[deployment]
+localhost ansible_connection=local
+
+[all:vars]
+ansible_user=kolla
+ansible_become=true
+kolla_container_engine=podman
+
+[baremetal:children]
+control
+network
+compute
+storage
+monitoring
+
+[common:children]
+control
+network
+compute
+storage
+monitoring
+
+[mariadb:children]
+control
+
+[rabbitmq:children]
+control
+
+[redis:children]
+control
+
+[swift:children]
+control
+
+[swift-object-server:children]
+storage
+";
+
+    #[test]
+    fn kolla_multinode_imports_with_its_services_in_their_containers() {
+        let inv = Inventory::parse(KOLLA, "multinode").unwrap();
+        let text = inv.to_deployment("kolla");
+        let d = Deployment::parse(&text, "generated").unwrap();
+        let c2 = d.nodes.iter().find(|n| n.name == "control02").unwrap();
+        assert_eq!(
+            c2.roles,
+            [
+                "baremetal",
+                "common",
+                "control",
+                "mariadb",
+                "rabbitmq",
+                "redis",
+                "swift"
+            ]
+        );
+        assert_eq!(c2.ssh.as_ref().unwrap().destination(), "kolla@10.0.0.12:22");
+        assert!(c2.escalation.is_some(), "{text}");
+        let plugin = |name: &str| {
+            d.plugins
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+        };
+        let galera = plugin("galera");
+        assert_eq!(galera.roles.as_deref(), Some(&["mariadb".to_string()][..]));
+        let c = galera.container.as_ref().unwrap();
+        assert_eq!((c.runtime.as_str(), c.name.as_str()), ("podman", "mariadb"));
+        assert_eq!(plugin("redis").container.as_ref().unwrap().name, "redis");
+        assert_eq!(
+            plugin("swift").roles.as_deref(),
+            Some(&["swift-object-server".to_string()][..])
+        );
+        assert!(d.plugins.iter().all(|p| p.name != "pacemaker"), "{text}");
+        assert!(
+            text.contains("kolla-ansible")
+                && text.contains("# from `kolla_container_engine`")
+                && text.contains("# from `ansible_become`"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -487,11 +750,18 @@ Controller:
       ansible_host: 192.168.24.10
     overcloud-controller-1: {ansible_host: 192.168.24.11}
   vars:
-    ansible_user: tripleo-admin
+    ansible_ssh_user: tripleo-admin
+    container_cli: podman
 overcloud:
   children:
     Controller: {}
 mysql:
+  children:
+    Controller:
+redis:
+  children:
+    Controller:
+pacemaker:
   children:
     Controller:
 ";
@@ -503,10 +773,21 @@ mysql:
             .unwrap();
         assert_eq!(
             c1.groups.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["controller", "mysql", "overcloud"]
+            ["controller", "mysql", "overcloud", "pacemaker", "redis"]
         );
-        assert_eq!(c1.vars["ansible_user"], "tripleo-admin");
-        let d = Deployment::parse(&inv.to_deployment("overcloud"), "generated").unwrap();
+        assert_eq!(c1.vars["ansible_ssh_user"], "tripleo-admin");
+        let text = inv.to_deployment("overcloud");
+        let d = Deployment::parse(&text, "generated").unwrap();
+        // TripleO's bundles: one container per node, found by a glob.
+        let galera = d.plugins.iter().find(|p| p.name == "galera").unwrap();
+        let c = galera.container.as_ref().unwrap();
+        assert_eq!(
+            (c.runtime.as_str(), c.name.as_str()),
+            ("podman", "galera-bundle-podman-*")
+        );
+        assert!(c.is_found());
+        assert!(d.plugins.iter().any(|p| p.name == "pacemaker"), "{text}");
+        assert!(text.contains("# from `ansible_ssh_user`"), "{text}");
         let n = d
             .nodes
             .iter()

@@ -154,6 +154,8 @@ pub enum Status {
     Failed,
     /// It was not run: no node carries its roles, or a resumed restore had done it.
     Skipped,
+    /// A dry run went through it without changing anything: what it would do is in the plan.
+    Planned,
 }
 
 macro_rules! display_as_serialized {

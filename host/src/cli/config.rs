@@ -279,7 +279,9 @@ impl RunConfig {
         )?
         .restrict(scope.filter.clone())?
         .with_unreachable(unreachable)
-        .with_interrupt(INTERRUPT.clone());
+        .with_interrupt(INTERRUPT.clone())
+        .find_containers()
+        .await?;
         Ok((coffer, printer))
     }
 }

@@ -359,8 +359,10 @@ impl<'c, 'a> Datadir<'c, 'a> {
                 &self.aside,
             ]))?;
             self.ctx.info(format!(
-                "{}: the old datadir is kept at {}",
-                self.node, self.aside
+                "{}: the old datadir {} kept at {}",
+                self.node,
+                if self.ctx.dry_run { "would be" } else { "is" },
+                self.aside
             ));
         }
         Ok(exists)

@@ -111,7 +111,13 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         } else {
             reinit(ctx, n)?;
         }
-        ctx.info(format!("{n}: databases and grants restored ({mode})"));
+        if ctx.dry_run {
+            ctx.info(format!(
+                "{n}: databases and grants would be restored ({mode})"
+            ));
+        } else {
+            ctx.info(format!("{n}: databases and grants restored ({mode})"));
+        }
     }
     Ok(())
 }

@@ -357,18 +357,30 @@ impl<'t> Checker<'t> {
             );
             return None;
         }
-        if c.name.trim().is_empty() {
+        if c.name.trim().is_empty() && c.filter.is_none() {
             self.on_line(
                 at,
                 format!("plugin.{pname}.container.name"),
-                "must name the container",
+                "name the container (or a glob of names, e.g. `galera-bundle-podman-*`), or \
+                 give a `filter` (e.g. `label=kolla_service=mariadb`)",
             );
+            return None;
+        }
+        let name = if c.name.trim().is_empty() {
+            "*".to_string()
+        } else {
+            c.name.clone()
+        };
+        if let Err(e) = coffer_sdk::capability::check_name_pattern(&name) {
+            self.on_line(at, format!("plugin.{pname}.container.name"), e.to_string());
             return None;
         }
         Some(ContainerSpec {
             runtime: c.runtime.clone(),
-            name: c.name.clone(),
+            name,
+            filter: c.filter.clone(),
             roles: c.roles.clone(),
+            found: Default::default(),
         })
     }
 

@@ -138,7 +138,9 @@ pub(super) struct PluginSection {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct ContainerSection {
     pub(super) runtime: String,
+    #[serde(default)]
     pub(super) name: String,
+    pub(super) filter: Option<String>,
     pub(super) roles: Option<Vec<String>>,
 }
 

@@ -278,6 +278,98 @@ impl Coffer {
         self
     }
 
+    /// Find each plugin's container given by a glob or a filter (`[plugin.NAME.container]`) on
+    /// every reached node it applies to, before anything runs: exactly one running container
+    /// must match there; none or several is an error naming the plugin, the node and what runs.
+    pub async fn find_containers(mut self) -> Result<Self, RunError> {
+        for i in 0..self.deployment.plugins.len() {
+            let pc = &self.deployment.plugins[i];
+            let (Some(spec), Some(plugin)) = (&pc.container, self.registry.get(&pc.name)) else {
+                continue;
+            };
+            if !spec.is_found() {
+                continue;
+            }
+            let wanted = match &spec.filter {
+                Some(f) if spec.name == "*" => format!("filter `{f}`"),
+                Some(f) => format!("`{}` with filter `{f}`", spec.name),
+                None => format!("`{}`", spec.name),
+            };
+            let mut found = BTreeMap::new();
+            for node in self
+                .nodes_for(pc, plugin)
+                .iter()
+                .filter(|n| spec.applies(&n.roles))
+            {
+                let argv = spec.list_argv();
+                let at = |detail: String| {
+                    RunError::Config(format!(
+                        "plugin `{}`: finding its container {wanted} on node {}: {detail}",
+                        pc.name, node.name
+                    ))
+                };
+                let done = coffer_transport::process::run(
+                    node,
+                    &argv,
+                    Vec::new(),
+                    std::time::Duration::from_secs(60),
+                    1 << 20,
+                )
+                .await
+                .map_err(|e| at(format!("`{}` failed: {e}", argv.join(" "))))?;
+                let listed = String::from_utf8_lossy(&done.stdout).into_owned();
+                if done.exit_code != Some(0) {
+                    return Err(at(format!(
+                        "`{}` exited with {:?}: {}",
+                        argv.join(" "),
+                        done.exit_code,
+                        String::from_utf8_lossy(&done.stderr).trim()
+                    )));
+                }
+                let running: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+                let matching: Vec<&str> = running
+                    .iter()
+                    .copied()
+                    .filter(|n| coffer_sdk::capability::name_matches(&spec.name, n))
+                    .collect();
+                match matching[..] {
+                    [one] => {
+                        found.insert(node.name.clone(), one.to_string());
+                    }
+                    [] => {
+                        return Err(at(format!(
+                            "no running container matches (running: {})",
+                            if running.is_empty() {
+                                "none".to_string()
+                            } else {
+                                running.join(", ")
+                            }
+                        )));
+                    }
+                    _ => {
+                        return Err(at(format!(
+                            "{} running containers match ({}); make the glob or the filter \
+                             pick one",
+                            matching.len(),
+                            matching.join(", ")
+                        )));
+                    }
+                }
+            }
+            for (node, name) in &found {
+                self.reporter.report(Event::Log {
+                    plugin: pc.name.clone(),
+                    level: Level::Info,
+                    message: format!("{node}: runs in container {name}"),
+                });
+            }
+            if let Some(spec) = self.deployment.plugins[i].container.as_mut() {
+                spec.found = found;
+            }
+        }
+        Ok(self)
+    }
+
     /// Completes when the run must stop: the interrupt token, else Ctrl-C.
     async fn interrupted(&self) {
         match &self.interrupt {
@@ -485,6 +577,11 @@ impl Coffer {
     }
 
     fn step(&self, plugin: &str, operation: Operation, status: Status, detail: String) {
+        // A dry run changes nothing: what ends well there is planned, not done.
+        let status = match status {
+            Status::Ok if self.is_dry_run() => Status::Planned,
+            other => other,
+        };
         self.reporter.report(Event::Step {
             plugin: plugin.into(),
             operation,

@@ -99,16 +99,12 @@ impl OperationEnv {
     /// Grants are checked on the plugin's own `argv`, before this.
     pub fn on_node(&self, node: &NodeHandle, argv: &[String]) -> Vec<String> {
         match &self.container {
-            Some(c)
-                if c.roles
-                    .as_ref()
-                    .is_none_or(|roles| node.roles.iter().any(|r| roles.contains(r))) =>
-            {
+            Some(c) if c.applies(&node.roles) => {
                 let mut wrapped = vec![
                     c.runtime.clone(),
                     "exec".into(),
                     "-i".into(),
-                    c.name.clone(),
+                    c.name_on(&node.name).to_string(),
                 ];
                 wrapped.extend_from_slice(argv);
                 wrapped
