@@ -222,3 +222,108 @@ fn a_container_is_found_by_a_glob_or_a_filter_before_the_run() {
     assert!(err.contains("no running container matches"), "{err}");
     assert_eq!(s.snapshot_count(), 2);
 }
+
+/// A MariaDB server in a podman container, its datadir on a named volume: the container's root
+/// filesystem is this machine's (an overlay on `/`, so the packaged MariaDB runs in it without
+/// a registry); removed with its volume when dropped.
+struct MariadbContainer {
+    name: String,
+    volume: String,
+}
+
+const PODMAN: &str = "podman --runtime /usr/sbin/runc --cgroup-manager=cgroupfs";
+const LIMITS: &str = "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024";
+
+impl MariadbContainer {
+    fn start() -> Self {
+        let pid = std::process::id();
+        let (name, volume) = (format!("coffer-mariadb-{pid}"), format!("coffer-db-{pid}"));
+        sh(&format!(
+            "podman volume create {volume} >/dev/null && \
+             {PODMAN} run --rm {LIMITS} -v {volume}:/var/lib/mysql --rootfs /:O /bin/sh -c \
+             'mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null'"
+        ));
+        sh(&format!(
+            "{PODMAN} run -d --name {name} {LIMITS} -v {volume}:/var/lib/mysql --rootfs /:O \
+             /bin/sh -c 'mkdir -p /run/mysqld && chown mysql /run/mysqld && exec mariadbd \
+             --user=mysql --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock \
+             --skip-networking --innodb-buffer-pool-size=64M' >/dev/null"
+        ));
+        let db = Self { name, volume };
+        let started = std::time::Instant::now();
+        while !Command::new("podman")
+            .args(["exec", &db.name, "mariadb", "-e", "SELECT 1"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "MariaDB in {} never answered",
+                db.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        db
+    }
+
+    /// Run SQL as root inside the container; its tab-separated rows.
+    fn sql(&self, sql: &str) -> String {
+        let out = Command::new("podman")
+            .args(["exec", &self.name, "mariadb", "-N", "-B", "-e", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for MariadbContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &self.name])
+            .output();
+        let _ = Command::new("podman")
+            .args(["volume", "rm", "-f", &self.volume])
+            .output();
+    }
+}
+
+/// TripleO's undercloud and kolla run MariaDB in a container: the mysql plugin dumps through
+/// it and imports back through it (`restore-mode = "import"`), so a server whose databases and
+/// accounts are gone gets them back, checksums equal.
+#[test]
+fn mariadb_in_a_podman_container_on_a_named_volume_comes_back_through_import() {
+    let db = MariadbContainer::start();
+    db.sql(
+        "CREATE DATABASE nova; USE nova; \
+         CREATE TABLE nova.instances (id INT PRIMARY KEY, host VARCHAR(64)); \
+         INSERT INTO nova.instances SELECT seq, CONCAT('compute-', seq % 7) FROM seq_1_to_20000; \
+         CREATE USER 'nova'@'%' IDENTIFIED BY 'n0va-secret'; \
+         GRANT SELECT, INSERT ON nova.* TO 'nova'@'%'",
+    );
+    let state = || db.sql("CHECKSUM TABLE nova.instances") + &db.sql("SHOW GRANTS FOR 'nova'@'%'");
+    let before = state();
+    let s = Scratch::new();
+    s.deployment(&format!(
+        "[plugin.mysql.container]\nruntime = \"podman\"\nname = \"{}\"\n\n\
+         [plugin.mysql.settings]\nrestore-mode = \"import\"\n",
+        db.name
+    ));
+    s.init();
+    let out = s.ok(&["backup", "--json", "--verbose"]);
+    let names = artifact_fields(&out, "name");
+    assert!(names.contains(&"databases.sql".to_string()), "{names:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "\"podman\",\"exec\",\"-i\",\"{}\",\"mysqldump\"",
+            db.name
+        )),
+        "the dump runs inside the container"
+    );
+    db.sql("DROP DATABASE nova; DROP USER 'nova'@'%'");
+    assert!(!db.sql("SHOW DATABASES").contains("nova"));
+    s.ok(&["restore", "latest"]);
+    assert_eq!(state(), before);
+}

@@ -165,6 +165,7 @@ fn synced_state(node: &support::nodes::Node) -> String {
 
 #[test]
 fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
+    let _turn = support::mariadb::one_galera_at_a_time();
     let s = Scratch::new();
     let cluster = Cluster::start(
         &s.path("nodes"),
@@ -572,6 +573,7 @@ fn sections_of(cluster: &Cluster, names: &[&str]) -> String {
 /// back there and it joins the restored cluster of 3.
 #[test]
 fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dead() {
+    let _turn = support::mariadb::one_galera_at_a_time();
     let s = Scratch::new();
     let cluster = Cluster::start(
         &s.path("nodes"),

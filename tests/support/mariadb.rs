@@ -135,6 +135,13 @@ impl Mariadb {
     }
 }
 
+/// Hold while a test runs a Galera cluster of several members: two such tests side by side on
+/// two cores starved each other's state transfers past every timeout, so they take turns.
+pub fn one_galera_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static GALERA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GALERA.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Wait until every node is Synced in one cluster of `nodes.len()` members.
 pub fn wait_synced(nodes: &[&Node]) {
     let started = Instant::now();

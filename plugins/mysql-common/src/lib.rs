@@ -45,13 +45,24 @@ pub fn settings(info: PluginInfo) -> PluginInfo {
         "Its password; reaches each node only as a 0600 option file written through stdin",
         None,
     )
+    .setting(
+        "socket",
+        "The server's socket on the node, for the clients (default: the clients' own)",
+        None,
+    )
+    .setting(
+        "host",
+        "The server's address, for the clients (instead of the socket)",
+        None,
+    )
+    .setting("port", "The server's port, with `host`", None)
 }
 
 /// Commands every MariaDB plugin declares: the clients, the service, the datadir steps.
 /// Read-only SQL ([`query`]) is the statement in `-e` and declared `reads`, so a dry run runs
 /// it; SQL that changes anything ([`execute`], the imports) goes through stdin.
 pub fn commands(mut info: PluginInfo) -> PluginInfo {
-    for defaults in [None, Some("--defaults-extra-file=*")] {
+    for defaults in [None, Some("--defaults-extra-file=*"), Some("--socket=*")] {
         let with = |args: &[&'static str]| -> Vec<&'static str> {
             defaults.into_iter().chain(args.iter().copied()).collect()
         };
@@ -118,6 +129,20 @@ fn credentials(ctx: &Context<'_>) -> Option<(String, String)> {
     ))
 }
 
+/// `[client]` lines for where the server listens (`socket`, `host`, `port`).
+fn connection_lines(ctx: &Context<'_>) -> String {
+    ["socket", "host", "port"]
+        .iter()
+        .filter_map(|k| ctx.settings.get(k).map(|v| format!("{k}={}\n", quoted(v))))
+        .collect()
+}
+
+/// Whether this operation's clients read an option file Coffer writes: credentials or
+/// connection settings are in the deployment file.
+fn own_option_file(ctx: &Context<'_>) -> bool {
+    credentials(ctx).is_some() || !connection_lines(ctx).is_empty()
+}
+
 /// The option file holding this operation's credentials on every node.
 fn credentials_file(ctx: &Context<'_>) -> String {
     let run = ctx.run_slug();
@@ -135,15 +160,24 @@ pub fn with_credentials<T>(
     ctx: &Context<'_>,
     f: impl FnOnce() -> Result<T, PluginError>,
 ) -> Result<T, PluginError> {
-    let Some((user, password)) = credentials(ctx) else {
+    if !own_option_file(ctx) {
         return f();
-    };
+    }
     let file = credentials_file(ctx);
-    let text = format!(
-        "[client]\nuser={}\npassword={}\n",
-        quoted(&user),
-        quoted(&password)
-    );
+    let mut text = String::new();
+    match (credentials(ctx), ctx.settings.get("defaults-file")) {
+        (Some((user, password)), _) => {
+            text.push_str(&format!(
+                "[client]\nuser={}\npassword={}\n",
+                quoted(&user),
+                quoted(&password)
+            ));
+        }
+        // The operator's own file keeps the credentials; the connection is added to it.
+        (None, Some(own)) => text.push_str(&format!("!include {own}\n[client]\n")),
+        (None, None) => text.push_str("[client]\n"),
+    }
+    text.push_str(&connection_lines(ctx));
     let mut written = Vec::new();
     let mut result = Ok(());
     for node in &ctx.nodes {
@@ -171,7 +205,7 @@ pub fn with_credentials<T>(
 /// first argument).
 pub fn client(ctx: &Context<'_>, node: &str, program: &str) -> Command {
     let cmd = Command::on(node, program);
-    if credentials(ctx).is_some() {
+    if own_option_file(ctx) {
         return cmd.arg(format!("--defaults-extra-file={}", credentials_file(ctx)));
     }
     match ctx.settings.get("defaults-file") {
@@ -187,12 +221,23 @@ pub fn root_execute(
     node: &str,
     sql: &str,
 ) -> Result<Vec<Vec<String>>, PluginError> {
-    rows(ctx.run_ok(&root_client(node, "mysql").args(["-N", "-B"]).stdin(sql))?)
+    rows(
+        ctx.run_ok(
+            &root_client(ctx, node, "mysql")
+                .args(["-N", "-B"])
+                .stdin(sql),
+        )?,
+    )
 }
 
-/// A client command as root over the socket: the only account a new datadir has.
-fn root_client(node: &str, program: &str) -> Command {
-    Command::on(node, program)
+/// A client command as root over the socket (`socket` when set): the only account a new
+/// datadir has.
+fn root_client(ctx: &Context<'_>, node: &str, program: &str) -> Command {
+    let cmd = Command::on(node, program);
+    match ctx.settings.get("socket") {
+        Some(socket) => cmd.arg(format!("--socket={socket}")),
+        None => cmd,
+    }
 }
 
 /// Run one read-only statement (`SELECT` or `CHECKSUM TABLE`; it runs in a dry run, and
@@ -282,7 +327,7 @@ pub fn dump(ctx: &Context<'_>, node: &str) -> Result<u64, PluginError> {
 pub fn import(ctx: &Context<'_>, node: &str, fresh: bool) -> Result<(), PluginError> {
     let client = |program: &str| {
         if fresh {
-            root_client(node, program)
+            root_client(ctx, node, program)
         } else {
             client(ctx, node, program)
         }

@@ -329,6 +329,42 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_or_address_reaches_the_clients_through_the_option_file() {
+        let file = "/run/coffer-mysql-test-run.cnf";
+        let h = Harness::new()
+            .node("uc", &["undercloud"])
+            .setting("defaults-file", "/root/.backup.cnf")
+            .setting("socket", "/var/lib/mysql/mysql.sock")
+            .reply(&["mysqldump"], Reply::stdout("--"));
+        h.backup::<Mysql>().unwrap();
+        let log = h.transcript();
+        let write = log.first(&format!(
+            "uc: sh -c umask 077 && cat > \"$1\" coffer {file}"
+        ));
+        // The operator's file keeps the credentials; the socket is added.
+        assert!(
+            log[write].ends_with(
+                "<<< !include /root/.backup.cnf\n[client]\nsocket=\"/var/lib/mysql/mysql.sock\"\n"
+            ),
+            "{}",
+            log[write]
+        );
+        assert!(log.iter().any(|l| l.starts_with(&format!(
+            "capture databases.sql uc: mysqldump --defaults-extra-file={file}"
+        ))));
+        // A fresh datadir's root goes through the same socket.
+        let h = restore_harness().setting("socket", "/var/lib/mysql/mysql.sock");
+        h.restore::<Mysql>().unwrap();
+        assert!(
+            h.transcript().iter().any(|l| l.starts_with(
+                "uc: mysql --socket=/var/lib/mysql/mysql.sock -N -B <<< SET GLOBAL max_allowed_packet"
+            )),
+            "{:#?}",
+            h.transcript()
+        );
+    }
+
+    #[test]
     fn restore_stops_moves_aside_creates_starts_then_imports() {
         let h = restore_harness();
         h.restore::<Mysql>().unwrap();
