@@ -304,13 +304,18 @@ fn mariadb_in_a_podman_container_on_a_named_volume_comes_back_through_import() {
          GRANT SELECT, INSERT ON nova.* TO 'nova'@'%'",
     );
     let state = || db.sql("CHECKSUM TABLE nova.instances") + &db.sql("SHOW GRANTS FOR 'nova'@'%'");
+    // An account that may change every table but grant nothing (no GRANT OPTION).
+    db.sql("CREATE USER 'importer'@'localhost' IDENTIFIED BY 'imp0rt-pw'; GRANT ALL ON *.* TO 'importer'@'localhost'");
     let before = state();
     let s = Scratch::new();
-    s.deployment(&format!(
-        "[plugin.mysql.container]\nruntime = \"podman\"\nname = \"{}\"\n\n\
-         [plugin.mysql.settings]\nrestore-mode = \"import\"\n",
-        db.name
-    ));
+    let deployment = |extra: &str| {
+        s.deployment(&format!(
+            "[plugin.mysql.container]\nruntime = \"podman\"\nname = \"{}\"\n\n\
+             [plugin.mysql.settings]\nrestore-mode = \"import\"\n{extra}",
+            db.name
+        ))
+    };
+    deployment("");
     s.init();
     let out = s.ok(&["backup", "--json", "--verbose"]);
     let names = artifact_fields(&out, "name");
@@ -324,6 +329,25 @@ fn mariadb_in_a_podman_container_on_a_named_volume_comes_back_through_import() {
     );
     db.sql("DROP DATABASE nova; DROP USER 'nova'@'%'");
     assert!(!db.sql("SHOW DATABASES").contains("nova"));
+
+    // Imported by the account that cannot grant: the databases come back, the grants cannot,
+    // and the error says so; the role mysqldump's script gave the account is gone again.
+    deployment("user = \"importer\"\npassword = \"imp0rt-pw\"\n");
+    let out = s.run(&["restore", "latest"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("the databases were imported, the accounts and grants were not")
+            && err.contains("mariadb_dump_import_role was dropped"),
+        "{err}"
+    );
+    assert!(db.sql("SHOW DATABASES").contains("nova"));
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM mysql.roles_mapping WHERE Role = 'mariadb_dump_import_role'")
+            .trim(),
+        "0"
+    );
+    deployment("");
     s.ok(&["restore", "latest"]);
     assert_eq!(state(), before);
 }

@@ -234,6 +234,12 @@ impl Inventory {
                 ),
             }
         }
+        if self.in_group("mongodb") > 0 {
+            out.push_str("\n[plugin.mongodb]   # group `mongodb`\nroles = [\"mongodb\"]\n");
+            if flavour == Flavour::Kolla {
+                container(&mut out, "mongodb", "mongodb", "kolla's container");
+            }
+        }
         if self.in_group("pacemaker") > 0 {
             out.push_str(
                 "\n[plugin.pacemaker]   # group `pacemaker`: pcs and cibadmin on the nodes\n\
@@ -683,6 +689,9 @@ control
 [rabbitmq:children]
 control
 
+[mongodb:children]
+control
+
 [redis:children]
 control
 
@@ -706,6 +715,7 @@ storage
                 "common",
                 "control",
                 "mariadb",
+                "mongodb",
                 "rabbitmq",
                 "redis",
                 "swift"
@@ -724,6 +734,10 @@ storage
         let c = galera.container.as_ref().unwrap();
         assert_eq!((c.runtime.as_str(), c.name.as_str()), ("podman", "mariadb"));
         assert_eq!(plugin("redis").container.as_ref().unwrap().name, "redis");
+        assert_eq!(
+            plugin("mongodb").container.as_ref().unwrap().name,
+            "mongodb"
+        );
         assert_eq!(
             plugin("swift").roles.as_deref(),
             Some(&["swift-object-server".to_string()][..])

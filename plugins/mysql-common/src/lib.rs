@@ -347,10 +347,23 @@ pub fn import(ctx: &Context<'_>, node: &str, fresh: bool) -> Result<(), PluginEr
     ctx.feed(&dump, &mysql())?;
     // The dump rewrote the privilege tables; load them before the grants use them.
     query("FLUSH PRIVILEGES")?;
-    ctx.feed(&grants, &mysql())?;
+    if let Err(e) = ctx.feed(&grants, &mysql()) {
+        // mysqldump's grants script grants the importing account a role for the import and
+        // drops it at its end: a script that stopped half-way leaves it.
+        let _ = query(&format!("DROP ROLE IF EXISTS {IMPORT_ROLE}"));
+        return Err(PluginError::CommandFailed(format!(
+            "{node}: the databases were imported, the accounts and grants were not: {e}; the \
+             importing account must be able to create users and grant what they hold (root, \
+             or an account with CREATE USER and every privilege WITH GRANT OPTION); \
+             {IMPORT_ROLE} was dropped"
+        )));
+    }
     query("FLUSH PRIVILEGES")?;
     Ok(())
 }
+
+/// The role mysqldump's `--system=users` script grants the importing account for the import.
+const IMPORT_ROLE: &str = "mariadb_dump_import_role";
 
 /// The datadir steps of the runbook on one node.
 pub struct Datadir<'c, 'a> {

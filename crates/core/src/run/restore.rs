@@ -337,7 +337,9 @@ impl Coffer {
                         "restored so far: {}; once the cause is fixed, `coffer restore \
                          --resume {}` continues from {}",
                         if journal.done.is_empty() {
-                            "nothing".to_string()
+                            "no plugin completely (what the failed one changed, its error \
+                             says)"
+                                .to_string()
                         } else {
                             journal.done.join(", ")
                         },
