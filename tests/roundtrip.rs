@@ -686,3 +686,194 @@ fn a_dry_run_changes_and_stores_nothing_and_lists_what_the_run_then_does() {
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(fs::read(src.join("sub/a")).unwrap(), b"changed again");
 }
+
+/// Retention: restic's rules applied to Coffer snapshots, each forgotten with its artifacts;
+/// a dry run changes nothing; prune frees the data; what is kept still restores; `[retention]`
+/// applies after every backup; a policy that cannot be applied is refused with its name.
+#[test]
+fn forget_keeps_what_the_policy_says_and_prune_frees_the_rest() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    s.filesystem(&[&data]);
+    s.init();
+    let mut ids = Vec::new();
+    for i in 0..4u64 {
+        fs::write(data.join("f"), noise(100 + i, 2 << 20)).unwrap();
+        ids.push(
+            summary(&s.ok(&["backup", "--json"]))["snapshot"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let plan = summary(&s.ok(&["forget", "--keep-last", "2", "--dry-run", "--json"]));
+    assert_eq!(
+        (&plan["forgotten"], &plan["dry_run"]),
+        (&2.into(), &true.into())
+    );
+    let kept: Vec<&str> = plan["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [ids[3].as_str(), ids[2].as_str()], "{plan}");
+    assert_eq!(s.snapshot_count(), 4);
+
+    let done = summary(&s.ok(&["forget", "--keep-last", "2", "--prune", "--json"]));
+    assert_eq!(
+        (
+            &done["forgotten"],
+            &done["forgotten_artifacts"],
+            &done["orphans"]
+        ),
+        (&2.into(), &2.into(), &0.into()),
+        "{done}"
+    );
+    let (before, after) = (
+        done["pruned"]["bytes_before"].as_u64().unwrap(),
+        done["pruned"]["bytes_after"].as_u64().unwrap(),
+    );
+    assert!(after + (3 << 20) < before, "{done}");
+    assert_eq!(s.snapshot_count(), 2);
+    s.ok(&["check", "--read-data"]);
+    fs::remove_file(data.join("f")).unwrap();
+    s.ok(&["restore", &ids[2]]);
+    assert_eq!(fs::read(data.join("f")).unwrap(), noise(102, 2 << 20));
+
+    // In the deployment file, it applies after every backup.
+    let path = s.path("deployment.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, format!("{text}\n[retention]\nkeep-last = 1\n")).unwrap();
+    let out = summary(&s.ok(&["backup", "--json"]));
+    assert_eq!(out["retention"]["forgotten"], 2, "{out}");
+    assert_eq!(s.snapshot_count(), 1);
+
+    let out = s.run(&["forget", "--keep-within", "soon"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("keep-within `soon` is not a duration"),
+        "{err}"
+    );
+    fs::write(&path, format!("{text}\n[retention]\nprune = true\n")).unwrap();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("retention") && err.contains("no rule"),
+        "{err}"
+    );
+    fs::write(&path, &text).unwrap();
+    assert_eq!(s.snapshot_count(), 1, "the refused backup wrote nothing");
+}
+
+/// The writer lock: a second writer fails at once and says how to wait; with `--retry-lock`
+/// it waits for the first and then succeeds, or says how long it waited.
+#[test]
+fn a_second_writer_waits_with_retry_lock() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"one").unwrap();
+    s.filesystem(&[&data]);
+    s.init();
+    // Another run, as far as the repository can tell: its lock file held (flock(2)).
+    let holder = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(s.repo().join("coffer.lock"))
+        .unwrap();
+    holder.lock().unwrap();
+    failed_with(
+        &s.run(&["backup"]),
+        3,
+        &["in use by another coffer run", "--retry-lock"],
+    );
+    failed_with(
+        &s.run(&["forget", "--keep-last", "1"]),
+        3,
+        &["in use by another coffer run"],
+    );
+    failed_with(
+        &s.run(&["backup", "--retry-lock", "2s"]),
+        3,
+        &["still in use by another coffer run after waiting 2s"],
+    );
+    failed_with(
+        &s.run(&["backup", "--retry-lock", "soon"]),
+        2,
+        &["`soon` is not a duration"],
+    );
+    assert_eq!(s.snapshot_count(), 0);
+
+    // A backup that waits: it says so, and goes on once the other run is gone.
+    let mut waiting = s
+        .command(&["backup", "--retry-lock", "10m", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(waiting.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert_ne!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap(),
+            0,
+            "the waiting backup ended without saying it waits"
+        );
+        if line.contains("waiting up to 600s") {
+            break;
+        }
+    }
+    assert!(waiting.try_wait().unwrap().is_none(), "it waits: {line}");
+    drop(holder);
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(s.snapshot_count(), 1);
+}
+
+/// A repository, its lock and the state directory are private (directories 0700, files 0600,
+/// as restic makes them): the key files are the password-protected master key. A password
+/// file others can read is warned about.
+#[test]
+fn a_new_repository_is_private() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"secret").unwrap();
+    s.filesystem(&[&data]);
+    s.init();
+    s.ok(&["backup"]);
+    s.ok(&["forget", "--keep-last", "1", "--prune"]);
+    assert_private(&s.repo());
+    let state = s.path("state");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for e in fs::read_dir(&state).unwrap() {
+        let p = e.unwrap().path();
+        assert!(mode(&p) == 0o600 || mode(&p) == 0o700, "{}", p.display());
+    }
+
+    let password = s.path("password");
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.ok(&["snapshots"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("can be read by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+    // A repository made before Coffer kept them private is named, with the fix.
+    fs::set_permissions(s.repo(), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = s.ok(&["snapshots"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod -R go-rwx"), "{err}");
+}

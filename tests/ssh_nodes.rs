@@ -327,6 +327,8 @@ fn the_repository_lives_on_an_external_backup_host() {
         "config is not on the backup host"
     );
     assert!(!s.repo().exists());
+    s.ok(&["backup"]);
+    support::assert_private(&backup_host.path("/srv/node/repo"));
 
     let before: Vec<_> = cluster.nodes[..2]
         .iter()

@@ -14,7 +14,7 @@ pub mod systemctl;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -37,11 +37,9 @@ impl Scratch {
             .prefix("coffer-test-")
             .tempdir_in(scratch_root())
             .expect("temp dir");
-        std::fs::write(
-            dir.path().join("password"),
-            "correct horse battery staple\n",
-        )
-        .unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "correct horse battery staple\n").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
         Self { dir }
     }
 
@@ -255,6 +253,24 @@ pub fn failed_with(out: &Output, code: i32, parts: &[&str]) -> String {
         assert!(err.contains(part), "no {part:?} in: {err}");
     }
     err
+}
+
+/// Assert that only the owner can reach anything under `root`, as restic makes repositories:
+/// every directory 0700, every file 0600.
+pub fn assert_private(root: &Path) {
+    let mut seen = 0;
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}, not {want:o}", p.display());
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen += 1;
+    }
+    assert!(seen > 260, "only {seen} entries under {}", root.display());
 }
 
 /// One field (`name`, `node`, `plugin`) of every artifact in a `--json` run's summary, sorted.

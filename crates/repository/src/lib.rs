@@ -19,17 +19,19 @@
 #![deny(missing_docs)]
 
 mod manifest;
+mod private;
 mod remote;
+mod retention;
 mod stream;
 
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use rustic_backend::LocalBackend;
 use rustic_core::{FileType, ReadBackend, WriteBackend};
 
 use coffer_transport::{NodeHandle, Process};
@@ -41,6 +43,7 @@ use rustic_core::{
 };
 
 pub use manifest::*;
+pub use retention::{Decision, ForgetReport, PruneReport, Retention};
 use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
 
 /// File name of the writer lock at the top of a local repository.
@@ -82,8 +85,17 @@ pub enum RepoError {
     #[error("a repository already exists at {0}")]
     AlreadyExists(PathBuf),
     /// Another writer holds the lock.
-    #[error("the repository at {0} is in use by another coffer run; wait for it to finish")]
+    #[error(
+        "the repository at {0} is in use by another coffer run; wait for it to finish, or give \
+         --retry-lock DURATION (e.g. `--retry-lock 30m`) to wait for it"
+    )]
     Pin(PathBuf),
+    /// Another writer held the lock for the whole retry time.
+    #[error(
+        "the repository at {0} was still in use by another coffer run after waiting {secs}s",
+        secs = .1.as_secs()
+    )]
+    StillLocked(PathBuf, std::time::Duration),
     /// No snapshot matches.
     #[error("no snapshot `{0}` in the repository (see `coffer snapshots`)")]
     SnapshotNotFound(String),
@@ -133,6 +145,9 @@ pub enum RepoError {
         /// What the engine said.
         message: String,
     },
+    /// A retention policy that cannot be applied.
+    #[error("retention policy: {0}")]
+    Retention(String),
     /// Local I/O failed.
     #[error("repository {path}: {source}")]
     Io {
@@ -226,15 +241,15 @@ pub struct Repo {
     path: PathBuf,
     location: RepoLocation,
     inner: Repository<OpenStatus>,
+    retry_lock: std::time::Duration,
 }
 
 fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
     let label = PathBuf::from(location.to_string());
     Ok(match location {
-        RepoLocation::Local(path) => Arc::new(
-            LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
-                .map_err(engine(&label))?,
-        ),
+        RepoLocation::Local(path) => {
+            Arc::new(private::PrivateLocal::new(path).map_err(engine(&label))?)
+        }
         RepoLocation::Remote { node, path } => {
             Arc::new(remote::RemoteBackend::new(node.clone(), path))
         }
@@ -262,7 +277,7 @@ impl Repo {
     pub fn init(location: &RepoLocation, password: &Password) -> Result<()> {
         let label = PathBuf::from(location.to_string());
         if let RepoLocation::Local(path) = location {
-            std::fs::create_dir_all(path).map_err(|source| RepoError::Io {
+            private::create_private_dir(path).map_err(|source| RepoError::Io {
                 path: path.clone(),
                 source,
             })?;
@@ -287,6 +302,17 @@ impl Repo {
         if !exists(location)? {
             return Err(RepoError::NotFound(label));
         }
+        if let RepoLocation::Local(path) = location
+            && let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "the repository at {} can be read by other users of this machine (its key \
+                 files invite an offline attack on the password): `chmod -R go-rwx {}`",
+                path.display(),
+                path.display()
+            );
+        }
         let inner = repository(location)?
             .open(&Credentials::password(&password.0))
             .map_err(|e| {
@@ -300,6 +326,7 @@ impl Repo {
             path: label,
             location: location.clone(),
             inner,
+            retry_lock: std::time::Duration::ZERO,
         })
     }
 
@@ -313,8 +340,46 @@ impl Repo {
         &self.location
     }
 
-    /// Take the writer lock, failing at once when another run holds it.
+    /// How long [`Repo::lock`] waits for another run's lock (restic's `--retry-lock`).
+    pub fn set_retry_lock(&mut self, wait: std::time::Duration) {
+        self.retry_lock = wait;
+    }
+
+    /// Take the writer lock. When another run holds it, try again (after 1 s, then twice as
+    /// long each time, at most 30 s) until the retry time set by [`Repo::set_retry_lock`] has
+    /// passed; by default fail at once.
     pub async fn lock(&self) -> Result<RepoLock> {
+        let deadline = tokio::time::Instant::now() + self.retry_lock;
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            match self.try_lock().await {
+                Err(RepoError::Pin(p)) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        return Err(if self.retry_lock.is_zero() {
+                            RepoError::Pin(p)
+                        } else {
+                            RepoError::StillLocked(p, self.retry_lock)
+                        });
+                    }
+                    if pause.as_secs() == 1 {
+                        tracing::warn!(
+                            "the repository at {} is in use by another coffer run: waiting up to \
+                             {}s for it (--retry-lock)",
+                            p.display(),
+                            self.retry_lock.as_secs()
+                        );
+                    }
+                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(30));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Take the writer lock, failing at once when another run holds it.
+    async fn try_lock(&self) -> Result<RepoLock> {
         match &self.location {
             RepoLocation::Local(dir) => {
                 let p = dir.join(LOCK_FILE);
@@ -322,6 +387,7 @@ impl Repo {
                     .create(true)
                     .truncate(false)
                     .write(true)
+                    .mode(private::FILE_MODE)
                     .open(&p)
                     .map_err(|source| RepoError::Io {
                         path: p.clone(),
@@ -336,16 +402,13 @@ impl Repo {
             RepoLocation::Remote { node, path } => {
                 // `cat` holds the lock until our end of its stdin closes (end of run, or a
                 // lost connection): it cannot outlive us. `locked` on stdout says we have it.
-                let argv: Vec<String> = ["flock", "-n", "-E", "75"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain([
-                        format!("{path}/{LOCK_FILE}"),
-                        "sh".into(),
-                        "-c".into(),
-                        "echo locked; exec cat".into(),
-                    ])
-                    .collect();
+                let argv: Vec<String> = vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "umask 077 && exec flock -n -E 75 \"$1\" sh -c 'echo locked; exec cat'".into(),
+                    "sh".into(),
+                    format!("{path}/{LOCK_FILE}"),
+                ];
                 let io = |e: String| RepoError::Io {
                     path: self.path.clone(),
                     source: std::io::Error::other(e),

@@ -164,7 +164,8 @@ impl WriteBackend for RemoteBackend {
             .map(|d| format!("{}/{d}", self.root))
             .collect();
         dirs.extend((0..=255u8).map(|b| format!("{}/data/{b:02x}", self.root)));
-        let mut argv = vec!["mkdir", "-p", "--"];
+        // Private, as restic makes them: directories 0700, files 0600.
+        let mut argv = vec!["sh", "-c", "umask 077 && mkdir -p -- \"$@\"", "sh"];
         argv.extend(dirs.iter().map(String::as_str));
         self.run(&argv, Vec::new()).map(|_| ())
     }
@@ -185,7 +186,7 @@ impl WriteBackend for RemoteBackend {
             &[
                 "sh",
                 "-c",
-                "mkdir -p \"$1\" && cat > \"$2.tmp\" && mv \"$2.tmp\" \"$2\"",
+                "umask 077 && mkdir -p \"$1\" && cat > \"$2.tmp\" && mv \"$2.tmp\" \"$2\"",
                 "sh",
                 &self.dir(tpe, id),
                 &self.path(tpe, id),

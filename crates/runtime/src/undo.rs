@@ -84,14 +84,24 @@ pub fn journal_dir() -> PathBuf {
 /// Write `value` as JSON to `path` durably: a temporary file beside it, fsync, rename (its
 /// directory created if needed). A crash leaves the old file or the new one, never half.
 pub fn write_json_durably(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        // Private, as the state directory should be: only its owner reads what runs did.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_vec_pretty(value).expect("a journal serializes");
     {
         use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&text)?;
         f.sync_all()?;
     }

@@ -126,7 +126,31 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         return Ok(exit::OK);
     }
     let s = coffer.backup(repo, &opts).await?;
-    printer.summary(&s, || {
+    // `[retention]`: applied after every successful backup, degraded ones included.
+    let retention = match cfg.deployment.retention.clone() {
+        Some(policy) => {
+            let (forgot, pruned) =
+                super::forget::apply(cfg.open_repo().await?, policy, false).await?;
+            Some((forgot, pruned))
+        }
+        None => None,
+    };
+    /// The summary with what retention did.
+    #[derive(serde::Serialize)]
+    struct WithRetention<'a> {
+        #[serde(flatten)]
+        backup: &'a coffer_core::run::BackupSummary,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retention: Option<&'a coffer_repository::ForgetReport>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pruned: Option<&'a coffer_repository::PruneReport>,
+    }
+    let out = WithRetention {
+        backup: &s,
+        retention: retention.as_ref().map(|(f, _)| f),
+        pruned: retention.as_ref().and_then(|(_, p)| p.as_ref()),
+    };
+    printer.summary(&out, || {
         let mut text = format!(
             "snapshot {} saved: {} artifact(s), {} in {} ({}/s)",
             &s.snapshot[..8],
@@ -153,6 +177,23 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 m.node,
                 m.reason,
                 m.plugins.join(", ")
+            ));
+        }
+        if let Some((f, p)) = &retention {
+            text.push_str(&format!(
+                "\nretention: kept {} snapshot(s), forgot {} ({} artifact(s), {} of runs that never \
+                 completed){}",
+                f.snapshots.iter().filter(|d| d.keep).count(),
+                f.forgotten,
+                f.forgotten_artifacts,
+                f.orphans,
+                p.as_ref()
+                    .map(|p| format!(
+                        "; pruned: {} before, {} after",
+                        bytes(p.bytes_before),
+                        bytes(p.bytes_after)
+                    ))
+                    .unwrap_or_default()
             ));
         }
         if s.removed_orphans > 0 {

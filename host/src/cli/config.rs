@@ -185,7 +185,11 @@ impl RunConfig {
     pub async fn open_repo(&self) -> Result<Repo> {
         let location = self.repo_location().await?;
         let password = self.password()?;
-        Ok(coffer_core::run::blocking(move || Repo::open(&location, &password)).await?)
+        let mut repo = coffer_core::run::blocking(move || Repo::open(&location, &password)).await?;
+        if let Some(wait) = self.global.retry_lock {
+            repo.set_retry_lock(wait);
+        }
+        Ok(repo)
     }
 
     /// The engine with every installed plugin loaded.
@@ -298,6 +302,16 @@ fn read_password(path: &Path) -> Result<Password> {
             path.display()
         ))
     })?;
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "password file {} can be read by other users of this machine: `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(UsageError(format!("password file {} is empty", path.display())).into());

@@ -4,6 +4,7 @@ mod access;
 mod backup;
 mod check;
 mod config;
+mod forget;
 mod import;
 mod init;
 mod output;
@@ -100,6 +101,21 @@ pub struct Global {
     /// key is still refused).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
+    /// When another run holds the repository's lock, wait for it this long (`90s`, `30m`,
+    /// `2h`), trying again with growing pauses, before giving up.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
+    pub retry_lock: Option<std::time::Duration>,
+}
+
+/// A duration as restic writes it: `90s`, `30m`, `2h`, `1h30m`.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let span: jiff::Span = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a duration (e.g. `90s`, `30m`, `2h`): {e}"))?;
+    let signed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("`{s}`: {e}"))?;
+    std::time::Duration::try_from(signed).map_err(|_| format!("`{s}` is negative"))
 }
 
 #[derive(Subcommand)]
@@ -116,6 +132,10 @@ enum Command {
     Snapshots(snapshots::Args),
     /// Verify the repository (with --read-data, read every byte back).
     Check(check::Args),
+    /// Forget snapshots a retention policy does not keep (restic's --keep-* rules).
+    Forget(forget::Args),
+    /// Remove the data no snapshot needs any more.
+    Prune(forget::PruneArgs),
     /// List installed plugins, or describe one; install, pin, verify, upgrade; start a new one.
     #[command(alias = "plugin")]
     Plugins(plugins::Args),
@@ -171,6 +191,8 @@ pub fn main() -> ExitCode {
             Command::Validate(a) => validate::run(&global, a).await,
             Command::Snapshots(a) => snapshots::run(&global, a).await,
             Command::Check(a) => check::run(&global, a).await,
+            Command::Forget(a) => forget::run(&global, a).await,
+            Command::Prune(a) => forget::prune(&global, a).await,
             Command::Plugins(a) => plugins::run(&global, a).await,
             Command::ImportInventory(a) => import::run(&global, a).await,
             Command::Access(a) => access::run(&global, a).await,
@@ -257,8 +279,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 RunError::Unreachable(_) => exit::NODE,
             };
         }
-        if cause.downcast_ref::<RepoError>().is_some() {
-            return exit::REPOSITORY;
+        if let Some(e) = cause.downcast_ref::<RepoError>() {
+            return match e {
+                RepoError::Retention(_) => exit::USAGE,
+                _ => exit::REPOSITORY,
+            };
         }
         if cause
             .downcast_ref::<coffer_transport::TransportError>()

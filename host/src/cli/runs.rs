@@ -43,11 +43,17 @@ pub fn record(command: &str, started: jiff::Timestamp, code: u8, error: Option<S
     });
     let path = runs_file();
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        use std::os::unix::fs::DirBuilderExt as _;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
     }
+    use std::os::unix::fs::OpenOptionsExt as _;
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&path)
     {
         let _ = writeln!(f, "{line}");

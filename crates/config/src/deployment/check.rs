@@ -73,6 +73,19 @@ impl<'t> Checker<'t> {
 
     /// `[[node]]`: at least one, valid unique names, an address (or `local`, which takes no
     /// SSH fields).
+    /// `[retention]`: at least one rule, and rules that parse.
+    pub(super) fn retention(
+        &mut self,
+        section: Option<&Spanned<coffer_repository::Retention>>,
+    ) -> Option<coffer_repository::Retention> {
+        let section = section?;
+        if let Err(e) = section.get_ref().check() {
+            self.at(section.span().start, "retention", e.to_string());
+            return None;
+        }
+        Some(section.get_ref().clone())
+    }
+
     /// How node `i` gains privileges: its own `become`, else `[ssh] become`; `"none"` on a
     /// node turns the file's default off there.
     fn escalation(

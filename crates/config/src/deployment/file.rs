@@ -24,6 +24,7 @@ pub(super) struct File {
     pub(super) plugin_signing: Option<SigningSection>,
     pub(super) undercloud: Option<UndercloudSection>,
     pub(super) run: Option<RunSection>,
+    pub(super) retention: Option<Spanned<coffer_repository::Retention>>,
     #[serde(default)]
     pub(super) node: Vec<NodeSection>,
     #[serde(default)]

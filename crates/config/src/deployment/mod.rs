@@ -188,6 +188,8 @@ pub struct Deployment {
     /// How many plugins run at once (`[run] parallel-plugins`): those the plan does not order
     /// against each other.
     pub parallel_plugins: usize,
+    /// `[retention]`: applied after every successful backup.
+    pub retention: Option<coffer_repository::Retention>,
     /// How long a connection may take.
     pub connect_timeout: Duration,
     /// Enabled plugins, in file order of their names.
@@ -251,6 +253,7 @@ impl Deployment {
         let ssh = file.ssh.as_ref();
         check.at_least_one(ssh.and_then(|s| s.parallel), "ssh.parallel");
         let access = check.access(file.access.as_ref());
+        let retention = check.retention(file.retention.as_ref());
         if !check.problems.is_empty() {
             return Err(invalid(check.problems));
         }
@@ -281,6 +284,7 @@ impl Deployment {
                 .unwrap_or_else(default_known_hosts),
             ssh_parallel: ssh.and_then(|s| s.parallel).unwrap_or(8),
             parallel_plugins: parallel_plugins.unwrap_or(4),
+            retention,
             connect_timeout: Duration::from_secs(
                 ssh.and_then(|s| s.connect_timeout_seconds).unwrap_or(10),
             ),
