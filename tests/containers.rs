@@ -351,3 +351,124 @@ fn mariadb_in_a_podman_container_on_a_named_volume_comes_back_through_import() {
     s.ok(&["restore", "latest"]);
     assert_eq!(state(), before);
 }
+
+/// The disaster a containerised server meets: its datadir gone and the container unable to
+/// start. The mysql plugin's `reinit` restore works from the node around the container
+/// (contract 2.2's `container`): stop it, move the volume's directory aside, create a new one,
+/// initialise it with a one-shot container of the same root filesystem and volumes, start the
+/// container, import — checksums and grants equal, the lost directory kept aside.
+#[test]
+fn mariadb_in_a_podman_container_comes_back_from_a_lost_datadir() {
+    let db = MariadbContainer::start();
+    db.sql(
+        "CREATE DATABASE keystone; USE keystone; \
+         CREATE TABLE keystone.project (id INT PRIMARY KEY, name VARCHAR(64)); \
+         INSERT INTO keystone.project SELECT seq, CONCAT('project-', seq) FROM seq_1_to_5000; \
+         CREATE USER 'keystone'@'%' IDENTIFIED BY 'k3y-secret'; \
+         GRANT ALL ON keystone.* TO 'keystone'@'%'",
+    );
+    let state =
+        || db.sql("CHECKSUM TABLE keystone.project") + &db.sql("SHOW GRANTS FOR 'keystone'@'%'");
+    let before = state();
+    let s = Scratch::new();
+    s.deployment(&format!(
+        "[plugin.mysql.container]\nruntime = \"podman\"\nname = \"{}\"\n",
+        db.name
+    ));
+    // The coffer host's podman needs this machine's settings (runc, cgroupfs, ulimits) for
+    // the `stop`, `start` and one-shot `run` the restore does on the node.
+    let conf = s.path("containers.conf");
+    fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+         [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    let coffer = |args: &[&str]| {
+        let out = s
+            .command(args)
+            .env("CONTAINERS_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    s.init();
+    coffer(&["backup"]);
+
+    // The disaster: the server stopped and its datadir emptied; the container cannot start.
+    let source = String::from_utf8(
+        Command::new("podman")
+            .args([
+                "volume",
+                "inspect",
+                &db.volume,
+                "--format",
+                "{{.Mountpoint}}",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    sh(&format!("podman stop -t 30 {} >/dev/null", db.name));
+    sh(&format!("find {source} -mindepth 1 -delete"));
+    let start = Command::new("podman")
+        .args(["start", &db.name])
+        .env("CONTAINERS_CONF", &conf)
+        .output()
+        .unwrap();
+    let alive = start.status.success()
+        && Command::new("podman")
+            .args(["exec", &db.name, "mariadb", "-e", "SELECT 1"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+    assert!(!alive, "a server without its datadir answered");
+
+    // The plan first: every step on the node, nothing done. (The failed start left a few
+    // files of mariadbd's own.)
+    let entries = || {
+        let mut v: Vec<_> = fs::read_dir(&source)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let wreck = entries();
+    assert!(!wreck.iter().any(|e| e == "keystone"), "{wreck:?}");
+    let plan = String::from_utf8(coffer(&["restore", "latest", "--dry-run"]).stdout).unwrap();
+    for step in [
+        format!("podman stop -t 120 {}", db.name),
+        format!("mv -T {source} {source}.before-restore-"),
+        format!(
+            "podman run --rm --volumes-from {} --rootfs /:O mariadb-install-db",
+            db.name
+        ),
+        format!("podman start {}", db.name),
+    ] {
+        assert!(plan.contains(&step), "no `{step}` in the plan:\n{plan}");
+    }
+    assert_eq!(entries(), wreck, "the dry run changed nothing");
+
+    coffer(&["restore", "latest"]);
+    assert_eq!(state(), before);
+    let parent = std::path::Path::new(&source).parent().unwrap();
+    assert!(
+        fs::read_dir(parent).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("_data.before-restore-")),
+        "the lost datadir is kept aside"
+    );
+    coffer(&["validate", "latest"]);
+}

@@ -34,6 +34,14 @@ pub trait Host {
     fn undo_push(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError>;
     /// Forget a reversal (`undo.release`).
     fn undo_release(&self, id: u64);
+    /// The container the plugin's commands run in on `node` (`container.on-node`, 2.2).
+    fn container(&self, _node: &str) -> Option<Container> {
+        None
+    }
+    /// Register a reversal that runs on the node itself (`container.push-undo-outside`).
+    fn undo_push_outside(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError> {
+        self.undo_push(node, argv, what)
+    }
 }
 
 /// A reversal registered with the host; give it back to [`Context::keep`] once the change is
@@ -84,6 +92,13 @@ impl<'h> Context<'h> {
         }
     }
 
+    /// The container this plugin's commands run in on `node` (the deployment's
+    /// `[plugin.NAME.container]`, found per node), or `None` where they run on the node itself.
+    /// What [`Command::outside`] commands act on: stop it, start it, run its image once.
+    pub fn container(&self, node: &str) -> Option<Container> {
+        self.host.container(node)
+    }
+
     /// Run a command; a non-zero exit is returned, not an error.
     pub fn run(&self, cmd: &Command) -> Result<Output, ExecError> {
         self.host.exec(cmd)
@@ -131,16 +146,18 @@ impl<'h> Context<'h> {
     /// command). If the run fails, times out or is interrupted before [`Context::keep`], the
     /// host runs it, newest first; a run killed outright leaves it for `coffer recover`.
     pub fn undo_with(&self, cmd: &Command, what: &str) -> Result<Undo, PluginError> {
-        self.host
-            .undo_push(&cmd.node, &cmd.argv, what)
-            .map(Undo)
-            .map_err(|e| {
-                PluginError::CommandFailed(format!(
-                    "registering `{}` on {} to undo {what}: {e}",
-                    cmd.display(),
-                    cmd.node
-                ))
-            })
+        let pushed = if cmd.outside {
+            self.host.undo_push_outside(&cmd.node, &cmd.argv, what)
+        } else {
+            self.host.undo_push(&cmd.node, &cmd.argv, what)
+        };
+        pushed.map(Undo).map_err(|e| {
+            PluginError::CommandFailed(format!(
+                "registering `{}` on {} to undo {what}: {e}",
+                cmd.display(),
+                cmd.node
+            ))
+        })
     }
 
     /// The change behind `undo` may stay (or was reversed by the plugin): forget its reversal.

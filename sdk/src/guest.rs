@@ -17,7 +17,8 @@ wit_bindgen::generate!({
 
 pub use self::__export_coffer_world as export_world;
 use self::coffer::plugin::{
-    exec as wexec, log as wlog, stream as wstream, types as w, undo as wundo,
+    container as wcontainer, exec as wexec, log as wlog, stream as wstream, types as w,
+    undo as wundo,
 };
 use self::exports::coffer::plugin::handler as wh;
 
@@ -37,13 +38,17 @@ impl Host for WitHost {
             stdin: cmd.stdin.clone(),
             timeout_ms: cmd.timeout.map(|t| t.as_millis() as u64),
         };
-        wexec::run(&c)
-            .map(|o| Output {
-                exit_code: o.exit_code,
-                stdout: o.stdout,
-                stderr: o.stderr,
-            })
-            .map_err(exec_error)
+        let ran = if cmd.outside {
+            wcontainer::run_outside(&c)
+        } else {
+            wexec::run(&c)
+        };
+        ran.map(|o| Output {
+            exit_code: o.exit_code,
+            stdout: o.stdout,
+            stderr: o.stderr,
+        })
+        .map_err(exec_error)
     }
 
     fn capture(&self, node: &str, argv: &[String], name: &str) -> Result<Artifact, StreamError> {
@@ -101,6 +106,17 @@ impl Host for WitHost {
 
     fn undo_release(&self, id: u64) {
         wundo::release(id);
+    }
+
+    fn container(&self, node: &str) -> Option<Container> {
+        wcontainer::on_node(node).map(|c| Container {
+            runtime: c.runtime,
+            name: c.name,
+        })
+    }
+
+    fn undo_push_outside(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError> {
+        wcontainer::push_undo_outside(node, argv, what).map_err(exec_error)
     }
 }
 

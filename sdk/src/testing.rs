@@ -113,6 +113,8 @@ pub enum Call {
         argv: Vec<String>,
         /// What it reverses.
         what: String,
+        /// It runs on the node itself, outside the plugin's container.
+        outside: bool,
     },
     /// `undo.release`.
     UndoRelease(u64),
@@ -152,6 +154,7 @@ pub struct Harness {
     logs: RefCell<Vec<(Level, String)>>,
     stored: RefCell<Vec<(Artifact, Vec<u8>)>>,
     artifacts: Vec<Artifact>,
+    containers: Vec<(String, Container)>,
 }
 
 impl Harness {
@@ -167,6 +170,20 @@ impl Harness {
             address: format!("{name}.test"),
             roles: roles.iter().map(|r| r.to_string()).collect(),
         });
+        self
+    }
+
+    /// Put the plugin's commands on `node` in container `name` of `runtime` (`podman`), as
+    /// `[plugin.NAME.container]` does: [`Context::container`] names it there, and commands
+    /// built with [`Command::outside`] show as `node outside: argv` in the transcript.
+    pub fn container(mut self, node: &str, runtime: &str, name: &str) -> Self {
+        self.containers.push((
+            node.into(),
+            Container {
+                runtime: runtime.into(),
+                name: name.into(),
+            },
+        ));
         self
     }
 
@@ -267,9 +284,10 @@ impl Harness {
     }
 
     /// Every call made so far, one line each, in order — what a runbook test asserts on:
-    /// `node: argv` for a command (`node: argv <<< stdin` when it has stdin),
-    /// `capture NAME node: argv`, `capture-paths NAME node: paths`, `feed NAME node: argv`,
-    /// `restore-paths NAME node: target`, `undo-push node: argv`, `undo-release ID`.
+    /// `node: argv` for a command (`node: argv <<< stdin` when it has stdin; `node outside:
+    /// argv` for one built with [`Command::outside`]), `capture NAME node: argv`,
+    /// `capture-paths NAME node: paths`, `feed NAME node: argv`, `restore-paths NAME node:
+    /// target`, `undo-push node: argv` (`undo-push node outside: argv`), `undo-release ID`.
     pub fn transcript(&self) -> Transcript {
         Transcript(
             self.calls
@@ -277,11 +295,12 @@ impl Harness {
                 .iter()
                 .map(|c| match c {
                     Call::Exec(c) if c.stdin.is_empty() => {
-                        format!("{}: {}", c.node, c.argv.join(" "))
+                        format!("{}{}: {}", c.node, outside(c.outside), c.argv.join(" "))
                     }
                     Call::Exec(c) => format!(
-                        "{}: {} <<< {}",
+                        "{}{}: {} <<< {}",
                         c.node,
+                        outside(c.outside),
                         c.argv.join(" "),
                         String::from_utf8_lossy(&c.stdin)
                     ),
@@ -302,8 +321,13 @@ impl Harness {
                         target,
                         ..
                     } => format!("restore-paths {} {node}: {target}", artifact.name),
-                    Call::UndoPush { node, argv, .. } => {
-                        format!("undo-push {node}: {}", argv.join(" "))
+                    Call::UndoPush {
+                        node,
+                        argv,
+                        outside: o,
+                        ..
+                    } => {
+                        format!("undo-push {node}{}: {}", outside(*o), argv.join(" "))
                     }
                     Call::UndoRelease(id) => format!("undo-release {id}"),
                 })
@@ -548,6 +572,38 @@ impl Host for Harness {
     fn progress(&self, _step: &str, _done: u64, _total: Option<u64>) {}
 
     fn undo_push(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError> {
+        self.push_reversal(node, argv, what, false)
+    }
+
+    fn undo_release(&self, id: u64) {
+        self.calls.borrow_mut().push(Call::UndoRelease(id));
+    }
+
+    fn container(&self, node: &str) -> Option<Container> {
+        self.containers
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn undo_push_outside(&self, node: &str, argv: &[String], what: &str) -> Result<u64, ExecError> {
+        self.push_reversal(node, argv, what, true)
+    }
+}
+
+/// How the transcript marks what runs outside the plugin's container.
+fn outside(yes: bool) -> &'static str {
+    if yes { " outside" } else { "" }
+}
+
+impl Harness {
+    fn push_reversal(
+        &self,
+        node: &str,
+        argv: &[String],
+        what: &str,
+        outside: bool,
+    ) -> Result<u64, ExecError> {
         self.check(node, argv)?;
         let mut calls = self.calls.borrow_mut();
         let id = calls
@@ -560,12 +616,9 @@ impl Host for Harness {
             node: node.into(),
             argv: argv.to_vec(),
             what: what.into(),
+            outside,
         });
         Ok(id)
-    }
-
-    fn undo_release(&self, id: u64) {
-        self.calls.borrow_mut().push(Call::UndoRelease(id));
     }
 }
 
@@ -573,6 +626,22 @@ impl Harness {
     /// The reversals still registered (pushed and not released), oldest first: what the host
     /// would run if the operation failed now.
     pub fn pending_undo(&self) -> Vec<(String, Vec<String>, String)> {
+        self.pending()
+            .into_iter()
+            .map(|(node, argv, what, _)| (node, argv, what))
+            .collect()
+    }
+
+    /// [`Harness::pending_undo`] as `node: argv` lines (`node outside: argv` for a reversal
+    /// that runs outside the container), the form of [`Harness::transcript`].
+    pub fn pending_undo_lines(&self) -> Vec<String> {
+        self.pending()
+            .into_iter()
+            .map(|(node, argv, _, o)| format!("{node}{}: {}", outside(o), argv.join(" ")))
+            .collect()
+    }
+
+    fn pending(&self) -> Vec<(String, Vec<String>, String, bool)> {
         let calls = self.calls.borrow();
         let released: Vec<u64> = calls
             .iter()
@@ -589,17 +658,12 @@ impl Harness {
                     node,
                     argv,
                     what,
-                } if !released.contains(id) => Some((node.clone(), argv.clone(), what.clone())),
+                    outside,
+                } if !released.contains(id) => {
+                    Some((node.clone(), argv.clone(), what.clone(), *outside))
+                }
                 _ => None,
             })
-            .collect()
-    }
-
-    /// [`Harness::pending_undo`] as `node: argv` lines, the form of [`Harness::transcript`].
-    pub fn pending_undo_lines(&self) -> Vec<String> {
-        self.pending_undo()
-            .into_iter()
-            .map(|(node, argv, _)| format!("{node}: {}", argv.join(" ")))
             .collect()
     }
 }

@@ -123,6 +123,9 @@ pub struct Command {
     pub stdin: Vec<u8>,
     /// Kill it after this long; `None` is the host's default.
     pub timeout: Option<Duration>,
+    /// Run it on the node itself, outside the plugin's container (contract 2.2): see
+    /// [`Command::outside`].
+    pub outside: bool,
 }
 
 impl Command {
@@ -133,6 +136,7 @@ impl Command {
             argv: vec![program.into()],
             stdin: Vec::new(),
             timeout: None,
+            outside: false,
         }
     }
 
@@ -164,10 +168,30 @@ impl Command {
         self
     }
 
+    /// Run it on the node itself even where the deployment puts the plugin's commands in a
+    /// container (`[plugin.NAME.container]`): the steps only the node can take for a
+    /// containerised service — `podman stop`/`start` of the container, moving the datadir
+    /// behind its volume, a one-shot container of the same image ([`crate::Context::container`]
+    /// says which container it is). Where the plugin has no container, no different. Declared
+    /// and granted like any command; a reversal registered with it runs outside too.
+    pub fn outside(mut self) -> Self {
+        self.outside = true;
+        self
+    }
+
     /// The command line, for messages.
     pub fn display(&self) -> String {
         self.argv.join(" ")
     }
+}
+
+/// The container a plugin's commands run in on a node ([`crate::Context::container`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    /// `podman` or `docker`.
+    pub runtime: String,
+    /// Its name on that node.
+    pub name: String,
 }
 
 /// What a finished command produced.

@@ -30,7 +30,7 @@ use coffer_transport::NodeHandle;
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
 /// [`crate::contract::v1`].
-pub const CONTRACT_VERSION: &str = "2.1.0";
+pub const CONTRACT_VERSION: &str = "2.2.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -378,12 +378,13 @@ impl Runtime {
         // context is empty: no files, no sockets, no environment.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         {
-            use crate::contract::v2::coffer::plugin::{exec, log, stream, types, undo};
+            use crate::contract::v2::coffer::plugin::{container, exec, log, stream, types, undo};
             types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
             exec::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
             stream::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
             log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
             undo::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+            container::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         }
         crate::contract::v1::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));

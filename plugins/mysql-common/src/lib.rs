@@ -230,6 +230,24 @@ pub fn root_execute(
     )
 }
 
+/// Wait, up to two minutes, until the server on `node` answers root over the socket (a
+/// container was just started; `systemctl start` waits by itself). Not in a dry run.
+pub fn wait_until_up(ctx: &Context<'_>, node: &str) -> Result<(), PluginError> {
+    if ctx.dry_run {
+        return Ok(());
+    }
+    for _ in 0..120 {
+        let ping = ctx.run(&root_client(ctx, node, "mysqladmin").arg("ping"));
+        if ping.is_ok_and(|o| o.success()) {
+            return Ok(());
+        }
+        ctx.run_ok(&Command::on(node, "sleep").arg("1").outside())?;
+    }
+    Err(PluginError::Precondition(format!(
+        "{node}: the server did not answer within 120 s of being started"
+    )))
+}
+
 /// A client command as root over the socket (`socket` when set): the only account a new
 /// datadir has.
 fn root_client(ctx: &Context<'_>, node: &str, program: &str) -> Command {

@@ -49,9 +49,21 @@ impl Plugin for Mysql {
         )
         .node_scoped(Operations::ALL)
         .command("mariabackup", &["**"])
-        .command("mkdir", &["-p", "*"])
-        .command("mbstream", &["-x", "-C", "*"])
-        .command("chown", &["-R", "mysql:mysql", "*"]);
+        .reads("sleep", &["1"])
+        .command("mkdir", &["*"])
+        .command("chown", &["--reference=*.before-restore-*", "*"])
+        .command("chmod", &["--reference=*.before-restore-*", "*"]);
+        // A server in a container: the steps around it, on its node (contract 2.2).
+        let info = ["podman", "docker"].iter().fold(info, |info, rt| {
+            info.reads(rt, &["inspect", "*"])
+                .command(rt, &["stop", "-t", "*", "*"])
+                .command(rt, &["start", "*"])
+                .command(rt, &["run", "--rm", "--volumes-from", "*", "**"])
+        });
+        let info = info
+            .command("mkdir", &["-p", "*"])
+            .command("mbstream", &["-x", "-C", "*"])
+            .command("chown", &["-R", "mysql:mysql", "*"]);
         sql::commands(sql::settings(info))
     }
 
@@ -167,6 +179,9 @@ fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
 /// fails the host stops the server, keeps the new datadir as `.failed-restore-<run>`, puts the
 /// old one back and starts the server on it.
 fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
+    if let Some(c) = ctx.container(n) {
+        return reinit_in_container(ctx, n, &c);
+    }
     let datadir = Datadir::of(ctx, n);
     let (dir, aside) = (datadir.path.as_str(), datadir.aside.as_str());
     let failed = format!("{dir}.failed-restore-{}", ctx.run_id);
@@ -221,6 +236,141 @@ fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
     if ctx.artifacts_of(n).all(|a| a.name != PHYSICAL) {
         sql::import(ctx, n, true)?;
     }
+    for u in undo {
+        ctx.keep(u);
+    }
+    Ok(())
+}
+
+/// What `RUNTIME inspect` says of the server's container that the runbook needs.
+#[derive(Debug, PartialEq, Eq)]
+struct Inspected {
+    /// The directory on the node behind the datadir (a bind mount's source, or a named
+    /// volume's directory).
+    source: String,
+    /// Its image, or (podman `--rootfs`) its root filesystem.
+    image: Image,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Image {
+    Named(String),
+    Rootfs(String),
+}
+
+impl Inspected {
+    /// Read `RUNTIME inspect NAME`'s JSON (podman's and docker's have the same fields here).
+    fn parse(json: &[u8], datadir: &str, name: &str) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| format!("cannot read the inspection of container {name}: {e}"))?;
+        let c = v
+            .get(0)
+            .ok_or_else(|| format!("no container {name} to inspect"))?;
+        let source = c["Mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["Destination"].as_str() == Some(datadir))
+            .and_then(|m| m["Source"].as_str())
+            .ok_or_else(|| {
+                format!(
+                    "the datadir {datadir} of container {name} is not a volume or a bind mount:                      its data lives in the container's own layer, which a restore cannot                      replace; use restore-mode = \"import\" (or name the datadir with the                      `datadir` setting)"
+                )
+            })?
+            .to_string();
+        let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(String::from);
+        let image = match (text(&c["Rootfs"]), text(&c["Config"]["Image"])) {
+            (Some(rootfs), _) => Image::Rootfs(rootfs),
+            (None, Some(image)) => Image::Named(image),
+            (None, None) => {
+                return Err(format!(
+                    "container {name} has neither an image nor a rootfs"
+                ));
+            }
+        };
+        Ok(Self { source, image })
+    }
+}
+
+/// The runbook for a server in a container (TripleO's `tripleo_mysql`, kolla's `mariadb`):
+/// the same steps, taken on the node around the container. Stop the container; move the
+/// directory behind its datadir (named volume or bind mount) aside, never deleted; create a
+/// new one with the old one's owner and mode; initialise it with a one-shot container of the
+/// same image and volumes (`RUNTIME run --rm --volumes-from NAME … mariadb-install-db`), as
+/// kolla's and TripleO's bootstrap containers do; start the container; import. Every step
+/// registers its reversal first: a failure stops the container, keeps the new datadir as
+/// `.failed-restore-<run>`, puts the old one back and starts the container on it.
+fn reinit_in_container(ctx: &Context<'_>, n: &str, c: &Container) -> Result<(), PluginError> {
+    let datadir = ctx.settings.get("datadir").unwrap_or("/var/lib/mysql");
+    let rt = c.runtime.as_str();
+    let on_node = |program: &str| Command::on(n, program).outside();
+    let inspected = ctx.run_ok(&on_node(rt).args(["inspect", &c.name]))?;
+    let found = Inspected::parse(&inspected.stdout, datadir, &c.name)
+        .map_err(|e| PluginError::Precondition(format!("{n}: {e}")))?;
+    let dir = found.source.as_str();
+    let aside = format!("{dir}.before-restore-{}", ctx.run_id);
+    let failed = format!("{dir}.failed-restore-{}", ctx.run_id);
+    ctx.info(format!(
+        "{n}: the server runs in {rt} container {}, its datadir {datadir} is {dir} on the node",
+        c.name
+    ));
+    let mut undo = vec![ctx.undo_with(
+        &on_node(rt).args(["start", &c.name]),
+        "start the container again",
+    )?];
+    ctx.run_ok(&on_node(rt).args(["stop", "-t", "120", &c.name]))?;
+    undo.push(
+        ctx.undo_with(
+            &on_node("sh")
+                .args(coffer_mysql_common::MOVE_IF_PRESENT)
+                .args(["undo", &aside, dir]),
+            "put the previous datadir back",
+        )?,
+    );
+    ctx.run_ok(&on_node("mv").args(["-T", dir, &aside]))?;
+    ctx.info(format!(
+        "{n}: the old datadir {} kept at {aside}",
+        if ctx.dry_run { "would be" } else { "is" }
+    ));
+    undo.push(
+        ctx.undo_with(
+            &on_node("sh")
+                .args(coffer_mysql_common::MOVE_IF_PRESENT)
+                .args(["undo", dir, &failed]),
+            &format!("keep the failed datadir as {failed}"),
+        )?,
+    );
+    ctx.run_ok(&on_node("mkdir").arg(dir))?;
+    for program in ["chown", "chmod"] {
+        ctx.run_ok(&on_node(program).args([format!("--reference={aside}"), dir.to_string()]))?;
+    }
+    let mut install = on_node(rt).args(["run", "--rm", "--volumes-from", &c.name]);
+    install = match &found.image {
+        // The root filesystem as an overlay: the one-shot container writes nothing into it.
+        Image::Rootfs(root) => install.args(["--rootfs".into(), format!("{root}:O")]),
+        Image::Named(image) => install.args([
+            "--user",
+            "root",
+            "--entrypoint",
+            "mariadb-install-db",
+            image,
+        ]),
+    };
+    if matches!(found.image, Image::Rootfs(_)) {
+        install = install.arg("mariadb-install-db");
+    }
+    ctx.run_ok(&install.args([
+        "--user=mysql".to_string(),
+        format!("--datadir={datadir}"),
+        "--skip-test-db".to_string(),
+    ]))?;
+    undo.push(ctx.undo_with(
+        &on_node(rt).args(["stop", "-t", "120", &c.name]),
+        "stop the restored container",
+    )?);
+    ctx.run_ok(&on_node(rt).args(["start", &c.name]))?;
+    coffer_mysql_common::wait_until_up(ctx, n)?;
+    sql::import(ctx, n, true)?;
     for u in undo {
         ctx.keep(u);
     }
@@ -443,5 +593,107 @@ mod tests {
             !log.iter().any(|l| l.starts_with("feed grants.sql")),
             "{log:#?}"
         );
+    }
+
+    const VOLUME: &str = "/var/lib/containers/storage/volumes/db/_data";
+
+    fn inspection(rootfs: &str, image: &str) -> String {
+        format!(
+            r#"[{{"Rootfs":"{rootfs}","Config":{{"Image":"{image}"}},"Mounts":[{{"Type":"volume","Source":"/srv/logs","Destination":"/var/log/mysql"}},{{"Type":"volume","Source":"{VOLUME}","Destination":"/var/lib/mysql"}}]}}]"#
+        )
+    }
+
+    #[test]
+    fn a_server_in_a_container_is_reinitialised_from_its_node() {
+        let h = restore_harness()
+            .container("uc", "podman", "mariadb")
+            .reply(
+                &["podman", "inspect", "mariadb"],
+                Reply::stdout(inspection("", "quay.io/kolla/mariadb-server:2024.1")),
+            );
+        h.restore::<Mysql>().unwrap();
+        let log = h.transcript();
+        let aside = format!("{VOLUME}.before-restore-test-run");
+        let failed = format!("{VOLUME}.failed-restore-test-run");
+        let start_again = log.first("undo-push uc outside: podman start mariadb");
+        let stop = log.first("uc outside: podman stop -t 120 mariadb");
+        let put_back = log.first(&format!(
+            "undo-push uc outside: {}",
+            move_if_present(&aside, VOLUME)
+        ));
+        let moved = log.first(&format!("uc outside: mv -T {VOLUME} {aside}"));
+        let keep_failed = log.first(&format!(
+            "undo-push uc outside: {}",
+            move_if_present(VOLUME, &failed)
+        ));
+        let mkdir = log.first(&format!("uc outside: mkdir {VOLUME}"));
+        let chown = log.first(&format!("uc outside: chown --reference={aside} {VOLUME}"));
+        let install = log.first(
+            "uc outside: podman run --rm --volumes-from mariadb --user root --entrypoint \
+             mariadb-install-db quay.io/kolla/mariadb-server:2024.1 --user=mysql \
+             --datadir=/var/lib/mysql --skip-test-db",
+        );
+        let stop_restored = log.first("undo-push uc outside: podman stop -t 120 mariadb");
+        let start = log.first("uc outside: podman start mariadb");
+        let ping = log.first("uc: mysqladmin ping");
+        let dump = log.first("feed databases.sql uc: mysql --max-allowed-packet=1G");
+        assert!(
+            start_again < stop && stop < put_back && put_back < moved,
+            "{log:#?}"
+        );
+        assert!(moved < keep_failed && keep_failed < mkdir && mkdir < chown);
+        assert!(chown < install && install < stop_restored && stop_restored < start);
+        assert!(start < ping && ping < dump, "{log:#?}");
+        // Nothing of the datadir's steps runs inside the stopped container.
+        assert!(
+            !log.iter()
+                .any(|l| l.starts_with("uc: systemctl") || l.starts_with("uc: mv"))
+        );
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_rootfs_container_is_initialised_on_an_overlay_and_a_failure_puts_it_back() {
+        let h = restore_harness()
+            .container("uc", "podman", "db")
+            .reply(
+                &["podman", "inspect", "db"],
+                Reply::stdout(inspection("/", "")),
+            )
+            .reply(
+                &["mysql", "--max-allowed-packet=1G"],
+                Reply::fail(1, "ERROR 1064"),
+            );
+        h.restore::<Mysql>().unwrap_err();
+        let log = h.transcript();
+        log.first(
+            "uc outside: podman run --rm --volumes-from db --rootfs /:O mariadb-install-db \
+             --user=mysql",
+        );
+        let aside = format!("{VOLUME}.before-restore-test-run");
+        let failed = format!("{VOLUME}.failed-restore-test-run");
+        assert_eq!(
+            h.pending_undo_lines(),
+            [
+                "uc outside: podman start db".to_string(),
+                format!("uc outside: {}", move_if_present(&aside, VOLUME)),
+                format!("uc outside: {}", move_if_present(VOLUME, &failed)),
+                "uc outside: podman stop -t 120 db".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_datadir_in_the_containers_own_layer_is_refused_before_anything_changes() {
+        let h = restore_harness().container("uc", "podman", "db").reply(
+            &["podman", "inspect", "db"],
+            Reply::stdout(r#"[{"Rootfs":"","Config":{"Image":"mariadb"},"Mounts":[]}]"#),
+        );
+        let err = h.restore::<Mysql>().unwrap_err().to_string();
+        assert!(
+            err.contains("not a volume or a bind mount") && err.contains("import"),
+            "{err}"
+        );
+        assert_eq!(h.transcript().len(), 1, "{:#?}", h.transcript());
     }
 }

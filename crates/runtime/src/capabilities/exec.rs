@@ -11,12 +11,19 @@ use crate::contract::v2::types;
 use crate::dry_run::Admission;
 
 impl OperationEnv {
+    /// Run `cmd`: in the plugin's container where it has one on the node, or on the node
+    /// itself when `outside` (the `container` interface's `run-outside`).
     pub(super) async fn exec(
         &self,
         cmd: types::Command,
+        outside: bool,
     ) -> Result<types::Output, types::ExecError> {
         let node = self.allow_command(&cmd.node, &cmd.argv)?;
-        let argv = self.on_node(node, &cmd.argv);
+        let argv = if outside {
+            cmd.argv.clone()
+        } else {
+            self.on_node(node, &cmd.argv)
+        };
         let effect = self.effect_of(&cmd.argv);
         if self.admit(&cmd.node, &argv, effect, None) == Admission::Recorded {
             return Ok(types::Output {
@@ -51,21 +58,33 @@ pub(super) fn exec_error(e: CommandError) -> types::ExecError {
     }
 }
 
-impl exec::Host for HostState {
-    async fn run(
+impl HostState {
+    /// `exec.run` and `container.run-outside`: the command, with what went wrong on its node
+    /// noted for the run's error, and the time counted as the host's.
+    pub(super) async fn run_command(
         &mut self,
         cmd: types::Command,
-    ) -> wasmtime::Result<Result<types::Output, types::ExecError>> {
+        outside: bool,
+    ) -> Result<types::Output, types::ExecError> {
         let env = self.env.clone();
         let t = Instant::now();
         let node = cmd.node.clone();
-        let r = env.exec(cmd).await;
+        let r = env.exec(cmd, outside).await;
         match &r {
             Err(e) => env.note(&node, e),
             Ok(out) if out.exit_code != Some(0) => env.note_exit(&node, out.exit_code).await,
             Ok(_) => {}
         }
         self.host_time += t.elapsed();
-        Ok(r)
+        r
+    }
+}
+
+impl exec::Host for HostState {
+    async fn run(
+        &mut self,
+        cmd: types::Command,
+    ) -> wasmtime::Result<Result<types::Output, types::ExecError>> {
+        Ok(self.run_command(cmd, false).await)
     }
 }

@@ -1,9 +1,10 @@
 //! The host side of each WIT import, one module per interface: [`exec`](self) (run a command),
-//! `stream` (artifacts between a node and the repository), `log` and `undo`. Every call first
+//! `stream` (artifacts between a node and the repository), `log`, `undo` and `container`. Every call first
 //! passes the policy (`policy.rs`): the plugin's declaration and the operator's grant, on one
 //! of the operation's nodes; it fails closed. This module holds what they share: the
 //! operation's environment ([`OperationEnv`]) and the store's data ([`HostState`]).
 
+mod container;
 mod exec;
 mod incident;
 mod log;
