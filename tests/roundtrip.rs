@@ -877,3 +877,147 @@ fn a_new_repository_is_private() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod -R go-rwx"), "{err}");
 }
+
+/// `rclone serve restic` on a free loopback port, serving `dir`, until dropped.
+struct RestServer(std::process::Child);
+
+impl RestServer {
+    /// HTTP authentication as `coffer` with `password` (given through rclone's environment,
+    /// so that no argv holds it), and `extra` flags.
+    fn start(dir: &Path, port: u16, password: &str, extra: &[&str]) -> Self {
+        let child = std::process::Command::new("rclone")
+            .args(["serve", "restic", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--user", "coffer"])
+            .env("RCLONE_PASS", password)
+            .args(extra)
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rclone is installed (scripts/test.sh installs it)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 30, "rclone never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A repository on a REST server (restic's protocol; a real `rclone serve restic` with HTTP
+/// authentication): init, backup, check --read-data, a restore byte for byte, forget + prune,
+/// the server's password in no argv and no output; served append-only, a backup still works
+/// and forget is refused saying why, deleting nothing; a wrong password and a server that is
+/// down are each exit 3, said so.
+#[test]
+fn a_repository_on_a_rest_server() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), noise(7, 1 << 20)).unwrap();
+    s.filesystem(&[&data]);
+    let served = s.path("served");
+    fs::create_dir_all(&served).unwrap();
+    let port = free_port();
+    let secret = "h77p-s3cret";
+    let server = RestServer::start(&served, port, secret, &[]);
+    s.edit_deployment(
+        &format!("path = \"{}\"", s.repo().display()),
+        &format!("path = \"rest:http://127.0.0.1:{port}/overcloud\""),
+    );
+    let with_password = |args: &[&str]| {
+        let mut c = s.command(args);
+        c.env("COFFER_REST_PASSWORD", secret);
+        c
+    };
+    let ok = |args: &[&str]| {
+        let out = run_watching_argv(with_password(args), secret);
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    ok(&["init"]);
+    assert!(served.join("overcloud/config").exists());
+    assert!(!s.repo().exists());
+    let first = summary(&ok(&["backup", "--json", "--verbose"]))["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::write(data.join("f"), noise(8, 1 << 20)).unwrap();
+    ok(&["backup"]);
+    ok(&["check", "--read-data"]);
+    fs::remove_file(data.join("f")).unwrap();
+    ok(&["restore", &first]);
+    assert_eq!(fs::read(data.join("f")).unwrap(), noise(7, 1 << 20));
+    let done = summary(&ok(&["forget", "--keep-last", "1", "--prune", "--json"]));
+    assert_eq!(done["forgotten"], 1, "{done}");
+    let count = || {
+        String::from_utf8(ok(&["snapshots", "--json"]).stdout)
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(count(), 1);
+
+    // Without the password, or with a wrong one: refused by the server, said, never shown.
+    let out = s.command(&["snapshots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let mut wrong = s.command(&["snapshots"]);
+    wrong.env("COFFER_REST_PASSWORD", "not-it");
+    let out = wrong.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("401") && !err.contains("not-it"), "{err}");
+
+    // Served append-only: backups go on, forget is refused and deletes nothing.
+    drop(server);
+    let server = RestServer::start(&served, port, secret, &["--append-only"]);
+    ok(&["backup"]);
+    let files = |d: &str| {
+        fs::read_dir(served.join("overcloud").join(d))
+            .unwrap()
+            .count()
+    };
+    let snapshots_before = files("snapshots");
+    let out = with_password(&["forget", "--keep-last", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("refuses to delete anything") && err.contains("append-only"),
+        "{err}"
+    );
+    assert_eq!(files("snapshots"), snapshots_before, "nothing deleted");
+    assert_eq!(count(), 2);
+
+    // The server down: said so, naming the repository.
+    drop(server);
+    let out = with_password(&["snapshots"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the REST server of rest:http://127.0.0.1:{port}/overcloud"
+        )) && err.contains("does not answer"),
+        "{err}"
+    );
+}

@@ -25,6 +25,8 @@ mod retention;
 mod stream;
 
 use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -148,6 +150,32 @@ pub enum RepoError {
     /// A retention policy that cannot be applied.
     #[error("retention policy: {0}")]
     Retention(String),
+    /// The server refuses to delete: it keeps the repository append-only.
+    #[error(
+        "the REST server of {0} refuses to delete anything (403 Forbidden): it serves the \
+         repository append-only (`rest-server --append-only`, `rclone serve restic \
+         --append-only`), which protects the backups from a compromised Coffer host; nothing \
+         was deleted. Run forget and prune where the repository may be changed (on the backup \
+         server itself, or against a server started without --append-only)"
+    )]
+    AppendOnly(PathBuf),
+    /// The server refuses the HTTP credentials.
+    #[error(
+        "the REST server of {0} refuses the credentials (401 Unauthorized): give its user in \
+         COFFER_REST_USERNAME (or the URL) and its password in COFFER_REST_PASSWORD"
+    )]
+    Unauthorized(PathBuf),
+    /// The server does not answer.
+    #[error(
+        "the REST server of {path} does not answer ({message}): is it running, and reachable \
+         from this host at that address?"
+    )]
+    ServerDown {
+        /// Repository.
+        path: PathBuf,
+        /// What the HTTP client said.
+        message: String,
+    },
     /// Local I/O failed.
     #[error("repository {path}: {source}")]
     Io {
@@ -163,8 +191,35 @@ type Result<T, E = RepoError> = std::result::Result<T, E>;
 fn engine(path: &Path) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
     move |e| RepoError::Engine {
         path: path.to_path_buf(),
-        message: e.display_log().replace('\n', " "),
+        message: without_userinfo(&e.display_log().replace('\n', " ")),
     }
+}
+
+/// Coffer's state directory: `COFFER_STATE_DIR`, else the user's state directory's `coffer`
+/// (`/var/lib/coffer` without one).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("COFFER_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::state_dir().map(|d| d.join("coffer")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/coffer"))
+}
+
+/// `text` with the credentials of every URL in it (`://user:password@`) replaced by `***`: an
+/// HTTP client's error may quote the URL it was given.
+fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let host_end = rest.find(['/', ' ', '`', '"', '\'']).unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            out.push_str("***");
+            rest = &rest[at..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A Coffer snapshot: a manifest and the id of the restic snapshot holding it.
@@ -225,6 +280,67 @@ pub enum RepoLocation {
         /// The directory there.
         path: String,
     },
+    /// A server speaking restic's REST protocol (`rest-server`, `rclone serve restic`).
+    Rest(RestServer),
+}
+
+/// A REST server's address and its HTTP credentials (basic auth), kept apart from the URL so
+/// that the password is never shown.
+#[derive(Clone)]
+pub struct RestServer {
+    /// `http(s)://host:port/path`, without credentials.
+    pub url: String,
+    /// HTTP user, if the server asks for one.
+    pub user: Option<String>,
+    /// Its password.
+    pub password: Option<Password>,
+}
+
+impl std::fmt::Debug for RestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rest:{}", self.url)
+    }
+}
+
+impl RestServer {
+    /// Parse `rest:URL` (restic's spelling); `None` when `spec` is not one. A password in the
+    /// URL is refused: it would sit on command lines and in files; it comes from the
+    /// environment instead.
+    pub fn parse(spec: &str) -> Option<std::result::Result<Self, String>> {
+        let url = spec.strip_prefix("rest:")?;
+        Some(match url::Url::parse(url) {
+            Err(e) => Err(format!("`{spec}` is not a URL: {e}")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => Err(format!(
+                "`{spec}`: a REST server is reached over http or https"
+            )),
+            Ok(u) if u.password().is_some() => Err(
+                "the REST repository URL holds a password: remove it from the URL and give it \
+                 in COFFER_REST_PASSWORD (the user in COFFER_REST_USERNAME or the URL)"
+                    .into(),
+            ),
+            Ok(mut u) => {
+                let user = (!u.username().is_empty()).then(|| u.username().to_string());
+                let _ = u.set_username("");
+                Ok(Self {
+                    url: u.to_string(),
+                    user,
+                    password: None,
+                })
+            }
+        })
+    }
+
+    /// The URL with the credentials, for the HTTP client only.
+    fn with_credentials(&self) -> String {
+        let mut u = url::Url::parse(&self.url).expect("checked when parsed");
+        if let Some(user) = &self.user {
+            let _ = u.set_username(user);
+            if let Some(p) = &self.password {
+                let _ = u.set_password(Some(&p.0));
+            }
+        }
+        u.to_string()
+    }
 }
 
 impl std::fmt::Display for RepoLocation {
@@ -232,6 +348,7 @@ impl std::fmt::Display for RepoLocation {
         match self {
             Self::Local(p) => write!(f, "{}", p.display()),
             Self::Remote { node, path } => write!(f, "{}:{path}", node.name),
+            Self::Rest(r) => write!(f, "rest:{}", r.url),
         }
     }
 }
@@ -253,6 +370,15 @@ fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
         RepoLocation::Remote { node, path } => {
             Arc::new(remote::RemoteBackend::new(node.clone(), path))
         }
+        // Three retries (1 s, 2 s, 4 s apart) for what may pass (a server restarting); a
+        // refusal (4xx) is not retried.
+        RepoLocation::Rest(server) => Arc::new(
+            rustic_backend::RestBackend::new(
+                server.with_credentials(),
+                [("retry".to_string(), "3".to_string())],
+            )
+            .map_err(engine(&label))?,
+        ),
     })
 }
 
@@ -263,13 +389,54 @@ fn repository(location: &RepoLocation) -> Result<Repository<()>> {
         .map_err(engine(&label))
 }
 
-/// Whether a repository exists at `location` (it has a config file).
+/// Whether a repository exists at `location` (it has a config file). The first request a
+/// run makes: a REST server that does not answer is said so here.
 fn exists(location: &RepoLocation) -> Result<bool> {
     let label = PathBuf::from(location.to_string());
-    Ok(!backend(location)?
-        .list_with_size(FileType::Config)
-        .map_err(engine(&label))?
-        .is_empty())
+    let backend = backend(location)?;
+    match backend.list_with_size(FileType::Config) {
+        Ok(config) if !config.is_empty() => Ok(true),
+        // A REST server's config is looked for with a HEAD, whose refusal reads as "none":
+        // ask for the keys, which says why.
+        Ok(_) if matches!(location, RepoLocation::Rest(_)) => {
+            match backend.list(FileType::Key).map_err(engine(&label)) {
+                Err(RepoError::Engine { message, .. }) if message.contains("401") => {
+                    Err(RepoError::Unauthorized(label))
+                }
+                _ => Ok(false),
+            }
+        }
+        Ok(_) => Ok(false),
+        Err(e) => Err(match (location, engine(&label)(e)) {
+            (RepoLocation::Rest(_), RepoError::Engine { path, message })
+                if message.contains("error sending request") =>
+            {
+                let cause = message
+                    .rsplit("(source: ")
+                    .next()
+                    .unwrap_or(&message)
+                    .trim_end_matches(')')
+                    .to_string();
+                RepoError::ServerDown {
+                    path,
+                    message: cause,
+                }
+            }
+            (_, other) => other,
+        }),
+    }
+}
+
+/// An engine error while deleting: a REST server's 403 is its append-only mode.
+fn deleting(location: &RepoLocation, path: &Path) -> impl Fn(Box<RusticError>) -> RepoError {
+    let rest = matches!(location, RepoLocation::Rest(_));
+    let path = path.to_path_buf();
+    move |e| match engine(&path)(e) {
+        RepoError::Engine { message, .. } if rest && message.contains("403 Forbidden") => {
+            RepoError::AppendOnly(path.clone())
+        }
+        other => other,
+    }
 }
 
 impl Repo {
@@ -380,24 +547,35 @@ impl Repo {
 
     /// Take the writer lock, failing at once when another run holds it.
     async fn try_lock(&self) -> Result<RepoLock> {
+        let local = |p: PathBuf| -> Result<RepoLock> {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(private::FILE_MODE)
+                .open(&p)
+                .map_err(|source| RepoError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+            match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+                Ok(true) => Ok(RepoLock::Local(file)),
+                Ok(false) => Err(RepoError::Pin(self.path.clone())),
+                Err(source) => Err(RepoError::Io { path: p, source }),
+            }
+        };
         match &self.location {
-            RepoLocation::Local(dir) => {
-                let p = dir.join(LOCK_FILE);
-                let file = File::options()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .mode(private::FILE_MODE)
-                    .open(&p)
-                    .map_err(|source| RepoError::Io {
-                        path: p.clone(),
-                        source,
-                    })?;
-                match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-                    Ok(true) => Ok(RepoLock::Local(file)),
-                    Ok(false) => Err(RepoError::Pin(self.path.clone())),
-                    Err(source) => Err(RepoError::Io { path: p, source }),
-                }
+            RepoLocation::Local(dir) => local(dir.join(LOCK_FILE)),
+            // A REST server has no lock of its own: the lock is this host's (in the state
+            // directory, by the URL's digest), so runs from this host never overlap.
+            RepoLocation::Rest(server) => {
+                let dir = state_dir().join("locks");
+                private::create_private_dir(&dir).map_err(|source| RepoError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let digest = hex::encode(Sha256::digest(server.url.as_bytes()));
+                local(dir.join(format!("rest-{}.lock", &digest[..16])))
             }
             RepoLocation::Remote { node, path } => {
                 // `cat` holds the lock until our end of its stdin closes (end of run, or a
@@ -467,13 +645,29 @@ impl Repo {
             .filter(|s| s.label == ARTIFACT_LABEL && !referenced.contains(&full_id(&s.id)))
             .map(|s| s.id)
             .collect();
+        let mut removed = orphans.len();
         if !orphans.is_empty() {
-            self.inner
+            match self
+                .inner
                 .delete_snapshots(&orphans)
-                .map_err(engine(&self.path))?;
+                .map_err(deleting(&self.location, &self.path))
+            {
+                // An append-only server keeps them: they name no run, so nothing restores
+                // them, and a forget where deleting is allowed removes them.
+                Err(RepoError::AppendOnly(_)) => {
+                    tracing::warn!(
+                        "{} artifact(s) of runs that never completed stay in the append-only \
+                         repository at {} until a forget where deleting is allowed",
+                        orphans.len(),
+                        self.path.display()
+                    );
+                    removed = 0;
+                }
+                other => other?,
+            }
         }
         Ok(BackupStart {
-            removed_orphans: orphans.len(),
+            removed_orphans: removed,
             latest: snaps.pop(),
         })
     }
@@ -730,4 +924,49 @@ fn coffer_snapshots(all: &[SnapshotFile]) -> Result<Vec<CofferSnapshot>> {
 
 fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
     (**id).to_hex().as_str().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rest_url_is_read_as_restic_spells_it_and_never_holds_a_password() {
+        let s = RestServer::parse("rest:http://backup@10.0.0.5:8000/overcloud")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.url, "http://10.0.0.5:8000/overcloud");
+        assert_eq!(s.user.as_deref(), Some("backup"));
+        assert!(RestServer::parse("/var/backups/coffer").is_none());
+        let e = RestServer::parse("rest:https://u:pw@h/")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.contains("COFFER_REST_PASSWORD") && !e.contains("pw@"),
+            "{e}"
+        );
+        assert!(RestServer::parse("rest:ftp://h/").unwrap().is_err());
+        let with = RestServer {
+            password: Some(Password::new("p@ss/word")),
+            ..s
+        };
+        assert_eq!(
+            with.with_credentials(),
+            "http://backup:p%40ss%2Fword@10.0.0.5:8000/overcloud"
+        );
+        assert_eq!(format!("{with:?}"), "rest:http://10.0.0.5:8000/overcloud");
+    }
+
+    #[test]
+    fn credentials_in_an_error_message_are_hidden() {
+        assert_eq!(
+            without_userinfo("for url (http://backup:s3cret@10.0.0.5:8000/x/config) failed"),
+            "for url (http://***@10.0.0.5:8000/x/config) failed"
+        );
+        assert_eq!(without_userinfo("no url here"), "no url here");
+        assert_eq!(
+            without_userinfo("http://h:1/a and https://u:p@g/b"),
+            "http://h:1/a and https://***@g/b"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use rustic_core::{KeepOptions, PruneOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ARTIFACT_LABEL, RUN_LABEL, Repo, RepoError, Result, coffer_snapshots, engine, full_id,
+    ARTIFACT_LABEL, RUN_LABEL, Repo, RepoError, Result, coffer_snapshots, deleting, engine, full_id,
 };
 
 /// A retention policy, restic's rules: at least one must be set. The same keys serve the
@@ -213,7 +213,7 @@ impl Repo {
         if !dry_run && !doomed.is_empty() {
             self.inner
                 .delete_snapshots(&doomed)
-                .map_err(engine(&self.path))?;
+                .map_err(deleting(&self.location, &self.path))?;
         }
         Ok(report)
     }
@@ -232,7 +232,9 @@ impl Repo {
             packs_repacked: plan.stats.packs.repack,
             packs_marked: plan.stats.packs_to_delete.keep,
         };
-        self.inner.prune(&opts, plan).map_err(engine(&self.path))?;
+        self.inner
+            .prune(&opts, plan)
+            .map_err(deleting(&self.location, &self.path))?;
         Ok(report)
     }
 }

@@ -74,11 +74,7 @@ pub struct UndoStack {
 
 /// Where journals live: `COFFER_STATE_DIR`, else the user's state directory.
 pub fn journal_dir() -> PathBuf {
-    std::env::var_os("COFFER_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::state_dir().map(|d| d.join("coffer")))
-        .unwrap_or_else(|| PathBuf::from("/var/lib/coffer"))
-        .join("undo")
+    coffer_repository::state_dir().join("undo")
 }
 
 /// Write `value` as JSON to `path` durably: a temporary file beside it, fsync, rename (its

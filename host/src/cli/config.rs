@@ -30,6 +30,18 @@ pub enum RepoPlace {
         /// The directory there.
         path: String,
     },
+    /// A REST server (`rest:http://host:8000/path`, as restic spells it).
+    Rest(String),
+}
+
+impl RepoPlace {
+    /// `path` as a place on this machine, or a REST server when it says `rest:`.
+    fn of(path: &Path) -> Self {
+        match path.to_str() {
+            Some(spec) if spec.starts_with("rest:") => Self::Rest(spec.to_string()),
+            _ => Self::Local(path.to_path_buf()),
+        }
+    }
 }
 
 /// What part of the deployment a run works on, known before any node is reached.
@@ -88,12 +100,12 @@ impl RunConfig {
     pub fn of(g: &Global, deployment: Deployment) -> Self {
         let d = &deployment;
         let repository = match (&g.repo, &d.repository, &d.repository_node) {
-            (Some(path), _, _) => Some(RepoPlace::Local(path.clone())),
+            (Some(path), _, _) => Some(RepoPlace::of(path)),
             (None, Some(path), Some(node)) => Some(RepoPlace::OnNode {
                 node: node.clone(),
                 path: path.display().to_string(),
             }),
-            (None, Some(path), None) => Some(RepoPlace::Local(path.clone())),
+            (None, Some(path), None) => Some(RepoPlace::of(path)),
             (None, None, _) => None,
         };
         let password = match (&g.password_file, std::env::var("COFFER_PASSWORD")) {
@@ -178,6 +190,19 @@ impl RunConfig {
                     .await?,
                 path: path.clone(),
             },
+            RepoPlace::Rest(spec) => {
+                let mut server = coffer_repository::RestServer::parse(spec)
+                    .expect("a rest: place")
+                    .map_err(UsageError)?;
+                if let Ok(user) = std::env::var("COFFER_REST_USERNAME") {
+                    server.user = Some(user);
+                }
+                if let Ok(p) = std::env::var("COFFER_REST_PASSWORD") {
+                    server.user.get_or_insert_with(|| "coffer".into());
+                    server.password = Some(Password::new(p));
+                }
+                RepoLocation::Rest(server)
+            }
         })
     }
 
