@@ -233,6 +233,7 @@ fn every_run_is_recorded_with_its_outcome() {
     assert_eq!(out.status.code(), Some(5));
     let out = s.run(&["restore", "no-such-snapshot"]);
     assert_eq!(out.status.code(), Some(3));
+    s.ok(&["backup", "--dry-run"]);
     let out = s.ok(&["runs", "--json"]);
     let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -252,8 +253,13 @@ fn every_run_is_recorded_with_its_outcome() {
         [
             ("backup", "ok"),
             ("validate", "validation failed"),
-            ("restore", "failed")
+            ("restore", "failed"),
+            ("backup", "planned (dry run)")
         ]
+    );
+    assert_eq!(
+        (&runs[0]["dry_run"], &runs[3]["dry_run"]),
+        (&false.into(), &true.into())
     );
     assert!(
         runs[2]["error"]
@@ -262,5 +268,5 @@ fn every_run_is_recorded_with_its_outcome() {
             .contains("no-such-snapshot")
     );
     let text = String::from_utf8_lossy(&s.ok(&["runs"]).stdout).to_string();
-    assert_eq!(text.lines().count(), 3, "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
 }

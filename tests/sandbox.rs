@@ -183,6 +183,13 @@ fn a_command_declared_but_not_granted_is_refused() {
         err.contains("may not run `echo hello` on node `local`: not granted by the deployment"),
         "{err}"
     );
+    // The one refusal lists everything else still to grant, as lines to paste.
+    assert!(
+        err.contains("Everything it declares that this node is not granted")
+            && err.contains("commands = ['echo **'")
+            && !err.contains("'sh -c *'"),
+        "{err}"
+    );
     // Without any grant section a plugin from the plugin directory may do nothing at all.
     s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
     let err = refused(&s);
@@ -193,6 +200,19 @@ fn a_command_declared_but_not_granted_is_refused() {
         text.contains("echo **") && text.contains("granted by") && text.contains("nothing"),
         "{text}"
     );
+    // describe's grant block, pasted as is, grants what the plugin asks for: the run passes.
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim() != "[plugin.hostile.grant]")
+        .take_while(|l| !l.trim_start().starts_with("granted by"))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    assert!(block.len() > 2, "{text}");
+    s.deployment(&format!(
+        "{}\n\n[plugin.hostile.settings]\nmode = \"stream\"\n",
+        block.join("\n")
+    ));
+    s.ok(&["backup"]);
     // A grant for a role: it applies on the nodes carrying that role (here the undercloud).
     s.deployment(
         "[plugin.hostile.grant]\ncommands = [\"sh -c *\"]\n\

@@ -10,6 +10,8 @@ use crate::types::{Capabilities, CommandPattern, Effect};
 pub struct CapabilityMatcher {
     commands: Vec<(String, Vec<ArgPattern>, Effect)>,
     paths: Vec<GlobMatcher>,
+    /// The patterns as written, to tell a declaration granted word for word.
+    source: Capabilities,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,64 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     glob(pattern, true).is_ok_and(|g| g.is_match(name))
 }
 
+/// A value as a TOML string that pastes into a deployment file as is: a literal string
+/// (`'…'`, backslashes kept) unless it holds a `'` or a line break, then an escaped one.
+pub fn toml_string(s: &str) -> String {
+    if !s.contains(|c: char| c == '\'' || c.is_control()) {
+        return format!("'{s}'");
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The grant entry (`commands = [...]`) for a declared command pattern: the program and its
+/// argument globs, separated by spaces, as a TOML string.
+pub fn grant_entry(c: &CommandPattern) -> String {
+    let words: Vec<&str> = std::iter::once(c.program.as_str())
+        .chain(c.args.iter().map(String::as_str))
+        .collect();
+    toml_string(&words.join(" "))
+}
+
+/// What of `declared` the grant `granted` does not cover, as `(commands, paths)` grant
+/// entries ready to paste: a declared pattern is covered when the grant allows it taken
+/// literally (a grant of the same glob, or a wider one).
+pub fn ungranted(
+    declared: &Capabilities,
+    granted: &CapabilityMatcher,
+) -> (Vec<String>, Vec<String>) {
+    let commands = declared
+        .commands
+        .iter()
+        .filter(|c| {
+            let argv: Vec<String> = std::iter::once(c.program.clone())
+                .chain(c.args.iter().cloned())
+                .collect();
+            let same = |g: &&CommandPattern| g.program == c.program && g.args == c.args;
+            !granted.source.commands.iter().any(|g| same(&g)) && !granted.allows_command(&argv)
+        })
+        .map(grant_entry)
+        .collect();
+    let paths = declared
+        .paths
+        .iter()
+        .filter(|p| !granted.source.paths.contains(p) && !granted.allows_path(p))
+        .map(|p| toml_string(p))
+        .collect();
+    (commands, paths)
+}
+
 impl CapabilityMatcher {
     /// Compile declared capabilities.
     pub fn new(caps: &Capabilities) -> Result<Self, BadPattern> {
@@ -90,7 +150,11 @@ impl CapabilityMatcher {
             .iter()
             .map(|p| glob(p, true))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { commands, paths })
+        Ok(Self {
+            commands,
+            paths,
+            source: caps.clone(),
+        })
     }
 
     /// Whether `argv` matches one of the declared commands.
@@ -252,5 +316,34 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.pattern, "/etc/[");
+    }
+
+    #[test]
+    fn what_a_grant_lacks_is_listed_as_lines_that_paste() {
+        let declared = Capabilities {
+            commands: vec![
+                CommandPattern {
+                    program: "find".into(),
+                    args: vec!["*".into(), "-printf".into(), r"%f\t%m\n".into()],
+                    effect: Effect::Reads,
+                },
+                CommandPattern {
+                    program: "redis-cli".into(),
+                    args: vec!["-h".into(), "*".into(), "BGSAVE".into()],
+                    effect: Effect::Changes,
+                },
+            ],
+            paths: vec!["/var/lib/glance".into(), "/srv/node".into()],
+        };
+        // The grant holds redis-cli (a wider glob), /srv/node, and find word for word.
+        let mut granted = caps();
+        let (commands, paths) = ungranted(&declared, &granted);
+        assert_eq!(commands, [r"'find * -printf %f\t%m\n'"]);
+        assert_eq!(paths, ["'/var/lib/glance'"]);
+        granted.source.commands.push(declared.commands[0].clone());
+        assert!(ungranted(&declared, &granted).0.is_empty());
+        // A quote or a control character needs an escaped string.
+        assert_eq!(toml_string("it's"), r#""it's""#);
+        assert_eq!(toml_string("a\tb\\"), r#""a\tb\\""#);
     }
 }

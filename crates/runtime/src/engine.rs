@@ -567,6 +567,7 @@ impl Runtime {
         OperationEnv {
             plugin: plugin.identity.clone(),
             matcher: plugin.matcher.clone(),
+            declared: Arc::new(plugin.info.capabilities.clone()),
             grant: None,
             container: None,
             nodes,

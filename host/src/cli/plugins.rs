@@ -433,6 +433,27 @@ fn describe(g: &Global, d: &Deployment, registry: &Registry, name: String) -> Re
         for path in &i.capabilities.paths {
             println!("    {path}");
         }
+        // Ready to paste: TOML literal strings keep `\`, `*` and `**` as the plugin wrote
+        // them (a double-quoted string would read `\t` as a tab).
+        println!("  to grant all of it, paste into {}:", d.source_name);
+        println!("    [plugin.{name}.grant]");
+        let entries: Vec<String> = i
+            .capabilities
+            .commands
+            .iter()
+            .map(coffer_sdk::capability::grant_entry)
+            .collect();
+        println!(
+            "    commands = [\n      {},\n    ]",
+            entries.join(",\n      ")
+        );
+        let paths: Vec<String> = i
+            .capabilities
+            .paths
+            .iter()
+            .map(|p| coffer_sdk::capability::toml_string(p))
+            .collect();
+        println!("    paths = [{}]", paths.join(", "));
         let source = &d.source_name;
         match coffer_core::run::grant_of(d, p) {
             None => println!(

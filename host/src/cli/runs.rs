@@ -26,15 +26,21 @@ fn runs_file() -> PathBuf {
 /// Append the record of a run that just ended (best effort: a run never fails because its
 /// record could not be written).
 pub fn record(command: &str, started: jiff::Timestamp, code: u8, error: Option<String>) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dry_run = args.iter().any(|a| a == "--dry-run");
     let outcome = match code {
+        // A dry run changed nothing: its success is a plan, not a backup or a restore.
+        exit::OK if dry_run => "planned (dry run)",
         exit::OK => "ok",
+        exit::DEGRADED => "degraded",
         exit::INTERRUPTED => "interrupted",
         exit::VALIDATION => "validation failed",
         _ => "failed",
     };
     let line = serde_json::json!({
         "command": command,
-        "args": std::env::args().skip(1).collect::<Vec<_>>(),
+        "dry_run": dry_run,
+        "args": args,
         "started": started.to_string(),
         "seconds": (jiff::Timestamp::now() - started).get_milliseconds() as f64 / 1000.0,
         "outcome": outcome,

@@ -91,6 +91,8 @@ pub struct OperationEnv {
     pub plugin: PluginIdentity,
     /// What it declared.
     pub matcher: Arc<CapabilityMatcher>,
+    /// The same, as declared: what a refusal lists as still to grant.
+    pub declared: Arc<coffer_sdk::Capabilities>,
     /// What the deployment grants it on each node, by node name; `None` grants everything it
     /// declares.
     pub grant: Option<BTreeMap<String, Arc<CapabilityMatcher>>>,

@@ -48,8 +48,9 @@ impl OperationEnv {
         let why = if declared {
             format!(
                 "not granted by the deployment (add it to [plugin.{0}.grant], or to \
-                 [plugin.{0}.grant.role.ROLE] for a role of this node)",
-                self.plugin.name
+                 [plugin.{0}.grant.role.ROLE] for a role of this node){1}",
+                self.plugin.name,
+                self.all_ungranted(node)
             )
         } else {
             "not declared in its manifest".to_string()
@@ -64,6 +65,25 @@ impl OperationEnv {
             detail: detail.clone(),
         });
         types::ExecError::Refused(detail)
+    }
+
+    /// Everything the plugin declares that the grant on `node` lacks, as lines to paste into
+    /// the grant section: one run shows every missing grant, not only the first.
+    fn all_ungranted(&self, node: &str) -> String {
+        let Some(granted) = self.grant.as_ref().and_then(|g| g.get(node)) else {
+            return String::new();
+        };
+        let (commands, paths) = coffer_sdk::capability::ungranted(&self.declared, granted);
+        let mut text = String::from(
+            ". Everything it declares that this node is not granted (the lines to add):",
+        );
+        if !commands.is_empty() {
+            text.push_str(&format!("\n    commands = [{}]", commands.join(", ")));
+        }
+        if !paths.is_empty() {
+            text.push_str(&format!("\n    paths = [{}]", paths.join(", ")));
+        }
+        text
     }
 
     /// Check a command against the node list and the plugin's declarations.
