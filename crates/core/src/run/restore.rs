@@ -117,20 +117,6 @@ impl Coffer {
                 self.registry.names().join(", ")
             ))
         })?;
-        if plugin.identity.digest != record.digest {
-            self.reporter.report(Event::Log {
-                plugin: record.name.clone(),
-                level: Level::Warn,
-                message: format!(
-                    "snapshot was written by {} {} (sha256 {}); restoring with {} (sha256 {})",
-                    record.name,
-                    record.version,
-                    &record.digest[..12.min(record.digest.len())],
-                    plugin.identity.version,
-                    &plugin.identity.digest[..12]
-                ),
-            });
-        }
         // Its artifacts, each with its scope: as recorded, or as the installed plugin declares
         // it (a snapshot written before the plugin declared it).
         let artifacts: Vec<ArtifactRecord> = manifest
@@ -269,6 +255,22 @@ impl Coffer {
                 let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
                 if ctx.nodes.is_empty() {
                     return Ok(None);
+                }
+                // Said once, by the restore (a validation reads what any build restores).
+                if plugin.identity.digest != record.digest {
+                    self.reporter.report(Event::Log {
+                        plugin: record.name.clone(),
+                        level: Level::Warn,
+                        message: format!(
+                            "snapshot was written by {} {} (sha256 {}); restoring with {} \
+                             (sha256 {})",
+                            record.name,
+                            record.version,
+                            &record.digest[..12.min(record.digest.len())],
+                            plugin.identity.version,
+                            &plugin.identity.digest[..12]
+                        ),
+                    });
                 }
                 let (t, bytes) = (Instant::now(), ctx.artifacts.iter().map(|a| a.size).sum());
                 let nodes = ctx.nodes.iter().map(|n| n.name.clone()).collect();
