@@ -489,7 +489,12 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     // The other build is said once, by the restore; its validation says nothing of it.
     let out = s.ok(&["restore", &old]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.matches("snapshot was written by filesystem 0.1").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("snapshot was written by filesystem 0.1")
+            .count(),
+        1,
+        "{err}"
+    );
     let out = s.ok(&["validate", &old]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("snapshot was written by"), "{err}");

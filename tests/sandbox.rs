@@ -524,15 +524,29 @@ fn plugins_are_pinned_by_digest_and_a_changed_one_is_refused_until_upgraded() {
         err.contains(&pinned_digest) && err.contains(&new_digest),
         "{err}"
     );
+    // It says where it looked, and how to accept the one plugin without dropping the pins.
+    assert!(
+        err.contains(&format!("in {}", s.path("plugins").display()))
+            && err.contains("coffer plugins upgrade NAME FILE.wasm")
+            && err.contains("dropping the old pins"),
+        "{err}"
+    );
     let out = s.run(&["plugins", "verify"]);
     assert_eq!(out.status.code(), Some(4));
 
-    // Upgrading shows the difference and needs --yes.
+    // Upgrading shows the difference from the pinned build (not from the file dropped in
+    // its place) and needs --yes.
     let out = s.run(&["plugins", "upgrade", "hostile", changed.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("asks for the same capabilities") && text.contains("--yes"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("sha256 {}) -> ", &pinned_digest[..12]))
+            && text.contains(": pinned ")
+            && text.contains(&format!("sha256 {})", &new_digest[..12])),
         "{text}"
     );
     s.ok(&[

@@ -45,10 +45,20 @@ pub enum PinError {
         reason: String,
     },
     /// Installed plugins do not match it.
-    #[error("installed plugins do not match the lock file {path}:\n{}\n(`coffer plugins verify` shows them; `coffer plugins upgrade NAME PATH` or `coffer plugins lock` to accept a change)", .problems.join("\n"))]
+    #[error(
+        "installed plugins (in {dir}, and the built-in ones) do not match the lock file \
+         {path}:\n{}\nTo accept one rebuilt or changed plugin: `coffer plugins upgrade NAME \
+         FILE.wasm` (shows the change from the pinned build, then --yes); `coffer plugins lock` \
+         re-pins every installed plugin as it is now, dropping the old pins. `coffer plugins \
+         verify` shows the same lines.",
+        .problems.join("\n"),
+        dir = .plugin_dir.display()
+    )]
     Mismatch {
         /// The file.
         path: PathBuf,
+        /// The plugin directory that was searched.
+        plugin_dir: PathBuf,
         /// One line per plugin.
         problems: Vec<String>,
     },
@@ -136,15 +146,26 @@ impl PinFile {
     }
 
     /// Refuse a registry that does not match.
-    pub fn check(&self, registry: &Registry, path: &Path) -> Result<(), PinError> {
+    pub fn check(
+        &self,
+        registry: &Registry,
+        path: &Path,
+        plugin_dir: &Path,
+    ) -> Result<(), PinError> {
         let problems = self.problems(registry);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(PinError::Mismatch {
                 path: path.to_path_buf(),
+                plugin_dir: plugin_dir.to_path_buf(),
                 problems,
             })
         }
+    }
+
+    /// The pin of plugin `name`, if any.
+    pub fn pin(&self, name: &str) -> Option<&Pin> {
+        self.plugins.iter().find(|p| p.name == name)
     }
 }

@@ -245,7 +245,7 @@ impl RunConfig {
         if let Some(path) = &self.global.config {
             let pins = coffer_core::pins::path_for(path);
             if let Some(pinned) = coffer_core::pins::PinFile::load(&pins)? {
-                pinned.check(&registry, &pins)?;
+                pinned.check(&registry, &pins, &self.plugin_dir)?;
             }
         }
         scope.filter.check(&self.deployment)?;

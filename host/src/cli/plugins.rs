@@ -294,15 +294,41 @@ async fn upgrade(
         ))
         .into());
     }
+    // From what the lock file pins, when it pins this plugin: a rebuild dropped into the
+    // plugin directory is then the candidate, not the baseline.
+    let pinned = match lock_path(g) {
+        Ok(lock) => PinFile::load(&lock)?.and_then(|f| f.pin(&name).cloned()),
+        Err(_) => None,
+    };
+    let (from_version, from_contract, from_digest, from) = match &pinned {
+        Some(p) => (
+            p.version.clone(),
+            p.contract.clone(),
+            p.sha256.clone(),
+            "pinned ",
+        ),
+        None => (
+            old.info.version.clone(),
+            old.identity.contract.clone(),
+            old.identity.digest.clone(),
+            "",
+        ),
+    };
     println!(
-        "{name}: {} (contract {}, sha256 {}) -> {} (contract {}, sha256 {})",
-        old.info.version,
-        old.identity.contract,
-        &old.identity.digest[..12],
+        "{name}: {from}{from_version} (contract {from_contract}, sha256 {}) -> {} (contract {}, \
+         sha256 {})",
+        &from_digest[..12.min(from_digest.len())],
         new.info.version,
         new.identity.contract,
         &new.identity.digest[..12]
     );
+    if pinned.is_some() && old.identity.digest != from_digest {
+        println!(
+            "  (the plugin directory now holds another build, sha256 {}: the capabilities below \
+             are compared with it)",
+            &old.identity.digest[..12]
+        );
+    }
     let (before, after) = (asks(old), asks(&new));
     let added: Vec<_> = after.iter().filter(|a| !before.contains(a)).collect();
     let removed: Vec<_> = before.iter().filter(|b| !after.contains(b)).collect();
