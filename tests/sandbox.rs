@@ -185,7 +185,7 @@ fn a_command_declared_but_not_granted_is_refused() {
     );
     // The one refusal lists everything else still to grant, as lines to paste.
     assert!(
-        err.contains("Everything it declares that this node is not granted")
+        err.contains("everything it declares that this node is not granted")
             && err.contains("commands = ['echo **'")
             && !err.contains("'sh -c *'"),
         "{err}"

@@ -201,6 +201,14 @@ pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
     text
 }
 
+/// The first line of `text`, with `…` when more follows.
+fn first_line(text: &str) -> String {
+    match text.split_once('\n') {
+        Some((first, _)) => format!("{first} …"),
+        None => text.to_string(),
+    }
+}
+
 /// Time as the summary shows it.
 pub fn human_duration(seconds: f64) -> String {
     if seconds < 60.0 {
@@ -266,7 +274,10 @@ impl Reporter for Printer {
                 plugin,
                 node,
                 detail,
-            } => self.line(format!("[{plugin}] refused on {node}: {detail}")),
+            } => self.line(format!(
+                "[{plugin}] refused on {node}: {}",
+                first_line(&detail)
+            )),
             Event::Artifact {
                 plugin,
                 node,
@@ -287,8 +298,11 @@ impl Reporter for Printer {
                 status,
                 detail,
             } => {
+                // A failure's whole text ends the run's output once; here its first line.
                 let detail = if detail.is_empty() {
                     String::new()
+                } else if status == Status::Failed {
+                    format!(": {}", first_line(&detail))
                 } else {
                     format!(": {detail}")
                 };

@@ -75,7 +75,7 @@ impl OperationEnv {
         };
         let (commands, paths) = coffer_sdk::capability::ungranted(&self.declared, granted);
         let mut text = String::from(
-            ". Everything it declares that this node is not granted (the lines to add):",
+            "\n  everything it declares that this node is not granted (the lines to add):",
         );
         if !commands.is_empty() {
             text.push_str(&format!("\n    commands = [{}]", commands.join(", ")));
