@@ -226,6 +226,7 @@ fn a_path_plugin_is_rebuilt_upgraded_granted_and_restores_under_a_target() {
     failed_with(&s.run(&["validate", "latest"]), 5, &[]);
     s.ok(&["restore", "latest"]);
     assert_same_tree(&before, &record_tree(&keys));
+    s.ok(&["validate", "latest"]);
     let target = s.path("elsewhere");
     std::fs::create_dir_all(&target).unwrap();
     s.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
