@@ -4,6 +4,7 @@ mod access;
 mod backup;
 mod check;
 mod config;
+mod docs;
 mod forget;
 mod import;
 mod init;
@@ -147,6 +148,10 @@ enum Command {
     Access(access::Args),
     /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
     ImportInventory(import::Args),
+    /// Print the shell completion script (`source <(coffer completions bash)`).
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff: `coffer man | man -l -`).
+    Man,
 }
 
 /// Run the CLI.
@@ -157,6 +162,10 @@ pub fn main() -> ExitCode {
         Command::Restore(_) => Some("restore"),
         Command::Validate(_) => Some("validate"),
         Command::Recover(_) => Some("recover"),
+        Command::Forget(_) => Some("forget"),
+        Command::Prune(_) => Some("prune"),
+        Command::Completions(a) => return docs::completions(a),
+        Command::Man => return docs::man(),
         _ => None,
     };
     let started = jiff::Timestamp::now();
@@ -198,6 +207,7 @@ pub fn main() -> ExitCode {
             Command::Access(a) => access::run(&global, a).await,
             Command::Recover(a) => recover::run(&global, a).await,
             Command::Runs(a) => runs::run(&global, a).await,
+            Command::Completions(_) | Command::Man => unreachable!("answered before the runtime"),
         }
     };
     let result = runtime.block_on(async move {
