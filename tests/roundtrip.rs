@@ -781,6 +781,42 @@ fn forget_keeps_what_the_policy_says_and_prune_frees_the_rest() {
     assert_eq!(s.snapshot_count(), 1, "the refused backup wrote nothing");
 }
 
+/// `coffer status` for a monitoring check: fresh backups exit 0, one older than `--max-age`
+/// exits 9 saying STALE, an enabled plugin never backed up is listed as never.
+#[test]
+fn status_says_how_old_each_backup_is() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    s.filesystem(&[&data]);
+    s.init();
+    s.ok(&["backup"]);
+    let fresh = summary(&s.ok(&["status", "--json"]));
+    assert_eq!(fresh["stale"], 0, "{fresh}");
+    assert_eq!(fresh["entries"][0]["plugin"], "filesystem");
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = s.run(&["status", "--max-age", "1s"]);
+    assert_eq!(out.status.code(), Some(9));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STALE"));
+    // Redis enabled but never backed up.
+    s.edit_deployment(
+        "[plugin.filesystem.settings]",
+        "[plugin.redis]\nroles = [\"undercloud\"]\n\n[plugin.filesystem.settings]",
+    );
+    let out = s.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(9));
+    let never = summary(&out);
+    assert!(
+        never["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["plugin"] == "redis" && e["age_seconds"].is_null() && e["stale"] == true),
+        "{never}"
+    );
+}
+
 /// The writer lock: a second writer fails at once and says how to wait; with `--retry-lock`
 /// it waits for the first and then succeeds, or says how long it waited.
 #[test]

@@ -142,6 +142,36 @@ fn a_dead_node_the_run_does_not_need_stops_nothing() {
         "{err}"
     );
     assert_eq!(s.snapshot_count(), 1);
+    // `coffer status` (what a monitoring check calls): the live node backed up just now, the
+    // dead one never, with the snapshot that left it out: exit 9.
+    let out = s.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(9));
+    let status = summary(&out);
+    let entry = |node: &str| {
+        status["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"] == node)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {node} in {status}"))
+    };
+    let (live_e, dead_e) = (entry("controller-0"), entry("controller-9"));
+    assert_eq!(
+        (&live_e["stale"], &dead_e["stale"]),
+        (&false.into(), &true.into())
+    );
+    assert!(live_e["bytes"].as_u64().unwrap() > 0, "{live_e}");
+    assert!(dead_e["last_success"].is_null(), "{dead_e}");
+    assert!(
+        dead_e["missed_since"]
+            .as_str()
+            .unwrap()
+            .contains("left out of snapshot"),
+        "{dead_e}"
+    );
+    let text = String::from_utf8_lossy(&s.run(&["status"]).stdout).to_string();
+    assert!(text.contains("never") && text.contains("STALE"), "{text}");
 
     // Named out, it is not contacted at all.
     let out = summary(&s.ok(&["backup", "--node", "controller-0", "--json"]));

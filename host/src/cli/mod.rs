@@ -16,6 +16,7 @@ mod restore;
 mod runs;
 mod scaffold;
 mod snapshots;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub mod exit {
     /// A degraded backup: the snapshot was written from the nodes that answered, and the
     /// nodes that did not are recorded missing (their node-scoped data is not in it).
     pub const DEGRADED: u8 = 8;
+    /// `coffer status`: a plugin on a node has no backup younger than `--max-age`.
+    pub const STALE: u8 = 9;
     /// Interrupted by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -59,7 +62,8 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 other failure, 2 usage or deployment file, 3 repository (missing, wrong \
 password, locked, damaged), 4 plugin failed, 5 validation failed, 6 node unreachable or wrong \
 host key, 7 a plugin call or a command it ran passed its time limit, 8 degraded backup (written \
-from the nodes that answered; the others are recorded missing), 130 interrupted.
+from the nodes that answered; the others are recorded missing), 9 `coffer status` found a \
+backup older than --max-age (or none), 130 interrupted.
 
 The password never goes on the command line: use --password-file, COFFER_PASSWORD_FILE, \
 COFFER_PASSWORD, or `password-file` in the deployment file.";
@@ -144,6 +148,9 @@ enum Command {
     Recover(recover::Args),
     /// List past backups, restores, validations and recoveries with their outcome.
     Runs(runs::Args),
+    /// The last good backup of every plugin on every node, and how old it is (exit 9 when
+    /// older than --max-age): for monitoring.
+    Status(status::Args),
     /// Temporary SSH access keys on the nodes: grant, list, revoke.
     Access(access::Args),
     /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
@@ -207,6 +214,7 @@ pub fn main() -> ExitCode {
             Command::Access(a) => access::run(&global, a).await,
             Command::Recover(a) => recover::run(&global, a).await,
             Command::Runs(a) => runs::run(&global, a).await,
+            Command::Status(a) => status::run(&global, a).await,
             Command::Completions(_) | Command::Man => unreachable!("answered before the runtime"),
         }
     };

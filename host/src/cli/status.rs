@@ -1,0 +1,151 @@
+//! `coffer status`: per plugin and node, the last successful backup (time, age, size, how long
+//! the run took) and, when a later backup failed or left the node out, that failure; exit 9
+//! when anything is older than `--max-age` or was never backed up, so a monitoring check can
+//! call it.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::output::{bytes, human_duration};
+use super::{Global, RunConfig, exit};
+
+/// Show the age of the last good backup of every plugin on every node.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Older than this is stale (exit 9): `26h`, `2d`, `90m`.
+    #[arg(long, value_name = "DURATION", default_value = "26h", value_parser = super::parse_wait)]
+    max_age: std::time::Duration,
+}
+
+/// One plugin on one node.
+#[derive(Debug, Default, Serialize)]
+struct Entry {
+    plugin: String,
+    node: String,
+    /// The newest snapshot holding its backup.
+    last_snapshot: Option<String>,
+    last_success: Option<String>,
+    age_seconds: Option<i64>,
+    bytes: u64,
+    run_seconds: Option<f64>,
+    /// A later backup that left this node out (degraded), with why.
+    missed_since: Option<String>,
+    stale: bool,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let cfg = RunConfig::resolve(g)?;
+    let enabled: Vec<String> = cfg
+        .deployment
+        .plugins
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let repo = cfg.open_repo().await?;
+    let snaps = coffer_core::run::blocking(move || repo.snapshots()).await?;
+    let now = jiff::Timestamp::now();
+    let parse = |t: &str| t.parse::<jiff::Timestamp>().ok();
+    let mut entries: BTreeMap<(String, String), Entry> = BTreeMap::new();
+    // Oldest first: each snapshot overwrites what an older one said.
+    for s in &snaps {
+        let m = &s.manifest;
+        let (started, finished) = (parse(&m.started), parse(&m.finished));
+        for p in &m.plugins {
+            for node in &p.nodes {
+                let e = entries.entry((p.name.clone(), node.clone())).or_default();
+                e.last_snapshot = Some(s.short_id().to_string());
+                e.last_success = Some(m.finished.clone());
+                e.age_seconds = finished.map(|f| (now - f).get_seconds());
+                e.bytes = m
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.plugin == p.name && &a.node == node)
+                    .map(|a| a.size)
+                    .sum();
+                e.run_seconds = started
+                    .zip(finished)
+                    .map(|(a, b)| (b - a).get_milliseconds() as f64 / 1000.0);
+                e.missed_since = None;
+            }
+        }
+        for missing in &m.missing {
+            for plugin in &missing.plugins {
+                let e = entries
+                    .entry((plugin.clone(), missing.node.clone()))
+                    .or_default();
+                if e.missed_since.is_none() {
+                    e.missed_since = Some(format!(
+                        "left out of snapshot {} ({}): {}",
+                        s.short_id(),
+                        &m.finished[..m.finished.len().min(19)],
+                        missing.reason
+                    ));
+                }
+            }
+        }
+    }
+    // An enabled plugin no snapshot holds was never backed up.
+    for plugin in &enabled {
+        if !entries.keys().any(|(p, _)| p == plugin) {
+            entries.insert((plugin.clone(), "-".into()), Entry::default());
+        }
+    }
+    let max = args.max_age.as_secs() as i64;
+    let mut stale = 0;
+    let mut list = Vec::new();
+    for ((plugin, node), mut e) in entries {
+        if !enabled.contains(&plugin) {
+            continue;
+        }
+        e.plugin = plugin;
+        e.node = node;
+        e.stale = e.age_seconds.is_none_or(|a| a > max);
+        stale += usize::from(e.stale);
+        list.push(e);
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "summary",
+                "max_age_seconds": max,
+                "stale": stale,
+                "entries": list,
+            })
+        );
+    } else {
+        println!(
+            "{:<12} {:<16} {:<20} {:>9} {:>10} {:>8}  ",
+            "PLUGIN", "NODE", "LAST SUCCESS", "AGE", "SIZE", "RUN"
+        );
+        for e in &list {
+            let age = e
+                .age_seconds
+                .map(|a| human_duration(a as f64))
+                .unwrap_or_else(|| "never".into());
+            println!(
+                "{:<12} {:<16} {:<20} {:>9} {:>10} {:>8}  {}{}",
+                e.plugin,
+                e.node,
+                e.last_success
+                    .as_deref()
+                    .map(|t| &t[..t.len().min(19)])
+                    .unwrap_or("-"),
+                age,
+                bytes(e.bytes),
+                e.run_seconds.map(human_duration).unwrap_or_default(),
+                if e.stale { "STALE " } else { "" },
+                e.missed_since.as_deref().unwrap_or("")
+            );
+        }
+        if stale > 0 {
+            println!(
+                "{stale} plugin/node pair(s) without a backup younger than {}",
+                human_duration(max as f64)
+            );
+        }
+    }
+    Ok(if stale > 0 { exit::STALE } else { exit::OK })
+}
