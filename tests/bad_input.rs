@@ -270,3 +270,64 @@ fn every_run_is_recorded_with_its_outcome() {
     let text = String::from_utf8_lossy(&s.ok(&["runs"]).stdout).to_string();
     assert_eq!(text.lines().count(), 4, "{text}");
 }
+
+/// `[notify]`: the run's record goes to the command's stdin after a failed run (every run with
+/// `always`); a notify command that fails is said, and does not change the run's exit code; an
+/// empty one is a file error naming the field.
+#[test]
+fn a_failed_run_is_told_to_the_notify_command() {
+    let s = Scratch::new();
+    let src = small_tree(&s);
+    let told = s.path("told.jsonl");
+    let notify = |extra: &str| {
+        let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+        let base = text.split("\n[notify]").next().unwrap().to_string();
+        fs::write(
+            s.path("deployment.toml"),
+            format!(
+                "{base}\n[notify]\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\n{extra}",
+                told.display()
+            ),
+        )
+        .unwrap();
+    };
+    notify("");
+    s.init();
+    s.backup(&[]);
+    assert!(!told.exists(), "a good run is not told without always");
+    fs::write(src.join("f1"), b"changed").unwrap();
+    assert_eq!(s.run(&["validate", "latest"]).status.code(), Some(5));
+    let lines = || -> Vec<serde_json::Value> {
+        fs::read_to_string(&told)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let first = &lines()[0];
+    assert_eq!(
+        (&first["command"], &first["outcome"], &first["exit"]),
+        (&"validate".into(), &"validation failed".into(), &5.into())
+    );
+    notify("always = true\n");
+    s.backup(&[]);
+    assert_eq!(lines().len(), 2);
+    assert_eq!(lines()[1]["outcome"], "ok");
+
+    // A notify command that fails: said, and the run still ends as it did.
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        text.replace("command = [\"sh\", \"-c\"", "command = [\"false\", \"-c\""),
+    )
+    .unwrap();
+    let out = s.ok(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[notify] command `false` failed"), "{err}");
+    fs::write(
+        s.path("deployment.toml"),
+        text.split("\n[notify]").next().unwrap().to_string() + "\n[notify]\ncommand = []\n",
+    )
+    .unwrap();
+    failed_with(&s.run(&["backup"]), 2, &["notify.command"]);
+}

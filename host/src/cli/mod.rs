@@ -199,6 +199,7 @@ pub fn main() -> ExitCode {
     };
     let global = cli.global.clone();
     let json = global.json;
+    let config = global.config.clone();
     let command = async move {
         match cli.command {
             Command::Init(a) => init::run(&global, a).await,
@@ -234,11 +235,12 @@ pub fn main() -> ExitCode {
         Ok(code) => (*code, None),
         Err(e) => (exit_code(e), Some(format!("{e:#}"))),
     };
-    if let Some(command) = recorded {
-        runs::record(command, started, code, error);
-    }
     if let Err(e) = &result {
         output::error(e, code, json);
+    }
+    if let Some(command) = recorded {
+        let line = runs::record(command, started, code, error);
+        runs::notify(config.as_deref(), &line, code);
     }
     ExitCode::from(code)
 }

@@ -25,7 +25,12 @@ fn runs_file() -> PathBuf {
 
 /// Append the record of a run that just ended (best effort: a run never fails because its
 /// record could not be written).
-pub fn record(command: &str, started: jiff::Timestamp, code: u8, error: Option<String>) {
+pub fn record(
+    command: &str,
+    started: jiff::Timestamp,
+    code: u8,
+    error: Option<String>,
+) -> serde_json::Value {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dry_run = args.iter().any(|a| a == "--dry-run");
     let outcome = match code {
@@ -64,6 +69,50 @@ pub fn record(command: &str, started: jiff::Timestamp, code: u8, error: Option<S
     {
         let _ = writeln!(f, "{line}");
         let _ = f.sync_all();
+    }
+    line
+}
+
+/// `[notify]`: give the run's record to the deployment's command on stdin, after a failed
+/// run (or every run with `always`). Best effort: what the command does never changes the
+/// run's exit code; a command that fails or hangs (a minute) is said on stderr.
+pub fn notify(config: Option<&std::path::Path>, line: &serde_json::Value, code: u8) {
+    let Some(notify) = config
+        .and_then(|c| coffer_config::deployment::Deployment::load(c).ok())
+        .and_then(|d| d.notify)
+    else {
+        return;
+    };
+    if code == exit::OK && !notify.always {
+        return;
+    }
+    let Some((program, args)) = notify.command.split_first() else {
+        return;
+    };
+    let run = || -> std::io::Result<std::process::ExitStatus> {
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            writeln!(stdin, "{line}")?;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(std::io::Error::other("still running after 60 s; killed"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    match run() {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("warning: [notify] command `{program}` failed: {status}"),
+        Err(e) => eprintln!("warning: [notify] command `{program}`: {e}"),
     }
 }
 

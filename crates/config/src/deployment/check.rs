@@ -86,6 +86,19 @@ impl<'t> Checker<'t> {
         Some(section.get_ref().clone())
     }
 
+    /// `[notify] command`: a program to run.
+    pub(super) fn notify(&mut self, section: Option<&super::file::NotifySection>) {
+        if let Some(n) = section
+            && n.command.get_ref().first().is_none_or(|p| p.is_empty())
+        {
+            self.at(
+                n.command.span().start,
+                "notify.command",
+                "give the program and its arguments, e.g. [\"/usr/local/bin/page-oncall\"]",
+            );
+        }
+    }
+
     /// How node `i` gains privileges: its own `become`, else `[ssh] become`; `"none"` on a
     /// node turns the file's default off there.
     fn escalation(

@@ -25,6 +25,7 @@ pub(super) struct File {
     pub(super) undercloud: Option<UndercloudSection>,
     pub(super) run: Option<RunSection>,
     pub(super) retention: Option<Spanned<coffer_repository::Retention>>,
+    pub(super) notify: Option<NotifySection>,
     #[serde(default)]
     pub(super) node: Vec<NodeSection>,
     #[serde(default)]
@@ -46,6 +47,14 @@ pub(super) struct LimitsSection {
     pub(super) cpu_seconds: Option<u64>,
     pub(super) call_timeout_seconds: Option<u64>,
     pub(super) command_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct NotifySection {
+    pub(super) command: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub(super) always: bool,
 }
 
 #[derive(Deserialize)]

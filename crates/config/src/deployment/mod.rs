@@ -202,6 +202,18 @@ pub struct Deployment {
     /// What `coffer restore --undercloud` runs on the undercloud after the restore
     /// (`[undercloud] reinstall-command`, e.g. `openstack undercloud install`).
     pub reinstall_command: Option<Vec<String>>,
+    /// `[notify]`: a command given each run's record on stdin, after a failed run (or every
+    /// run with `always`).
+    pub notify: Option<Notify>,
+}
+
+/// A command told how runs ended (`[notify]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notify {
+    /// Program and arguments, run on the Coffer host.
+    pub command: Vec<String>,
+    /// After every run, not only failed ones.
+    pub always: bool,
 }
 
 impl Deployment {
@@ -254,6 +266,7 @@ impl Deployment {
         check.at_least_one(ssh.and_then(|s| s.parallel), "ssh.parallel");
         let access = check.access(file.access.as_ref());
         let retention = check.retention(file.retention.as_ref());
+        check.notify(file.notify.as_ref());
         if !check.problems.is_empty() {
             return Err(invalid(check.problems));
         }
@@ -276,6 +289,10 @@ impl Deployment {
                 .as_ref()
                 .and_then(|u| u.reinstall_command.clone())
                 .filter(|c| !c.is_empty()),
+            notify: file.notify.as_ref().map(|n| Notify {
+                command: n.command.get_ref().clone(),
+                always: n.always,
+            }),
             cache_dir: file.cache_dir.clone(),
             limits,
             nodes,
