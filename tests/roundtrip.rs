@@ -1068,3 +1068,105 @@ fn a_repository_on_a_rest_server() {
         "{err}"
     );
 }
+
+/// GET `path` from a server on loopback `port`; the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read as _;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
+}
+
+/// `[metrics] textfile`: after every run, metrics a real `prometheus-node-exporter` serves
+/// from its textfile collector — the last good backup per plugin and node, the snapshot count,
+/// and per command the last run's outcome (a failed validation is 0, then a good one 1).
+#[test]
+fn metrics_reach_prometheus_through_the_node_exporter() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), noise(3, 1 << 16)).unwrap();
+    s.filesystem(&[&data]);
+    let dir = s.path("textfile");
+    fs::create_dir_all(&dir).unwrap();
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        format!(
+            "{text}\n[metrics]\ntextfile = \"{}\"\n",
+            dir.join("coffer.prom").display()
+        ),
+    )
+    .unwrap();
+    s.init();
+    s.ok(&["backup"]);
+    fs::write(data.join("f"), b"changed").unwrap();
+    assert_eq!(s.run(&["validate", "latest"]).status.code(), Some(5));
+
+    let port = free_port();
+    let mut exporter = std::process::Command::new("prometheus-node-exporter")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--collector.textfile.directory={}", dir.display()))
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus-node-exporter is installed (scripts/test.sh installs it)");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the exporter never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scrape = || http_get(port, "/metrics");
+    let metrics = scrape();
+    let has = |m: &str, line: &str| m.lines().any(|l| l == line);
+    assert!(has(&metrics, "node_textfile_scrape_error 0"), "{metrics}");
+    assert!(
+        has(&metrics, "coffer_snapshots{deployment=\"test\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        has(
+            &metrics,
+            "coffer_last_run_success{command=\"backup\",deployment=\"test\"} 1"
+        ) && has(
+            &metrics,
+            "coffer_last_run_success{command=\"validate\",deployment=\"test\"} 0"
+        ) && has(
+            &metrics,
+            "coffer_last_run_exit_code{command=\"validate\",deployment=\"test\"} 5"
+        ),
+        "{metrics}"
+    );
+    let success = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "coffer_last_success_timestamp_seconds{deployment=\"test\",node=\"local\",plugin=\"filesystem\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let when: f64 = success.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - when).abs() < 3600.0, "{success}");
+
+    // The next runs rewrite the file: restored, the validation now passes.
+    s.ok(&["restore", "latest"]);
+    s.ok(&["validate", "latest"]);
+    assert!(has(
+        &scrape(),
+        "coffer_last_run_success{command=\"validate\",deployment=\"test\"} 1"
+    ));
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+}

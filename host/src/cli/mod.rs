@@ -8,6 +8,7 @@ mod docs;
 mod forget;
 mod import;
 mod init;
+mod metrics;
 mod output;
 mod plugin_test;
 mod plugins;
@@ -200,6 +201,7 @@ pub fn main() -> ExitCode {
     let global = cli.global.clone();
     let json = global.json;
     let config = global.config.clone();
+    let metrics_global = global.clone();
     let command = async move {
         match cli.command {
             Command::Init(a) => init::run(&global, a).await,
@@ -228,9 +230,6 @@ pub fn main() -> ExitCode {
             (r, _) => r,
         }
     });
-    // Work still running on blocking threads (an artifact being stored when Ctrl-C came) is
-    // not waited for: what it leaves is not a snapshot and the next backup removes it.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     let (code, error) = match &result {
         Ok(code) => (*code, None),
         Err(e) => (exit_code(e), Some(format!("{e:#}"))),
@@ -241,7 +240,20 @@ pub fn main() -> ExitCode {
     if let Some(command) = recorded {
         let line = runs::record(command, started, code, error);
         runs::notify(config.as_deref(), &line, code);
+        // `[metrics] textfile`: best effort, like the record.
+        let textfile = config
+            .as_deref()
+            .and_then(|c| coffer_config::deployment::Deployment::load(c).ok())
+            .and_then(|d| d.metrics_textfile);
+        if let Some(textfile) = textfile
+            && let Err(e) = runtime.block_on(metrics::write(&metrics_global, &textfile))
+        {
+            eprintln!("warning: {e:#}");
+        }
     }
+    // Work still running on blocking threads (an artifact being stored when Ctrl-C came) is
+    // not waited for: what it leaves is not a snapshot and the next backup removes it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)
 }
 

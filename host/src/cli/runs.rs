@@ -16,7 +16,7 @@ pub struct Args {
     last: usize,
 }
 
-fn runs_file() -> PathBuf {
+pub(super) fn runs_file() -> PathBuf {
     coffer_runtime::undo::journal_dir()
         .parent()
         .map(|p| p.join("runs.jsonl"))

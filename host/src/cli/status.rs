@@ -21,22 +21,26 @@ pub struct Args {
 
 /// One plugin on one node.
 #[derive(Debug, Default, Serialize)]
-struct Entry {
-    plugin: String,
-    node: String,
+pub(super) struct Entry {
+    pub(super) plugin: String,
+    pub(super) node: String,
     /// The newest snapshot holding its backup.
-    last_snapshot: Option<String>,
-    last_success: Option<String>,
-    age_seconds: Option<i64>,
-    bytes: u64,
-    run_seconds: Option<f64>,
+    pub(super) last_snapshot: Option<String>,
+    /// When that backup finished (RFC 3339).
+    pub(super) last_success: Option<String>,
+    pub(super) age_seconds: Option<i64>,
+    /// Its artifacts' bytes.
+    pub(super) bytes: u64,
+    /// How long its run took.
+    pub(super) run_seconds: Option<f64>,
     /// A later backup that left this node out (degraded), with why.
-    missed_since: Option<String>,
-    stale: bool,
+    pub(super) missed_since: Option<String>,
+    pub(super) stale: bool,
 }
 
-pub async fn run(g: &Global, args: Args) -> Result<u8> {
-    let cfg = RunConfig::resolve(g)?;
+/// Per enabled plugin and node, its last good backup, from the repository's snapshots; with
+/// the number of snapshots. An enabled plugin no snapshot holds is one entry with node `-`.
+pub(super) async fn entries(cfg: &RunConfig) -> Result<(Vec<Entry>, usize)> {
     let enabled: Vec<String> = cfg
         .deployment
         .plugins
@@ -92,18 +96,22 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             entries.insert((plugin.clone(), "-".into()), Entry::default());
         }
     }
+    let list = entries
+        .into_iter()
+        .filter(|((plugin, _), _)| enabled.contains(plugin))
+        .map(|((plugin, node), e)| Entry { plugin, node, ..e })
+        .collect();
+    Ok((list, snaps.len()))
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let cfg = RunConfig::resolve(g)?;
+    let (mut list, _) = entries(&cfg).await?;
     let max = args.max_age.as_secs() as i64;
     let mut stale = 0;
-    let mut list = Vec::new();
-    for ((plugin, node), mut e) in entries {
-        if !enabled.contains(&plugin) {
-            continue;
-        }
-        e.plugin = plugin;
-        e.node = node;
+    for e in &mut list {
         e.stale = e.age_seconds.is_none_or(|a| a > max);
         stale += usize::from(e.stale);
-        list.push(e);
     }
     if g.json {
         println!(

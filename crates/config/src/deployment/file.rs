@@ -26,6 +26,7 @@ pub(super) struct File {
     pub(super) run: Option<RunSection>,
     pub(super) retention: Option<Spanned<coffer_repository::Retention>>,
     pub(super) notify: Option<NotifySection>,
+    pub(super) metrics: Option<MetricsSection>,
     #[serde(default)]
     pub(super) node: Vec<NodeSection>,
     #[serde(default)]
@@ -47,6 +48,12 @@ pub(super) struct LimitsSection {
     pub(super) cpu_seconds: Option<u64>,
     pub(super) call_timeout_seconds: Option<u64>,
     pub(super) command_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct MetricsSection {
+    pub(super) textfile: PathBuf,
 }
 
 #[derive(Deserialize)]

@@ -205,6 +205,9 @@ pub struct Deployment {
     /// `[notify]`: a command given each run's record on stdin, after a failed run (or every
     /// run with `always`).
     pub notify: Option<Notify>,
+    /// `[metrics] textfile`: where Prometheus metrics are written after every run (the node
+    /// exporter's textfile collector reads them).
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// A command told how runs ended (`[notify]`).
@@ -293,6 +296,7 @@ impl Deployment {
                 command: n.command.get_ref().clone(),
                 always: n.always,
             }),
+            metrics_textfile: file.metrics.as_ref().map(|m| m.textfile.clone()),
             cache_dir: file.cache_dir.clone(),
             limits,
             nodes,
