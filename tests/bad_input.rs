@@ -331,3 +331,25 @@ fn a_failed_run_is_told_to_the_notify_command() {
     .unwrap();
     failed_with(&s.run(&["backup"]), 2, &["notify.command"]);
 }
+
+/// `coffer completions bash` is a script bash loads, completing coffer; `coffer man` is a
+/// roff page for every subcommand.
+#[test]
+fn completions_load_in_bash_and_the_manual_renders() {
+    let s = Scratch::new();
+    let script = s.path("coffer.bash");
+    fs::write(&script, s.ok(&["completions", "bash"]).stdout).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p coffer", script.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("-F _coffer coffer"),
+        "{out:?}"
+    );
+    let page = String::from_utf8(s.ok(&["man"]).stdout).unwrap();
+    for title in [".TH coffer 1", ".TH coffer-backup 1", ".TH coffer-forget 1"] {
+        assert!(page.contains(title), "no {title}");
+    }
+}
