@@ -353,3 +353,121 @@ fn completions_load_in_bash_and_the_manual_renders() {
         assert!(page.contains(title), "no {title}");
     }
 }
+
+/// `coffer schedule`: the units it writes pass `systemd-analyze verify`, the service's
+/// `ExecStart` is a working backup of this deployment (run here as systemd would), `list`
+/// shows them, `remove` deletes them; a cron line for machines without systemd; a calendar
+/// systemd cannot read is refused before anything is written.
+#[test]
+fn schedules_are_units_systemd_accepts_and_their_command_backs_up() {
+    let s = Scratch::new();
+    small_tree(&s);
+    s.init();
+    let units = s.path("units");
+    let dir = units.to_str().unwrap();
+    let out = s.ok(&[
+        "-c",
+        s.path("deployment.toml").to_str().unwrap(),
+        "schedule",
+        "install",
+        "nightly",
+        "--on-calendar",
+        "*-*-* 02:00:00",
+        "--dir",
+        dir,
+        "--",
+        "backup",
+        "--undercloud",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("systemctl enable --now coffer-nightly.timer")
+    );
+    let (service, timer) = (
+        units.join("coffer-nightly.service"),
+        units.join("coffer-nightly.timer"),
+    );
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args([&timer, &service])
+        .output()
+        .expect("systemd-analyze (Debian's systemd) is installed");
+    assert!(verify.status.success(), "{verify:?}");
+    let text = fs::read_to_string(&timer).unwrap();
+    assert!(
+        text.contains("Persistent=true") && text.contains("RandomizedDelaySec=30m"),
+        "{text}"
+    );
+    // What the service runs is a real backup of this deployment.
+    let exec = fs::read_to_string(&service)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=").map(String::from))
+        .unwrap();
+    assert!(!exec.contains("correct horse"), "no password in a unit");
+    let argv: Vec<&str> = exec.split(' ').collect();
+    let ran = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .env("COFFER_STATE_DIR", s.path("state"))
+        .env("COFFER_CACHE_DIR", scratch_root().join("component-cache"))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(summary(&ran)["event"], "summary");
+    assert_eq!(s.snapshot_count(), 1);
+
+    let listed = String::from_utf8(s.ok(&["schedule", "list", "--dir", dir]).stdout).unwrap();
+    assert!(
+        listed.contains("nightly") && listed.contains("*-*-* 02:00:00"),
+        "{listed}"
+    );
+    s.ok(&["schedule", "remove", "nightly", "--dir", dir]);
+    assert!(!service.exists() && !timer.exists());
+    failed_with(
+        &s.run(&["schedule", "remove", "nightly", "--dir", dir]),
+        2,
+        &["no schedule"],
+    );
+
+    // Without systemd: a cron line, never two runs at once.
+    s.ok(&[
+        "-c",
+        s.path("deployment.toml").to_str().unwrap(),
+        "schedule",
+        "install",
+        "retention",
+        "--cron",
+        "30 3 * * 0",
+        "--dir",
+        dir,
+        "--",
+        "forget",
+        "--keep-daily",
+        "14",
+        "--prune",
+    ]);
+    let cron = fs::read_to_string(units.join("coffer-retention")).unwrap();
+    assert!(
+        cron.contains("30 3 * * 0 root flock -n /run/lock/coffer-retention.lock ")
+            && cron.contains(" forget --keep-daily 14 --prune >> /var/log/coffer-retention.log"),
+        "{cron}"
+    );
+    failed_with(
+        &s.run(&[
+            "-c",
+            s.path("deployment.toml").to_str().unwrap(),
+            "schedule",
+            "install",
+            "bad",
+            "--on-calendar",
+            "someday",
+            "--dir",
+            dir,
+            "--",
+            "backup",
+        ]),
+        2,
+        &["`someday` is not a systemd calendar"],
+    );
+    assert!(!units.join("coffer-bad.timer").exists());
+}

@@ -16,6 +16,7 @@ mod recover;
 mod restore;
 mod runs;
 mod scaffold;
+mod schedule;
 mod snapshots;
 mod status;
 mod validate;
@@ -156,6 +157,8 @@ enum Command {
     Access(access::Args),
     /// Write a deployment file from an Ansible inventory (INI or YAML; groups become roles).
     ImportInventory(import::Args),
+    /// Run coffer commands on a calendar: systemd timers (or cron lines).
+    Schedule(schedule::Args),
     /// Print the shell completion script (`source <(coffer completions bash)`).
     Completions(docs::CompletionsArgs),
     /// Print the manual page (roff: `coffer man | man -l -`).
@@ -218,6 +221,7 @@ pub fn main() -> ExitCode {
             Command::Recover(a) => recover::run(&global, a).await,
             Command::Runs(a) => runs::run(&global, a).await,
             Command::Status(a) => status::run(&global, a).await,
+            Command::Schedule(a) => schedule::run(&global, a),
             Command::Completions(_) | Command::Man => unreachable!("answered before the runtime"),
         }
     };
