@@ -153,7 +153,8 @@ fn a_backup_killed_with_sigkill_leaves_no_snapshot_and_the_next_one_works() {
         "a killed backup left a snapshot that looks complete"
     );
     let out = s.ok(&["backup", "--json"]);
-    assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 1);
+    // The archive and its xattr listing.
+    assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 2);
     assert_eq!(s.snapshot_count(), 1);
     s.ok(&["check", "--read-data"]);
     let restored = s.path("out");
@@ -217,8 +218,8 @@ fn ctrl_c_mid_backup_exits_130_and_keeps_nothing() {
     assert_eq!(s.snapshot_count(), 1);
     assert_eq!(
         s.raw_snapshot_files(),
-        2,
-        "one artifact snapshot and one Coffer snapshot"
+        3,
+        "two artifact snapshots (the archive, its xattr listing) and one Coffer snapshot"
     );
 }
 

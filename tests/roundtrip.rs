@@ -148,6 +148,24 @@ fn round_trip_keeps_every_byte_xattr_acl_owner_mode_and_mtime() {
     s.ok(&["restore", "latest"]);
     assert_same_tree(&before, &record_tree(&src));
 
+    s.ok(&["validate", "latest"]);
+    // Only an object's `user.swift.metadata` changed (its ETag, as Swift keeps it): tar's
+    // compare does not see it, the validation does, naming the file and the attribute.
+    let obj = src.join("srv/node/d1/objects/1234.data");
+    let before_meta = xattr::get(&obj, "user.swift.metadata").unwrap().unwrap();
+    xattr::set(&obj, "user.swift.metadata", b"{\"ETag\": \"forged\"}").unwrap();
+    let v = s.run(&["validate", "latest"]);
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert_eq!(v.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("extended attributes as in the snapshot")
+            && text.contains("1234.data")
+            && text.contains("user.swift.metadata"),
+        "{text}"
+    );
+    xattr::set(&obj, "user.swift.metadata", &before_meta).unwrap();
+    s.ok(&["validate", "latest"]);
+
     // A validation after changing a file fails, naming the node and the plugin.
     fs::write(src.join("etc/secret"), b"tampered").unwrap();
     let v = s.run(&["validate", "latest"]);
@@ -426,7 +444,7 @@ fn json_output_is_one_event_per_line_then_a_summary() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("filesystem   on local: ")
-            && text.contains("validated filesystem: 1 check(s), all passed"),
+            && text.contains("validated filesystem: 2 check(s), all passed"),
         "{text}"
     );
     // Errors come as JSON too, with the exit code.
@@ -646,10 +664,11 @@ fn a_dry_run_changes_and_stores_nothing_and_lists_what_the_run_then_does() {
     let stores = planned(&plan, &["stores"]);
     assert_eq!(
         stores.len(),
-        1,
-        "one archive, the absent path skipped: {stores:?}"
+        2,
+        "one archive and its xattr listing, the absent path skipped: {stores:?}"
     );
     assert!(stores[0].starts_with("local$ tar --create"), "{stores:?}");
+    assert!(stores[1].contains("getfattr"), "{stores:?}");
     assert_eq!(repository_state(&s), repo, "the repository is untouched");
     assert_eq!(s.snapshot_count(), 0);
     let text = String::from_utf8_lossy(&s.ok(&["backup", "--dry-run"]).stdout).to_string();
@@ -740,7 +759,8 @@ fn forget_keeps_what_the_policy_says_and_prune_frees_the_rest() {
             &done["forgotten_artifacts"],
             &done["orphans"]
         ),
-        (&2.into(), &2.into(), &0.into()),
+        // Each run: one archive and its xattr listing.
+        (&2.into(), &4.into(), &0.into()),
         "{done}"
     );
     let (before, after) = (

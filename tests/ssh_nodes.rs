@@ -38,13 +38,10 @@ fn filesystem_backup_of_three_controllers_over_ssh_restores_each_node() {
         .collect();
     assert_ne!(before[0], before[1], "the nodes must hold different data");
     let out = s.ok(&["backup", "--json"]);
-    let artifacts = summary(&out)["artifacts"].as_array().unwrap().clone();
-    let mut from: Vec<&str> = artifacts
-        .iter()
-        .map(|a| a["node"].as_str().unwrap())
-        .collect();
-    from.sort();
-    assert_eq!(from, ["controller-0", "controller-1", "controller-2"]);
+    assert_eq!(
+        artifact_fields(&out, "node"),
+        ["controller-0", "controller-1", "controller-2"]
+    );
 
     for n in &cluster.nodes {
         for e in fs::read_dir(&n.srv_node).unwrap() {
@@ -174,14 +171,8 @@ fn a_dead_node_the_run_does_not_need_stops_nothing() {
     assert!(text.contains("never") && text.contains("STALE"), "{text}");
 
     // Named out, it is not contacted at all.
-    let out = summary(&s.ok(&["backup", "--node", "controller-0", "--json"]));
-    let from: Vec<&str> = out["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["node"].as_str().unwrap())
-        .collect();
-    assert_eq!(from, ["controller-0"]);
+    let out = s.ok(&["backup", "--node", "controller-0", "--json"]);
+    assert_eq!(artifact_fields(&out, "node"), ["controller-0"]);
     for e in fs::read_dir(&live.srv_node).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {
@@ -365,7 +356,8 @@ fn the_repository_lives_on_an_external_backup_host() {
         .map(|n| record_tree(&n.path("/srv/node")))
         .collect();
     let out = s.ok(&["backup", "--json"]);
-    assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 2);
+    // Per controller: the archive and its xattr listing.
+    assert_eq!(summary(&out)["artifacts"].as_array().unwrap().len(), 4);
     s.ok(&["check", "--read-data"]);
     for n in &cluster.nodes[..2] {
         fs::remove_dir_all(n.srv_node.join("d1")).unwrap();

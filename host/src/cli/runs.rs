@@ -94,8 +94,9 @@ pub fn notify(config: Option<&std::path::Path>, line: &serde_json::Value, code: 
             .args(args)
             .stdin(std::process::Stdio::piped())
             .spawn()?;
+        // A command that does not read its stdin (or exits first) is not a failure here.
         if let Some(mut stdin) = child.stdin.take() {
-            writeln!(stdin, "{line}")?;
+            let _ = writeln!(stdin, "{line}");
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
