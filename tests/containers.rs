@@ -236,8 +236,14 @@ const LIMITS: &str = "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024";
 
 impl MariadbContainer {
     fn start() -> Self {
+        // Tests of one binary run at once: each server its own container and volume.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let (name, volume) = (format!("coffer-mariadb-{pid}"), format!("coffer-db-{pid}"));
+        let (name, volume) = (
+            format!("coffer-mariadb-{pid}-{n}"),
+            format!("coffer-db-{pid}-{n}"),
+        );
         sh(&format!(
             "podman volume create {volume} >/dev/null && \
              {PODMAN} run --rm {LIMITS} -v {volume}:/var/lib/mysql --rootfs /:O /bin/sh -c \

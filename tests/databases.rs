@@ -738,7 +738,7 @@ fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dea
     assert!(
         err.contains("node `controller-0`, which is not in deployment")
             && err.contains("only its cluster artifacts")
-            && err.contains("its node artifacts (tree:srv:node.tar)")
+            && err.contains("its node artifacts (tree:srv:node.tar, xattrs:tree:srv:node.tar)")
             && err.contains("--map controller-0=NODE"),
         "{err}"
     );

@@ -353,10 +353,13 @@ mod tests {
             .setting("paths", "/data/")
             .setting("add-path", "/opt/x");
         h.backup::<Filesystem>().unwrap();
-        assert_eq!(
-            h.commands(),
-            vec!["n1: test -e /data", "n1: test -e /opt/x"]
-        );
+        let commands = h.commands();
+        let probes: Vec<&String> = commands.iter().filter(|c| c.contains("test -e")).collect();
+        assert_eq!(probes, ["n1: test -e /data", "n1: test -e /opt/x"]);
+        // Each archive's xattr listing, of the path relative to /.
+        let listings: Vec<&String> = commands.iter().filter(|c| c.contains("getfattr")).collect();
+        assert_eq!(listings.len(), 2, "{commands:#?}");
+        assert!(listings[0].ends_with(" sh / data") && listings[1].ends_with(" sh / opt/x"));
     }
 
     #[test]
