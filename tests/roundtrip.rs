@@ -815,7 +815,7 @@ fn status_says_how_old_each_backup_is() {
     let fresh = summary(&s.ok(&["status", "--json"]));
     assert_eq!(fresh["stale"], 0, "{fresh}");
     assert_eq!(fresh["entries"][0]["plugin"], "filesystem");
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(1500));
     let out = s.run(&["status", "--max-age", "1s"]);
     assert_eq!(out.status.code(), Some(9));
     assert!(String::from_utf8_lossy(&out.stdout).contains("STALE"));

@@ -108,9 +108,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
     let (mut list, _) = entries(&cfg).await?;
     let max = args.max_age.as_secs() as i64;
+    let now = jiff::Timestamp::now();
+    let limit = jiff::SignedDuration::try_from(args.max_age).unwrap_or(jiff::SignedDuration::MAX);
     let mut stale = 0;
     for e in &mut list {
-        e.stale = e.age_seconds.is_none_or(|a| a > max);
+        // To the nanosecond, not the whole seconds `age_seconds` shows.
+        let finished = e
+            .last_success
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        e.stale = finished.is_none_or(|f| now.duration_since(f) > limit);
         stale += usize::from(e.stale);
     }
     if g.json {
