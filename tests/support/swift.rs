@@ -92,6 +92,8 @@ impl<'n> Swift<'n> {
         let headers = check(
             std::process::Command::new("curl")
                 .args(["-sS", "-D", "-", "-o", "/dev/null"])
+                // The proxy may still be binding its port when its start returns.
+                .args(["--retry", "60", "--retry-delay", "1", "--retry-connrefused"])
                 .arg("-H")
                 .arg(format!("X-Auth-User: {USER}"))
                 .arg("-H")
