@@ -243,13 +243,16 @@ pub fn main() -> ExitCode {
     }
     if let Some(command) = recorded {
         let line = runs::record(command, started, code, error);
-        runs::notify(config.as_deref(), &line, code);
-        // `[metrics] textfile`: best effort, like the record.
-        let textfile = config
+        // `[notify]` and `[metrics]`: best effort, like the record; the file read once.
+        let deployment = config
             .as_deref()
-            .and_then(|c| coffer_config::deployment::Deployment::load(c).ok())
-            .and_then(|d| d.metrics_textfile);
-        if let Some(textfile) = textfile
+            .and_then(|c| coffer_config::deployment::Deployment::load(c).ok());
+        runs::notify(
+            deployment.as_ref().and_then(|d| d.notify.as_ref()),
+            &line,
+            code,
+        );
+        if let Some(textfile) = deployment.and_then(|d| d.metrics_textfile)
             && let Err(e) = runtime.block_on(metrics::write(&metrics_global, &textfile))
         {
             eprintln!("warning: {e:#}");

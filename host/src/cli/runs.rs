@@ -76,11 +76,12 @@ pub fn record(
 /// `[notify]`: give the run's record to the deployment's command on stdin, after a failed
 /// run (or every run with `always`). Best effort: what the command does never changes the
 /// run's exit code; a command that fails or hangs (a minute) is said on stderr.
-pub fn notify(config: Option<&std::path::Path>, line: &serde_json::Value, code: u8) {
-    let Some(notify) = config
-        .and_then(|c| coffer_config::deployment::Deployment::load(c).ok())
-        .and_then(|d| d.notify)
-    else {
+pub fn notify(
+    notify: Option<&coffer_config::deployment::Notify>,
+    line: &serde_json::Value,
+    code: u8,
+) {
+    let Some(notify) = notify else {
         return;
     };
     if code == exit::OK && !notify.always {
