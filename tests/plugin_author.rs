@@ -84,7 +84,7 @@ fn a_new_plugin_passes_its_tests_then_backs_up_and_restores_a_real_file() {
 
 /// The path API, as a team writes it from the SDK guide: the scaffold's crate rewritten into a
 /// plugin that archives directories (`capture_paths`) and restores them (`restore_paths`, also
-/// under `--target`), then checks them with a command.
+/// under `--target`), then checks them with a command; it joins the `undercloud` preset.
 const PATH_PLUGIN: &str = r#"
 use coffer_sdk::*;
 
@@ -97,6 +97,7 @@ impl Plugin for Keys {
             .path("/**")
             .reads("test", &["-d", "*"])
             .node_scoped(Operations::ALL)
+            .presets(&["undercloud"])
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -220,7 +221,17 @@ fn a_path_plugin_is_rebuilt_upgraded_granted_and_restores_under_a_target() {
         block.join("\n"),
         keys.display().to_string()
     ));
-    s.ok(&["backup"]);
+    // It joined the undercloud preset by declaring it.
+    assert!(
+        text.contains("backed up by: coffer backup --undercloud"),
+        "{text}"
+    );
+    let out = s.ok(&["backup", "--undercloud", "--json"]);
+    assert!(
+        artifact_fields(&out, "plugin").contains(&"demo-keys".to_string()),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let before = record_tree(&keys);
     std::fs::remove_dir_all(&keys).unwrap();
     failed_with(&s.run(&["validate", "latest"]), 5, &[]);

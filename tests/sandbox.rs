@@ -667,14 +667,16 @@ fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
         s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
         let built = std::path::Path::new(coffer_core::registry::BUILT_PLUGINS_DIR);
         let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
-        let from = b"coffer:plugin/handler@2.2.0";
+        let current = coffer_runtime::CONTRACT_VERSION;
+        let from = format!("coffer:plugin/handler@{current}");
+        let from = from.as_bytes();
         let to = format!("coffer:plugin/handler@{newer}");
         let mut replaced = 0;
         while let Some(i) = wasm.windows(from.len()).position(|w| w == from) {
             wasm[i..i + from.len()].copy_from_slice(to.as_bytes());
             replaced += 1;
         }
-        assert!(replaced > 0, "the fixture exports handler@2.2.0");
+        assert!(replaced > 0, "the fixture exports handler@{current}");
         std::fs::create_dir_all(s.path("plugins")).unwrap();
         std::fs::write(s.path("plugins/hostile.wasm"), &wasm).unwrap();
         s.init();
@@ -683,9 +685,10 @@ fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
             err.contains(&format!("targets contract coffer:plugin@{newer}"))
-                && err.contains(
-                    "this coffer serves coffer:plugin@2.2.0 (and 1.0.0 to 1.3.0 through its adapter)"
-                ),
+                && err.contains(&format!(
+                    "this coffer serves coffer:plugin@{current} (and 1.0.0 to 1.3.0 through its \
+                     adapter)"
+                )),
             "{err}"
         );
         assert_eq!(s.snapshot_count(), 0);
@@ -694,13 +697,15 @@ fn a_plugin_built_against_a_newer_contract_is_refused_naming_both_versions() {
 
 #[test]
 fn a_plugin_built_against_an_older_minor_of_2_loads() {
-    // The hostile fixture as if built against 2.0.0, before `scope` and `container`: every contract name it
-    // imports and exports renamed (same length). wasmtime's semver matching serves it.
+    // The hostile fixture as if built against 2.0.0, before `scope`, `container` and
+    // `presets`: every contract name it imports and exports renamed (same length). wasmtime's
+    // semver matching serves it.
     let s = Scratch::new();
     s.deployment("[plugin.hostile.settings]\nmode = \"stream\"\n");
     let built = std::path::Path::new(coffer_core::registry::BUILT_PLUGINS_DIR);
     let mut wasm = std::fs::read(built.join("coffer_plugin_hostile.wasm")).unwrap();
-    let (from, to) = (b"@2.2.0", b"@2.0.0");
+    let current = format!("@{}", coffer_runtime::CONTRACT_VERSION);
+    let (from, to) = (current.as_bytes(), b"@2.0.0");
     let mut replaced = 0;
     while let Some(i) = wasm.windows(from.len()).position(|w| w == from) {
         wasm[i..i + from.len()].copy_from_slice(to);
@@ -708,7 +713,7 @@ fn a_plugin_built_against_an_older_minor_of_2_loads() {
     }
     assert!(
         replaced > 4,
-        "the fixture names contract 2.2.0 ({replaced})"
+        "the fixture names contract {current} ({replaced})"
     );
     std::fs::create_dir_all(s.path("plugins")).unwrap();
     std::fs::write(s.path("plugins/hostile.wasm"), &wasm).unwrap();

@@ -24,6 +24,7 @@ use self::exports::coffer::plugin::handler as wh;
 
 pub use self::exports::coffer::plugin::compat::Guest as CompatGuest;
 pub use self::exports::coffer::plugin::fan_out::Guest as FanOutGuest;
+pub use self::exports::coffer::plugin::presets::Guest as PresetsGuest;
 pub use self::exports::coffer::plugin::scope::Guest as ScopeGuest;
 pub use wh::Guest;
 

@@ -118,6 +118,11 @@ macro_rules! export_plugin {
                     <$plugin as $crate::Plugin>::describe().cluster_artifacts
                 }
             }
+            impl $crate::__private::PresetsGuest for CofferGuest {
+                fn member_of() -> Vec<String> {
+                    <$plugin as $crate::Plugin>::describe().presets
+                }
+            }
     $crate::__private::export_world!(CofferGuest with_types_in $crate::__private);
         };
     };

@@ -412,6 +412,10 @@ pub struct PluginInfo {
     /// were taken on (the contract's `scope`, 2.1): a restore hands them to the plugin whatever
     /// nodes take part.
     pub cluster_artifacts: Vec<String>,
+    /// The presets it belongs to (the contract's `presets`, 2.3): `coffer backup --controllers`
+    /// runs every enabled plugin that names `controllers`, `--undercloud` those naming
+    /// `undercloud`.
+    pub presets: Vec<String>,
 }
 
 impl PluginInfo {
@@ -430,7 +434,16 @@ impl PluginInfo {
             node_scoped: Operations::default(),
             restores: String::new(),
             cluster_artifacts: Vec::new(),
+            presets: Vec::new(),
         }
+    }
+
+    /// Belong to these presets: `coffer backup --controllers` runs every enabled plugin that
+    /// names `controllers` on the nodes with role `controller`, `--undercloud` those naming
+    /// `undercloud` on role `undercloud`.
+    pub fn presets(mut self, names: &[&str]) -> Self {
+        self.presets = names.iter().map(|n| n.to_string()).collect();
+        self
     }
 
     /// These artifacts (names or globs: `*` any text, `?` one character) hold the state of

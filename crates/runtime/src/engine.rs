@@ -30,7 +30,7 @@ use coffer_transport::NodeHandle;
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
 /// [`crate::contract::v1`].
-pub const CONTRACT_VERSION: &str = "2.2.0";
+pub const CONTRACT_VERSION: &str = "2.3.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -465,10 +465,11 @@ impl Runtime {
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
         let exports = Exports::new(&pre, major)
             .map_err(|e| invalid(format!("its handler export does not match: {e:#}")))?;
-        let (has_fan_out, has_compat, has_scope) = (
+        let (has_fan_out, has_compat, has_scope, has_presets) = (
             exports.has_fan_out(),
             exports.has_compat(),
             exports.has_scope(),
+            exports.has_presets(),
         );
         let mut plugin = LoadedPlugin {
             info: PluginInfo::new("", "", ""),
@@ -491,12 +492,7 @@ impl Runtime {
             self.invoke(&plugin, env, "describe", |b, s| Box::pin(b.describe(s)))
                 .await?,
         );
-        if info.name.is_empty()
-            || !info
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
+        if !is_kebab(&info.name) {
             return Err(invalid(format!(
                 "plugin name `{}` must be lower-case kebab",
                 info.name
@@ -536,6 +532,17 @@ impl Runtime {
             for p in &plugin.info.cluster_artifacts {
                 coffer_sdk::capability::check_name_pattern(p)
                     .map_err(|e| invalid(format!("names cluster artifacts with {e}")))?;
+            }
+        }
+        if has_presets {
+            let env = self.env(&plugin, BTreeMap::new(), String::new());
+            plugin.info.presets = self
+                .invoke(&plugin, env, "describe", |b, s| Box::pin(b.presets(s)))
+                .await?;
+            if let Some(bad) = plugin.info.presets.iter().find(|p| !is_kebab(p)) {
+                return Err(invalid(format!(
+                    "names preset `{bad}`, which is not a lower-case kebab name"
+                )));
             }
         }
         if !plugin.info.restores.is_empty() {
@@ -809,5 +816,14 @@ fn plugin_info(i: types::PluginInfo) -> PluginInfo {
         node_scoped: Operations::default(),
         restores: String::new(),
         cluster_artifacts: Vec::new(),
+        presets: Vec::new(),
     }
+}
+
+/// A plugin or preset name: lower-case letters, digits and `-`, not empty.
+fn is_kebab(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }

@@ -4,6 +4,7 @@ use super::output::human_duration;
 use anyhow::Result;
 use coffer_core::run::{BackupOptions, Overrides};
 
+use super::config::Preset;
 use super::output::bytes;
 use super::{Global, RunConfig, RunScope, UsageError, exit};
 
@@ -26,12 +27,14 @@ pub struct Args {
     set: Vec<String>,
     #[command(flatten)]
     target: super::Target,
-    /// Back up the undercloud before an upgrade: the filesystem set and mysql (those of the
-    /// two the deployment enables), on the nodes with role `undercloud`.
+    /// Back up the undercloud (before an upgrade): every enabled plugin that declares itself
+    /// part of `undercloud` (of Coffer's own: filesystem and mysql), on the nodes with role
+    /// `undercloud`.
     #[arg(long, conflicts_with_all = ["controllers", "plugins"])]
     undercloud: bool,
-    /// Back up the overcloud controllers: galera, redis, pacemaker, swift and filesystem
-    /// (those the deployment enables), on the nodes with role `controller`.
+    /// Back up the overcloud controllers: every enabled plugin that declares itself part of
+    /// `controllers` (of Coffer's own: galera, redis, pacemaker, swift and filesystem), on the
+    /// nodes with role `controller`.
     #[arg(long, conflicts_with = "plugins")]
     controllers: bool,
     /// Print the plan — plugins in order, their nodes, every command that would change state
@@ -39,13 +42,6 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
 }
-
-/// (role, plugins) of a preset.
-const UNDERCLOUD: (&str, &[&str]) = ("undercloud", &["filesystem", "mysql"]);
-const CONTROLLERS: (&str, &[&str]) = (
-    "controller",
-    &["galera", "redis", "pacemaker", "swift", "filesystem"],
-);
 
 /// Parse `--set` values into per-plugin settings.
 pub fn overrides(set: &[String]) -> Result<Overrides> {
@@ -66,43 +62,33 @@ pub fn overrides(set: &[String]) -> Result<Overrides> {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
-    let mut target = args.target.clone();
-    let mut plugins = args.plugins.clone();
     let preset = match (args.undercloud, args.controllers) {
-        (true, _) => Some(UNDERCLOUD),
-        (_, true) => Some(CONTROLLERS),
+        (true, _) => Some(Preset::UNDERCLOUD),
+        (_, true) => Some(Preset::CONTROLLERS),
         _ => None,
     };
-    if let Some((role, names)) = preset {
-        target.roles.push(role.to_string());
-        plugins = names
-            .iter()
-            .filter(|n| cfg.deployment.plugins.iter().any(|p| &p.name == *n))
-            .map(|n| n.to_string())
-            .collect();
-        if plugins.is_empty() {
-            return Err(UsageError(format!(
-                "the {role} preset backs up {}, and the deployment enables none of them",
-                names.join(", ")
-            ))
-            .into());
-        }
-    }
-    let scope = RunScope {
-        filter: target.filter(),
-        plugins: Some(if plugins.is_empty() {
+    let mut scope = RunScope {
+        filter: args.target.filter(),
+        plugins: Some(if args.plugins.is_empty() {
             cfg.deployment
                 .plugins
                 .iter()
                 .map(|p| p.name.clone())
                 .collect()
         } else {
-            plugins.clone()
+            args.plugins.clone()
         }),
         dry_run: args.dry_run,
         degraded: true,
+        preset,
     };
-    let (coffer, printer) = cfg.coffer(&scope).await?;
+    let (coffer, printer) = cfg.coffer(&mut scope).await?;
+    // Only the plugins asked for (`--plugin`, a preset's); none named is every enabled one.
+    let plugins = if preset.is_some() {
+        scope.plugins.unwrap_or_default()
+    } else {
+        args.plugins.clone()
+    };
     let mut o = overrides(&args.set)?;
     let fs = o.entry("filesystem".into()).or_default();
     fs.extend(

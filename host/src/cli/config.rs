@@ -56,6 +56,64 @@ pub struct RunScope {
     /// A backup: a needed node that does not answer is recorded missing and the others are
     /// backed up (a degraded backup), not fatal.
     pub degraded: bool,
+    /// A preset (`--controllers`, `--undercloud`): resolved, once the plugins are loaded, into
+    /// the enabled plugins that name it and its role.
+    pub preset: Option<Preset>,
+}
+
+/// A named backup of one kind of node: the plugins that declare themselves part of it (the
+/// contract's `presets`), on the nodes with its role.
+#[derive(Clone, Copy, Debug)]
+pub struct Preset {
+    /// The name plugins declare (`controllers`).
+    pub name: &'static str,
+    /// The role of its nodes (`controller`).
+    pub role: &'static str,
+}
+
+impl Preset {
+    /// `--undercloud`: on the nodes with role `undercloud`.
+    pub const UNDERCLOUD: Preset = Preset {
+        name: "undercloud",
+        role: "undercloud",
+    };
+    /// `--controllers`: on the nodes with role `controller`.
+    pub const CONTROLLERS: Preset = Preset {
+        name: "controllers",
+        role: "controller",
+    };
+}
+
+impl RunScope {
+    /// Replace the preset by what it means in this deployment: its role joins the filter and
+    /// its plugins are the enabled ones that name it (in the deployment's order).
+    fn resolve_preset(&mut self, deployment: &Deployment, registry: &Registry) -> Result<()> {
+        let Some(preset) = self.preset.take() else {
+            return Ok(());
+        };
+        let names: Vec<String> = deployment
+            .plugins
+            .iter()
+            .filter(|p| {
+                registry
+                    .get(&p.name)
+                    .is_some_and(|l| l.info.presets.iter().any(|n| n == preset.name))
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        if names.is_empty() {
+            return Err(UsageError(format!(
+                "no plugin the deployment enables belongs to the {} preset (a plugin joins it by \
+                 declaring it; `coffer plugins describe NAME` shows `backed up by: coffer \
+                 backup --{}`)",
+                preset.name, preset.name
+            ))
+            .into());
+        }
+        self.filter.roles.push(preset.role.to_string());
+        self.plugins = Some(names);
+        Ok(())
+    }
 }
 
 /// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
@@ -233,7 +291,9 @@ impl RunConfig {
     /// lock file), the nodes `scope` needs reached — and only those, so that a dead node the
     /// run does not use cannot stop it — and the reporter. In a dry run a needed node that
     /// does not answer is listed in the plan instead of stopping it.
-    pub async fn coffer(&self, scope: &RunScope) -> Result<(Coffer, Arc<output::Printer>)> {
+    /// Load the plugins, resolve `scope`'s preset (in place: the caller sees its plugins), and
+    /// reach the nodes the run needs.
+    pub async fn coffer(&self, scope: &mut RunScope) -> Result<(Coffer, Arc<output::Printer>)> {
         let (runtime, mut registry) = self.load_plugins().await?;
         // A plugin refused for its signature stops the run (the rest are said first).
         if let Some(last) = registry.refused.pop() {
@@ -248,6 +308,7 @@ impl RunConfig {
                 pinned.check(&registry, &pins, &self.plugin_dir)?;
             }
         }
+        scope.resolve_preset(&self.deployment, &registry)?;
         scope.filter.check(&self.deployment)?;
         let needed = needed_nodes(
             &self.deployment,

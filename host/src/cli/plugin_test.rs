@@ -23,13 +23,12 @@ pub struct Args {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
-    let scope = super::RunScope {
+    let mut scope = super::RunScope {
         filter: args.target.filter(),
         plugins: Some(vec![args.name.clone()]),
-        dry_run: false,
-        degraded: false,
+        ..Default::default()
     };
-    let (coffer, printer) = cfg.coffer(&scope).await?;
+    let (coffer, printer) = cfg.coffer(&mut scope).await?;
     let scratch = tempfile::Builder::new()
         .prefix("coffer-plugin-test-")
         .tempdir()

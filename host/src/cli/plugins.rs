@@ -104,6 +104,8 @@ fn json(p: &LoadedPlugin) -> serde_json::Value {
         "paths": i.capabilities.paths,
         "compile": p.compile,
         "restores": p.restores(),
+        "presets": i.presets,
+        "cluster_artifacts": i.cluster_artifacts,
     })
 }
 
@@ -416,6 +418,16 @@ fn describe(g: &Global, d: &Deployment, registry: &Registry, name: String) -> Re
         };
         println!("  runs on: {roles}");
         println!("  restores artifacts written by versions: {}", p.restores());
+        if !i.presets.is_empty() {
+            let flags: Vec<_> = i.presets.iter().map(|p| format!("--{p}")).collect();
+            println!("  backed up by: coffer backup {}", flags.join(", "));
+        }
+        if !i.cluster_artifacts.is_empty() {
+            println!(
+                "  artifacts of the whole cluster: {}",
+                i.cluster_artifacts.join(", ")
+            );
+        }
         println!("  settings:");
         for s in &i.settings {
             let default = s

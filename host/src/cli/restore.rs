@@ -4,6 +4,7 @@ use super::output::human_duration;
 use anyhow::{Context as _, Result};
 use coffer_core::run::{RestoreOptions, RestoreSummary};
 
+use super::config::Preset;
 use super::output::Printer;
 use super::{Global, RunConfig, RunScope, UsageError, exit};
 
@@ -22,9 +23,10 @@ pub struct Args {
     /// Do not validate after restoring.
     #[arg(long)]
     no_validate: bool,
-    /// Rebuild the undercloud: the filesystem set (configuration files, certificates) then
-    /// mysql, on the nodes with role `undercloud`, then the deployment's
-    /// `[undercloud] reinstall-command` (e.g. `openstack undercloud install`) on them.
+    /// Rebuild the undercloud: every enabled plugin that declares itself part of `undercloud`
+    /// (of Coffer's own: the filesystem set, then mysql), on the nodes with role `undercloud`,
+    /// then the deployment's `[undercloud] reinstall-command` (e.g. `openstack undercloud
+    /// install`) on them.
     #[arg(long)]
     undercloud: bool,
     /// Print the plan — plugins in order, their nodes, every command that would change state,
@@ -32,10 +34,6 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
 }
-
-/// The plugins of the undercloud restore: files first, then the database (the plan orders
-/// them so too).
-const UNDERCLOUD: &[&str] = &["filesystem", "mysql"];
 
 /// What part of a snapshot a restore or a validation covers.
 #[derive(clap::Args)]
@@ -80,6 +78,7 @@ impl Scope {
             plugins: (!self.plugins.is_empty()).then(|| self.plugins.clone()),
             dry_run,
             degraded: false,
+            preset: None,
         })
     }
 
@@ -156,20 +155,14 @@ fn absolute_target(t: Option<String>) -> Result<Option<String>> {
 
 pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
+    let mut scope = args.scope.run_scope(args.dry_run)?;
     if args.undercloud {
-        args.scope.nodes.roles.push("undercloud".into());
-        args.scope.plugins = UNDERCLOUD
-            .iter()
-            .filter(|n| cfg.deployment.plugins.iter().any(|p| &p.name == *n))
-            .map(|n| n.to_string())
-            .collect();
-        if args.scope.plugins.is_empty() {
-            return Err(UsageError(format!(
-                "the undercloud restore uses {}, and the deployment enables none of them",
-                UNDERCLOUD.join(", ")
-            ))
-            .into());
-        }
+        scope.preset = Some(Preset::UNDERCLOUD);
+    }
+    let (coffer, printer) = cfg.coffer(&mut scope).await?;
+    if args.undercloud {
+        // The preset's plugins (the plan orders them: files before the database).
+        args.scope.plugins = scope.plugins.unwrap_or_default();
         eprintln!(
             "plan: restore {} on the undercloud node(s), then {}",
             args.scope.plugins.join(", then "),
@@ -179,7 +172,6 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
             }
         );
     }
-    let (coffer, printer) = cfg.coffer(&args.scope.run_scope(args.dry_run)?).await?;
     let repo = cfg.open_repo().await?;
     let mut opts = args.scope.options(!args.no_validate)?;
     opts.resume = args.resume.clone();

@@ -16,7 +16,7 @@ pub struct Args {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
-    let (coffer, printer) = cfg.coffer(&args.scope.run_scope(false)?).await?;
+    let (coffer, printer) = cfg.coffer(&mut args.scope.run_scope(false)?).await?;
     let repo = cfg.open_repo().await?;
     let opts = args.scope.options(true)?;
     let s = coffer.validate(repo, &args.snapshot, &opts).await?;

@@ -165,6 +165,7 @@ impl Plugin for Filesystem {
         .node_scoped(Operations::ALL)
         // 0.2 reads 0.1's one archive per node as well as its own archive per path.
         .restores(if RELEASE_0_1 { "" } else { ">=0.1, <0.3" })
+        .presets(&["undercloud", "controllers"])
         .multi_setting(
             "paths",
             "Paths to back up, replacing the default undercloud set (/etc, /root, /home/stack, \

@@ -249,6 +249,7 @@ impl Plugin for Galera {
              every member is Synced in one cluster of the right size.",
         )
         .roles(&["controller", "galera"])
+        .presets(&["controllers"])
         .after(&["filesystem", "pacemaker"])
         .setting(
             "source",

@@ -34,6 +34,7 @@ impl Plugin for Mysql {
              imports them; validate compares every user table's CHECKSUM TABLE with the backup's.",
         )
         .roles(&["undercloud", "mysql"])
+        .presets(&["undercloud"])
         // Configuration files and certificates first, databases after (the talk's order).
         .after(&["filesystem"])
         .setting(

@@ -119,6 +119,7 @@ impl Plugin for Pacemaker {
              validate checks quorum and every resource's role.",
         )
         .roles(&["controller", "pacemaker"])
+        .presets(&["controllers"])
         .setting(
             "settle-timeout-seconds",
             "How long to wait for the cluster to settle",

@@ -199,6 +199,7 @@ impl Plugin for Redis {
              Redis; validate checks PING and the keys per database.",
         )
         .roles(&["controller", "redis"])
+        .presets(&["controllers"])
         .after(&["filesystem", "pacemaker"])
         .node_scoped(Operations::ALL)
         .setting(

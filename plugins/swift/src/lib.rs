@@ -146,6 +146,7 @@ impl Plugin for Swift {
              downloads every object through the proxy and compares its ETag.",
         )
         .roles(&["swift", "controller"])
+        .presets(&["controllers"])
         .after(&["filesystem"])
         .node_scoped(Operations::ALL)
         .multi_setting("paths", "What to keep (default /srv/node and /etc/swift)")

@@ -394,11 +394,13 @@ impl Coffer {
         for pc in &deployment.plugins {
             let at = pc.line.map(|l| format!("line {l}: ")).unwrap_or_default();
             let Some(p) = registry.get(&pc.name) else {
-                let why = registry
-                    .broken
-                    .iter()
-                    .map(|b| format!("\n    ({b})"))
-                    .collect::<String>();
+                // Said once each: every built-in plugin of a mismatched build fails alike.
+                let mut why = String::new();
+                for line in registry.broken.iter().map(|b| format!("\n    ({b})")) {
+                    if !why.contains(&line) {
+                        why.push_str(&line);
+                    }
+                }
                 problems.push(format!(
                     "{at}plugin `{}` is not installed (installed: {}){why}",
                     pc.name,

@@ -28,6 +28,8 @@ pub(crate) enum Exports {
         compat: Option<v2x::compat::GuestIndices>,
         /// Present when the component exports `scope` (2.1 and later).
         scope: Option<v2x::scope::GuestIndices>,
+        /// Present when the component exports `presets` (2.3 and later).
+        presets: Option<v2x::presets::GuestIndices>,
     },
     /// Built against the frozen 1.x: called through [`v1`]'s conversions.
     V1 {
@@ -48,6 +50,7 @@ impl Exports {
                 fan_out: v2x::fan_out::GuestIndices::new(pre).ok(),
                 compat: v2x::compat::GuestIndices::new(pre).ok(),
                 scope: v2x::scope::GuestIndices::new(pre).ok(),
+                presets: v2x::presets::GuestIndices::new(pre).ok(),
             }
         } else {
             Self::V1 {
@@ -84,6 +87,17 @@ impl Exports {
         matches!(self, Self::V2 { scope: Some(_), .. })
     }
 
+    /// Whether it exports `presets` (it names the presets it belongs to).
+    pub(crate) fn has_presets(&self) -> bool {
+        matches!(
+            self,
+            Self::V2 {
+                presets: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The exports of `instance`, ready to call.
     pub(crate) fn bind(
         &self,
@@ -96,6 +110,7 @@ impl Exports {
                 fan_out,
                 compat,
                 scope,
+                presets,
             } => Bound::V2 {
                 handler: handler.load(&mut *store, instance)?,
                 fan_out: fan_out
@@ -107,6 +122,10 @@ impl Exports {
                     .map(|c| c.load(&mut *store, instance))
                     .transpose()?,
                 scope: scope
+                    .as_ref()
+                    .map(|c| c.load(&mut *store, instance))
+                    .transpose()?,
+                presets: presets
                     .as_ref()
                     .map(|c| c.load(&mut *store, instance))
                     .transpose()?,
@@ -138,6 +157,7 @@ pub(crate) enum Bound {
         fan_out: Option<v2x::fan_out::Guest>,
         compat: Option<v2x::compat::Guest>,
         scope: Option<v2x::scope::Guest>,
+        presets: Option<v2x::presets::Guest>,
     },
     /// Contract 1.x.
     V1 {
@@ -198,6 +218,19 @@ impl Bound {
     ) -> wasmtime::Result<Vec<String>> {
         match self {
             Self::V2 { scope: Some(s), .. } => s.call_cluster_artifacts(store).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// `presets.member-of`: the presets it belongs to (none without it).
+    pub(crate) async fn presets(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Vec<String>> {
+        match self {
+            Self::V2 {
+                presets: Some(p), ..
+            } => p.call_member_of(store).await,
             _ => Ok(Vec::new()),
         }
     }
