@@ -87,6 +87,25 @@ fn mysql_round_trip_on_the_undercloud_keeps_tables_grants_views_and_routines() {
     assert_eq!(names, ["databases.sql", "grants.sql"]);
     s.ok(&["validate", "latest"]);
 
+    // A drill: the dump into a throwaway server on this machine (its datadir and socket in a
+    // scratch directory), every table's checksum as at backup; the live server untouched.
+    let scratch = s.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = s.ok(&["drill", "--scratch", scratch.to_str().unwrap(), "--json"]);
+    let d = summary(&out);
+    assert_eq!(d["drills"][0]["outcome"], "passed", "{d}");
+    let checks = d["drills"][0]["checks"].as_array().unwrap();
+    assert!(
+        checks.len() > 2
+            && checks.iter().any(|c| c["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("table `nova`.`instances`")),
+        "{d}"
+    );
+    assert_eq!(state(node), before, "the drill changed the live server");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
     // Lose the data: a changed row is caught by validate, then everything is dropped.
     Mariadb::sql(node, "UPDATE nova.instances SET vcpus = 99 WHERE id = 7");
     let out = s.run(&["validate", "latest"]);
@@ -431,6 +450,15 @@ fn mysql_physical_backup_with_mariabackup_becomes_the_new_datadir() {
     let out = s.ok(&["backup", "--json"]);
     let names = artifact_fields(&out, "name");
     assert_eq!(names, ["datadir.xbstream"]);
+    // A physical copy is not drilled (the drill imports dumps): said, and not a pass.
+    let out = s.run(&["drill"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("mysql: not drillable")
+            && text.contains("nothing in this snapshot could be drilled"),
+        "{text}"
+    );
     let out = node.sh(&format!(
         "/usr/local/sbin/systemctl stop mariadb && rm -rf {DATADIR}"
     ));

@@ -80,6 +80,11 @@ fn a_new_plugin_passes_its_tests_then_backs_up_and_restores_a_real_file() {
     s.ok(&["restore", "latest"]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "before\n");
     s.ok(&["validate", "latest"]);
+    // The scaffold has no drill: reported as such, never as passed.
+    let out = s.run(&["drill"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("demo-file: not drillable"), "{text}");
 }
 
 /// The path API, as a team writes it from the SDK guide: the scaffold's crate rewritten into a

@@ -128,6 +128,16 @@ fn round_trip_keeps_every_byte_xattr_acl_owner_mode_and_mtime() {
     s.init();
     let id = s.backup(&[]);
 
+    // A drill: the snapshot extracted under a scratch directory and compared there (contents,
+    // metadata, ACLs, xattrs); the tree itself untouched, the scratch directory removed.
+    let drills = fs.path.join("drills");
+    fs::create_dir_all(&drills).unwrap();
+    let d = summary(&s.ok(&["drill", "--scratch", drills.to_str().unwrap(), "--json"]));
+    assert_eq!(d["drills"][0]["outcome"], "passed", "{d}");
+    assert_eq!(d["drills"][0]["checks"].as_array().unwrap().len(), 2, "{d}");
+    assert_same_tree(&before, &record_tree(&src));
+    assert_eq!(fs::read_dir(&drills).unwrap().count(), 0);
+
     // Under another root.
     let out = fs.path.join("restored");
     s.ok(&["restore", &id, "--target", out.to_str().unwrap()]);
@@ -1189,4 +1199,128 @@ fn metrics_reach_prometheus_through_the_node_exporter() {
     ));
     let _ = exporter.kill();
     let _ = exporter.wait();
+}
+
+/// `coffer copy`, the 3-2-1 rule: a second repository with its own password gets the
+/// snapshots it lacks, each verified; a second copy copies nothing and a new backup only
+/// itself; the copies keep their runs and times, pass `check --read-data`, and restore and
+/// validate on their own once the first repository is gone. A copy out of a damaged repository
+/// fails naming the snapshot and leaves no half copy; a REST server is a target too.
+#[test]
+fn snapshots_copied_to_a_second_repository_restore_on_their_own() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), noise(21, 1 << 20)).unwrap();
+    s.filesystem(&[&data]);
+    s.init();
+    s.backup(&[]);
+    fs::write(data.join("f"), noise(22, 1 << 20)).unwrap();
+    s.backup(&[]);
+    let offsite = s.path("offsite");
+    let password = s.path("offsite-password");
+    fs::write(&password, "an0ther-pass\n").unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    let (off, pw) = (offsite.to_str().unwrap(), password.to_str().unwrap());
+    s.ok(&["--repo", off, "--password-file", pw, "init"]);
+    let copy = |to: &str| {
+        let out = s.ok(&["copy", "--to", to, "--to-password-file", pw, "--json"]);
+        let v = summary(&out);
+        let ids = |k: &str| -> Vec<String> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    c.as_str()
+                        .map_or_else(|| c["from"].as_str().unwrap().to_string(), String::from)
+                })
+                .collect()
+        };
+        (ids("copied"), ids("present"))
+    };
+    let (copied, present) = copy(off);
+    assert_eq!((copied.len(), present.len()), (2, 0));
+    assert_eq!(copy(off), (vec![], copied.clone()), "nothing copied twice");
+    fs::write(data.join("f"), noise(23, 1 << 20)).unwrap();
+    let third = s.backup(&[]);
+    assert_eq!(copy(off).0, [third]);
+
+    // The same runs at the same times, readable to the last byte.
+    let runs = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = extra.to_vec();
+        args.extend(["snapshots", "--json"]);
+        String::from_utf8(s.ok(&args).stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["time"].to_string(), v["manifest"]["run_id"].to_string())
+            })
+            .collect()
+    };
+    let at_target = ["--repo", off, "--password-file", pw];
+    assert_eq!(runs(&at_target), runs(&[]));
+    let mut check = at_target.to_vec();
+    check.extend(["check", "--read-data"]);
+    s.ok(&check);
+
+    // A damaged source: the copy fails naming the snapshot; the target keeps whole snapshots
+    // only, and every one of them reads back.
+    let second_site = s.path("second-site");
+    let second = second_site.to_str().unwrap();
+    s.ok(&["--repo", second, "--password-file", pw, "init"]);
+    s.corrupt_largest_pack();
+    let out = s.run(&["copy", "--to", second, "--to-password-file", pw]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("copying snapshot"), "{err}");
+    let at_second = ["--repo", second, "--password-file", pw];
+    assert!(runs(&at_second).len() < 3);
+    let mut check = at_second.to_vec();
+    check.extend(["check", "--read-data"]);
+    s.ok(&check);
+
+    // The first repository gone: the copy restores and validates on its own.
+    fs::remove_dir_all(s.repo()).unwrap();
+    fs::remove_file(data.join("f")).unwrap();
+    let mut restore = at_target.to_vec();
+    restore.extend(["restore", "latest"]);
+    s.ok(&restore);
+    assert_eq!(fs::read(data.join("f")).unwrap(), noise(23, 1 << 20));
+
+    // Onto a REST server, its credentials from the target's own variables.
+    let served = s.path("served");
+    fs::create_dir_all(&served).unwrap();
+    let port = free_port();
+    let _server = RestServer::start(&served, port, "r3st-pw", &[]);
+    let url = format!("rest:http://127.0.0.1:{port}/offsite");
+    let rest = |args: &[&str], var: &str| {
+        let mut c = s.command(args);
+        c.env(var, "r3st-pw");
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    rest(
+        &["--repo", &url, "--password-file", pw, "init"],
+        "COFFER_REST_PASSWORD",
+    );
+    let out = rest(
+        &[
+            "--repo",
+            off,
+            "--password-file",
+            pw,
+            "copy",
+            "--to",
+            &url,
+            "--json",
+        ],
+        "COFFER_TO_REST_PASSWORD",
+    );
+    assert_eq!(summary(&out)["copied"].as_array().unwrap().len(), 3);
 }

@@ -164,6 +164,70 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("keys in db0"));
 }
 
+/// A drill loads each node's `dump.rdb` into a throwaway `redis-server` on this machine (its
+/// socket in a scratch directory, no TCP port) and finds the keys the backup recorded; the live
+/// Redis is untouched (same `DEBUG DIGEST`), nothing is left running, the scratch directory is
+/// removed, and `coffer status` shows the drill. A damaged repository fails the drill (exit 5)
+/// naming the artifact, and status says so.
+#[test]
+fn redis_drill_loads_the_dump_into_a_throwaway_server_and_leaves_the_live_one_alone() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let redis = Redis::start(node, PASSWORD, "");
+    redis.cli(&["EVAL", FILL, "0"]);
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!("[plugin.redis.settings]\npassword = {PASSWORD:?}\ndir = {DIR:?}\n"),
+    );
+    s.init();
+    s.ok(&["backup"]);
+    let digest = redis.cli(&["DEBUG", "DIGEST"]);
+    let scratch = s.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = scratch.to_str().unwrap();
+    let out = s.ok(&["drill", "--scratch", scratch, "--json"]);
+    let d = summary(&out);
+    assert_eq!(d["drills"][0]["plugin"], "redis", "{d}");
+    assert_eq!(d["drills"][0]["outcome"], "passed", "{d}");
+    let checks = d["drills"][0]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "{d}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["ok"] == true && c["detail"].as_str().unwrap().starts_with("101000 keys")),
+        "{d}"
+    );
+    assert_eq!(
+        redis.cli(&["DEBUG", "DIGEST"]),
+        digest,
+        "the live Redis changed"
+    );
+    assert_eq!(std::fs::read_dir(scratch).unwrap().count(), 0);
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", scratch])
+        .output()
+        .unwrap();
+    assert!(
+        !left.status.success(),
+        "a throwaway server is still running"
+    );
+    let status = summary(&s.ok(&["status", "--json"]));
+    assert_eq!(status["drills"]["redis"]["outcome"], "passed", "{status}");
+
+    s.corrupt_largest_pack();
+    let out = s.run(&["drill", "--scratch", scratch]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("redis: FAILED") && text.contains("dump.rdb"),
+        "{text}"
+    );
+    let status = summary(&s.run(&["status", "--json"]));
+    assert_eq!(status["drills"]["redis"]["outcome"], "failed", "{status}");
+}
+
 #[test]
 fn redis_bad_cases_name_plugin_node_and_step_and_lose_nothing() {
     let s = Scratch::new();

@@ -23,6 +23,7 @@ use self::coffer::plugin::{
 use self::exports::coffer::plugin::handler as wh;
 
 pub use self::exports::coffer::plugin::compat::Guest as CompatGuest;
+pub use self::exports::coffer::plugin::drill::Guest as DrillGuest;
 pub use self::exports::coffer::plugin::fan_out::Guest as FanOutGuest;
 pub use self::exports::coffer::plugin::presets::Guest as PresetsGuest;
 pub use self::exports::coffer::plugin::scope::Guest as ScopeGuest;
@@ -281,16 +282,24 @@ pub fn restore<P: Plugin>(ctx: w::Context) -> Result<(), w::PluginError> {
 
 pub fn validate<P: Plugin>(ctx: w::Context) -> Result<Vec<w::Check>, w::PluginError> {
     with_context(ctx, |c| P::validate(c))
-        .map(|checks| {
-            checks
-                .into_iter()
-                .map(|c| w::Check {
-                    node: c.node,
-                    name: c.name,
-                    ok: c.ok,
-                    detail: c.detail,
-                })
-                .collect()
-        })
+        .map(checks)
         .map_err(plugin_error)
+}
+
+pub fn drill<P: Plugin>(ctx: w::Context) -> Result<Vec<w::Check>, w::PluginError> {
+    with_context(ctx, |c| P::drill(c))
+        .map(checks)
+        .map_err(plugin_error)
+}
+
+fn checks(checks: Vec<crate::Check>) -> Vec<w::Check> {
+    checks
+        .into_iter()
+        .map(|c| w::Check {
+            node: c.node,
+            name: c.name,
+            ok: c.ok,
+            detail: c.detail,
+        })
+        .collect()
 }

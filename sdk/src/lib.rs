@@ -58,6 +58,15 @@ pub trait Plugin {
         let _ = ctx;
         Err(PluginError::Unsupported("validate".into()))
     }
+
+    /// A restore drill (contract 2.4): restore `ctx.artifacts` into throwaway places on the
+    /// drill node (`ctx.nodes`, one) under the scratch directory `ctx.target_root`, never
+    /// touching the live service, and check the result against `ctx.records`. Without it the
+    /// plugin is reported as not drillable.
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let _ = ctx;
+        Err(PluginError::Unsupported("drill".into()))
+    }
 }
 
 #[doc(hidden)]
@@ -116,6 +125,16 @@ macro_rules! export_plugin {
             impl $crate::__private::ScopeGuest for CofferGuest {
                 fn cluster_artifacts() -> Vec<String> {
                     <$plugin as $crate::Plugin>::describe().cluster_artifacts
+                }
+            }
+            impl $crate::__private::DrillGuest for CofferGuest {
+                fn drill(
+                    ctx: $crate::__private::coffer::plugin::types::Context,
+                ) -> Result<
+                    Vec<$crate::__private::coffer::plugin::types::Check>,
+                    $crate::__private::coffer::plugin::types::PluginError,
+                > {
+                    $crate::__private::drill::<$plugin>(ctx)
                 }
             }
             impl $crate::__private::PresetsGuest for CofferGuest {

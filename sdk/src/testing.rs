@@ -263,6 +263,12 @@ impl Harness {
         P::validate(&self.snapshot_context())
     }
 
+    /// Run `P::drill` (set the scratch directory with [`Harness::target_root`] first).
+    pub fn drill<P: Plugin>(&self) -> Result<Vec<Check>, PluginError> {
+        self.prepare::<P>();
+        P::drill(&self.snapshot_context())
+    }
+
     /// Every call made so far.
     pub fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()

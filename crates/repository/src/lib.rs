@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+mod copy;
 mod manifest;
 mod private;
 mod remote;
@@ -44,6 +45,7 @@ use rustic_core::{
     RusticError, SnapshotOptions,
 };
 
+pub use copy::Copied;
 pub use manifest::*;
 pub use retention::{Decision, ForgetReport, PruneReport, Retention};
 use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
@@ -827,8 +829,14 @@ impl ArtifactWriter {
 
     /// Write the Coffer snapshot for `manifest`: from now on the run is complete.
     pub fn commit(&self, manifest: &Manifest) -> Result<String> {
+        self.commit_at(manifest, None)
+    }
+
+    /// [`Self::commit`], dated `time` instead of now (a copy keeps its original's time).
+    fn commit_at(&self, manifest: &Manifest, time: Option<jiff::Zoned>) -> Result<String> {
         let json = serde_json::to_string(manifest).expect("manifest serialises");
         let options = SnapshotOptions::default()
+            .time(time)
             .label(RUN_LABEL.to_string())
             .host(manifest.deployment.clone())
             .description(json.clone())
@@ -856,6 +864,19 @@ pub struct ArtifactReader {
 }
 
 impl ArtifactReader {
+    /// When snapshot `id` was written.
+    fn snapshot_time(&self, id: &str) -> Result<jiff::Zoned> {
+        let snaps = self
+            .inner
+            .get_snapshots(&[id])
+            .map_err(|_| RepoError::SnapshotNotFound(id.to_string()))?;
+        snaps
+            .into_iter()
+            .next()
+            .map(|s| s.time)
+            .ok_or_else(|| RepoError::SnapshotNotFound(id.to_string()))
+    }
+
     /// Write the bytes of `artifact` into `w`, verifying their SHA-256 as they go.
     /// Blocking: call it from a blocking thread.
     pub fn read(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {

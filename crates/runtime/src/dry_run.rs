@@ -8,10 +8,12 @@ use serde::Serialize;
 
 use crate::report::Operation;
 
-/// What one recorded command does.
+/// What one planned action is: a plugin's command, by what its declaration says it does
+/// ([`coffer_sdk::Effect`]), or one of the host's own (storing an artifact, a reversal).
+/// Serialised as an action's `effect`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Effect {
+pub enum ActionKind {
     /// Declared `reads`: it ran for real.
     Reads,
     /// It may change the node or the service: not run.
@@ -20,6 +22,15 @@ pub enum Effect {
     Stores,
     /// A reversal a plugin registers: it runs only if the run fails.
     Reversal,
+}
+
+impl From<coffer_sdk::Effect> for ActionKind {
+    fn from(effect: coffer_sdk::Effect) -> Self {
+        match effect {
+            coffer_sdk::Effect::Reads => Self::Reads,
+            coffer_sdk::Effect::Changes => Self::Changes,
+        }
+    }
 }
 
 /// One command of the plan.
@@ -32,7 +43,7 @@ pub struct Action {
     /// The command line, as the real run would execute it (container wrapping included).
     pub argv: Vec<String>,
     /// What it does.
-    pub effect: Effect,
+    pub effect: ActionKind,
     /// What it is for, when the host adds it: `stores artifact dump.rdb`, `from artifact …`,
     /// `reversal: …`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,7 +192,7 @@ impl Executor for Live {
 
 impl Executor for DryRun {
     fn admit(&self, action: Action) -> Admission {
-        let reads = action.effect == Effect::Reads;
+        let reads = action.effect == ActionKind::Reads;
         self.record(action);
         if reads {
             Admission::Run
@@ -203,7 +214,7 @@ impl Executor for DryRun {
 mod tests {
     use super::*;
 
-    fn action(effect: Effect) -> Action {
+    fn action(effect: ActionKind) -> Action {
         Action {
             plugin: "p".into(),
             node: "n".into(),
@@ -217,10 +228,10 @@ mod tests {
     fn a_dry_run_admits_only_what_reads_and_records_everything() {
         let dry = DryRun::default();
         let admitted: Vec<Admission> = [
-            Effect::Reads,
-            Effect::Changes,
-            Effect::Stores,
-            Effect::Reversal,
+            ActionKind::Reads,
+            ActionKind::Changes,
+            ActionKind::Stores,
+            ActionKind::Reversal,
         ]
         .into_iter()
         .map(|e| Executor::admit(&dry, action(e)))
@@ -240,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_live_run_admits_everything_and_records_nothing() {
-        for e in [Effect::Reads, Effect::Changes, Effect::Stores] {
+        for e in [ActionKind::Reads, ActionKind::Changes, ActionKind::Stores] {
             assert_eq!(Live.admit(action(e)), Admission::Run);
         }
         assert!(!Live.is_dry_run());

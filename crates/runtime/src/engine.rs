@@ -30,7 +30,7 @@ use coffer_transport::NodeHandle;
 
 /// The contract version this host serves (`wit/plugin.wit`); 1.x is served through
 /// [`crate::contract::v1`].
-pub const CONTRACT_VERSION: &str = "2.3.0";
+pub const CONTRACT_VERSION: &str = "2.4.0";
 /// The export every plugin provides.
 const HANDLER: &str = "coffer:plugin/handler@";
 /// How often the epoch advances; the CPU limit is checked at this granularity.
@@ -716,18 +716,40 @@ impl Runtime {
             Box::pin(async move { b.validate(s, &ctx).await })
         })
         .await?
-        .map(|checks| {
-            checks
-                .into_iter()
-                .map(|c| Check {
-                    node: c.node,
-                    name: c.name,
-                    ok: c.ok,
-                    detail: c.detail,
-                })
-                .collect()
-        })
+        .map(|checks| checks.into_iter().map(check).collect())
         .map_err(|e| failed(plugin, "validate", e, &incidents))
+    }
+
+    /// Call `drill`: the checks, or `None` when the plugin cannot be drilled (it lacks the
+    /// export, or answers `unsupported`).
+    pub async fn drill(
+        &self,
+        plugin: &LoadedPlugin,
+        env: OperationEnv,
+        ctx: &CallContext,
+    ) -> Result<Option<Vec<Check>>, PluginFault> {
+        let ctx = ctx.to_wit();
+        let incidents = env.incidents.clone();
+        match self
+            .invoke(plugin, env, "drill", move |b, s| {
+                Box::pin(async move { b.drill(s, &ctx).await })
+            })
+            .await?
+        {
+            None | Some(Err(types::PluginError::Unsupported(_))) => Ok(None),
+            Some(Err(e)) => Err(failed(plugin, "drill", e, &incidents)),
+            Some(Ok(checks)) => Ok(Some(checks.into_iter().map(check).collect())),
+        }
+    }
+}
+
+/// A check as the SDK has it.
+fn check(c: types::Check) -> Check {
+    Check {
+        node: c.node,
+        name: c.name,
+        ok: c.ok,
+        detail: c.detail,
     }
 }
 

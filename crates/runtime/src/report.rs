@@ -37,7 +37,7 @@ pub enum Event {
         argv: Vec<String>,
         /// What it does: `reads`, `changes` (the node or the service) or `stores` (its output
         /// becomes an artifact).
-        effect: crate::dry_run::Effect,
+        effect: crate::dry_run::ActionKind,
     },
     /// The host refused a plugin's request.
     Refused {
@@ -102,18 +102,32 @@ pub enum Event {
         detail: String,
     },
     /// A validation check.
-    Check {
-        /// Plugin.
-        plugin: String,
-        /// Node.
-        node: String,
-        /// What was checked.
-        name: String,
-        /// Whether it passed.
-        ok: bool,
-        /// What was seen.
-        detail: String,
-    },
+    Check(PluginCheck),
+}
+
+/// A check a plugin's `validate` made ([`coffer_sdk::Check`]), with the plugin that made it:
+/// what a validation returns and reports. Serialised flat: `plugin`, `node`, `name`, `ok`,
+/// `detail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginCheck {
+    /// The plugin.
+    pub plugin: String,
+    /// Its check.
+    pub check: coffer_sdk::Check,
+}
+
+impl Serialize for PluginCheck {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let c = &self.check;
+        let mut st = s.serialize_struct("PluginCheck", 5)?;
+        st.serialize_field("plugin", &self.plugin)?;
+        st.serialize_field("node", &c.node)?;
+        st.serialize_field("name", &c.name)?;
+        st.serialize_field("ok", &c.ok)?;
+        st.serialize_field("detail", &c.detail)?;
+        st.end()
+    }
 }
 
 /// How much a logged message matters.
@@ -140,6 +154,8 @@ pub enum Operation {
     Restore,
     /// Check the live service against a snapshot.
     Validate,
+    /// Restore a snapshot into throwaway places and check it (a drill).
+    Drill,
 }
 
 /// Where a plugin operation is.

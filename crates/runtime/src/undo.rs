@@ -300,4 +300,82 @@ mod tests {
         assert!(!path.exists(), "an empty stack leaves no journal");
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// Records every event it is given.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+    impl Reporter for Recorder {
+        fn report(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_unwinds_newest_first_and_keeps_what_could_not_be_undone() {
+        let dir = std::env::temp_dir().join(format!("coffer-unwind-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trail = dir.join("trail");
+        let step = |n: &str| {
+            vec![
+                "sh".to_string(),
+                "-c".into(),
+                format!("echo {n} >> {}", trail.display()),
+            ]
+        };
+        let stack = UndoStack {
+            path: dir.join("r2.json"),
+            ..UndoStack::new("r2", "d.toml")
+        };
+        // Two plugins' reversals, interleaved as they registered them; one fails, one is for
+        // a node this run does not reach, one was released (its change undone by the plugin).
+        stack.push("galera", "n1", step("1"), "unblock").unwrap();
+        stack.push("redis", "n1", step("2"), "start redis").unwrap();
+        let gone = stack.push("galera", "n1", step("x"), "released").unwrap();
+        stack
+            .push("galera", "n1", vec!["false".into()], "fails")
+            .unwrap();
+        stack.push("galera", "n9", step("y"), "elsewhere").unwrap();
+        stack
+            .push("redis", "n1", step("3"), "put the dump back")
+            .unwrap();
+        stack.release(gone).unwrap();
+        let reporter = Recorder::default();
+        let nodes = [NodeHandle::local("n1", Vec::new())];
+        let err = stack.unwind(&nodes, &reporter).await.unwrap_err();
+        assert!(matches!(err, UndoError::Failed { failed: 2, .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&trail).unwrap(), "3\n2\n1\n");
+        let left: Vec<String> = UndoStack::load(stack.path())
+            .unwrap()
+            .pending()
+            .into_iter()
+            .map(|r| r.what)
+            .collect();
+        assert_eq!(
+            left,
+            ["fails", "elsewhere"],
+            "what failed stays for `coffer recover`"
+        );
+        let undone: Vec<(String, bool)> = reporter
+            .0
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Undo { what, ok, .. } => Some((what, ok)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            undone,
+            [
+                ("put the dump back".to_string(), true),
+                ("elsewhere".to_string(), false),
+                ("fails".to_string(), false),
+                ("start redis".to_string(), true),
+                ("unblock".to_string(), true),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -36,7 +36,7 @@ pub enum RepoPlace {
 
 impl RepoPlace {
     /// `path` as a place on this machine, or a REST server when it says `rest:`.
-    fn of(path: &Path) -> Self {
+    pub fn of(path: &Path) -> Self {
         match path.to_str() {
             Some(spec) if spec.starts_with("rest:") => Self::Rest(spec.to_string()),
             _ => Self::Local(path.to_path_buf()),
@@ -238,7 +238,13 @@ impl RunConfig {
 
     /// The repository's location, its node reached when it lives on one.
     pub async fn repo_location(&self) -> Result<RepoLocation> {
-        Ok(match self.repository()? {
+        self.location_of(self.repository()?, "COFFER_REST_").await
+    }
+
+    /// Where `place` is; a REST server's credentials come from the variables `{env}USERNAME`
+    /// and `{env}PASSWORD`.
+    pub async fn location_of(&self, place: &RepoPlace, env: &str) -> Result<RepoLocation> {
+        Ok(match place {
             RepoPlace::Local(path) => RepoLocation::Local(path.clone()),
             RepoPlace::OnNode { node, path } => RepoLocation::Remote {
                 node: self
@@ -252,10 +258,10 @@ impl RunConfig {
                 let mut server = coffer_repository::RestServer::parse(spec)
                     .expect("a rest: place")
                     .map_err(UsageError)?;
-                if let Ok(user) = std::env::var("COFFER_REST_USERNAME") {
+                if let Ok(user) = std::env::var(format!("{env}USERNAME")) {
                     server.user = Some(user);
                 }
-                if let Ok(p) = std::env::var("COFFER_REST_PASSWORD") {
+                if let Ok(p) = std::env::var(format!("{env}PASSWORD")) {
                     server.user.get_or_insert_with(|| "coffer".into());
                     server.password = Some(Password::new(p));
                 }
@@ -290,9 +296,8 @@ impl RunConfig {
     /// Everything an operation needs: the plugins (checked against their signatures and the
     /// lock file), the nodes `scope` needs reached — and only those, so that a dead node the
     /// run does not use cannot stop it — and the reporter. In a dry run a needed node that
-    /// does not answer is listed in the plan instead of stopping it.
-    /// Load the plugins, resolve `scope`'s preset (in place: the caller sees its plugins), and
-    /// reach the nodes the run needs.
+    /// does not answer is listed in the plan instead of stopping it. A preset in `scope` is
+    /// resolved in place, so the caller sees its plugins.
     pub async fn coffer(&self, scope: &mut RunScope) -> Result<(Coffer, Arc<output::Printer>)> {
         let (runtime, mut registry) = self.load_plugins().await?;
         // A plugin refused for its signature stops the run (the rest are said first).
@@ -376,7 +381,7 @@ impl RunConfig {
     }
 }
 
-fn read_password(path: &Path) -> Result<Password> {
+pub(super) fn read_password(path: &Path) -> Result<Password> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             " (`coffer init` creates it with a random password when the deployment names it)"

@@ -1,8 +1,8 @@
 //! `[metrics] textfile`: after every run, Prometheus metrics in the node exporter's
 //! textfile-collector format, written atomically (a temporary file renamed over the old one, so
 //! the collector never reads half a file): per plugin and node the last good backup's time,
-//! size and run time, the number of snapshots, and per command the last run's time, duration
-//! and outcome.
+//! size and run time, the number of snapshots, per plugin its last drill's time and result,
+//! and per command the last run's time, duration and outcome.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,6 +83,28 @@ pub async fn write(g: &Global, textfile: &Path) -> Result<()> {
             vec![(String::new(), snapshots.to_string())],
         );
     }
+    // The last drill of each plugin.
+    let drills = super::drill::last_drills();
+    let drill_key = |p: &str| format!(",plugin=\"{}\"", label(p));
+    family(
+        "coffer_drill_last_timestamp_seconds",
+        "When the plugin's last restore drill ended (Unix time).",
+        drills
+            .iter()
+            .filter_map(|(p, d)| {
+                let t: jiff::Timestamp = d.time.parse().ok()?;
+                Some((drill_key(p), t.as_second().to_string()))
+            })
+            .collect(),
+    );
+    family(
+        "coffer_drill_passed",
+        "Whether the plugin's last restore drill passed (1), failed or could not drill it (0).",
+        drills
+            .iter()
+            .map(|(p, d)| (drill_key(p), u8::from(d.outcome == "passed").to_string()))
+            .collect(),
+    );
     // The last run of each command, from the run log (this run included).
     let mut last: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     for line in std::fs::read_to_string(super::runs::runs_file())

@@ -4,7 +4,9 @@ mod access;
 mod backup;
 mod check;
 mod config;
+mod copy;
 mod docs;
+mod drill;
 mod forget;
 mod import;
 mod init;
@@ -135,6 +137,8 @@ enum Command {
     Restore(restore::Args),
     /// Check that the deployment matches a snapshot.
     Validate(validate::Args),
+    /// Prove a snapshot restores: into throwaway places, checked, nothing live touched.
+    Drill(drill::Args),
     /// List snapshots, or show one.
     Snapshots(snapshots::Args),
     /// Verify the repository (with --read-data, read every byte back).
@@ -143,6 +147,8 @@ enum Command {
     Forget(forget::Args),
     /// Remove the data no snapshot needs any more.
     Prune(forget::PruneArgs),
+    /// Copy snapshots into a second repository (an off-site one): those it lacks, verified.
+    Copy(copy::Args),
     /// List installed plugins, or describe one; install, pin, verify, upgrade; start a new one.
     #[command(alias = "plugin")]
     Plugins(plugins::Args),
@@ -172,9 +178,11 @@ pub fn main() -> ExitCode {
         Command::Backup(_) => Some("backup"),
         Command::Restore(_) => Some("restore"),
         Command::Validate(_) => Some("validate"),
+        Command::Drill(_) => Some("drill"),
         Command::Recover(_) => Some("recover"),
         Command::Forget(_) => Some("forget"),
         Command::Prune(_) => Some("prune"),
+        Command::Copy(_) => Some("copy"),
         Command::Completions(a) => return docs::completions(a),
         Command::Man => return docs::man(),
         _ => None,
@@ -211,10 +219,12 @@ pub fn main() -> ExitCode {
             Command::Backup(a) => backup::run(&global, a).await,
             Command::Restore(a) => restore::run(&global, a).await,
             Command::Validate(a) => validate::run(&global, a).await,
+            Command::Drill(a) => drill::run(&global, a).await,
             Command::Snapshots(a) => snapshots::run(&global, a).await,
             Command::Check(a) => check::run(&global, a).await,
             Command::Forget(a) => forget::run(&global, a).await,
             Command::Prune(a) => forget::prune(&global, a).await,
+            Command::Copy(a) => copy::run(&global, a).await,
             Command::Plugins(a) => plugins::run(&global, a).await,
             Command::ImportInventory(a) => import::run(&global, a).await,
             Command::Access(a) => access::run(&global, a).await,

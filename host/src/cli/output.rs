@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use coffer_runtime::report::{Event, Level, Reporter, Status};
+use coffer_runtime::report::{Event, Level, PluginCheck, Reporter, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -133,7 +133,7 @@ pub fn plugin_run(p: &coffer_core::run::PluginRun) -> String {
 
 /// A dry run's plan as text: each plugin operation in order with its commands.
 pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
-    use coffer_runtime::dry_run::Effect;
+    use coffer_runtime::dry_run::ActionKind;
     let mut text = format!(
         "dry run of {}{}: nothing was changed and nothing was stored",
         p.operation,
@@ -169,10 +169,10 @@ pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
         ));
         for a in p.actions.iter().filter(|a| a.plugin == step.plugin) {
             let effect = match a.effect {
-                Effect::Reads => "reads (ran)",
-                Effect::Changes => "would change",
-                Effect::Stores => "would store",
-                Effect::Reversal => "if it fails",
+                ActionKind::Reads => "reads (ran)",
+                ActionKind::Changes => "would change",
+                ActionKind::Stores => "would store",
+                ActionKind::Reversal => "if it fails",
             };
             text.push_str(&format!(
                 "\n     {:<14} {:<12} {}{}",
@@ -189,14 +189,14 @@ pub fn plan(p: &coffer_runtime::dry_run::Plan) -> String {
     if let Some(then) = &p.then {
         text.push_str(&format!("\nthen: {}", then.join(" ")));
     }
-    let count = |e: Effect| p.actions.iter().filter(|a| a.effect == e).count();
+    let count = |e: ActionKind| p.actions.iter().filter(|a| a.effect == e).count();
     text.push_str(&format!(
         "\n{} command(s) would change state, {} would store an artifact, {} reversal(s) would be \
          registered; {} read-only command(s) ran",
-        count(Effect::Changes),
-        count(Effect::Stores),
-        count(Effect::Reversal),
-        count(Effect::Reads)
+        count(ActionKind::Changes),
+        count(ActionKind::Stores),
+        count(ActionKind::Reversal),
+        count(ActionKind::Reads)
     ));
     text
 }
@@ -323,15 +323,12 @@ impl Reporter for Printer {
             } else {
                 format!("[{plugin}] UNDO FAILED on {node}: {what}: {detail}")
             }),
-            Event::Check {
-                plugin,
-                node,
-                name,
-                ok,
-                detail,
-            } => self.line(format!(
-                "[{plugin}] {} {node}: {name} ({detail})",
-                if ok { "ok  " } else { "FAIL" }
+            Event::Check(PluginCheck { plugin, check: c }) => self.line(format!(
+                "[{plugin}] {} {}: {} ({})",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.node,
+                c.name,
+                c.detail
             )),
         }
     }

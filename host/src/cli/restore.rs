@@ -2,7 +2,7 @@
 
 use super::output::human_duration;
 use anyhow::{Context as _, Result};
-use coffer_core::run::{RestoreOptions, RestoreSummary};
+use coffer_core::run::{PluginCheck, RestoreOptions, RestoreSummary};
 
 use super::config::Preset;
 use super::output::Printer;
@@ -102,7 +102,7 @@ impl Scope {
 /// Print the checks and pick the exit code.
 pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
     printer.summary(s, || {
-        let failed = s.checks.iter().filter(|c| !c.ok).count();
+        let failed = s.checks.iter().filter(|c| !c.check.ok).count();
         let mut text = format!(
             "snapshot {}: {verb} in {}; {} check(s), {failed} failed",
             &s.snapshot[..8],
@@ -117,9 +117,9 @@ pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
             match validated.iter_mut().find(|(p, _, _)| *p == c.plugin) {
                 Some(v) => {
                     v.1 += 1;
-                    v.2 += usize::from(!c.ok);
+                    v.2 += usize::from(!c.check.ok);
                 }
-                None => validated.push((&c.plugin, 1, usize::from(!c.ok))),
+                None => validated.push((&c.plugin, 1, usize::from(!c.check.ok))),
             }
         }
         for (plugin, n, failed) in validated {
@@ -132,10 +132,10 @@ pub fn finish(printer: &Printer, s: &RestoreSummary, verb: &str) -> u8 {
                 }
             ));
         }
-        for c in s.checks.iter().filter(|c| !c.ok) {
+        for PluginCheck { plugin, check: c } in s.checks.iter().filter(|c| !c.check.ok) {
             text.push_str(&format!(
-                "\n  FAILED {} on {}: {}: {}",
-                c.plugin, c.node, c.name, c.detail
+                "\n  FAILED {plugin} on {}: {}: {}",
+                c.node, c.name, c.detail
             ));
         }
         text

@@ -120,6 +120,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         e.stale = finished.is_none_or(|f| now.duration_since(f) > limit);
         stale += usize::from(e.stale);
     }
+    let drills = super::drill::last_drills();
     if g.json {
         println!(
             "{}",
@@ -128,6 +129,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 "max_age_seconds": max,
                 "stale": stale,
                 "entries": list,
+                "drills": drills,
             })
         );
     } else {
@@ -160,6 +162,25 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 "{stale} plugin/node pair(s) without a backup younger than {}",
                 human_duration(max as f64)
             );
+        }
+        println!("last drills (`coffer drill`):");
+        for plugin in cfg.deployment.plugins.iter().map(|p| &p.name) {
+            match drills.get(plugin) {
+                Some(d) => println!(
+                    "  {plugin:<12} {:<13} {} on {}, snapshot {}: {} check(s), {} failed",
+                    if d.outcome == "failed" {
+                        "FAILED"
+                    } else {
+                        d.outcome.as_str()
+                    },
+                    &d.time[..d.time.len().min(19)],
+                    d.node,
+                    &d.snapshot[..d.snapshot.len().min(8)],
+                    d.checks,
+                    d.failed
+                ),
+                None => println!("  {plugin:<12} never drilled"),
+            }
         }
     }
     Ok(if stale > 0 { exit::STALE } else { exit::OK })

@@ -290,33 +290,62 @@ impl Plugin for Filesystem {
         let target = Self::target(ctx);
         let mut checks = Vec::new();
         for node in &ctx.nodes {
-            for (artifact, members) in Self::archives(ctx, &node.name) {
-                let cmd = Command::on(&node.name, "tar")
-                    .args(["--compare", "--file=-", "--numeric-owner", "-C", &target])
-                    .args(members.iter().map(|p| member(p)));
-                let name = format!("{} matches the snapshot under {target}", artifact.name);
-                match ctx.feed(&artifact.reference(), &cmd) {
-                    Ok(()) => checks.push(Check::new(&node.name, &name, true, "no differences")),
-                    Err(e) => checks.push(Check::new(&node.name, &name, false, e.to_string())),
-                }
-                // Whole archives only: a partial restore leaves the rest as it was.
-                let listing = ctx
-                    .artifacts_of(&node.name)
-                    .find(|a| a.name == xattrs_artifact(&artifact.name));
-                if let (Some(listing), true) = (listing, members.is_empty()) {
-                    let cmd =
-                        Command::on(&node.name, "sh").args(["-c", COMPARE_XATTRS, "sh", &target]);
-                    let name = format!("{}: extended attributes as in the snapshot", artifact.name);
-                    match ctx.feed(&listing.reference(), &cmd) {
-                        Ok(()) => {
-                            checks.push(Check::new(&node.name, &name, true, "no differences"))
-                        }
-                        Err(e) => checks.push(Check::new(&node.name, &name, false, e.to_string())),
-                    }
+            checks.extend(Self::compare(ctx, &node.name, &node.name, &target));
+        }
+        Ok(checks)
+    }
+
+    /// Every node's archives, extracted on the drill node under the scratch directory (one
+    /// directory per node), then compared with the snapshot like a validation.
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let root = Self::target(ctx);
+        let on = ctx
+            .nodes
+            .first()
+            .ok_or_else(|| PluginError::Precondition("no drill node".into()))?;
+        let mut sources: Vec<&str> = ctx.artifacts.iter().map(|a| a.node.as_str()).collect();
+        sources.sort();
+        sources.dedup();
+        let mut checks = Vec::new();
+        for src in sources {
+            let target = format!("{}/{src}", root.trim_end_matches('/'));
+            for (artifact, members) in Self::archives(ctx, src) {
+                ctx.restore_paths(&artifact.reference(), &on.name, &target, &members)?;
+            }
+            checks.extend(Self::compare(ctx, src, &on.name, &target));
+        }
+        Ok(checks)
+    }
+}
+
+impl Filesystem {
+    /// Compare `src`'s archives with the files under `target` on node `on`: the contents,
+    /// metadata and ACLs (`tar --compare`), and the extended attributes.
+    fn compare(ctx: &Context<'_>, src: &str, on: &str, target: &str) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for (artifact, members) in Self::archives(ctx, src) {
+            let cmd = Command::on(on, "tar")
+                .args(["--compare", "--file=-", "--numeric-owner", "-C", target])
+                .args(members.iter().map(|p| member(p)));
+            let name = format!("{} matches the snapshot under {target}", artifact.name);
+            match ctx.feed(&artifact.reference(), &cmd) {
+                Ok(()) => checks.push(Check::new(on, &name, true, "no differences")),
+                Err(e) => checks.push(Check::new(on, &name, false, e.to_string())),
+            }
+            // Whole archives only: a partial restore leaves the rest as it was.
+            let listing = ctx
+                .artifacts_of(src)
+                .find(|a| a.name == xattrs_artifact(&artifact.name));
+            if let (Some(listing), true) = (listing, members.is_empty()) {
+                let cmd = Command::on(on, "sh").args(["-c", COMPARE_XATTRS, "sh", target]);
+                let name = format!("{}: extended attributes as in the snapshot", artifact.name);
+                match ctx.feed(&listing.reference(), &cmd) {
+                    Ok(()) => checks.push(Check::new(on, &name, true, "no differences")),
+                    Err(e) => checks.push(Check::new(on, &name, false, e.to_string())),
                 }
             }
         }
-        Ok(checks)
+        checks
     }
 }
 

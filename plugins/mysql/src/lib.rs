@@ -11,6 +11,8 @@
 //! authentication), or the `defaults-file` setting names another option file there. No
 //! password ever travels in an argument.
 
+mod drill;
+
 use coffer_mysql_common::{self as sql, Datadir};
 use coffer_sdk::*;
 
@@ -65,7 +67,7 @@ impl Plugin for Mysql {
             .command("mkdir", &["-p", "*"])
             .command("mbstream", &["-x", "-C", "*"])
             .command("chown", &["-R", "mysql:mysql", "*"]);
-        sql::commands(sql::settings(info))
+        sql::commands(sql::settings(drill::commands(info)))
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -78,6 +80,10 @@ impl Plugin for Mysql {
 
     fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
         sql::with_credentials(ctx, || validate(ctx))
+    }
+
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        drill::run(ctx)
     }
 }
 

@@ -243,7 +243,42 @@ impl Plugin for Redis {
             &["-c", &literal(PUT_FILE), "coffer", "*/dump.rdb", "*"],
         )
         .path("/var/lib/redis/**")
-        .path("/var/lib/redis");
+        .path("/var/lib/redis")
+        // A drill's throwaway server, in its scratch directory.
+        .command("mkdir", &["-p", "*/coffer-drill-redis-*/*"])
+        .command(
+            "sh",
+            &[
+                "-c",
+                &literal(WRITE_FILE),
+                "coffer",
+                "*/coffer-drill-redis-*/dump.rdb",
+            ],
+        )
+        .reads("redis-check-rdb", &["*/coffer-drill-redis-*/dump.rdb"])
+        .command(
+            "redis-server",
+            &[
+                "--port",
+                "0",
+                "--unixsocket",
+                "*/coffer-drill-redis-*/redis.sock",
+                "**",
+            ],
+        )
+        .reads(
+            "redis-cli",
+            &["-s", "*/coffer-drill-redis-*/redis.sock", "INFO", "*"],
+        )
+        .command(
+            "redis-cli",
+            &[
+                "-s",
+                "*/coffer-drill-redis-*/redis.sock",
+                "SHUTDOWN",
+                "NOSAVE",
+            ],
+        );
         // The moves aside, back, and of a failed restore's files.
         let script = literal(MOVE_IF_PRESENT);
         for (from, to) in [
@@ -460,6 +495,182 @@ impl Plugin for Redis {
         }
         Ok(checks)
     }
+
+    /// Each node's `dump.rdb` into the scratch directory: `redis-check-rdb` reads the keys the
+    /// backup recorded, then a throwaway `redis-server` (no TCP port, a socket in the scratch
+    /// directory) loads it and holds as many keys. The live Redis is never contacted.
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let root = ctx
+            .target_root
+            .clone()
+            .ok_or_else(|| PluginError::Precondition("a drill needs a scratch directory".into()))?;
+        let on = ctx
+            .nodes
+            .first()
+            .ok_or_else(|| PluginError::Precondition("no drill node".into()))?;
+        if ctx.container(&on.name).is_some() {
+            return Err(PluginError::Precondition(format!(
+                "{}: the plugin's commands run in a container there: drill on another node \
+                 (`coffer drill --on NODE`)",
+                on.name
+            )));
+        }
+        let mut checks = Vec::new();
+        for rdb in ctx.artifacts.iter().filter(|a| a.name == RDB) {
+            let n = rdb.node.as_str();
+            let want = records_of(ctx, RDB_KEYS, n)
+                .first()
+                .and_then(|f| f.get(1).map(|k| k.to_string()))
+                .ok_or_else(|| {
+                    PluginError::Precondition(format!("{n}: the snapshot recorded no key count"))
+                })?;
+            let dir = format!("{}/{n}", root.trim_end_matches('/'));
+            let file = format!("{dir}/{RDB}");
+            ctx.run_ok(&Command::on(&on.name, "mkdir").args(["-p", &dir]))?;
+            ctx.feed(
+                &rdb.reference(),
+                &Command::on(&on.name, "sh").args(["-c", WRITE_FILE, "coffer", &file]),
+            )?;
+            let read = ctx
+                .run(&Command::on(&on.name, "redis-check-rdb").arg(&file))
+                .map_err(|e| PluginError::CommandFailed(format!("{}: {e}", on.name)))?;
+            let keys = read.stdout_text().lines().find_map(|l| {
+                l.strip_prefix("[info] ")?
+                    .strip_suffix(" keys read")
+                    .map(str::to_string)
+            });
+            checks.push(Check::new(
+                &on.name,
+                &format!("{RDB} of {n}: redis-check-rdb reads the keys the backup recorded"),
+                read.success() && keys.as_deref() == Some(want.as_str()),
+                format!(
+                    "{} keys, backup had {want}{}",
+                    keys.as_deref().unwrap_or("no"),
+                    if read.success() {
+                        String::new()
+                    } else {
+                        format!(": {}", read.stdout_text().trim())
+                    }
+                ),
+            ));
+            let server = Throwaway::start(ctx, &on.name, &dir)?;
+            let loaded = server.keys();
+            server.stop()?;
+            let (ok, detail) = match loaded {
+                Ok(k) => (
+                    k.to_string() == want,
+                    format!("{k} keys, backup had {want}"),
+                ),
+                Err(e) => (false, e.to_string()),
+            };
+            checks.push(Check::new(
+                &on.name,
+                &format!("{RDB} of {n} loads into a throwaway redis-server"),
+                ok,
+                detail,
+            ));
+        }
+        Ok(checks)
+    }
+}
+
+/// Writes stdin to "$1".
+const WRITE_FILE: &str = "umask 077 && cat > \"$1\"";
+
+/// A `redis-server` of a drill: no TCP port, its socket, data and log in a scratch directory.
+struct Throwaway<'c, 'a> {
+    ctx: &'c Context<'a>,
+    node: String,
+    socket: String,
+    /// Its shutdown, registered before it starts (so a failed drill stops it too).
+    shutdown: Undo,
+}
+
+impl<'c, 'a> Throwaway<'c, 'a> {
+    /// Start one on `node` over the `dump.rdb` in `dir`, and wait until it has loaded it.
+    fn start(ctx: &'c Context<'a>, node: &str, dir: &str) -> Result<Self, PluginError> {
+        let socket = format!("{dir}/redis.sock");
+        let shutdown = ctx.undo_with(
+            &Command::on(node, "redis-cli").args(["-s", &socket, "SHUTDOWN", "NOSAVE"]),
+            "stop the drill's throwaway redis-server",
+        )?;
+        let server = Self {
+            ctx,
+            node: node.into(),
+            socket,
+            shutdown,
+        };
+        ctx.run_ok(&Command::on(node, "redis-server").args([
+            "--port",
+            "0",
+            "--unixsocket",
+            &server.socket,
+            "--dir",
+            dir,
+            "--dbfilename",
+            RDB,
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            &format!("{dir}/redis.pid"),
+            "--logfile",
+            &format!("{dir}/redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]))?;
+        let limit: u64 = ctx.settings.parse_or("timeout-seconds", 3600)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+        loop {
+            let info = server.cli(&["INFO", "persistence"]).unwrap_or_default();
+            if info.lines().any(|l| l.trim() == "loading:0") {
+                return Ok(server);
+            }
+            if std::time::Instant::now() > deadline {
+                server.stop()?;
+                return Err(PluginError::CommandFailed(format!(
+                    "{node}: the throwaway redis-server did not load {dir}/{RDB} in {limit} s \
+                     (see {dir}/redis.log)"
+                )));
+            }
+            ctx.run_ok(&Command::on(node, "sleep").arg("0.1"))?;
+        }
+    }
+
+    /// `redis-cli -s SOCKET ARGS`: its output.
+    fn cli(&self, args: &[&str]) -> Result<String, PluginError> {
+        let cmd = Command::on(&self.node, "redis-cli")
+            .args(["-s", &self.socket])
+            .args(args.iter().copied());
+        Ok(self.ctx.run_ok(&cmd)?.stdout_text())
+    }
+
+    /// The keys it holds, in every database.
+    fn keys(&self) -> Result<u64, PluginError> {
+        Ok(self
+            .cli(&["INFO", "keyspace"])?
+            .lines()
+            .filter(|l| l.starts_with("db"))
+            .filter_map(|l| {
+                l.split([':', ','])
+                    .find_map(|f| f.strip_prefix("keys="))
+                    .and_then(|k| k.parse::<u64>().ok())
+            })
+            .sum())
+    }
+
+    fn stop(self) -> Result<(), PluginError> {
+        // The connection closes as it stops: the exit status says nothing.
+        let _ = self.ctx.run(&Command::on(&self.node, "redis-cli").args([
+            "-s",
+            &self.socket,
+            "SHUTDOWN",
+            "NOSAVE",
+        ]));
+        self.ctx.keep(self.shutdown);
+        Ok(())
+    }
 }
 
 export_plugin!(Redis);
@@ -652,6 +863,58 @@ mod tests {
                 mv(DUMP, &failed),
                 "r1: systemctl stop redis-server".to_string(),
             ]
+        );
+    }
+
+    #[test]
+    fn a_drill_loads_each_dump_into_a_throwaway_server_and_never_asks_the_live_one() {
+        let root = "/var/tmp/coffer-drill-redis-abc";
+        let sock = format!("{root}/r1/redis.sock");
+        let h = Harness::new()
+            .node("host", &[])
+            .target_root(root)
+            .artifact("r1", RDB, ArtifactKind::Stream, b"REDIS0011")
+            .record(RDB_KEYS, "r1\t12")
+            .reply(&["redis-check-rdb"], Reply::stdout("[info] 12 keys read\n"))
+            .reply(
+                &["redis-cli", "-s", &sock, "INFO", "persistence"],
+                Reply::stdout("# Persistence\r\nloading:0\r\n"),
+            )
+            .reply(
+                &["redis-cli", "-s", &sock, "INFO", "keyspace"],
+                Reply::stdout("# Keyspace\r\ndb0:keys=10,expires=0\r\ndb3:keys=1\r\n"),
+            );
+        let checks = h.drill::<Redis>().unwrap();
+        // 11 keys loaded where the dump had 12: the second check fails, saying both.
+        assert_eq!(
+            checks
+                .iter()
+                .map(|c| (c.ok, c.detail.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (true, "12 keys, backup had 12"),
+                (false, "11 keys, backup had 12")
+            ]
+        );
+        let log = h.transcript();
+        let write = log.first(&format!("feed {RDB} host: sh -c"));
+        let check = log.first(&format!("host: redis-check-rdb {root}/r1/dump.rdb"));
+        let undo = log.first(&format!(
+            "undo-push host: redis-cli -s {sock} SHUTDOWN NOSAVE"
+        ));
+        let start = log.first("host: redis-server --port 0 --unixsocket");
+        let keys = log.first(&format!("host: redis-cli -s {sock} INFO keyspace"));
+        let stop = log.last(&format!("host: redis-cli -s {sock} SHUTDOWN NOSAVE"));
+        assert!(log.first(&format!("host: mkdir -p {root}/r1")) < write);
+        assert!(write < check && check < undo && undo < start && start < keys && keys < stop);
+        assert!(
+            h.pending_undo().is_empty(),
+            "the throwaway's stop was released"
+        );
+        assert!(
+            !log.0.iter().any(|l| l.contains(" -h ")),
+            "the live Redis was asked: {:#?}",
+            log.0
         );
     }
 }

@@ -5,6 +5,7 @@
 //! its resumable progress) and [`validate`].
 
 pub mod backup;
+pub mod drill;
 pub mod plan;
 pub mod restore;
 pub mod validate;
@@ -29,9 +30,10 @@ use crate::registry::Registry;
 use crate::resume::ResumeError;
 
 pub use backup::{BackupOptions, BackupSummary};
+pub use coffer_runtime::report::PluginCheck;
+pub use drill::{DrillOutcome, DrillResult, DrillSummary};
 pub use plan::{plan_order, plan_waits, run_plan};
 pub use restore::{RestoreOptions, RestoreSummary};
-pub use validate::CheckResult;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]

@@ -17,9 +17,9 @@ use coffer_runtime::{CallContext, LoadedPlugin, PluginFault};
 use coffer_transport::NodeHandle;
 
 use super::plan::{plan_order, plan_waits, run_plan};
-use super::validate::CheckResult;
 use super::{Coffer, Planner, PluginRun, RunError, blocking, config, run_id};
 use crate::resume::RestoreProgress;
+use coffer_runtime::report::PluginCheck;
 
 /// What a restore or a validation did.
 #[derive(Clone, Debug, Serialize)]
@@ -31,7 +31,7 @@ pub struct RestoreSummary {
     /// Each plugin this run restored, in plan order.
     pub plugins: Vec<PluginRun>,
     /// Checks made.
-    pub checks: Vec<CheckResult>,
+    pub checks: Vec<PluginCheck>,
     /// Seconds it took.
     pub seconds: f64,
 }
@@ -39,7 +39,7 @@ pub struct RestoreSummary {
 impl RestoreSummary {
     /// Whether every check passed.
     pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
+        self.checks.iter().all(|c| c.check.ok)
     }
 }
 

@@ -3,30 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use coffer_repository::{Manifest, PluginRecord, Repo};
 use coffer_runtime::capabilities::{Phase, SnapshotSource};
-use coffer_runtime::report::Event;
+use coffer_runtime::report::{Event, PluginCheck};
 
 use super::restore::{RestoreOptions, RestoreSummary};
 use super::{Coffer, RunError};
 use coffer_runtime::report::{Operation, Status};
-
-/// One check a plugin's validation made.
-#[derive(Clone, Debug, Serialize)]
-pub struct CheckResult {
-    /// Plugin.
-    pub plugin: String,
-    /// Node.
-    pub node: String,
-    /// What was checked.
-    pub name: String,
-    /// Whether it passed.
-    pub ok: bool,
-    /// What was seen.
-    pub detail: String,
-}
 
 impl Coffer {
     /// Validate the deployment against snapshot `spec`: each plugin (of `opts.plugins`, all
@@ -58,7 +41,7 @@ impl Coffer {
         manifest: &Manifest,
         source: &Arc<SnapshotSource>,
         opts: &RestoreOptions,
-    ) -> Result<Vec<CheckResult>, RunError> {
+    ) -> Result<Vec<PluginCheck>, RunError> {
         let mut checks = Vec::new();
         for record in records {
             let (plugin, ctx) = self.snapshot_context(record, manifest, opts)?;
@@ -93,21 +76,13 @@ impl Coffer {
                         },
                         format!("{} check(s), {failed} failed", found.len()),
                     );
-                    for c in found {
-                        self.reporter.report(Event::Check {
+                    for check in found {
+                        let c = PluginCheck {
                             plugin: record.name.clone(),
-                            node: c.node.clone(),
-                            name: c.name.clone(),
-                            ok: c.ok,
-                            detail: c.detail.clone(),
-                        });
-                        checks.push(CheckResult {
-                            plugin: record.name.clone(),
-                            node: c.node,
-                            name: c.name,
-                            ok: c.ok,
-                            detail: c.detail,
-                        });
+                            check,
+                        };
+                        self.reporter.report(Event::Check(c.clone()));
+                        checks.push(c);
                     }
                 }
                 Err(e) => {

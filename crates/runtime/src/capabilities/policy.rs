@@ -10,7 +10,7 @@ use coffer_transport::NodeHandle;
 
 use super::OperationEnv;
 use crate::contract::v2::types;
-use crate::dry_run::{Action, Admission, Effect};
+use crate::dry_run::{Action, ActionKind, Admission};
 use crate::report::Event;
 
 impl OperationEnv {
@@ -134,11 +134,11 @@ impl OperationEnv {
     }
 
     /// What the plugin's `argv` does, by its declaration.
-    pub(super) fn effect_of(&self, argv: &[String]) -> Effect {
+    pub(super) fn effect_of(&self, argv: &[String]) -> ActionKind {
         if self.matcher.changes_state(argv) {
-            Effect::Changes
+            coffer_sdk::Effect::Changes.into()
         } else {
-            Effect::Reads
+            coffer_sdk::Effect::Reads.into()
         }
     }
 
@@ -148,7 +148,7 @@ impl OperationEnv {
         &self,
         node: &str,
         argv: &[String],
-        effect: Effect,
+        effect: ActionKind,
         note: Option<String>,
     ) -> Admission {
         self.executor.admit(Action {
@@ -160,7 +160,7 @@ impl OperationEnv {
         })
     }
 
-    pub(super) fn command_event(&self, node: &str, argv: &[String], effect: Effect) {
+    pub(super) fn command_event(&self, node: &str, argv: &[String], effect: ActionKind) {
         self.reporter.report(Event::Command {
             plugin: self.plugin.name.clone(),
             node: node.into(),

@@ -16,7 +16,7 @@ use tokio_util::io::SyncIoBridge;
 use super::{HostState, OperationEnv, Phase};
 use crate::contract::v2::coffer::plugin::stream as wstream;
 use crate::contract::v2::coffer::plugin::types::{self, CommandFailure, ExecError, StreamError};
-use crate::dry_run::{Admission, Effect};
+use crate::dry_run::{ActionKind, Admission};
 use crate::report::Event;
 use coffer_repository::{
     ArtifactKind, ArtifactRecord, ArtifactScope, RepoError, RepoLocation, artifact_path,
@@ -103,7 +103,7 @@ async fn store_output(
     let admitted = env.admit(
         node,
         &env.on_node(&handle, &argv),
-        Effect::Stores,
+        ActionKind::Stores,
         Some(format!("stores artifact {name}")),
     );
     if admitted == Admission::Recorded {
@@ -138,7 +138,7 @@ async fn store_output(
         )));
     }
     let argv = env.on_node(&handle, &argv);
-    env.command_event(node, &argv, Effect::Stores);
+    env.command_event(node, &argv, ActionKind::Stores);
     let started = Instant::now();
     let mut p = handle
         .spawn(&argv)
@@ -379,7 +379,7 @@ async fn feed_into(
     reader: Arc<coffer_repository::ArtifactReader>,
     node: &str,
     argv: Vec<String>,
-    effect: Effect,
+    effect: ActionKind,
 ) -> Result<(), StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?;
     // Read the whole artifact once before anything touches the node: a damaged repository
@@ -512,8 +512,8 @@ pub async fn restore_paths(
             target.to_string(),
         ],
     );
-    if env.admit(node, &mkdir, Effect::Changes, None) == Admission::Run {
-        env.command_event(node, &mkdir, Effect::Changes);
+    if env.admit(node, &mkdir, ActionKind::Changes, None) == Admission::Run {
+        env.command_event(node, &mkdir, ActionKind::Changes);
         let made = process::run(
             &handle,
             &mkdir,
@@ -533,7 +533,7 @@ pub async fn restore_paths(
         reader,
         node,
         extract_argv(target, &select),
-        Effect::Changes,
+        ActionKind::Changes,
     )
     .await
 }

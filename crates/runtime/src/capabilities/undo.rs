@@ -5,7 +5,7 @@
 use super::HostState;
 use crate::contract::v2::coffer::plugin::undo;
 use crate::contract::v2::types;
-use crate::dry_run::{Admission, Effect};
+use crate::dry_run::{ActionKind, Admission};
 
 impl HostState {
     /// `undo.push` and `container.push-undo-outside`: register `argv`, to run in the plugin's
@@ -24,7 +24,9 @@ impl HostState {
         } else {
             env.on_node(handle, &argv)
         };
-        if env.admit(&node, &wrapped, Effect::Reversal, Some(what.clone())) == Admission::Recorded {
+        if env.admit(&node, &wrapped, ActionKind::Reversal, Some(what.clone()))
+            == Admission::Recorded
+        {
             return Ok(0);
         }
         let Some(stack) = &env.undo else {

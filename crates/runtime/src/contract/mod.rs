@@ -30,6 +30,8 @@ pub(crate) enum Exports {
         scope: Option<v2x::scope::GuestIndices>,
         /// Present when the component exports `presets` (2.3 and later).
         presets: Option<v2x::presets::GuestIndices>,
+        /// Present when the component exports `drill` (2.4 and later).
+        drill: Option<v2x::drill::GuestIndices>,
     },
     /// Built against the frozen 1.x: called through [`v1`]'s conversions.
     V1 {
@@ -51,6 +53,7 @@ impl Exports {
                 compat: v2x::compat::GuestIndices::new(pre).ok(),
                 scope: v2x::scope::GuestIndices::new(pre).ok(),
                 presets: v2x::presets::GuestIndices::new(pre).ok(),
+                drill: v2x::drill::GuestIndices::new(pre).ok(),
             }
         } else {
             Self::V1 {
@@ -111,6 +114,7 @@ impl Exports {
                 compat,
                 scope,
                 presets,
+                drill,
             } => Bound::V2 {
                 handler: handler.load(&mut *store, instance)?,
                 fan_out: fan_out
@@ -126,6 +130,10 @@ impl Exports {
                     .map(|c| c.load(&mut *store, instance))
                     .transpose()?,
                 presets: presets
+                    .as_ref()
+                    .map(|c| c.load(&mut *store, instance))
+                    .transpose()?,
+                drill: drill
                     .as_ref()
                     .map(|c| c.load(&mut *store, instance))
                     .transpose()?,
@@ -158,6 +166,7 @@ pub(crate) enum Bound {
         compat: Option<v2x::compat::Guest>,
         scope: Option<v2x::scope::Guest>,
         presets: Option<v2x::presets::Guest>,
+        drill: Option<v2x::drill::Guest>,
     },
     /// Contract 1.x.
     V1 {
@@ -232,6 +241,18 @@ impl Bound {
                 presets: Some(p), ..
             } => p.call_member_of(store).await,
             _ => Ok(Vec::new()),
+        }
+    }
+
+    /// `drill.drill`; `None` when the plugin does not export it.
+    pub(crate) async fn drill(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &types::Context,
+    ) -> wasmtime::Result<Option<Result<Vec<types::Check>, types::PluginError>>> {
+        match self {
+            Self::V2 { drill: Some(d), .. } => d.call_drill(store, ctx).await.map(Some),
+            _ => Ok(None),
         }
     }
 
