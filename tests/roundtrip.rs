@@ -1113,7 +1113,8 @@ fn http_get(port: u16, path: &str) -> String {
 
 /// `[metrics] textfile`: after every run, metrics a real `prometheus-node-exporter` serves
 /// from its textfile collector — the last good backup per plugin and node, the snapshot count,
-/// and per command the last run's outcome (a failed validation is 0, then a good one 1).
+/// per command the last run's outcome (a failed validation is 0, then a good one 1), and per
+/// plugin its last drill.
 #[test]
 fn metrics_reach_prometheus_through_the_node_exporter() {
     let s = Scratch::new();
@@ -1197,6 +1198,20 @@ fn metrics_reach_prometheus_through_the_node_exporter() {
         &scrape(),
         "coffer_last_run_success{command=\"validate\",deployment=\"test\"} 1"
     ));
+    // A drill's result, per plugin.
+    let scratch = s.path("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    s.ok(&["drill", "--scratch", scratch.to_str().unwrap()]);
+    let metrics = scrape();
+    assert!(
+        has(
+            &metrics,
+            "coffer_drill_passed{deployment=\"test\",plugin=\"filesystem\"} 1"
+        ) && metrics.lines().any(|l| l.starts_with(
+            "coffer_drill_last_timestamp_seconds{deployment=\"test\",plugin=\"filesystem\"}"
+        )),
+        "{metrics}"
+    );
     let _ = exporter.kill();
     let _ = exporter.wait();
 }

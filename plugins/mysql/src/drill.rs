@@ -8,7 +8,7 @@
 use coffer_mysql_common as sql;
 use coffer_sdk::*;
 
-use crate::{CHECKSUM, PHYSICAL};
+use crate::{PHYSICAL, recorded_checksums};
 
 /// Starts a server detached from the command that starts it, its output in "$1".
 const START: &str = "setsid -f mariadbd --no-defaults --datadir=\"$1/data\" \
@@ -174,17 +174,7 @@ impl<'c, 'a> Throwaway<'c, 'a> {
         if !checks.iter().all(|c| c.ok) {
             return Ok(checks);
         }
-        let expected: Vec<(String, String)> = self
-            .ctx
-            .records
-            .all(CHECKSUM)
-            .iter()
-            .filter_map(|r| {
-                let mut f = r.splitn(3, '\t');
-                let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
-                (node == n).then(|| (table.to_string(), sum.to_string()))
-            })
-            .collect();
+        let expected = recorded_checksums(self.ctx, n);
         if expected.is_empty() {
             return Ok(checks);
         }

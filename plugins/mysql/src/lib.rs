@@ -19,6 +19,19 @@ use coffer_sdk::*;
 /// Record: `node \t schema.table \t checksum`.
 pub const CHECKSUM: &str = "checksum";
 
+/// The (table, checksum) pairs the backup recorded for node `n`.
+fn recorded_checksums(ctx: &Context<'_>, n: &str) -> Vec<(String, String)> {
+    ctx.records
+        .all(CHECKSUM)
+        .iter()
+        .filter_map(|r| {
+            let mut f = r.splitn(3, '\t');
+            let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
+            (node == n).then(|| (table.to_string(), sum.to_string()))
+        })
+        .collect()
+}
+
 /// The physical copy of the datadir (`mariabackup --stream=xbstream`).
 pub const PHYSICAL: &str = "datadir.xbstream";
 
@@ -152,16 +165,7 @@ fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
         if !alive {
             continue;
         }
-        let expected: Vec<(String, String)> = ctx
-            .records
-            .all(CHECKSUM)
-            .iter()
-            .filter_map(|r| {
-                let mut f = r.splitn(3, '\t');
-                let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
-                (node == n).then(|| (table.to_string(), sum.to_string()))
-            })
-            .collect();
+        let expected = recorded_checksums(ctx, n);
         let tables: Vec<String> = expected.iter().map(|(t, _)| t.clone()).collect();
         let found = sql::checksums(ctx, n, &tables)?;
         for ((table, want), (_, got)) in expected.iter().zip(found) {
