@@ -371,6 +371,14 @@ fn pacemaker_configuration_comes_back_exactly_after_it_changed() {
         ]
     );
     s.ok(&["validate", "latest"]);
+    // A drill: the saved CIB in a scratch directory on this machine passes crm_verify and
+    // configures both resources; the cluster is not asked.
+    let scratch = s.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let d = summary(&s.ok(&["drill", "--scratch", scratch.to_str().unwrap(), "--json"]));
+    assert_eq!(d["drills"][0]["outcome"], "passed", "{d}");
+    let listed = d["drills"][0]["checks"][1]["detail"].as_str().unwrap();
+    assert!(listed.contains("vip") && listed.contains("api"), "{d}");
 
     // The configuration changes after the backup: a resource gone, another added, a property.
     pcm.sh(

@@ -26,6 +26,16 @@ const PCS_CONFIG_BACKUP: &str =
 /// Saves the live configuration section to "$1".
 const SAVE_CONFIGURATION: &str = "umask 077 && cibadmin --query --scope configuration > \"$1\"";
 
+/// Writes stdin to "$1" (a drill's copy of the CIB).
+const WRITE_FILE: &str = "umask 077 && cat > \"$1\"";
+
+/// The resources "$2"… (as `crm_mon` named them) that the CIB in "$1" does not configure, one a
+/// line. A clone instance (`dummy:0`) is its resource; a bundle replica (`galera-bundle-0`,
+/// `galera-bundle-podman-0`) its bundle.
+const MISSING_RESOURCES: &str = "f=$1; shift; for r; do b=${r%%:*}; c=${b%-[0-9]*}; \
+    c=${c%-podman}; c=${c%-docker}; grep -qF \"id=\\\"$b\\\"\" \"$f\" || \
+    grep -qF \"id=\\\"$c\\\"\" \"$f\" || echo \"$r\"; done";
+
 /// The pacemaker plugin.
 pub struct Pacemaker;
 
@@ -152,6 +162,30 @@ impl Plugin for Pacemaker {
         )
         .command("rm", &["-f", "/var/lib/pacemaker/cib/coffer-*.xml"])
         .reads("crm_mon", &["-1", "--output-as=xml"])
+        // A drill: the CIB checked in a scratch directory, the cluster never asked.
+        .command(
+            "sh",
+            &[
+                "-c",
+                &literal(WRITE_FILE),
+                "coffer",
+                "*/coffer-drill-pacemaker-*/cib.xml",
+            ],
+        )
+        .reads(
+            "crm_verify",
+            &["--xml-file", "*/coffer-drill-pacemaker-*/cib.xml"],
+        )
+        .reads(
+            "sh",
+            &[
+                "-c",
+                &literal(MISSING_RESOURCES),
+                "coffer",
+                "*/coffer-drill-pacemaker-*/cib.xml",
+                "**",
+            ],
+        )
         // Waits for the cluster to settle; changes nothing.
         .reads("crm_resource", &["--wait", "--timeout", "*"])
         .reads("sleep", &["1"])
@@ -301,6 +335,71 @@ impl Plugin for Pacemaker {
                 format!("{got}, backup had {want}"),
             ));
         }
+        Ok(checks)
+    }
+
+    /// The saved CIB, in the scratch directory: `crm_verify` accepts it, and it configures every
+    /// resource the backup saw running. No cluster is contacted.
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let (root, on) = match (&ctx.target_root, ctx.nodes.first()) {
+            (Some(root), Some(on)) => (root.trim_end_matches('/'), on.name.as_str()),
+            _ => {
+                return Err(PluginError::Precondition(
+                    "a drill needs a node and a scratch directory".into(),
+                ));
+            }
+        };
+        let cib = ctx
+            .artifacts
+            .iter()
+            .find(|a| a.name == CIB)
+            .ok_or_else(|| PluginError::Precondition(format!("the snapshot has no {CIB}")))?;
+        let file = format!("{root}/{CIB}");
+        ctx.feed(
+            &cib.reference(),
+            &Command::on(on, "sh").args(["-c", WRITE_FILE, "coffer", &file]),
+        )?;
+        let failed = |e: ExecError| PluginError::CommandFailed(format!("{on}: {e}"));
+        let verify = ctx
+            .run(&Command::on(on, "crm_verify").args(["--xml-file", &file]))
+            .map_err(failed)?;
+        let said = format!("{}{}", verify.stdout_text(), verify.stderr_text());
+        let mut checks = vec![Check::new(
+            on,
+            &format!("{CIB} passes crm_verify"),
+            verify.success(),
+            said.trim(),
+        )];
+        let ids: Vec<String> = ctx
+            .records
+            .all(ROLE)
+            .iter()
+            .filter_map(|r| r.split_once('\t').map(|(id, _)| id.to_string()))
+            .collect();
+        let missing = ctx
+            .run(
+                &Command::on(on, "sh")
+                    .args(["-c", MISSING_RESOURCES, "coffer", &file])
+                    .args(ids.iter().map(String::as_str)),
+            )
+            .map_err(failed)?;
+        let missing = missing.stdout_text();
+        checks.push(Check::new(
+            on,
+            &format!(
+                "{CIB} configures the {} resource(s) the backup saw",
+                ids.len()
+            ),
+            missing.trim().is_empty(),
+            if missing.trim().is_empty() {
+                ids.join(", ")
+            } else {
+                format!(
+                    "missing: {}",
+                    missing.split_whitespace().collect::<Vec<_>>().join(", ")
+                )
+            },
+        ));
         Ok(checks)
     }
 }
@@ -549,5 +648,32 @@ mod tests {
             "{log:#?}"
         );
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn the_drills_resource_check_finds_primitives_clones_and_bundle_replicas() {
+        let dir = std::env::temp_dir().join(format!("coffer-cib-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cib = dir.join("cib.xml");
+        std::fs::write(
+            &cib,
+            r#"<resources><primitive id="vip"/><clone id="dummy-clone"><primitive id="dummy"/></clone>
+            <bundle id="galera-bundle"/></resources>"#,
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", MISSING_RESOURCES, "coffer"])
+            .arg(&cib)
+            .args([
+                "vip",
+                "dummy:1",
+                "galera-bundle-podman-0",
+                "galera-bundle-1",
+                "api",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "api\n");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
