@@ -273,6 +273,48 @@ fn galera_backup_from_an_idle_member_restores_a_cluster_from_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
     s.ok(&["validate", "latest"]);
+
+    // A drill: the cluster's dump into a throwaway standalone server on this machine; every
+    // table unchanged across the dump has its checksum, the one written all through it
+    // (loadgen.w) is there. The cluster is not asked, and pacemaker's CIB is drilled too.
+    let scratch = s.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let d = summary(&s.ok(&["drill", "--scratch", scratch.to_str().unwrap(), "--json"]));
+    let galera = d["drills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["plugin"] == "galera")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(galera["outcome"], "passed", "{d}");
+    let checks = galera["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("table `nova`.`instances`")
+            && c["detail"] == ""),
+        "{d}"
+    );
+    assert!(
+        checks.iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("table `loadgen`.`w`")
+            && c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("written during the backup")),
+        "{d}"
+    );
+    assert!(
+        d["drills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["plugin"] == "pacemaker" && x["outcome"] == "passed"),
+        "{d}"
+    );
     for n in &nodes {
         assert_eq!(
             Mariadb::sql(n, "SELECT @@wsrep_desync").trim(),

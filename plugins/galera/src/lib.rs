@@ -309,7 +309,9 @@ impl Plugin for Galera {
         .command("mysql", &["-e", "SET GLOBAL wsrep_desync = OFF"])
         // The dump is the cluster's, whichever member it was taken on.
         .cluster_artifacts(&[sql::DUMP, sql::GRANTS]);
-        pcm::commands(pcm::settings(sql::commands(sql::settings(info))))
+        pcm::commands(pcm::settings(sql::commands(sql::settings(
+            sql::drill::commands(info, "galera"),
+        ))))
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -322,6 +324,12 @@ impl Plugin for Galera {
 
     fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
         sql::with_credentials(ctx, || validate(ctx))
+    }
+
+    /// The cluster's dump into a throwaway (standalone) server, its tables' checksums as at
+    /// backup: see `coffer_mysql_common::drill`.
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        sql::drill::run(ctx, None)
     }
 }
 
@@ -347,6 +355,7 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
     } else {
         None
     };
+    let before = sql::table_checksums(ctx, &source)?;
     let dumped = sql::dump(ctx, &source);
     if let (Some(undo), Ok(_)) = (resync, &dumped) {
         sql::execute(ctx, &source, "SET GLOBAL wsrep_desync = OFF")?;
@@ -357,6 +366,11 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
         "{source}: dump of every database and the grants, {size} bytes"
     ));
     let mut report = BackupReport::default();
+    // What a drill compares the dump with: the tables unchanged across the dump, exactly.
+    let (tables, changed) = sql::record_checksums(ctx, &source, &before, &mut report)?;
+    ctx.info(format!(
+        "{source}: {tables} user table(s) checksummed, {changed} written during the backup"
+    ));
     report.records.push(SOURCE, source);
     Ok(report)
 }

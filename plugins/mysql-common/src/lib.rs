@@ -10,6 +10,73 @@
 
 use coffer_sdk::*;
 
+pub mod drill;
+
+/// Record: `node \t schema.table \t checksum`, every user table's `CHECKSUM TABLE` at backup.
+pub const CHECKSUM: &str = "checksum";
+
+/// The (table, checksum) pairs the backup recorded for node `n`.
+pub fn recorded_checksums(ctx: &Context<'_>, n: &str) -> Vec<(String, String)> {
+    ctx.records
+        .all(CHECKSUM)
+        .iter()
+        .filter_map(|r| {
+            let mut f = r.splitn(3, '\t');
+            let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
+            (node == n).then(|| (table.to_string(), sum.to_string()))
+        })
+        .collect()
+}
+
+/// Record: `node \t schema.table`, a table written while the dump ran (its checksum moved
+/// between before and after it): no checksum is exact for the dump, so a drill checks only that
+/// it is there.
+pub const CHANGED: &str = "changed-during-backup";
+
+/// The tables the backup saw written while it dumped node `n`.
+pub fn changed_tables(ctx: &Context<'_>, n: &str) -> Vec<String> {
+    ctx.records
+        .all(CHANGED)
+        .iter()
+        .filter_map(|r| r.split_once('\t'))
+        .filter(|(node, _)| *node == n)
+        .map(|(_, table)| table.to_string())
+        .collect()
+}
+
+/// The checksum of every user table on `node`, now.
+pub fn table_checksums(
+    ctx: &Context<'_>,
+    node: &str,
+) -> Result<Vec<(String, String)>, PluginError> {
+    let tables = user_tables(ctx, node)?;
+    checksums(ctx, node, &tables)
+}
+
+/// Take the checksums again after the dump and record them against `before` (taken before
+/// it): a table equal in both is recorded with its checksum (exact for the dump), one that
+/// moved as [`CHANGED`]. (tables, changed ones).
+pub fn record_checksums(
+    ctx: &Context<'_>,
+    node: &str,
+    before: &[(String, String)],
+    report: &mut BackupReport,
+) -> Result<(usize, usize), PluginError> {
+    let after = table_checksums(ctx, node)?;
+    let mut changed = 0;
+    for (table, sum) in &after {
+        if before.iter().any(|(t, s)| t == table && s == sum) {
+            report
+                .records
+                .push(CHECKSUM, format!("{node}\t{table}\t{sum}"));
+        } else {
+            report.records.push(CHANGED, format!("{node}\t{table}"));
+            changed += 1;
+        }
+    }
+    Ok((after.len(), changed))
+}
+
 /// The logical dump of every database.
 pub const DUMP: &str = "databases.sql";
 /// The accounts and their grants.

@@ -11,26 +11,11 @@
 //! authentication), or the `defaults-file` setting names another option file there. No
 //! password ever travels in an argument.
 
-mod drill;
-
 use coffer_mysql_common::{self as sql, Datadir};
 use coffer_sdk::*;
 
 /// Record: `node \t schema.table \t checksum`.
-pub const CHECKSUM: &str = "checksum";
-
-/// The (table, checksum) pairs the backup recorded for node `n`.
-fn recorded_checksums(ctx: &Context<'_>, n: &str) -> Vec<(String, String)> {
-    ctx.records
-        .all(CHECKSUM)
-        .iter()
-        .filter_map(|r| {
-            let mut f = r.splitn(3, '\t');
-            let (node, table, sum) = (f.next()?, f.next()?, f.next()?);
-            (node == n).then(|| (table.to_string(), sum.to_string()))
-        })
-        .collect()
-}
+pub use sql::CHECKSUM;
 
 /// The physical copy of the datadir (`mariabackup --stream=xbstream`).
 pub const PHYSICAL: &str = "datadir.xbstream";
@@ -80,7 +65,7 @@ impl Plugin for Mysql {
             .command("mkdir", &["-p", "*"])
             .command("mbstream", &["-x", "-C", "*"])
             .command("chown", &["-R", "mysql:mysql", "*"]);
-        sql::commands(sql::settings(drill::commands(info)))
+        sql::commands(sql::settings(sql::drill::commands(info, "mysql")))
     }
 
     fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
@@ -96,7 +81,7 @@ impl Plugin for Mysql {
     }
 
     fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        drill::run(ctx)
+        sql::drill::run(ctx, Some(PHYSICAL))
     }
 }
 
@@ -104,6 +89,7 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
     let mut report = BackupReport::default();
     for node in &ctx.nodes {
         let n = node.name.as_str();
+        let before = sql::table_checksums(ctx, n)?;
         if ctx.settings.get("method") == Some("mariabackup") {
             let physical =
                 sql::client(ctx, n, "mariabackup").args(["--backup", "--stream=xbstream"]);
@@ -118,13 +104,10 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
                 "{n}: dump of every database and the grants, {size} bytes"
             ));
         }
-        let tables = sql::user_tables(ctx, n)?;
-        for (table, sum) in sql::checksums(ctx, n, &tables)? {
-            report
-                .records
-                .push(CHECKSUM, format!("{n}\t{table}\t{sum}"));
-        }
-        ctx.info(format!("{n}: {} user table(s) checksummed", tables.len()));
+        let (tables, changed) = sql::record_checksums(ctx, n, &before, &mut report)?;
+        ctx.info(format!(
+            "{n}: {tables} user table(s) checksummed, {changed} written during the backup"
+        ));
     }
     Ok(report)
 }
@@ -165,7 +148,7 @@ fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
         if !alive {
             continue;
         }
-        let expected = recorded_checksums(ctx, n);
+        let expected = sql::recorded_checksums(ctx, n);
         let tables: Vec<String> = expected.iter().map(|(t, _)| t.clone()).collect();
         let found = sql::checksums(ctx, n, &tables)?;
         for ((table, want), (_, got)) in expected.iter().zip(found) {
@@ -434,12 +417,20 @@ mod tests {
         let log = h.transcript();
         let dump = log.first("capture databases.sql uc: mysqldump --opt --single-transaction");
         let grants = log.first("capture grants.sql uc: mysqldump --system=users --insert-ignore");
+        // Checksums before the dump and after it: a table equal in both is exact for the dump.
         let tables = log.first("uc: mysql -N -B -e SELECT CONCAT(");
         let sums = log.first(&format!("uc: mysql -N -B -e {checksum}"));
+        let tables_after = log.last("uc: mysql -N -B -e SELECT CONCAT(");
+        let sums_after = log.last(&format!("uc: mysql -N -B -e {checksum}"));
         assert!(
-            dump < grants && grants < tables && tables < sums,
+            tables < sums
+                && sums < dump
+                && dump < grants
+                && grants < tables_after
+                && tables_after < sums_after,
             "{log:#?}"
         );
+        assert!(report.records.all(sql::CHANGED).is_empty());
         assert!(log[dump].contains("--all-databases"), "{}", log[dump]);
         assert_eq!(h.artifact_bytes("uc", sql::DUMP).unwrap(), b"-- dump");
         assert_eq!(h.artifact_bytes("uc", sql::GRANTS).unwrap(), b"-- grants");

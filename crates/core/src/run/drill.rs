@@ -186,9 +186,8 @@ impl Coffer {
             r = self.runtime.drill(plugin, env, ctx) => r.map_err(RunError::from),
             _ = self.interrupted() => Err(RunError::Interrupted),
         };
-        if !undo.pending().is_empty() {
-            self.unwind(&undo).await;
-        }
+        // On the drill node, which need not be one the run reached for its plugins.
+        self.unwind_on(&undo, &ctx.nodes).await;
         result
     }
 

@@ -507,10 +507,15 @@ impl Coffer {
 
     /// The run failed: run the reversals plugins registered, newest first, each reported.
     async fn unwind(&self, undo: &UndoStack) {
+        self.unwind_on(undo, &self.nodes).await;
+    }
+
+    /// [`Self::unwind`] on `nodes` (a drill's node need not be one of the run's).
+    async fn unwind_on(&self, undo: &UndoStack, nodes: &[NodeHandle]) {
         if undo.pending().is_empty() {
             return;
         }
-        if let Err(e) = undo.unwind(&self.nodes, self.reporter.as_ref()).await {
+        if let Err(e) = undo.unwind(nodes, self.reporter.as_ref()).await {
             self.reporter.report(Event::Log {
                 plugin: "coffer".into(),
                 level: Level::Error,
