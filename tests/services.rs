@@ -606,6 +606,20 @@ fn swift_objects_come_back_with_their_metadata_after_srv_node_and_etc_swift_are_
     );
     s.ok(&["validate", "latest"]);
 
+    // A drill: the files extracted on this machine, every object's data against its pickled
+    // metadata and the backup's inventory; no Swift service asked.
+    let scratch = s.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let d = summary(&s.ok(&["drill", "--scratch", scratch.to_str().unwrap(), "--json"]));
+    assert_eq!(d["drills"][0]["outcome"], "passed", "{d}");
+    let found: usize = d["drills"][0]["checks"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" object(s)")
+        .parse()
+        .unwrap();
+    assert!(found >= objects.len(), "{d}");
+
     // Wipe the data and the configuration (rings included), servers down.
     swift.stop();
     // The proxy down: the backup cannot list the objects, says so, keeps nothing.

@@ -22,6 +22,64 @@ const DEFAULT_SERVICES: [&str; 4] = [
     "swift-proxy",
 ];
 
+/// A drill's check of the object files under "$1": each `.data` file's metadata (the pickled
+/// `user.swift.metadata*` xattrs, read by an unpickler that builds plain values only: any class
+/// but protocol 2's bytes constructor is refused, so a forged xattr runs no code)
+/// must have the file's MD5 as its ETag and its size as its Content-Length; each
+/// `container/object TAB etag` line on stdin (the backup's inventory) must be among them. Prints
+/// how many objects were checked; what is wrong goes to stderr.
+const CHECK_OBJECTS: &str = r#"
+import hashlib, os, pickle, sys
+import codecs
+class Plain(pickle.Unpickler):
+    def find_class(self, module, name):
+        # Protocol 2 spells bytes as _codecs.encode(text, 'latin1'); nothing else is built.
+        if (module, name) == ('_codecs', 'encode'):
+            return codecs.encode
+        raise pickle.UnpicklingError('metadata holds a %s.%s' % (module, name))
+def text(v):
+    return v.decode() if isinstance(v, bytes) else v
+bad, seen, count = [], {}, 0
+for d, _, files in os.walk(sys.argv[1]):
+    for f in sorted(files):
+        if not f.endswith('.data'):
+            continue
+        p = os.path.join(d, f)
+        raw, i = b'', 0
+        while True:
+            try:
+                raw += os.getxattr(p, 'user.swift.metadata' + (str(i) if i else ''), follow_symlinks=False)
+            except OSError:
+                break
+            i += 1
+        if not raw:
+            bad.append(p + ': no user.swift.metadata')
+            continue
+        try:
+            import io
+            meta = {text(k): text(v) for k, v in Plain(io.BytesIO(raw), encoding='bytes').load().items()}
+        except Exception as e:
+            bad.append('%s: metadata unreadable: %s' % (p, e))
+            continue
+        with open(p, 'rb') as fh:
+            body = fh.read()
+        md5 = hashlib.md5(body).hexdigest()
+        if meta.get('ETag') != md5 or str(meta.get('Content-Length')) != str(len(body)):
+            bad.append('%s: ETag %s and Content-Length %s, the data has %s and %d bytes' % (
+                p, meta.get('ETag'), meta.get('Content-Length'), md5, len(body)))
+        name = meta.get('name', '')
+        seen['/'.join(name.split('/')[2:])] = meta.get('ETag')
+        count += 1
+for line in sys.stdin.read().splitlines():
+    obj, _, etag = line.rpartition('	')
+    if seen.get(obj) != etag:
+        bad.append('%s: the backup listed ETag %s, the snapshot holds %s' % (obj, etag, seen.get(obj, 'no such object')))
+print(count)
+for b in bad:
+    print(b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+"#;
+
 /// The swift plugin.
 pub struct Swift;
 
@@ -160,6 +218,11 @@ impl Plugin for Swift {
         .reads("curl", &["-sS", "-K", "-"])
         .command("systemctl", &["stop", "swift-*"])
         .command("systemctl", &["start", "swift-*"])
+        // A drill: the files extracted under a scratch directory, their objects checked there.
+        .reads(
+            "python3",
+            &["-c", &literal(CHECK_OBJECTS), "*/coffer-drill-swift-*/srv/node"],
+        )
         .path("/srv/node")
         .path("/srv/node/**")
         .path("/etc/swift")
@@ -249,6 +312,55 @@ impl Plugin for Swift {
             ));
         }
         Ok(())
+    }
+
+    /// Each node's files extracted under the scratch directory (with their xattrs); every
+    /// object's data matches its metadata, and every object the backup listed is there with
+    /// its ETag. No Swift service is asked.
+    fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
+        let (root, on) = match (&ctx.target_root, ctx.nodes.first()) {
+            (Some(root), Some(on)) => (root.trim_end_matches('/'), on.name.as_str()),
+            _ => {
+                return Err(PluginError::Precondition(
+                    "a drill needs a node and a scratch directory".into(),
+                ));
+            }
+        };
+        let mut checks = Vec::new();
+        for files in ctx.artifacts.iter().filter(|a| a.name == FILES) {
+            let n = files.node.as_str();
+            // One directory per node, named as in the scratch directory's own pattern.
+            let target = format!("{root}/{n}");
+            ctx.restore_paths(&files.reference(), on, &target, &[])?;
+            let listed: String = ctx
+                .records
+                .all(OBJECT)
+                .into_iter()
+                .filter_map(|r| {
+                    let mut f = r.splitn(3, '\t');
+                    let (node, path, etag) = (f.next()?, f.next()?, f.next()?);
+                    (node == n).then(|| format!("{path}\t{etag}\n"))
+                })
+                .collect();
+            let out = ctx
+                .run(
+                    &Command::on(on, "python3")
+                        .args(["-c", CHECK_OBJECTS, &format!("{target}/srv/node")])
+                        .stdin(listed),
+                )
+                .map_err(|e| PluginError::CommandFailed(format!("{on}: {e}")))?;
+            checks.push(Check::new(
+                on,
+                &format!("{FILES} of {n}: every object matches its metadata and the inventory"),
+                out.success(),
+                if out.success() {
+                    format!("{} object(s)", out.stdout_text().trim())
+                } else {
+                    out.stderr_text().trim().to_string()
+                },
+            ));
+        }
+        Ok(checks)
     }
 
     fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
@@ -431,5 +543,68 @@ mod tests {
             "{:?}",
             h.transcript()
         );
+    }
+
+    /// The drill's object check against real files: good metadata passes and counts; a
+    /// forged xattr that would run code is refused without running it; a wrong ETag and an
+    /// object missing from the snapshot are named.
+    #[test]
+    fn the_drills_object_check_reads_metadata_without_running_it() {
+        let dir = std::env::temp_dir().join(format!("coffer-swift-drill-{}", std::process::id()));
+        let node = dir.join("srv/node/d1/objects/1/abc");
+        std::fs::create_dir_all(&node).unwrap();
+        let pwned = dir.join("pwned");
+        let setup = format!(
+            r#"
+import os, pickle, hashlib
+d = {node:?}
+open(d + '/1.data', 'wb').write(b'hello')
+m = {{'name': '/AUTH_test/c/good', 'ETag': hashlib.md5(b'hello').hexdigest(), 'Content-Length': '5'}}
+os.setxattr(d + '/1.data', 'user.swift.metadata', pickle.dumps(m, protocol=2))
+class E:
+    def __reduce__(self):
+        return (os.system, ('touch ' + {pwned:?},))
+open(d + '/2.data', 'wb').write(b'x')
+os.setxattr(d + '/2.data', 'user.swift.metadata', pickle.dumps({{'ETag': E()}}, protocol=2))
+"#
+        );
+        let ok = std::process::Command::new("python3")
+            .args(["-c", &setup])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let run = |stdin: &str| {
+            let mut child = std::process::Command::new("python3")
+                .args(["-c", CHECK_OBJECTS])
+                .arg(dir.join("srv/node"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let out = run("c/good\t5d41402abc4b2a76b9719d911017c592\nc/gone\tffff\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("2.data: metadata unreadable: metadata holds a posix.system"),
+            "{err}"
+        );
+        assert!(
+            err.contains("c/gone: the backup listed ETag ffff, the snapshot holds no such object"),
+            "{err}"
+        );
+        assert!(!err.contains("c/good"), "{err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+        assert!(!pwned.exists(), "the forged metadata ran code");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
