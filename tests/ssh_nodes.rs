@@ -43,6 +43,16 @@ fn filesystem_backup_of_three_controllers_over_ssh_restores_each_node() {
         ["controller-0", "controller-1", "controller-2"]
     );
 
+    // A drill on one of the nodes, over SSH: every node's archive extracted there under a
+    // scratch directory and compared (contents, then xattrs); no node's /srv/node touched.
+    let d = summary(&s.ok(&["drill", "--on", "controller-1", "--json"]));
+    assert_eq!(d["node"], "controller-1", "{d}");
+    assert_eq!(d["drills"][0]["outcome"], "passed", "{d}");
+    assert_eq!(d["drills"][0]["checks"].as_array().unwrap().len(), 6, "{d}");
+    for (n, b) in cluster.nodes.iter().zip(&before) {
+        assert_same_tree(b, &record_tree(&n.path("/srv/node")));
+    }
+
     for n in &cluster.nodes {
         for e in fs::read_dir(&n.srv_node).unwrap() {
             let p = e.unwrap().path();
