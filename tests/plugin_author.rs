@@ -215,15 +215,9 @@ fn a_path_plugin_is_rebuilt_upgraded_granted_and_restores_under_a_target() {
     std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let described = s.ok(&["plugins", "describe", "demo-keys"]);
     let text = String::from_utf8_lossy(&described.stdout).to_string();
-    let block: Vec<&str> = text
-        .lines()
-        .skip_while(|l| l.trim() != "[plugin.demo-keys.grant]")
-        .take_while(|l| !l.trim_start().starts_with("granted by"))
-        .map(|l| l.strip_prefix("    ").unwrap_or(l))
-        .collect();
+    let block = grant_block(&text, "demo-keys");
     s.deployment(&format!(
-        "{}\n[plugin.demo-keys.settings]\ndir = [{:?}]\n",
-        block.join("\n"),
+        "{block}\n[plugin.demo-keys.settings]\ndir = [{:?}]\n",
         keys.display().to_string()
     ));
     // It joined the undercloud preset by declaring it.

@@ -201,16 +201,10 @@ fn a_command_declared_but_not_granted_is_refused() {
         "{text}"
     );
     // describe's grant block, pasted as is, grants what the plugin asks for: the run passes.
-    let block: Vec<&str> = text
-        .lines()
-        .skip_while(|l| l.trim() != "[plugin.hostile.grant]")
-        .take_while(|l| !l.trim_start().starts_with("granted by"))
-        .map(|l| l.strip_prefix("    ").unwrap_or(l))
-        .collect();
-    assert!(block.len() > 2, "{text}");
+    let block = grant_block(&text, "hostile");
+    assert!(block.lines().count() > 2, "{text}");
     s.deployment(&format!(
-        "{}\n\n[plugin.hostile.settings]\nmode = \"stream\"\n",
-        block.join("\n")
+        "{block}\n\n[plugin.hostile.settings]\nmode = \"stream\"\n"
     ));
     s.ok(&["backup"]);
     // A grant for a role: it applies on the nodes carrying that role (here the undercloud).

@@ -331,6 +331,18 @@ pub fn scratch_root() -> PathBuf {
 }
 
 /// The JSON summary line of a `--json` run.
+/// The grant block `coffer plugins describe PLUGIN` printed in `text`, as an operator pastes it
+/// into a deployment file (its indentation removed).
+pub fn grant_block(text: &str, plugin: &str) -> String {
+    let head = format!("[plugin.{plugin}.grant]");
+    text.lines()
+        .skip_while(|l| l.trim() != head)
+        .take_while(|l| !l.trim_start().starts_with("granted by"))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn summary(out: &Output) -> serde_json::Value {
     String::from_utf8_lossy(&out.stdout)
         .lines()
