@@ -92,6 +92,25 @@ impl<'h> Context<'h> {
         }
     }
 
+    /// Where a drill works (contract 2.4): the drill node and the scratch directory (no trailing
+    /// `/`) under which it restores. A node where this plugin's commands run in a container is
+    /// refused: what the drill restores would go into the container.
+    pub fn drill_place(&self) -> Result<(String, String), PluginError> {
+        let (Some(root), Some(node)) = (&self.target_root, self.nodes.first()) else {
+            return Err(PluginError::Precondition(
+                "a drill needs a node and a scratch directory (`coffer drill` gives both)".into(),
+            ));
+        };
+        if self.container(&node.name).is_some() {
+            return Err(PluginError::Precondition(format!(
+                "{}: this plugin's commands run in a container there, and the drill would \
+                 restore into it: drill on another node (`coffer drill --on NODE`)",
+                node.name
+            )));
+        }
+        Ok((node.name.clone(), root.trim_end_matches('/').to_string()))
+    }
+
     /// The container this plugin's commands run in on `node` (the deployment's
     /// `[plugin.NAME.container]`, found per node), or `None` where they run on the node itself.
     /// What [`Command::outside`] commands act on: stop it, start it, run its image once.

@@ -298,21 +298,17 @@ impl Plugin for Filesystem {
     /// Every node's archives, extracted on the drill node under the scratch directory (one
     /// directory per node), then compared with the snapshot like a validation.
     fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let root = Self::target(ctx);
-        let on = ctx
-            .nodes
-            .first()
-            .ok_or_else(|| PluginError::Precondition("no drill node".into()))?;
+        let (on, root) = ctx.drill_place()?;
         let mut sources: Vec<&str> = ctx.artifacts.iter().map(|a| a.node.as_str()).collect();
         sources.sort();
         sources.dedup();
         let mut checks = Vec::new();
         for src in sources {
-            let target = format!("{}/{src}", root.trim_end_matches('/'));
+            let target = format!("{root}/{src}");
             for (artifact, members) in Self::archives(ctx, src) {
-                ctx.restore_paths(&artifact.reference(), &on.name, &target, &members)?;
+                ctx.restore_paths(&artifact.reference(), &on, &target, &members)?;
             }
-            checks.extend(Self::compare(ctx, src, &on.name, &target));
+            checks.extend(Self::compare(ctx, src, &on, &target));
         }
         Ok(checks)
     }

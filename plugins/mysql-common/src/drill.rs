@@ -62,26 +62,12 @@ pub fn run(ctx: &Context<'_>, physical: Option<&str>) -> Result<Vec<Check>, Plug
             "the drill imports logical dumps; this snapshot holds a physical copy".into(),
         ));
     }
-    let root = ctx
-        .target_root
-        .clone()
-        .ok_or_else(|| PluginError::Precondition("a drill needs a scratch directory".into()))?;
-    let on = ctx
-        .nodes
-        .first()
-        .ok_or_else(|| PluginError::Precondition("no drill node".into()))?;
-    if ctx.container(&on.name).is_some() {
-        return Err(PluginError::Precondition(format!(
-            "{}: the plugin's commands run in a container there, and the dump would be fed \
-             into it: drill on another node (`coffer drill --on NODE`)",
-            on.name
-        )));
-    }
+    let (on, root) = ctx.drill_place()?;
     let mut checks = Vec::new();
     for dump in ctx.artifacts.iter().filter(|a| a.name == sql::DUMP) {
         let n = dump.node.as_str();
-        let dir = format!("{}/{n}", root.trim_end_matches('/'));
-        let server = Throwaway::start(ctx, &on.name, &dir)?;
+        let dir = format!("{root}/{n}");
+        let server = Throwaway::start(ctx, &on, &dir)?;
         let result = server.load_and_compare(n, dump);
         server.stop();
         checks.extend(result?);

@@ -341,14 +341,8 @@ impl Plugin for Pacemaker {
     /// The saved CIB, in the scratch directory: `crm_verify` accepts it, and it configures every
     /// resource the backup saw running. No cluster is contacted.
     fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let (root, on) = match (&ctx.target_root, ctx.nodes.first()) {
-            (Some(root), Some(on)) => (root.trim_end_matches('/'), on.name.as_str()),
-            _ => {
-                return Err(PluginError::Precondition(
-                    "a drill needs a node and a scratch directory".into(),
-                ));
-            }
-        };
+        let (on, root) = ctx.drill_place()?;
+        let on = on.as_str();
         let cib = ctx
             .artifacts
             .iter()

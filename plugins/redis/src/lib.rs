@@ -500,21 +500,7 @@ impl Plugin for Redis {
     /// backup recorded, then a throwaway `redis-server` (no TCP port, a socket in the scratch
     /// directory) loads it and holds as many keys. The live Redis is never contacted.
     fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let root = ctx
-            .target_root
-            .clone()
-            .ok_or_else(|| PluginError::Precondition("a drill needs a scratch directory".into()))?;
-        let on = ctx
-            .nodes
-            .first()
-            .ok_or_else(|| PluginError::Precondition("no drill node".into()))?;
-        if ctx.container(&on.name).is_some() {
-            return Err(PluginError::Precondition(format!(
-                "{}: the plugin's commands run in a container there: drill on another node \
-                 (`coffer drill --on NODE`)",
-                on.name
-            )));
-        }
+        let (on, root) = ctx.drill_place()?;
         let mut checks = Vec::new();
         for rdb in ctx.artifacts.iter().filter(|a| a.name == RDB) {
             let n = rdb.node.as_str();
@@ -524,23 +510,23 @@ impl Plugin for Redis {
                 .ok_or_else(|| {
                     PluginError::Precondition(format!("{n}: the snapshot recorded no key count"))
                 })?;
-            let dir = format!("{}/{n}", root.trim_end_matches('/'));
+            let dir = format!("{root}/{n}");
             let file = format!("{dir}/{RDB}");
-            ctx.run_ok(&Command::on(&on.name, "mkdir").args(["-p", &dir]))?;
+            ctx.run_ok(&Command::on(&on, "mkdir").args(["-p", &dir]))?;
             ctx.feed(
                 &rdb.reference(),
-                &Command::on(&on.name, "sh").args(["-c", WRITE_FILE, "coffer", &file]),
+                &Command::on(&on, "sh").args(["-c", WRITE_FILE, "coffer", &file]),
             )?;
             let read = ctx
-                .run(&Command::on(&on.name, "redis-check-rdb").arg(&file))
-                .map_err(|e| PluginError::CommandFailed(format!("{}: {e}", on.name)))?;
+                .run(&Command::on(&on, "redis-check-rdb").arg(&file))
+                .map_err(|e| PluginError::CommandFailed(format!("{on}: {e}")))?;
             let keys = read.stdout_text().lines().find_map(|l| {
                 l.strip_prefix("[info] ")?
                     .strip_suffix(" keys read")
                     .map(str::to_string)
             });
             checks.push(Check::new(
-                &on.name,
+                &on,
                 &format!("{RDB} of {n}: redis-check-rdb reads the keys the backup recorded"),
                 read.success() && keys.as_deref() == Some(want.as_str()),
                 format!(
@@ -553,7 +539,7 @@ impl Plugin for Redis {
                     }
                 ),
             ));
-            let server = Throwaway::start(ctx, &on.name, &dir)?;
+            let server = Throwaway::start(ctx, &on, &dir)?;
             let loaded = server.keys();
             server.stop()?;
             let (ok, detail) = match loaded {
@@ -564,7 +550,7 @@ impl Plugin for Redis {
                 Err(e) => (false, e.to_string()),
             };
             checks.push(Check::new(
-                &on.name,
+                &on,
                 &format!("{RDB} of {n} loads into a throwaway redis-server"),
                 ok,
                 detail,

@@ -83,6 +83,19 @@ sys.exit(1 if bad else 0)
 /// The swift plugin.
 pub struct Swift;
 
+/// The (container/object, etag) pairs the backup listed for node `n`.
+fn inventory(ctx: &Context<'_>, n: &str) -> Vec<(String, String)> {
+    ctx.records
+        .all(OBJECT)
+        .into_iter()
+        .filter_map(|r| {
+            let mut f = r.splitn(3, '\t');
+            let (node, path, etag) = (f.next()?, f.next()?, f.next()?);
+            (node == n).then(|| (path.to_string(), etag.to_string()))
+        })
+        .collect()
+}
+
 fn quote(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -318,29 +331,17 @@ impl Plugin for Swift {
     /// object's data matches its metadata, and every object the backup listed is there with
     /// its ETag. No Swift service is asked.
     fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
-        let (root, on) = match (&ctx.target_root, ctx.nodes.first()) {
-            (Some(root), Some(on)) => (root.trim_end_matches('/'), on.name.as_str()),
-            _ => {
-                return Err(PluginError::Precondition(
-                    "a drill needs a node and a scratch directory".into(),
-                ));
-            }
-        };
+        let (on, root) = ctx.drill_place()?;
+        let on = on.as_str();
         let mut checks = Vec::new();
         for files in ctx.artifacts.iter().filter(|a| a.name == FILES) {
             let n = files.node.as_str();
             // One directory per node, named as in the scratch directory's own pattern.
             let target = format!("{root}/{n}");
             ctx.restore_paths(&files.reference(), on, &target, &[])?;
-            let listed: String = ctx
-                .records
-                .all(OBJECT)
+            let listed: String = inventory(ctx, n)
                 .into_iter()
-                .filter_map(|r| {
-                    let mut f = r.splitn(3, '\t');
-                    let (node, path, etag) = (f.next()?, f.next()?, f.next()?);
-                    (node == n).then(|| format!("{path}\t{etag}\n"))
-                })
+                .map(|(path, etag)| format!("{path}\t{etag}\n"))
                 .collect();
             let out = ctx
                 .run(
@@ -367,16 +368,7 @@ impl Plugin for Swift {
         let mut checks = Vec::new();
         for node in &ctx.nodes {
             let n = node.name.as_str();
-            let objects: Vec<(String, String)> = ctx
-                .records
-                .all(OBJECT)
-                .into_iter()
-                .filter_map(|r| {
-                    let mut f = r.splitn(3, '\t');
-                    let (node, path, etag) = (f.next()?, f.next()?, f.next()?);
-                    (node == n).then(|| (path.to_string(), etag.to_string()))
-                })
-                .collect();
+            let objects = inventory(ctx, n);
             if objects.is_empty() {
                 continue;
             }
