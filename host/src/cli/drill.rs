@@ -23,12 +23,14 @@ pub struct Args {
     /// Only these plugins; repeatable.
     #[arg(long = "plugin", value_name = "NAME")]
     plugins: Vec<String>,
-    /// The node to restore on (a node of the deployment); default: this machine.
+    /// The node to restore on (a node of the deployment); default: `[drill] node`, else the
+    /// repository's node (a backup host), else this machine.
     #[arg(long = "on", value_name = "NODE")]
     on: Option<String>,
-    /// Where on that node the scratch directories go (each created empty, removed after).
-    #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
-    scratch: String,
+    /// Where on that node the scratch directories go (each created empty, removed after);
+    /// default: `[drill] scratch`, else /var/tmp.
+    #[arg(long, value_name = "DIR")]
+    scratch: Option<String>,
 }
 
 /// The last drill of one plugin, as `coffer status` and the metrics read it.
@@ -80,8 +82,19 @@ fn record(s: &DrillSummary) -> std::io::Result<()> {
     coffer_runtime::undo::write_json_durably(&drills_file(), &all)
 }
 
-pub async fn run(g: &Global, args: Args) -> Result<u8> {
+pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
     let cfg = RunConfig::resolve(g)?;
+    let d = &cfg.deployment;
+    args.on = args
+        .on
+        .take()
+        .or_else(|| d.drill_node.clone())
+        .or_else(|| d.repository_node.clone());
+    let scratch = args
+        .scratch
+        .clone()
+        .or_else(|| d.drill_scratch.clone())
+        .unwrap_or_else(|| "/var/tmp".into());
     // Only the drill node is reached; this machine needs no connection.
     let mut scope = RunScope {
         filter: NodeFilter {
@@ -106,7 +119,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     };
     let repo = cfg.open_repo().await?;
     let s = coffer
-        .drill(repo, &args.snapshot, &args.plugins, &node, &args.scratch)
+        .drill(repo, &args.snapshot, &args.plugins, &node, &scratch)
         .await?;
     if let Err(e) = record(&s) {
         eprintln!("warning: the drill's result is not kept for `coffer status`: {e}");

@@ -12,7 +12,7 @@ use crate::{self as sql, recorded_checksums};
 
 /// Starts a server detached from the command that starts it, its output in "$1".
 const START: &str = "setsid -f mariadbd --no-defaults --datadir=\"$1/data\" \
-    --socket=\"$1/mysqld.sock\" --pid-file=\"$1/mysqld.pid\" --log-error=\"$1/error.log\" \
+    --socket=\"$1/s\" --pid-file=\"$1/mysqld.pid\" --log-error=\"$1/error.log\" \
     --skip-networking --user=root --innodb-buffer-pool-size=64M --max-allowed-packet=1G \
     </dev/null >/dev/null 2>&1";
 
@@ -20,7 +20,7 @@ const START: &str = "setsid -f mariadbd --no-defaults --datadir=\"$1/data\" \
 /// (`…/coffer-drill-PLUGIN-…`).
 pub fn commands(info: PluginInfo, plugin: &str) -> PluginInfo {
     let scratch = format!("*/coffer-drill-{plugin}-*");
-    let socket = format!("--socket={scratch}/mysqld.sock");
+    let socket = format!("--socket={scratch}/s");
     let client = |args: &[&str]| -> Vec<String> {
         ["--no-defaults", socket.as_str(), "-u", "root"]
             .iter()
@@ -64,9 +64,11 @@ pub fn run(ctx: &Context<'_>, physical: Option<&str>) -> Result<Vec<Check>, Plug
     }
     let (on, root) = ctx.drill_place()?;
     let mut checks = Vec::new();
-    for dump in ctx.artifacts.iter().filter(|a| a.name == sql::DUMP) {
+    // One numbered directory per dump (short: the server's socket lives there).
+    let dumps = ctx.artifacts.iter().filter(|a| a.name == sql::DUMP);
+    for (i, dump) in dumps.enumerate() {
         let n = dump.node.as_str();
-        let dir = format!("{root}/{n}");
+        let dir = format!("{root}/{i}");
         let server = Throwaway::start(ctx, &on, &dir)?;
         let result = server.load_and_compare(n, dump);
         server.stop();
@@ -86,7 +88,14 @@ struct Throwaway<'c, 'a> {
 impl<'c, 'a> Throwaway<'c, 'a> {
     /// A new datadir in `dir` on `node`, and a server on it, answering.
     fn start(ctx: &'c Context<'a>, node: &str, dir: &str) -> Result<Self, PluginError> {
-        let socket = format!("{dir}/mysqld.sock");
+        // A Unix socket's path holds at most 107 bytes: a short name in a short directory.
+        let socket = format!("{dir}/s");
+        if socket.len() > 107 {
+            return Err(PluginError::Precondition(format!(
+                "{node}: the drill's socket {socket} is longer than a Unix socket's path may be \
+                 (107 bytes): give a shorter scratch directory (`--scratch` or `[drill] scratch`)"
+            )));
+        }
         ctx.run_ok(&Command::on(node, "mkdir").args(["-p", dir]))?;
         ctx.run_ok(&Command::on(node, "mariadb-install-db").args([
             "--no-defaults",

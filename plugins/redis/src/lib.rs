@@ -262,22 +262,17 @@ impl Plugin for Redis {
                 "--port",
                 "0",
                 "--unixsocket",
-                "*/coffer-drill-redis-*/redis.sock",
+                "*/coffer-drill-redis-*/s",
                 "**",
             ],
         )
         .reads(
             "redis-cli",
-            &["-s", "*/coffer-drill-redis-*/redis.sock", "INFO", "*"],
+            &["-s", "*/coffer-drill-redis-*/s", "INFO", "*"],
         )
         .command(
             "redis-cli",
-            &[
-                "-s",
-                "*/coffer-drill-redis-*/redis.sock",
-                "SHUTDOWN",
-                "NOSAVE",
-            ],
+            &["-s", "*/coffer-drill-redis-*/s", "SHUTDOWN", "NOSAVE"],
         );
         // The moves aside, back, and of a failed restore's files.
         let script = literal(MOVE_IF_PRESENT);
@@ -502,7 +497,8 @@ impl Plugin for Redis {
     fn drill(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
         let (on, root) = ctx.drill_place()?;
         let mut checks = Vec::new();
-        for rdb in ctx.artifacts.iter().filter(|a| a.name == RDB) {
+        // One numbered directory per dump (short: the server's socket lives there).
+        for (i, rdb) in ctx.artifacts.iter().filter(|a| a.name == RDB).enumerate() {
             let n = rdb.node.as_str();
             let want = records_of(ctx, RDB_KEYS, n)
                 .first()
@@ -510,7 +506,7 @@ impl Plugin for Redis {
                 .ok_or_else(|| {
                     PluginError::Precondition(format!("{n}: the snapshot recorded no key count"))
                 })?;
-            let dir = format!("{root}/{n}");
+            let dir = format!("{root}/{i}");
             let file = format!("{dir}/{RDB}");
             ctx.run_ok(&Command::on(&on, "mkdir").args(["-p", &dir]))?;
             ctx.feed(
@@ -575,7 +571,14 @@ struct Throwaway<'c, 'a> {
 impl<'c, 'a> Throwaway<'c, 'a> {
     /// Start one on `node` over the `dump.rdb` in `dir`, and wait until it has loaded it.
     fn start(ctx: &'c Context<'a>, node: &str, dir: &str) -> Result<Self, PluginError> {
-        let socket = format!("{dir}/redis.sock");
+        // A Unix socket's path holds at most 107 bytes: a short name in a short directory.
+        let socket = format!("{dir}/s");
+        if socket.len() > 107 {
+            return Err(PluginError::Precondition(format!(
+                "{node}: the drill's socket {socket} is longer than a Unix socket's path may be \
+                 (107 bytes): give a shorter scratch directory (`--scratch` or `[drill] scratch`)"
+            )));
+        }
         let shutdown = ctx.undo_with(
             &Command::on(node, "redis-cli").args(["-s", &socket, "SHUTDOWN", "NOSAVE"]),
             "stop the drill's throwaway redis-server",
@@ -855,7 +858,7 @@ mod tests {
     #[test]
     fn a_drill_loads_each_dump_into_a_throwaway_server_and_never_asks_the_live_one() {
         let root = "/var/tmp/coffer-drill-redis-abc";
-        let sock = format!("{root}/r1/redis.sock");
+        let sock = format!("{root}/0/s");
         let h = Harness::new()
             .node("host", &[])
             .target_root(root)
@@ -884,14 +887,14 @@ mod tests {
         );
         let log = h.transcript();
         let write = log.first(&format!("feed {RDB} host: sh -c"));
-        let check = log.first(&format!("host: redis-check-rdb {root}/r1/dump.rdb"));
+        let check = log.first(&format!("host: redis-check-rdb {root}/0/dump.rdb"));
         let undo = log.first(&format!(
             "undo-push host: redis-cli -s {sock} SHUTDOWN NOSAVE"
         ));
         let start = log.first("host: redis-server --port 0 --unixsocket");
         let keys = log.first(&format!("host: redis-cli -s {sock} INFO keyspace"));
         let stop = log.last(&format!("host: redis-cli -s {sock} SHUTDOWN NOSAVE"));
-        assert!(log.first(&format!("host: mkdir -p {root}/r1")) < write);
+        assert!(log.first(&format!("host: mkdir -p {root}/0")) < write);
         assert!(write < check && check < undo && undo < start && start < keys && keys < stop);
         assert!(
             h.pending_undo().is_empty(),

@@ -99,6 +99,35 @@ impl<'t> Checker<'t> {
         }
     }
 
+    /// `[drill]`: its node is one of this file's, its scratch directory absolute.
+    pub(super) fn drill(
+        &mut self,
+        section: Option<&super::file::DrillSection>,
+        nodes: &[NodeSpec],
+    ) {
+        let Some(d) = section else {
+            return;
+        };
+        if let Some(n) = &d.node
+            && !nodes.iter().any(|x| &x.name == n.get_ref())
+        {
+            self.at(
+                n.span().start,
+                "drill.node",
+                format!("no node `{}` in this file", n.get_ref()),
+            );
+        }
+        if let Some(s) = &d.scratch
+            && !s.get_ref().starts_with('/')
+        {
+            self.at(
+                s.span().start,
+                "drill.scratch",
+                "give an absolute directory, e.g. \"/var/tmp\"",
+            );
+        }
+    }
+
     /// How node `i` gains privileges: its own `become`, else `[ssh] become`; `"none"` on a
     /// node turns the file's default off there.
     fn escalation(

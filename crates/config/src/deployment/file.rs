@@ -27,6 +27,7 @@ pub(super) struct File {
     pub(super) retention: Option<Spanned<coffer_repository::Retention>>,
     pub(super) notify: Option<NotifySection>,
     pub(super) metrics: Option<MetricsSection>,
+    pub(super) drill: Option<DrillSection>,
     #[serde(default)]
     pub(super) node: Vec<NodeSection>,
     #[serde(default)]
@@ -48,6 +49,13 @@ pub(super) struct LimitsSection {
     pub(super) cpu_seconds: Option<u64>,
     pub(super) call_timeout_seconds: Option<u64>,
     pub(super) command_timeout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct DrillSection {
+    pub(super) node: Option<Spanned<String>>,
+    pub(super) scratch: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -208,6 +208,11 @@ pub struct Deployment {
     /// `[metrics] textfile`: where Prometheus metrics are written after every run (the node
     /// exporter's textfile collector reads them).
     pub metrics_textfile: Option<PathBuf>,
+    /// `[drill] node`: where `coffer drill` restores (default: the repository's node, else the
+    /// Coffer host).
+    pub drill_node: Option<String>,
+    /// `[drill] scratch`: the directory on that node its scratch directories go in.
+    pub drill_scratch: Option<String>,
 }
 
 /// A command told how runs ended (`[notify]`).
@@ -270,6 +275,7 @@ impl Deployment {
         let access = check.access(file.access.as_ref());
         let retention = check.retention(file.retention.as_ref());
         check.notify(file.notify.as_ref());
+        check.drill(file.drill.as_ref(), &nodes);
         if !check.problems.is_empty() {
             return Err(invalid(check.problems));
         }
@@ -297,6 +303,14 @@ impl Deployment {
                 always: n.always,
             }),
             metrics_textfile: file.metrics.as_ref().map(|m| m.textfile.clone()),
+            drill_node: file
+                .drill
+                .as_ref()
+                .and_then(|d| d.node.as_ref().map(|n| n.get_ref().clone())),
+            drill_scratch: file
+                .drill
+                .as_ref()
+                .and_then(|d| d.scratch.as_ref().map(|s| s.get_ref().clone())),
             cache_dir: file.cache_dir.clone(),
             limits,
             nodes,
@@ -465,6 +479,31 @@ mod tests {
         let p = problems("[[node]]\nname = \"l\"\naddress = \"local\"\nport = 22\n");
         assert_eq!(p[0].field, "node[0].port");
         assert_eq!(p[0].line, Some(3));
+    }
+
+    #[test]
+    fn the_drill_section_names_a_node_of_the_file_and_an_absolute_scratch() {
+        let nodes = "[[node]]\nname = \"a\"\naddress = \"local\"\n";
+        let d = Deployment::parse(
+            &format!("{nodes}[drill]\nnode = \"a\"\nscratch = \"/srv/drills\"\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (d.drill_node.as_deref(), d.drill_scratch.as_deref()),
+            (Some("a"), Some("/srv/drills"))
+        );
+        let p = problems(&format!(
+            "{nodes}[drill]\nnode = \"backup\"\nscratch = \"tmp\"\n"
+        ));
+        assert_eq!(
+            p.iter()
+                .map(|p| (p.field.as_str(), p.line))
+                .collect::<Vec<_>>(),
+            [("drill.node", Some(5)), ("drill.scratch", Some(6))],
+            "{p:?}"
+        );
+        assert!(p[0].message.contains("no node `backup`"), "{p:?}");
     }
 
     #[test]
