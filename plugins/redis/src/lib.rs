@@ -610,17 +610,23 @@ impl<'c, 'a> Throwaway<'c, 'a> {
             "no",
         ]))?;
         let limit: u64 = ctx.settings.parse_or("timeout-seconds", 3600)?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_secs(limit);
+        // A server that never answers is not loading: it did not start (its log says why).
+        let silent = std::time::Duration::from_secs(30);
+        let mut answered = false;
         loop {
-            let info = server.cli(&["INFO", "persistence"]).unwrap_or_default();
-            if info.lines().any(|l| l.trim() == "loading:0") {
+            let info = server.cli(&["INFO", "persistence"]);
+            answered |= info.is_ok();
+            if info.is_ok_and(|i| i.lines().any(|l| l.trim() == "loading:0")) {
                 return Ok(server);
             }
-            if std::time::Instant::now() > deadline {
+            let now = std::time::Instant::now();
+            if now > deadline || (!answered && now - started > silent) {
                 server.stop()?;
                 return Err(PluginError::CommandFailed(format!(
-                    "{node}: the throwaway redis-server did not load {dir}/{RDB} in {limit} s \
-                     (see {dir}/redis.log)"
+                    "{node}: the throwaway redis-server did not load {dir}/{RDB} (see \
+                     {dir}/redis.log)"
                 )));
             }
             ctx.run_ok(&Command::on(node, "sleep").arg("0.1"))?;
