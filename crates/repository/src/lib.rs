@@ -618,18 +618,7 @@ impl Repo {
 
     /// The snapshot named by `spec`: `latest`, a full id or a unique id prefix.
     pub fn find(&self, spec: &str) -> Result<CofferSnapshot> {
-        let snaps = self.snapshots()?;
-        if spec == "latest" {
-            return snaps
-                .into_iter()
-                .last()
-                .ok_or_else(|| RepoError::SnapshotNotFound("latest".into()));
-        }
-        let mut matching = snaps.into_iter().filter(|s| s.id.starts_with(spec));
-        match (matching.next(), matching.next()) {
-            (Some(s), None) if !spec.is_empty() => Ok(s),
-            _ => Err(RepoError::SnapshotNotFound(spec.into())),
-        }
+        find_in(&self.snapshots()?, spec)
     }
 
     /// Before a backup, holding the lock: delete artifact snapshots that no Coffer snapshot
@@ -915,6 +904,22 @@ impl ArtifactReader {
             });
         }
         Ok(())
+    }
+}
+
+/// Coffer snapshot `spec` (`latest`, an id or a unique prefix) among `snaps` (oldest first, as
+/// [`Repo::snapshots`] lists them).
+pub fn find_in(snaps: &[CofferSnapshot], spec: &str) -> Result<CofferSnapshot> {
+    if spec == "latest" {
+        return snaps
+            .last()
+            .cloned()
+            .ok_or_else(|| RepoError::SnapshotNotFound("latest".into()));
+    }
+    let mut matching = snaps.iter().filter(|s| s.id.starts_with(spec));
+    match (matching.next(), matching.next()) {
+        (Some(s), None) if !spec.is_empty() => Ok(s.clone()),
+        _ => Err(RepoError::SnapshotNotFound(spec.into())),
     }
 }
 

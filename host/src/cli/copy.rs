@@ -62,7 +62,8 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         } else {
             let mut picked = Vec::new();
             for spec in &args.snapshots {
-                let s = source.find(spec)?;
+                // Found among the listing already read, not by listing again per name.
+                let s = coffer_repository::find_in(&all, spec)?;
                 if !picked
                     .iter()
                     .any(|p: &coffer_repository::CofferSnapshot| p.id == s.id)
