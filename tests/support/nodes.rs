@@ -2,7 +2,8 @@
 //! mount namespace, so that the same path (`/srv/node`) holds different data on every node, as on
 //! real controllers. Started and torn down by the tests themselves, as root, without systemd.
 //! [`Cluster::start_isolated`] also gives each node its own network and PID namespace (and its
-//! own `/run` and `/dev/shm`), on a private bridge: what a corosync/pacemaker cluster needs.
+//! own `/run` and `/dev/shm`), on a private bridge: what a corosync/pacemaker cluster needs; and
+//! its own podman (`/var/lib/containers`, `/etc/containers`).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -294,6 +295,40 @@ pub fn controllers_and_backup_host(name: &str) -> Vec<&'static str> {
     }
 }
 
+/// Shell commands that mount this machine's cgroup hierarchies (`/sys/fs/cgroup` and below,
+/// as `/proc/self/mountinfo` lists them) again, in a mount namespace that lost them.
+fn cgroup_mounts() -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut commands = Vec::new();
+    for line in mountinfo.lines() {
+        let (mount, fs) = line.split_once(" - ").unwrap_or((line, ""));
+        let point = mount.split(' ').nth(4).unwrap_or("");
+        if point != "/sys/fs/cgroup" && !point.starts_with("/sys/fs/cgroup/") {
+            continue;
+        }
+        let mut fs = fs.split(' ');
+        let (kind, options) = (fs.next().unwrap_or(""), fs.nth(1).unwrap_or(""));
+        let mut options: Vec<&str> = options.split(',').filter(|o| *o != "rw").collect();
+        // A named hierarchy without controllers (`name=systemd`) is mounted with `none`.
+        if kind == "cgroup" && options.iter().all(|o| o.starts_with("name=")) {
+            options.insert(0, "none");
+        }
+        let options = if options.is_empty() {
+            String::new()
+        } else {
+            format!("-o {} ", options.join(","))
+        };
+        commands.push(format!(
+            "mkdir -p {point} && mount -t {kind} {options}{kind} {point}"
+        ));
+    }
+    if commands.is_empty() {
+        "true".into()
+    } else {
+        commands.join(" && ")
+    }
+}
+
 /// Start one node; `place` is (network namespace, address) for an isolated node.
 fn start_node(dir: &Path, name: &str, authorized: &Path, place: Option<(String, String)>) -> Node {
     let home = dir.join(name);
@@ -350,6 +385,29 @@ fn start_node(dir: &Path, name: &str, authorized: &Path, place: Option<(String, 
              mount -t tmpfs -o mode=1777 tmpfs /dev/shm"
                 .into(),
         );
+        // `ip netns exec` mounted a new /sys, without this machine's cgroup hierarchies: mount
+        // them again (the same hierarchies), for the node's container runtime.
+        mounts.push(cgroup_mounts());
+        // Its own podman: images, containers and settings (runc and cgroupfs, as this VM
+        // needs; see FIELD-NOTES), so that each node sees only the containers it runs.
+        let (storage, settings) = (own("/var/lib/containers"), own("/etc/containers"));
+        std::fs::create_dir_all(&storage).unwrap();
+        std::fs::create_dir_all(&settings).unwrap();
+        let _ = Command::new("cp")
+            .args(["-a", "/etc/containers/.", settings.to_str().unwrap()])
+            .status();
+        std::fs::write(
+            settings.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        mounts.push(format!(
+            "mkdir -p /var/lib/containers /etc/containers && \
+             mount --bind {} /var/lib/containers && mount --bind {} /etc/containers",
+            storage.display(),
+            settings.display()
+        ));
     }
     mounts.extend(
         NODE_PATHS

@@ -20,7 +20,18 @@
 //!   part; the bootstrap member is `bootstrap`, else the recorded source if it takes part, else
 //!   the first member (said with a warning); the others join and the wait is for a cluster of
 //!   as many members as take part. A backup with a member unreachable dumps from a survivor.
+//! - **members in containers** (TripleO's `galera-bundle-podman-N`, found per node by a glob;
+//!   kolla's `mariadb`): dumps and queries go through each member's container; the restore
+//!   takes the datadir steps on the node around it (contract 2.2): every container stopped, the
+//!   directory behind its datadir moved aside and a new one initialised by a one-shot container
+//!   of the same image and volumes; the bootstrap member's container is renamed aside while a
+//!   one-shot server of the same image, volumes and host network, started with
+//!   `--wsrep-new-cluster`, takes its name (as kolla-ansible's recovery does), so the import
+//!   goes into it; the other members' containers start and join; then the member's own
+//!   container replaces the one-shot server and joins too. The firewall and `pcs` run on the
+//!   nodes, outside the containers.
 
+use coffer_mysql_common::container::{self as containers, Contained};
 use coffer_mysql_common::{self as sql, Datadir};
 use coffer_pacemaker_common as pcm;
 use coffer_sdk::*;
@@ -182,12 +193,23 @@ fn bootstrap_member(ctx: &Context<'_>, all: &[&str]) -> Result<String, PluginErr
     }
 }
 
+/// `program` on `node` itself, also where the server runs in a container there (the firewall
+/// is the node's).
+fn on_node(ctx: &Context<'_>, node: &str, program: &str) -> Command {
+    let cmd = Command::on(node, program);
+    if ctx.container(node).is_some() {
+        cmd.outside()
+    } else {
+        cmd
+    }
+}
+
 /// Register the removal of the 3306 block on `node` (`None` when blocking is off).
 fn firewall_undo(ctx: &Context<'_>, node: &Node) -> Result<Option<Undo>, PluginError> {
     if ctx.settings.get("block").unwrap_or("iptables") == "none" {
         return Ok(None);
     }
-    let unblock = Command::on(&node.name, "iptables").args(firewall_args(node, "-D"));
+    let unblock = on_node(ctx, &node.name, "iptables").args(firewall_args(node, "-D"));
     ctx.undo_with(&unblock, &format!("unblock 3306 on {}", node.address))
         .map(Some)
 }
@@ -212,7 +234,7 @@ fn firewall_args(node: &Node, op: &str) -> Vec<String> {
 
 /// Block (`-I`) or unblock (`-D`) client connections to 3306 on the member's address.
 fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError> {
-    ctx.run_ok(&Command::on(&node.name, "iptables").args(firewall_args(node, op)))
+    ctx.run_ok(&on_node(ctx, &node.name, "iptables").args(firewall_args(node, op)))
         .map(drop)
 }
 
@@ -272,6 +294,12 @@ impl Plugin for Galera {
             "Member that bootstraps the restored cluster (default: the backup's source)",
             None,
         )
+        .multi_setting(
+            "bootstrap-command",
+            "Members in containers: the command that starts the server in the bootstrap \
+             member's container, to which --wsrep-new-cluster is added (default: the \
+             container's own command)",
+        )
         .setting(
             "block",
             "`iptables` to block 3306 during restore, or `none`",
@@ -309,6 +337,8 @@ impl Plugin for Galera {
         .command("mysql", &["-e", "SET GLOBAL wsrep_desync = OFF"])
         // The dump is the cluster's, whichever member it was taken on.
         .cluster_artifacts(&[sql::DUMP, sql::GRANTS]);
+        // Members in containers: the steps around them, on their nodes (contract 2.2).
+        let info = containers::bootstrap_commands(containers::commands(info));
         pcm::commands(pcm::settings(sql::commands(sql::settings(
             sql::drill::commands(info, "galera"),
         ))))
@@ -378,7 +408,8 @@ fn backup(ctx: &Context<'_>) -> Result<BackupReport, PluginError> {
 fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
     let all = nodes(ctx);
     let bootstrap = bootstrap_member(ctx, &all)?;
-    let service = ctx.settings.get("service").unwrap_or("mariadb");
+    // Members in containers are inspected before anything changes.
+    let contained = in_containers(ctx, &all, &bootstrap)?;
     let mut blocks = Vec::new();
     let mut held = None;
     let result = (|| -> Result<(), PluginError> {
@@ -391,44 +422,10 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         }
         ctx.info("client access to 3306 blocked on every member");
         held = pcm::hold(ctx)?;
-        let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
-        for d in &datadirs {
-            d.service("stop")?;
+        match &contained {
+            Some(members) => restore_in_containers(ctx, members, &bootstrap),
+            None => restore_on_hosts(ctx, &all, &bootstrap),
         }
-        for d in &datadirs {
-            d.move_aside()?;
-            d.create()?;
-        }
-        ctx.run_ok(&Command::on(&bootstrap, "galera_new_cluster").arg(service))?;
-        ctx.info(format!("{bootstrap}: new cluster bootstrapped"));
-        sql::import(ctx, &bootstrap, true)?;
-        ctx.info(format!("{bootstrap}: databases and grants imported"));
-        if let Some(user) = ctx.settings.get("clustercheck-user") {
-            let password = ctx.settings.get("clustercheck-password").unwrap_or("");
-            let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-            let account = format!("{}@'localhost'", quote(user));
-            sql::root_execute(
-                ctx,
-                &bootstrap,
-                &format!(
-                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}; \
-                     ALTER USER {account} IDENTIFIED BY {pw}; \
-                     GRANT PROCESS ON *.* TO {account}; FLUSH PRIVILEGES;",
-                    pw = quote(password)
-                ),
-            )?;
-            ctx.info(format!("{bootstrap}: clustercheck account {user} ready"));
-        }
-        for (n, d) in all.iter().zip(&datadirs) {
-            if *n != bootstrap {
-                d.service("start")?;
-                ctx.info(format!("{n}: joined (state transfer from the cluster)"));
-            }
-        }
-        for n in &all {
-            wait_synced(ctx, n, all.len())?;
-        }
-        Ok(())
     })();
     if let Err(e) = result {
         // The host runs the registered reversals (the unblocks) after this returns.
@@ -447,6 +444,153 @@ fn restore(ctx: &Context<'_>) -> Result<(), PluginError> {
         ctx.keep(undo);
     }
     ctx.info("every member Synced; client access unblocked");
+    Ok(())
+}
+
+/// The members as host processes: stop every server, new datadirs (the old ones kept),
+/// `galera_new_cluster` on the bootstrap member, import there, start the others (they join by
+/// SST), wait until all are Synced.
+fn restore_on_hosts(ctx: &Context<'_>, all: &[&str], bootstrap: &str) -> Result<(), PluginError> {
+    let service = ctx.settings.get("service").unwrap_or("mariadb");
+    let datadirs: Vec<Datadir> = all.iter().map(|n| Datadir::of(ctx, n)).collect();
+    for d in &datadirs {
+        d.service("stop")?;
+    }
+    for d in &datadirs {
+        d.move_aside()?;
+        d.create()?;
+    }
+    ctx.run_ok(&Command::on(bootstrap, "galera_new_cluster").arg(service))?;
+    ctx.info(format!("{bootstrap}: new cluster bootstrapped"));
+    import(ctx, bootstrap)?;
+    for (n, d) in all.iter().zip(&datadirs) {
+        if *n != bootstrap {
+            d.service("start")?;
+            ctx.info(format!("{n}: joined (state transfer from the cluster)"));
+        }
+    }
+    for n in all {
+        wait_synced(ctx, n, all.len())?;
+    }
+    Ok(())
+}
+
+/// The members' containers, inspected, when the deployment runs the plugin in containers on
+/// them (TripleO's `galera-bundle-podman-N`, kolla's `mariadb`); `None` when on none. Members
+/// of both kinds, or a bootstrap member whose container cannot be stood in for, are refused
+/// before anything changes.
+fn in_containers<'c, 'a>(
+    ctx: &'c Context<'a>,
+    all: &[&str],
+    bootstrap: &str,
+) -> Result<Option<Vec<Contained<'c, 'a>>>, PluginError> {
+    let found: Vec<_> = all.iter().map(|n| (*n, ctx.container(n))).collect();
+    if found.iter().all(|(_, c)| c.is_none()) {
+        return Ok(None);
+    }
+    let bare: Vec<&str> = found
+        .iter()
+        .filter(|(_, c)| c.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if !bare.is_empty() {
+        return Err(PluginError::Precondition(format!(
+            "the server runs in a container on some members but not on {}: a restore \
+             handles members alike (check the container's `roles` in the deployment file)",
+            bare.join(", ")
+        )));
+    }
+    let members = found
+        .into_iter()
+        .filter_map(|(n, c)| c.map(|c| Contained::inspect(ctx, n, c)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(m) = members.iter().find(|m| m.node == bootstrap) {
+        m.check_bootstrap(&ctx.settings.all("bootstrap-command"))?;
+    }
+    Ok(Some(members))
+}
+
+/// The members in containers (each node's own, found per node): every container stopped and
+/// given a new datadir (the old one kept), a one-shot server with `--wsrep-new-cluster`
+/// bootstraps under the bootstrap member's container name, the import goes into it, the
+/// other members' containers start and join by SST, then the bootstrap member's own container
+/// replaces the one-shot server and joins too. Every step registers its reversal first.
+fn restore_in_containers(
+    ctx: &Context<'_>,
+    members: &[Contained<'_, '_>],
+    bootstrap: &str,
+) -> Result<(), PluginError> {
+    let first = members
+        .iter()
+        .find(|m| m.node == bootstrap)
+        .ok_or_else(|| PluginError::Precondition(format!("{bootstrap} is not a member")))?;
+    let mut undo = Vec::new();
+    for m in members {
+        undo.extend(m.new_datadir()?);
+    }
+    let server = first.bootstrap_server(&ctx.settings.all("bootstrap-command"))?;
+    sql::wait_until_up(ctx, bootstrap)?;
+    import(ctx, bootstrap)?;
+    let others: Vec<_> = members.iter().filter(|m| m.node != bootstrap).collect();
+    for m in &others {
+        undo.push(m.start()?);
+        ctx.info(format!(
+            "{}: joining (state transfer from the cluster)",
+            m.node
+        ));
+    }
+    for m in &others {
+        wait_synced(ctx, &m.node, members.len())?;
+    }
+    if others.is_empty() {
+        // Its own container would look for the other members and find none.
+        for u in server {
+            ctx.keep(u);
+        }
+        ctx.warn(format!(
+            "{bootstrap} is the only member taking part: the bootstrap server keeps running as \
+             {} (the member's own container is {}); replace it with the container once other \
+             members have joined",
+            first.container.name,
+            first.aside_name()
+        ));
+    } else {
+        first.end_bootstrap_server(server)?;
+        undo.push(first.start()?);
+        ctx.info(format!(
+            "{bootstrap}: its own container replaces the bootstrap server and joins"
+        ));
+    }
+    for m in members {
+        wait_synced(ctx, &m.node, members.len())?;
+    }
+    for u in undo {
+        ctx.keep(u);
+    }
+    Ok(())
+}
+
+/// Import the dump and grants into the new cluster on `bootstrap` (a new datadir: root over
+/// the socket), then the load balancer's health-check account if one is configured.
+fn import(ctx: &Context<'_>, bootstrap: &str) -> Result<(), PluginError> {
+    sql::import(ctx, bootstrap, true)?;
+    ctx.info(format!("{bootstrap}: databases and grants imported"));
+    if let Some(user) = ctx.settings.get("clustercheck-user") {
+        let password = ctx.settings.get("clustercheck-password").unwrap_or("");
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let account = format!("{}@'localhost'", quote(user));
+        sql::root_execute(
+            ctx,
+            bootstrap,
+            &format!(
+                "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}; \
+                 ALTER USER {account} IDENTIFIED BY {pw}; \
+                 GRANT PROCESS ON *.* TO {account}; FLUSH PRIVILEGES;",
+                pw = quote(password)
+            ),
+        )?;
+        ctx.info(format!("{bootstrap}: clustercheck account {user} ready"));
+    }
     Ok(())
 }
 
@@ -726,6 +870,110 @@ mod tests {
         assert!(last_wait < manage && manage < enable && enable < cleanup);
         assert!(cleanup < first_unblock, "{log:#?}");
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    /// A restore harness whose members run in per-node containers, `galera-bundle-podman-0`
+    /// on g1 and so on, inspected as podman prints them: the datadir a bind mount, host
+    /// networking, an image and its command.
+    fn contained_harness() -> Harness {
+        let mut h = restore_harness().setting("pacemaker-resource", "galera-bundle");
+        for (i, n) in NODES.iter().enumerate() {
+            let json = format!(
+                r#"[{{"Config":{{"Image":"galera:1","Cmd":["/run-mariadbd"]}},
+                "HostConfig":{{"NetworkMode":"host"}},
+                "Mounts":[{{"Destination":"/var/lib/mysql","Source":"/srv/{n}"}}]}}]"#
+            );
+            h = h
+                .container(n, "podman", &format!("galera-bundle-podman-{i}"))
+                .reply_on(n, &["podman", "inspect"], Reply::stdout(json));
+        }
+        h
+    }
+
+    #[test]
+    fn members_in_containers_bootstrap_through_a_one_shot_server_under_the_members_name() {
+        let h = contained_harness();
+        h.restore::<Galera>().unwrap();
+        let log = h.transcript();
+        let (name, aside) = (
+            "galera-bundle-podman-1",
+            "galera-bundle-podman-1-before-restore",
+        );
+        let install: Vec<usize> = (0..3)
+            .map(|i| {
+                log.first(&format!(
+                    "{} outside: podman run --rm --volumes-from galera-bundle-podman-{i} --user \
+                     root --entrypoint mariadb-install-db galera:1",
+                    NODES[i]
+                ))
+            })
+            .collect();
+        // g2, the backup's source, bootstraps: a one-shot server takes its container's name.
+        let rename = log.first(&format!("g2 outside: podman rename {name} {aside}"));
+        let server = log.first(&format!(
+            "g2 outside: podman run -d --name {name} --volumes-from {aside} --network host \
+             galera:1 /run-mariadbd --wsrep-new-cluster"
+        ));
+        let dump = log.first("feed databases.sql g2: mysql --max-allowed-packet=1G");
+        let joins = [
+            log.first("g1 outside: podman start galera-bundle-podman-0"),
+            log.first("g3 outside: podman start galera-bundle-podman-2"),
+        ];
+        let removed = log.first(&format!("g2 outside: podman rm -f -t 120 {name}"));
+        let back = log.first(&format!("g2 outside: podman rename {aside} {name}"));
+        let own = log.first(&format!("g2 outside: podman start {name}"));
+        let manage = log.first("g1 outside: pcs resource manage galera-bundle");
+        let install_last = *install.iter().max().unwrap();
+        assert!(log.first("g1 outside: pcs resource unmanage galera-bundle") < install[0]);
+        assert!(
+            install_last < rename && rename < server && server < dump,
+            "{log:#?}"
+        );
+        assert!(dump < joins[0] && dump < joins[1], "{log:#?}");
+        assert!(joins[0].max(joins[1]) < removed, "{log:#?}");
+        assert!(removed < back && back < own && own < manage, "{log:#?}");
+        // The firewall and Pacemaker are the nodes', and nothing runs as on a host.
+        assert_eq!(
+            log.count(&firewall("g1", "-I").replacen(':', " outside:", 1)),
+            1
+        );
+        assert_eq!(log.count("g2: galera_new_cluster"), 0);
+        assert!(!log.iter().any(|l| l.contains("systemctl")), "{log:#?}");
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
+    fn a_failed_import_into_the_bootstrap_server_gives_every_container_back() {
+        let h = contained_harness().reply(
+            &["mysql", "--max-allowed-packet=1G"],
+            Reply::fail(1, "ERROR 2013"),
+        );
+        h.restore::<Galera>().unwrap_err();
+        let pending = h.pending_undo_lines();
+        let at = |line: &str| {
+            pending
+                .iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("no `{line}` pending: {pending:#?}"))
+        };
+        let name = "galera-bundle-podman-1";
+        // Undone newest first: the bootstrap server goes, the container gets its name back,
+        // then each member's datadir and container are put back.
+        let removed = at(&format!("g2 outside: podman rm -f -t 120 {name}"));
+        let renamed = at(&format!(
+            "g2 outside: podman rename {name}-before-restore {name}"
+        ));
+        let started = at(&format!("g2 outside: podman start {name}"));
+        assert!(started < renamed && renamed < removed, "{pending:#?}");
+        for (i, n) in NODES.iter().enumerate() {
+            at(&format!(
+                "{n} outside: podman start galera-bundle-podman-{i}"
+            ));
+        }
+        assert!(
+            !pending.iter().any(|l| l.contains("stop -t 120")),
+            "{pending:#?}"
+        );
     }
 
     #[test]

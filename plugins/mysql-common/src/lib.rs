@@ -10,6 +10,7 @@
 
 use coffer_sdk::*;
 
+pub mod container;
 pub mod drill;
 
 /// Record: `node \t schema.table \t checksum`, every user table's `CHECKSUM TABLE` at backup.

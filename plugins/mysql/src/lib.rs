@@ -11,6 +11,7 @@
 //! authentication), or the `defaults-file` setting names another option file there. No
 //! password ever travels in an argument.
 
+use coffer_mysql_common::container::Contained;
 use coffer_mysql_common::{self as sql, Datadir};
 use coffer_sdk::*;
 
@@ -50,18 +51,9 @@ impl Plugin for Mysql {
         )
         .node_scoped(Operations::ALL)
         .command("mariabackup", &["**"])
-        .reads("sleep", &["1"])
-        .command("mkdir", &["*"])
-        .command("chown", &["--reference=*.before-restore-*", "*"])
-        .command("chmod", &["--reference=*.before-restore-*", "*"]);
+        .reads("sleep", &["1"]);
         // A server in a container: the steps around it, on its node (contract 2.2).
-        let info = ["podman", "docker"].iter().fold(info, |info, rt| {
-            info.reads(rt, &["inspect", "*"])
-                .command(rt, &["stop", "-t", "*", "*"])
-                .command(rt, &["start", "*"])
-                .command(rt, &["run", "--rm", "--volumes-from", "*", "**"])
-        });
-        let info = info
+        let info = coffer_mysql_common::container::commands(info)
             .command("mkdir", &["-p", "*"])
             .command("mbstream", &["-x", "-C", "*"])
             .command("chown", &["-R", "mysql:mysql", "*"]);
@@ -174,7 +166,7 @@ fn validate(ctx: &Context<'_>) -> Result<Vec<Check>, PluginError> {
 /// old one back and starts the server on it.
 fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
     if let Some(c) = ctx.container(n) {
-        return reinit_in_container(ctx, n, &c);
+        return reinit_in_container(ctx, n, c);
     }
     let datadir = Datadir::of(ctx, n);
     let (dir, aside) = (datadir.path.as_str(), datadir.aside.as_str());
@@ -236,134 +228,16 @@ fn reinit(ctx: &Context<'_>, n: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// What `RUNTIME inspect` says of the server's container that the runbook needs.
-#[derive(Debug, PartialEq, Eq)]
-struct Inspected {
-    /// The directory on the node behind the datadir (a bind mount's source, or a named
-    /// volume's directory).
-    source: String,
-    /// Its image, or (podman `--rootfs`) its root filesystem.
-    image: Image,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Image {
-    Named(String),
-    Rootfs(String),
-}
-
-impl Inspected {
-    /// Read `RUNTIME inspect NAME`'s JSON (podman's and docker's have the same fields here).
-    fn parse(json: &[u8], datadir: &str, name: &str) -> Result<Self, String> {
-        let v: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| format!("cannot read the inspection of container {name}: {e}"))?;
-        let c = v
-            .get(0)
-            .ok_or_else(|| format!("no container {name} to inspect"))?;
-        let source = c["Mounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["Destination"].as_str() == Some(datadir))
-            .and_then(|m| m["Source"].as_str())
-            .ok_or_else(|| {
-                format!(
-                    "the datadir {datadir} of container {name} is not a volume or a bind mount:                      its data lives in the container's own layer, which a restore cannot                      replace; use restore-mode = \"import\" (or name the datadir with the                      `datadir` setting)"
-                )
-            })?
-            .to_string();
-        let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(String::from);
-        let image = match (text(&c["Rootfs"]), text(&c["Config"]["Image"])) {
-            (Some(rootfs), _) => Image::Rootfs(rootfs),
-            (None, Some(image)) => Image::Named(image),
-            (None, None) => {
-                return Err(format!(
-                    "container {name} has neither an image nor a rootfs"
-                ));
-            }
-        };
-        Ok(Self { source, image })
-    }
-}
-
 /// The runbook for a server in a container (TripleO's `tripleo_mysql`, kolla's `mariadb`):
-/// the same steps, taken on the node around the container. Stop the container; move the
-/// directory behind its datadir (named volume or bind mount) aside, never deleted; create a
-/// new one with the old one's owner and mode; initialise it with a one-shot container of the
-/// same image and volumes (`RUNTIME run --rm --volumes-from NAME … mariadb-install-db`), as
-/// kolla's and TripleO's bootstrap containers do; start the container; import. Every step
-/// registers its reversal first: a failure stops the container, keeps the new datadir as
-/// `.failed-restore-<run>`, puts the old one back and starts the container on it.
-fn reinit_in_container(ctx: &Context<'_>, n: &str, c: &Container) -> Result<(), PluginError> {
-    let datadir = ctx.settings.get("datadir").unwrap_or("/var/lib/mysql");
-    let rt = c.runtime.as_str();
-    let on_node = |program: &str| Command::on(n, program).outside();
-    let inspected = ctx.run_ok(&on_node(rt).args(["inspect", &c.name]))?;
-    let found = Inspected::parse(&inspected.stdout, datadir, &c.name)
-        .map_err(|e| PluginError::Precondition(format!("{n}: {e}")))?;
-    let dir = found.source.as_str();
-    let aside = format!("{dir}.before-restore-{}", ctx.run_id);
-    let failed = format!("{dir}.failed-restore-{}", ctx.run_id);
-    ctx.info(format!(
-        "{n}: the server runs in {rt} container {}, its datadir {datadir} is {dir} on the node",
-        c.name
-    ));
-    let mut undo = vec![ctx.undo_with(
-        &on_node(rt).args(["start", &c.name]),
-        "start the container again",
-    )?];
-    ctx.run_ok(&on_node(rt).args(["stop", "-t", "120", &c.name]))?;
-    undo.push(
-        ctx.undo_with(
-            &on_node("sh")
-                .args(coffer_mysql_common::MOVE_IF_PRESENT)
-                .args(["undo", &aside, dir]),
-            "put the previous datadir back",
-        )?,
-    );
-    ctx.run_ok(&on_node("mv").args(["-T", dir, &aside]))?;
-    ctx.info(format!(
-        "{n}: the old datadir {} kept at {aside}",
-        if ctx.dry_run { "would be" } else { "is" }
-    ));
-    undo.push(
-        ctx.undo_with(
-            &on_node("sh")
-                .args(coffer_mysql_common::MOVE_IF_PRESENT)
-                .args(["undo", dir, &failed]),
-            &format!("keep the failed datadir as {failed}"),
-        )?,
-    );
-    ctx.run_ok(&on_node("mkdir").arg(dir))?;
-    for program in ["chown", "chmod"] {
-        ctx.run_ok(&on_node(program).args([format!("--reference={aside}"), dir.to_string()]))?;
-    }
-    let mut install = on_node(rt).args(["run", "--rm", "--volumes-from", &c.name]);
-    install = match &found.image {
-        // The root filesystem as an overlay: the one-shot container writes nothing into it.
-        Image::Rootfs(root) => install.args(["--rootfs".into(), format!("{root}:O")]),
-        Image::Named(image) => install.args([
-            "--user",
-            "root",
-            "--entrypoint",
-            "mariadb-install-db",
-            image,
-        ]),
-    };
-    if matches!(found.image, Image::Rootfs(_)) {
-        install = install.arg("mariadb-install-db");
-    }
-    ctx.run_ok(&install.args([
-        "--user=mysql".to_string(),
-        format!("--datadir={datadir}"),
-        "--skip-test-db".to_string(),
-    ]))?;
-    undo.push(ctx.undo_with(
-        &on_node(rt).args(["stop", "-t", "120", &c.name]),
-        "stop the restored container",
-    )?);
-    ctx.run_ok(&on_node(rt).args(["start", &c.name]))?;
-    coffer_mysql_common::wait_until_up(ctx, n)?;
+/// the same steps, taken on the node around the container ([`Contained::new_datadir`]), then
+/// the container started and the dump imported. Every step registers its reversal first: a
+/// failure stops the container, keeps the new datadir as `.failed-restore-<run>`, puts the old
+/// one back and starts the container on it.
+fn reinit_in_container(ctx: &Context<'_>, n: &str, c: Container) -> Result<(), PluginError> {
+    let server = Contained::inspect(ctx, n, c)?;
+    let mut undo = server.new_datadir()?;
+    undo.push(server.start()?);
+    sql::wait_until_up(ctx, n)?;
     sql::import(ctx, n, true)?;
     for u in undo {
         ctx.keep(u);

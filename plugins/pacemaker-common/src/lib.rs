@@ -43,10 +43,17 @@ pub struct Held {
     undo: Vec<Undo>,
 }
 
-fn pcs(node: &str, args: &[&str]) -> Command {
-    Command::on(node, "pcs")
+/// `pcs resource ARGS` on `node`: on the node itself where the plugin's commands run in a
+/// container there (Pacemaker runs on the node, not in the service's container).
+fn pcs(ctx: &Context<'_>, node: &str, args: &[&str]) -> Command {
+    let cmd = Command::on(node, "pcs")
         .arg("resource")
-        .args(args.iter().copied())
+        .args(args.iter().copied());
+    if ctx.container(node).is_some() {
+        cmd.outside()
+    } else {
+        cmd
+    }
 }
 
 /// Hold the configured resource, if any (`None` when the service is not under Pacemaker).
@@ -66,16 +73,16 @@ pub fn hold(ctx: &Context<'_>) -> Result<Option<Held>, PluginError> {
     let mut undo = Vec::new();
     if disabled {
         undo.push(ctx.undo_with(
-            &pcs(&node, &["enable", resource]),
+            &pcs(ctx, &node, &["enable", resource]),
             &format!("enable {resource}"),
         )?);
-        ctx.run_ok(&pcs(&node, &["disable", resource, "--wait=600"]))?;
+        ctx.run_ok(&pcs(ctx, &node, &["disable", resource, "--wait=600"]))?;
     }
     undo.push(ctx.undo_with(
-        &pcs(&node, &["manage", resource]),
+        &pcs(ctx, &node, &["manage", resource]),
         &format!("give {resource} back to Pacemaker"),
     )?);
-    ctx.run_ok(&pcs(&node, &["unmanage", resource]))?;
+    ctx.run_ok(&pcs(ctx, &node, &["unmanage", resource]))?;
     ctx.info(format!(
         "{resource}: Pacemaker leaves it alone during the restore"
     ));
@@ -90,11 +97,11 @@ pub fn hold(ctx: &Context<'_>) -> Result<Option<Held>, PluginError> {
 /// Give the resource back: managed again, failures cleared (and enabled if it was disabled).
 pub fn give_back(ctx: &Context<'_>, held: Held) -> Result<(), PluginError> {
     let r = held.resource.as_str();
-    ctx.run_ok(&pcs(&held.node, &["manage", r]))?;
+    ctx.run_ok(&pcs(ctx, &held.node, &["manage", r]))?;
     if held.disabled {
-        ctx.run_ok(&pcs(&held.node, &["enable", r]))?;
+        ctx.run_ok(&pcs(ctx, &held.node, &["enable", r]))?;
     }
-    ctx.run_ok(&pcs(&held.node, &["cleanup", r]))?;
+    ctx.run_ok(&pcs(ctx, &held.node, &["cleanup", r]))?;
     for u in held.undo {
         ctx.keep(u);
     }
