@@ -481,3 +481,101 @@ fn mariadb_in_a_podman_container_comes_back_from_a_lost_datadir() {
     );
     coffer(&["validate", "latest"]);
 }
+
+/// TripleO's undercloud: MariaDB in the `mysql` container, run by the systemd unit
+/// `tripleo_mysql.service` (`Restart=always`: a container stopped behind the unit's back is
+/// started again, here by the `systemctl` stand-in's supervisor) on an isolated SSH node with
+/// its own podman. The unit is found from podman's `PODMAN_SYSTEMD_UNIT` label; the datadir is
+/// lost and the container crash-loops; the restore stops and starts the container through the
+/// unit — the supervisor never has to restart it during the restore — and the data comes back.
+#[test]
+fn a_container_run_by_a_systemd_unit_is_stopped_and_started_through_the_unit() {
+    use support::mariadb::{IMAGE, check, container_image};
+    use support::systemctl::{container_unit, container_unit_restarts};
+    let s = Scratch::new();
+    let cluster = support::nodes::Cluster::start_isolated(&s.path("nodes"), &["undercloud"]);
+    let node = &cluster.nodes[0];
+    container_image(node);
+    check(
+        node.sh(&format!(
+            "set -e; podman volume create mysql-data >/dev/null
+             podman run --rm -v mysql-data:/var/lib/mysql -v /usr:/usr:ro --entrypoint \
+               mariadb-install-db {IMAGE} --user=mysql --datadir=/var/lib/mysql --skip-test-db \
+               >/dev/null
+             podman create --name mysql --label PODMAN_SYSTEMD_UNIT=tripleo_mysql.service \
+               -v mysql-data:/var/lib/mysql -v /usr:/usr:ro --network host {IMAGE} \
+               /coffer-run-mariadbd --skip-networking >/dev/null"
+        )),
+        "creating the mysql container",
+    );
+    container_unit(node, "tripleo_mysql", "podman", "mysql");
+    let sql = |q: &str| {
+        check(
+            node.sh(&format!("podman exec mysql mariadb -N -B -e \"{q}\"")),
+            q,
+        )
+    };
+    let up = || {
+        node.sh("podman exec mysql mariadb -e 'SELECT 1'")
+            .status
+            .success()
+    };
+    check(
+        node.sh("systemctl start tripleo_mysql"),
+        "starting the unit",
+    );
+    let started = std::time::Instant::now();
+    while !up() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    sql(
+        "CREATE DATABASE keystone; USE keystone; CREATE TABLE keystone.project (id INT PRIMARY KEY, \
+         name VARCHAR(64)); INSERT INTO keystone.project SELECT seq, CONCAT('project-', seq) \
+         FROM seq_1_to_5000; CREATE USER 'keystone'@'%' IDENTIFIED BY 'k3y-secret'; \
+         GRANT ALL ON keystone.* TO 'keystone'@'%'",
+    );
+    let state = || sql("CHECKSUM TABLE keystone.project") + &sql("SHOW GRANTS FOR 'keystone'@'%'");
+    let before = state();
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["undercloud"]),
+        "[plugin.mysql.container]\nruntime = \"podman\"\nname = \"mysql\"\n",
+    );
+    s.init();
+    s.ok(&["backup"]);
+
+    // The disaster: the datadir emptied under the unit; the container now crash-loops.
+    check(
+        node.sh("systemctl stop tripleo_mysql && \
+             find $(podman volume inspect mysql-data --format '{{.Mountpoint}}') -mindepth 1 \
+               -delete && systemctl start tripleo_mysql"),
+        "losing the datadir",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(!up(), "a server without its datadir answered");
+
+    let plan = String::from_utf8(s.ok(&["restore", "latest", "--dry-run"]).stdout).unwrap();
+    assert!(
+        plan.contains("systemctl stop tripleo_mysql.service")
+            && plan.contains("systemctl start tripleo_mysql.service")
+            && !plan.contains("podman stop"),
+        "{plan}"
+    );
+    let out = s.ok(&["restore", "latest"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("run by systemd unit tripleo_mysql.service"),
+        "{log}"
+    );
+    // The unit is active again and its server stays up: its supervisor restarts nothing.
+    assert_eq!(
+        check(node.sh("systemctl is-active tripleo_mysql"), "is-active").trim(),
+        "active"
+    );
+    let restarts = container_unit_restarts(node, "tripleo_mysql");
+    assert_eq!(state(), before);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(container_unit_restarts(node, "tripleo_mysql"), restarts);
+    s.ok(&["validate", "latest"]);
+    let _ = node.sh("systemctl stop tripleo_mysql");
+}

@@ -935,7 +935,7 @@ fn galera_in_a_pacemaker_bundle_comes_back_from_lost_datadirs() {
         "pcs resource unmanage galera-bundle".to_string(),
         format!("podman stop -t 120 {}", names[0]),
         format!("mv -T {NODE_DATADIR} {NODE_DATADIR}.before-restore-"),
-        "--entrypoint mariadb-install-db localhost/coffer-galera:latest".to_string(),
+        "--entrypoint mariadb-install-db localhost/coffer-mariadb:latest".to_string(),
         "--wsrep-new-cluster".to_string(),
         format!("podman start {}", names[2]),
     ] {

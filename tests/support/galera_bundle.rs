@@ -8,40 +8,18 @@
 //! that runs its containers, podman with runc, MariaDB 10.11 and Galera 4 from Debian. Not as
 //! in TripleO: the containers run `mariadbd` themselves, where TripleO's run
 //! `pacemaker_remoted` and the galera resource agent starts `mariadbd` through it
-//! (pacemaker-remote is not installed here); and the image is a skeleton (its `/etc` a copy of
-//! this machine's accounts and MariaDB configuration) whose `/usr` is this machine's, mapped
-//! read-only by the bundle (no registry can be reached).
+//! (pacemaker-remote is not installed here); and the image is
+//! [`container_image`](super::mariadb::container_image)'s skeleton, whose `/usr` the bundle
+//! maps read-only from the node.
 
+use super::mariadb::{IMAGE, check, container_image};
 use super::nodes::Node;
 use super::pacemaker::Pacemaker;
 
-/// The bundle's image, imported on every node.
-pub const IMAGE: &str = "localhost/coffer-galera:latest";
 /// The datadir on the node (bind-mounted at `/var/lib/mysql` in the container).
 pub const NODE_DATADIR: &str = "/srv/db/mysql";
 /// A file in the datadir that makes the container's server bootstrap a new cluster, once.
 const BOOTSTRAP_ONCE: &str = "coffer-bootstrap";
-
-/// The container's command: the server in the foreground, bootstrapping a new cluster once
-/// when the datadir holds the marker; arguments are passed on (`--wsrep-new-cluster`).
-const RUN: &str = "#!/bin/sh
-mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
-if [ -e /var/lib/mysql/coffer-bootstrap ]; then
-    rm -f /var/lib/mysql/coffer-bootstrap
-    set -- \"$@\" --wsrep-new-cluster
-fi
-exec mariadbd --user=mysql \"$@\"
-";
-
-fn check(out: std::process::Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A running three-member Galera cluster in a Pacemaker bundle; Pacemaker (and with it the
 /// containers) stopped when dropped.
@@ -57,9 +35,7 @@ impl<'n> GaleraBundle<'n> {
     pub fn start(nodes: &'n [Node]) -> Self {
         let members: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
         for node in nodes {
-            let root = node.own("/srv/db").join("image");
-            std::fs::create_dir_all(&root).unwrap();
-            std::fs::write(root.join("coffer-run-mariadbd"), RUN).unwrap();
+            container_image(node);
             std::fs::write(
                 node.own("/srv/db").join("galera.cnf"),
                 format!(
@@ -76,17 +52,7 @@ impl<'n> GaleraBundle<'n> {
             .unwrap();
             check(
                 node.sh(&format!(
-                    "set -e; cd /srv/db/image
-                     for d in usr etc var/lib/mysql var/log/mysql var/tmp run/mysqld proc sys dev; do
-                         mkdir -p $d; done
-                     mkdir -m 1777 -p tmp
-                     for l in bin sbin lib lib64; do ln -sfn usr/$l $l; done
-                     cp /etc/passwd /etc/group /etc/nsswitch.conf /etc/ld.so.cache etc/
-                     cp -rL /etc/mysql etc/
-                     chown mysql:mysql run/mysqld var/lib/mysql var/log/mysql
-                     chmod 755 coffer-run-mariadbd
-                     tar -c . | podman import -q - {IMAGE} >/dev/null
-                     mkdir -p {NODE_DATADIR}
+                    "set -e; mkdir -p {NODE_DATADIR}
                      chown mysql:mysql {NODE_DATADIR}
                      mariadb-install-db --user=mysql --datadir={NODE_DATADIR} --skip-test-db \
                        >/srv/db/install.log 2>&1 || {{ cat /srv/db/install.log; exit 1; }}

@@ -18,7 +18,8 @@ pub struct Mariadb {
     pub log: std::path::PathBuf,
 }
 
-fn check(out: std::process::Output, what: &str) -> String {
+/// Require `out` to be a success (else fail naming `what`, with its output); its stdout.
+pub fn check(out: std::process::Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what} failed: {}{}",
@@ -183,4 +184,42 @@ impl Drop for Mariadb {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A MariaDB image (no registry can be reached here): a skeleton root filesystem, its `/etc` a
+/// copy of this machine's accounts and MariaDB configuration, to run with this machine's
+/// `/usr` mounted read-only (`-v /usr:/usr:ro`; merged-usr, so `/bin` and `/lib` follow). Its
+/// command, `/coffer-run-mariadbd`, runs the server in the foreground with its arguments, and
+/// bootstraps a new Galera cluster once when the datadir holds a `coffer-bootstrap` file.
+pub const IMAGE: &str = "localhost/coffer-mariadb:latest";
+
+const RUN: &str = "#!/bin/sh
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+if [ -e /var/lib/mysql/coffer-bootstrap ]; then
+    rm -f /var/lib/mysql/coffer-bootstrap
+    set -- \"$@\" --wsrep-new-cluster
+fi
+exec mariadbd --user=mysql \"$@\"
+";
+
+/// Build [`IMAGE`] in `node`'s podman (an isolated node has its own).
+pub fn container_image(node: &Node) {
+    let root = node.own("/srv/db").join("image");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("coffer-run-mariadbd"), RUN).unwrap();
+    check(
+        node.sh(&format!(
+            "set -e; cd /srv/db/image
+             for d in usr etc var/lib/mysql var/log/mysql var/tmp run/mysqld proc sys dev; do
+                 mkdir -p $d; done
+             mkdir -m 1777 -p tmp
+             for l in bin sbin lib lib64; do ln -sfn usr/$l $l; done
+             cp /etc/passwd /etc/group /etc/nsswitch.conf /etc/ld.so.cache etc/
+             cp -rL /etc/mysql etc/
+             chown mysql:mysql run/mysqld var/lib/mysql var/log/mysql
+             chmod 755 coffer-run-mariadbd
+             tar -c . | podman import -q - {IMAGE} >/dev/null"
+        )),
+        &format!("building {IMAGE} on {}", node.name),
+    );
 }

@@ -1,6 +1,7 @@
 //! systemd cannot run here, so each test node gets a `systemctl` stand-in in its own
 //! `/usr/local/sbin` that starts and stops the node's real servers (mariadbd, redis-server,
-//! corosync, pacemaker, rabbitmq-server, the Swift servers), as a plugin would on a real node.
+//! corosync, pacemaker, rabbitmq-server, the Swift servers, and containers as TripleO's
+//! `tripleo_*` units run them), as a plugin would on a real node.
 //! Everything it starts is the real Debian package's binary.
 //!
 //! It follows systemd's model, not one release's scripts: unit names with or without
@@ -141,6 +142,33 @@ swift_stop() {
     while swift_active; do sleep 0.1; done
 }
 
+# --- container units, as TripleO's tripleo_<name>.service: ExecStart=RUNTIME start NAME,
+# Restart=always. A file CONTAINER_UNITS/UNIT holds "RUNTIME NAME". While the unit is active, a
+# supervisor starts the container again within a second whenever it is not running, as
+# systemd's Restart=always does, and appends a line to CONTAINER_UNITS/UNIT.restarts each time.
+CONTAINER_UNITS=/usr/local/sbin/.container-units
+container_active() { [ -e "$CONTAINER_UNITS/$unit.active" ]; }
+container_start() {
+    container_active && return 0
+    read -r rt name < "$CONTAINER_UNITS/$unit"
+    $rt start "$name" >/dev/null || die "$unit: $rt start $name failed"
+    touch "$CONTAINER_UNITS/$unit.active"
+    setsid sh -c 'while :; do
+        sleep 1
+        [ "$($1 inspect -f "{{.State.Running}}" "$2" 2>/dev/null)" = true ] && continue
+        echo "$2 restarted" >> "$3.restarts"; $1 start "$2" >/dev/null 2>&1
+    done' supervisor "$rt" "$name" "$CONTAINER_UNITS/$unit" </dev/null >/dev/null 2>&1 &
+    echo $! > "$CONTAINER_UNITS/$unit.supervisor"
+}
+container_stop() {
+    container_active || return 0
+    read -r rt name < "$CONTAINER_UNITS/$unit"
+    pid=$(cat "$CONTAINER_UNITS/$unit.supervisor")
+    kill "$pid" 2>/dev/null; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$CONTAINER_UNITS/$unit.active"
+    $rt stop -t 120 "$name" >/dev/null || die "$unit: $rt stop $name failed"
+}
+
 # Which functions serve a unit: its name without `.service`, Debian's aliases resolved.
 unit_impl() {
     case "${1%.service}" in
@@ -151,7 +179,8 @@ unit_impl() {
     rabbitmq-server) echo rabbitmq ;;
     swift-proxy|swift-account|swift-container|swift-object)
         swift=${1%.service}; swift=${swift#swift-}; echo swift ;;
-    *) die "unsupported unit: $1 (verb ${verb:-?})" ;;
+    *) [ -f "$CONTAINER_UNITS/${1%.service}" ] && echo container && return
+       die "unsupported unit: $1 (verb ${verb:-?})" ;;
     esac
 }
 
@@ -161,7 +190,10 @@ each_unit() {
     [ $# -gt 0 ] || die "$verb needs a unit"
     for u in "$@"; do
         impl=$(unit_impl "$u") || exit 1
-        case $impl in swift) swift=${u%.service}; swift=${swift#swift-} ;; esac
+        case $impl in
+        swift) swift=${u%.service}; swift=${swift#swift-} ;;
+        container) unit=${u%.service} ;;
+        esac
         case $action in
         start) ${impl}_start || exit 1 ;;
         stop) ${impl}_stop || exit 1 ;;
@@ -203,6 +235,28 @@ daemon-reload) ;;
 *) die "unsupported verb: ${verb:-(none)} $*" ;;
 esac
 "#;
+
+/// A unit on `node` that runs container `name` of `runtime`, as TripleO's
+/// `tripleo_<name>.service` does (`Restart=always`: see the stand-in); its restarts are
+/// counted by [`container_unit_restarts`].
+pub fn container_unit(node: &Node, unit: &str, runtime: &str, name: &str) {
+    install(node);
+    let dir = node.own("/usr/local/sbin").join(".container-units");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(unit), format!("{runtime} {name}\n")).unwrap();
+}
+
+/// How many times the unit's supervisor has started its container again.
+pub fn container_unit_restarts(node: &Node, unit: &str) -> usize {
+    let log = node
+        .own("/usr/local/sbin")
+        .join(".container-units")
+        .join(format!("{unit}.restarts"));
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
 
 /// Put the stand-in on `node` (idempotent).
 pub fn install(node: &Node) {

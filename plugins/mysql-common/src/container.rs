@@ -20,6 +20,9 @@ pub struct Inspected {
     pub network: String,
     /// Its command (the arguments to the image's entrypoint).
     pub command: Vec<String>,
+    /// The systemd unit that runs it, as podman labels a container a unit created
+    /// (`PODMAN_SYSTEMD_UNIT`).
+    pub unit: Option<String>,
 }
 
 /// Where a container's root filesystem comes from.
@@ -75,6 +78,7 @@ impl Inspected {
             image,
             network: text(&c["HostConfig"]["NetworkMode"]).unwrap_or_default(),
             command,
+            unit: text(&c["Config"]["Labels"]["PODMAN_SYSTEMD_UNIT"]),
         })
     }
 
@@ -129,6 +133,10 @@ pub struct Contained<'c, 'a> {
     pub container: Container,
     /// What its inspection says.
     pub found: Inspected,
+    /// The systemd unit that runs the container, if one does: it is stopped and started
+    /// through the unit (a unit with `Restart=always` would start a container stopped behind
+    /// its back, on the datadir being replaced).
+    pub unit: Option<String>,
     datadir: String,
 }
 
@@ -143,17 +151,39 @@ impl<'c, 'a> Contained<'c, 'a> {
         )?;
         let found = Inspected::parse(&inspected.stdout, datadir, &c.name)
             .map_err(|e| PluginError::Precondition(format!("{n}: {e}")))?;
+        // The operator's `service`, else the unit podman recorded.
+        let unit = ctx
+            .settings
+            .get("service")
+            .map(String::from)
+            .or_else(|| found.unit.clone());
         ctx.info(format!(
-            "{n}: the server runs in {} container {}, its datadir {datadir} is {} on the node",
-            c.runtime, c.name, found.source
+            "{n}: the server runs in {} container {}{}, its datadir {datadir} is {} on the node",
+            c.runtime,
+            c.name,
+            unit.as_ref()
+                .map(|u| format!(" (run by systemd unit {u})"))
+                .unwrap_or_default(),
+            found.source
         ));
         Ok(Self {
             ctx,
             node: n.into(),
             container: c,
             found,
+            unit,
             datadir: datadir.into(),
         })
+    }
+
+    /// Stop (`stop`) or start (`start`) the container: through its systemd unit when one
+    /// runs it, else through the runtime.
+    fn lifecycle(&self, verb: &str) -> Command {
+        match (&self.unit, verb) {
+            (Some(unit), _) => self.on_node("systemctl").args([verb, unit.as_str()]),
+            (None, "stop") => self.runtime(&["stop", "-t", "120", &self.container.name]),
+            (None, _) => self.runtime(&[verb, &self.container.name]),
+        }
     }
 
     /// `program` on the node itself, outside the container.
@@ -178,9 +208,8 @@ impl<'c, 'a> Contained<'c, 'a> {
         let dir = self.found.source.as_str();
         let aside = format!("{dir}.before-restore-{}", ctx.run_id);
         let failed = format!("{dir}.failed-restore-{}", ctx.run_id);
-        let mut undo =
-            vec![ctx.undo_with(&self.runtime(&["start", name]), "start the container again")?];
-        ctx.run_ok(&self.runtime(&["stop", "-t", "120", name]))?;
+        let mut undo = vec![ctx.undo_with(&self.lifecycle("start"), "start the container again")?];
+        ctx.run_ok(&self.lifecycle("stop"))?;
         undo.push(
             ctx.undo_with(
                 &self
@@ -225,14 +254,13 @@ impl<'c, 'a> Contained<'c, 'a> {
         Ok(undo)
     }
 
-    /// Start the container (its reversal, registered first, stops it again).
+    /// Start the container (its reversal, registered first, stops it again); through its unit
+    /// when one runs it.
     pub fn start(&self) -> Result<Undo, PluginError> {
-        let name = self.container.name.as_str();
-        let undo = self.ctx.undo_with(
-            &self.runtime(&["stop", "-t", "120", name]),
-            "stop the restored container",
-        )?;
-        self.ctx.run_ok(&self.runtime(&["start", name]))?;
+        let undo = self
+            .ctx
+            .undo_with(&self.lifecycle("stop"), "stop the restored container")?;
+        self.ctx.run_ok(&self.lifecycle("start"))?;
         Ok(undo)
     }
 

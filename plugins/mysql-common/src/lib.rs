@@ -94,7 +94,9 @@ pub fn settings(info: PluginInfo) -> PluginInfo {
     )
     .setting(
         "service",
-        "The server's systemd unit (TripleO's undercloud: tripleo_mysql)",
+        "The server's systemd unit; for a server in a container, the unit that runs the \
+         container (TripleO's undercloud: tripleo_mysql; default: the unit podman labelled \
+         it with, else none: the container is stopped and started by its runtime)",
         Some("mariadb"),
     )
     .setting(

@@ -529,6 +529,32 @@ mod tests {
     }
 
     #[test]
+    fn a_container_run_by_a_unit_is_stopped_and_started_through_it() {
+        let h = restore_harness()
+            .container("uc", "podman", "mysql")
+            .setting("service", "tripleo_mysql")
+            .reply(
+                &["podman", "inspect", "mysql"],
+                Reply::stdout(inspection("", "mariadb:10.11")),
+            );
+        h.restore::<Mysql>().unwrap();
+        let log = h.transcript();
+        let stop = log.first("uc outside: systemctl stop tripleo_mysql");
+        let install = log.first("uc outside: podman run --rm --volumes-from mysql");
+        let start = log.first("uc outside: systemctl start tripleo_mysql");
+        assert!(stop < install && install < start, "{log:#?}");
+        assert_eq!(
+            log.first("undo-push uc outside: systemctl start tripleo_mysql"),
+            stop - 1
+        );
+        assert!(
+            !log.iter()
+                .any(|l| l.contains("podman stop") || l.contains("podman start"))
+        );
+        assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
+    }
+
+    #[test]
     fn a_rootfs_container_is_initialised_on_an_overlay_and_a_failure_puts_it_back() {
         let h = restore_harness()
             .container("uc", "podman", "db")
