@@ -579,3 +579,86 @@ fn a_container_run_by_a_systemd_unit_is_stopped_and_started_through_the_unit() {
     s.ok(&["validate", "latest"]);
     let _ = node.sh("systemctl stop tripleo_mysql");
 }
+
+/// The same disaster with Docker (Debian's `dockerd`, started by the test): MariaDB in a docker
+/// container on a named volume, the volume emptied; the default `reinit` restore runs the same
+/// steps through `docker` — stop, the volume's directory aside, a one-shot `docker run --rm
+/// --volumes-from NAME --entrypoint mariadb-install-db IMAGE`, start, import.
+#[test]
+fn mariadb_in_a_docker_container_comes_back_from_a_lost_datadir() {
+    use support::mariadb::image_root;
+    let s = Scratch::new();
+    let engine = support::docker::Dockerd::start(&s.path("docker"));
+    image_root(&s.path("image"));
+    let image = "coffer-mariadb:latest";
+    let mounts = "--network none -v coffer-db:/var/lib/mysql -v /usr:/usr:ro";
+    engine.sh(&format!(
+        "set -e; tar -C {} -c . | docker import - {image} >/dev/null
+         docker volume create coffer-db >/dev/null
+         docker run --rm {mounts} --entrypoint mariadb-install-db {image} --user=mysql \
+           --datadir=/var/lib/mysql --skip-test-db >/dev/null
+         docker run -d --name mariadb {mounts} {image} /coffer-run-mariadbd --skip-networking \
+           >/dev/null",
+        s.path("image").display()
+    ));
+    let sql = |q: &str| engine.sh(&format!("docker exec mariadb mariadb -N -B -e \"{q}\""));
+    let up = || {
+        engine
+            .docker(&["exec", "mariadb", "mariadb", "-e", "SELECT 1"])
+            .status
+            .success()
+    };
+    let started = std::time::Instant::now();
+    while !up() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    sql(
+        "CREATE DATABASE keystone; USE keystone; CREATE TABLE keystone.project (id INT \
+         PRIMARY KEY, name VARCHAR(64)); INSERT INTO keystone.project SELECT seq, \
+         CONCAT('project-', seq) FROM seq_1_to_5000; CREATE USER 'keystone'@'%' IDENTIFIED \
+         BY 'k3y-secret'; GRANT ALL ON keystone.* TO 'keystone'@'%'",
+    );
+    let state = || sql("CHECKSUM TABLE keystone.project") + &sql("SHOW GRANTS FOR 'keystone'@'%'");
+    let before = state();
+    s.deployment("[plugin.mysql.container]\nruntime = \"docker\"\nname = \"mariadb\"\n");
+    let (key, value) = engine.env();
+    let coffer = |args: &[&str]| {
+        let out = s.command(args).env(key, &value).output().unwrap();
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    s.init();
+    coffer(&["backup"]);
+
+    // The disaster: the volume emptied; the container cannot serve.
+    let source = engine
+        .sh("docker volume inspect coffer-db --format '{{.Mountpoint}}'")
+        .trim()
+        .to_string();
+    engine.sh(&format!(
+        "docker stop -t 30 mariadb >/dev/null && find {source} -mindepth 1 -delete && \
+         (docker start mariadb >/dev/null || true) && sleep 2 && docker stop -t 30 mariadb \
+         >/dev/null"
+    ));
+    assert!(!up(), "a server without its datadir answered");
+
+    let plan = String::from_utf8(coffer(&["restore", "latest", "--dry-run"]).stdout).unwrap();
+    for step in [
+        "docker stop -t 120 mariadb".to_string(),
+        format!("mv -T {source} {source}.before-restore-"),
+        format!(
+            "docker run --rm --volumes-from mariadb --user root --entrypoint mariadb-install-db {image}"
+        ),
+        "docker start mariadb".to_string(),
+    ] {
+        assert!(plan.contains(&step), "no `{step}` in the plan:\n{plan}");
+    }
+    coffer(&["restore", "latest"]);
+    assert_eq!(state(), before);
+    coffer(&["validate", "latest"]);
+}

@@ -202,23 +202,30 @@ fi
 exec mariadbd --user=mysql \"$@\"
 ";
 
+/// Write [`IMAGE`]'s root filesystem into `dir`.
+pub fn image_root(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("coffer-run-mariadbd"), RUN).unwrap();
+    super::sh(&format!(
+        "set -e; cd {}
+         for d in usr etc var/lib/mysql var/log/mysql var/tmp run/mysqld proc sys dev; do
+             mkdir -p $d; done
+         mkdir -m 1777 -p tmp
+         for l in bin sbin lib lib64; do ln -sfn usr/$l $l; done
+         cp /etc/passwd /etc/group /etc/nsswitch.conf /etc/ld.so.cache etc/
+         cp -rL /etc/mysql etc/
+         chown mysql:mysql run/mysqld var/lib/mysql var/log/mysql
+         chmod 755 coffer-run-mariadbd",
+        dir.display()
+    ));
+}
+
 /// Build [`IMAGE`] in `node`'s podman (an isolated node has its own).
 pub fn container_image(node: &Node) {
-    let root = node.own("/srv/db").join("image");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("coffer-run-mariadbd"), RUN).unwrap();
+    image_root(&node.own("/srv/db").join("image"));
     check(
         node.sh(&format!(
-            "set -e; cd /srv/db/image
-             for d in usr etc var/lib/mysql var/log/mysql var/tmp run/mysqld proc sys dev; do
-                 mkdir -p $d; done
-             mkdir -m 1777 -p tmp
-             for l in bin sbin lib lib64; do ln -sfn usr/$l $l; done
-             cp /etc/passwd /etc/group /etc/nsswitch.conf /etc/ld.so.cache etc/
-             cp -rL /etc/mysql etc/
-             chown mysql:mysql run/mysqld var/lib/mysql var/log/mysql
-             chmod 755 coffer-run-mariadbd
-             tar -c . | podman import -q - {IMAGE} >/dev/null"
+            "tar -C /srv/db/image -c . | podman import -q - {IMAGE} >/dev/null"
         )),
         &format!("building {IMAGE} on {}", node.name),
     );

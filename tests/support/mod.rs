@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod galera_bundle;
 pub mod mariadb;
 pub mod nodes;
