@@ -800,4 +800,36 @@ fn a_non_root_login_backs_up_and_restores_root_only_files_through_sudo() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("ssh.become") && err.contains("`su`"), "{err}");
+
+    // Escalation for a role (`[role.controller]`) instead of every node; and temporary access
+    // through the non-root login: the run's key goes into that user's own authorized_keys
+    // (never through sudo), the run works over it, and it is gone afterwards.
+    s.edit_deployment("become = \"su\"\n", "");
+    s.edit_deployment("user = \"coffer-nosudo\"", "user = \"coffer-op\"");
+    let text = fs::read_to_string(s.path("deployment.toml")).unwrap();
+    fs::write(
+        s.path("deployment.toml"),
+        format!(
+            "{text}\n[role.controller]\nbecome = \"sudo\"\n\n\
+             [access]\ntemporary = true\nfrom = \"127.0.0.1\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let own_keys = std::path::Path::new("/home/coffer-op/.ssh/authorized_keys");
+    let _ = fs::remove_file(own_keys);
+    s.ok(&["backup"]);
+    assert_eq!(s.snapshot_count(), 2);
+    let meta = fs::metadata(own_keys).expect("the key went into coffer-op's authorized_keys");
+    let owner = String::from_utf8(
+        std::process::Command::new("id")
+            .args(["-u", "coffer-op"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(meta.uid().to_string(), owner.trim());
+    let left = fs::read_to_string(own_keys).unwrap();
+    assert!(!left.contains("coffer-access:"), "{left}");
 }

@@ -34,7 +34,8 @@ pub const NODE_PATHS: &[&str] = &[
     "/var/lib/rabbitmq",
     "/var/log/rabbitmq",
 ];
-/// Where each node's sshd reads its authorized_keys (a per-node directory mounted there).
+/// Where each node's sshd reads its authorized_keys (a per-node directory mounted there);
+/// it also reads each login user's own `~/.ssh/authorized_keys`.
 pub const AUTHORIZED_KEYS: &str = "/run/coffer-test-ssh/authorized_keys";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -364,7 +365,7 @@ fn start_node(dir: &Path, name: &str, authorized: &Path, place: Option<(String, 
     std::fs::write(
         &config,
         format!(
-            "ListenAddress {address}:{SSH_PORT}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+            "ListenAddress {address}:{SSH_PORT}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {} .ssh/authorized_keys\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              UsePAM no\nStrictModes no\nPrintMotd no\nSubsystem sftp internal-sftp\n",
             host_key.display(),

@@ -15,7 +15,7 @@ use coffer_transport::{Become, SshTarget};
 
 use super::file::{
     AccessSection, ContainerSection, File, GrantSection, NodeSection, PluginSection,
-    RepositorySection, SshSection,
+    RepositorySection, RoleSection, SshSection,
 };
 use super::{Grant, NodeSpec, PluginConfig, Problem};
 
@@ -128,17 +128,54 @@ impl<'t> Checker<'t> {
         }
     }
 
-    /// How node `i` gains privileges: its own `become`, else `[ssh] become`; `"none"` on a
-    /// node turns the file's default off there.
+    /// How node `i` gains privileges: its own `become`, else its roles' (`[role.NAME]`, which
+    /// must agree), else `[ssh] become`; `"none"` turns a wider default off.
     fn escalation(
         &mut self,
         i: usize,
         n: &NodeSection,
         ssh: Option<&SshSection>,
+        roles: &BTreeMap<Spanned<String>, RoleSection>,
     ) -> Option<Become> {
-        let (method, user, field) = match &n.escalation {
-            Some(b) => (Some(b), n.become_user.clone(), format!("node[{i}].become")),
-            None => (
+        let by_role: Vec<(&String, &RoleSection)> = n
+            .roles
+            .iter()
+            .filter_map(|r| {
+                roles
+                    .iter()
+                    .find(|(name, _)| name.get_ref() == r)
+                    .filter(|(_, section)| section.escalation.is_some())
+                    .map(|(name, section)| (name.get_ref(), section))
+            })
+            .collect();
+        let (method, user, field) = match (&n.escalation, by_role.first()) {
+            (Some(b), _) => (Some(b), n.become_user.clone(), format!("node[{i}].become")),
+            (None, Some((role, section))) => {
+                let differs = by_role.iter().find(|(_, other)| {
+                    other.escalation.as_ref().map(|e| e.get_ref())
+                        != section.escalation.as_ref().map(|e| e.get_ref())
+                        || other.become_user != section.become_user
+                });
+                if let Some((other, _)) = differs {
+                    self.at(
+                        n.name.span().start,
+                        format!("node[{i}].become"),
+                        format!(
+                            "the roles `{role}` and `{other}` of node `{}` say different things \
+                             about `become`: set it on the node",
+                            n.name.get_ref()
+                        ),
+                    );
+                }
+                (
+                    section.escalation.as_ref(),
+                    n.become_user
+                        .clone()
+                        .or_else(|| section.become_user.clone()),
+                    format!("role.{role}.become"),
+                )
+            }
+            (None, None) => (
                 ssh.and_then(|s| s.escalation.as_ref()),
                 n.become_user
                     .clone()
@@ -164,10 +201,31 @@ impl<'t> Checker<'t> {
                     self.at(
                         n.name.span().start,
                         format!("node[{i}].become-user"),
-                        "become-user needs become = \"sudo\" (on the node or in [ssh])",
+                        "become-user needs become = \"sudo\" (on the node, its role or in [ssh])",
                     );
                 }
                 None
+            }
+        }
+    }
+
+    /// Every `[role.NAME]` must name a role some node has (a misspelt role would leave its
+    /// nodes without what it says).
+    pub(super) fn roles(
+        &mut self,
+        roles: &BTreeMap<Spanned<String>, RoleSection>,
+        nodes: &[NodeSection],
+    ) {
+        for name in roles.keys() {
+            if !nodes.iter().any(|n| n.roles.contains(name.get_ref())) {
+                self.at(
+                    name.span().start,
+                    format!("role.{}", name.get_ref()),
+                    format!(
+                        "no node has the role `{}` (the nodes' `roles` name theirs)",
+                        name.get_ref()
+                    ),
+                );
             }
         }
     }
@@ -176,6 +234,7 @@ impl<'t> Checker<'t> {
         &mut self,
         sections: &[NodeSection],
         ssh: Option<&SshSection>,
+        roles: &BTreeMap<Spanned<String>, RoleSection>,
     ) -> Vec<NodeSpec> {
         let mut nodes = Vec::new();
         let mut seen = BTreeSet::new();
@@ -205,7 +264,7 @@ impl<'t> Checker<'t> {
                 name: node_name.clone(),
                 roles: n.roles.clone(),
                 ssh: self.ssh_target(i, n),
-                escalation: self.escalation(i, n, ssh),
+                escalation: self.escalation(i, n, ssh, roles),
             });
         }
         if sections.is_empty() {

@@ -30,8 +30,19 @@ pub(super) struct File {
     pub(super) drill: Option<DrillSection>,
     #[serde(default)]
     pub(super) node: Vec<NodeSection>,
+    /// What every node of a role shares (`[role.controller] become = "sudo"`).
+    #[serde(default)]
+    pub(super) role: BTreeMap<Spanned<String>, RoleSection>,
     #[serde(default)]
     pub(super) plugin: BTreeMap<Spanned<String>, PluginSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RoleSection {
+    #[serde(rename = "become")]
+    pub(super) escalation: Option<Spanned<String>>,
+    pub(super) become_user: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -255,7 +255,8 @@ impl Deployment {
         })?;
         let mut check = Checker::new(text);
         let name = check.name(file.name.as_ref());
-        let nodes = check.nodes(&file.node, file.ssh.as_ref());
+        let nodes = check.nodes(&file.node, file.ssh.as_ref(), &file.role);
+        check.roles(&file.role, &file.node);
         let all_roles = all_roles(&file);
         let mut limits = Limits::default();
         if let Some(l) = &file.limits {
@@ -457,6 +458,43 @@ mod tests {
         assert!(
             fields.contains(&("plugin.filesystem.settings.paths", Some(11))),
             "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn become_comes_from_the_node_then_its_roles_then_ssh() {
+        let d = Deployment::parse(
+            "[ssh]\nbecome = \"sudo\"\n\
+             [role.controller]\nbecome = \"sudo\"\nbecome-user = \"mysql\"\n\
+             [role.compute]\nbecome = \"none\"\n\
+             [[node]]\nname = \"c0\"\naddress = \"10.0.0.5\"\nroles = [\"controller\"]\n\
+             [[node]]\nname = \"n0\"\naddress = \"10.0.0.6\"\nroles = [\"compute\"]\n\
+             [[node]]\nname = \"s0\"\naddress = \"10.0.0.7\"\nroles = [\"storage\"]\n\
+             [[node]]\nname = \"c1\"\naddress = \"10.0.0.8\"\nroles = [\"controller\"]\n\
+             become = \"none\"\n",
+            "t",
+        )
+        .unwrap();
+        let users: Vec<Option<&str>> = d
+            .nodes
+            .iter()
+            .map(|n| n.escalation.as_ref().map(|b| b.user.as_str()))
+            .collect();
+        assert_eq!(users, [Some("mysql"), None, Some("root"), None]);
+
+        let p = problems(
+            "[role.controller]\nbecome = \"sudo\"\n[role.galera]\nbecome = \"none\"\n\
+             [role.contoller]\nbecome = \"sudo\"\n\
+             [[node]]\nname = \"c0\"\naddress = \"10.0.0.5\"\nroles = [\"controller\", \"galera\"]\n",
+        );
+        let found: Vec<(&str, Option<usize>)> =
+            p.iter().map(|p| (p.field.as_str(), p.line)).collect();
+        assert!(found.contains(&("node[0].become", Some(8))), "{p:?}");
+        assert!(found.contains(&("role.contoller", Some(5))), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|p| p.message.contains("`controller` and `galera`")),
+            "{p:?}"
         );
     }
 
