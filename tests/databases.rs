@@ -2,39 +2,13 @@
 
 mod support;
 
-use support::mariadb::{DATADIR, Mariadb};
+use support::mariadb::{DATADIR, Mariadb, SCHEMA, state_by};
 use support::nodes::Cluster;
 use support::*;
-
-const SCHEMA: &str = "
-CREATE DATABASE nova; CREATE DATABASE keystone; USE nova;
-CREATE TABLE nova.instances (id INT PRIMARY KEY, uuid CHAR(32), host VARCHAR(64), vcpus INT);
-INSERT INTO nova.instances SELECT seq, MD5(seq), CONCAT('compute-', seq % 7), seq % 16 FROM seq_1_to_100000;
-CREATE TABLE keystone.`user` (id VARCHAR(64) PRIMARY KEY, enabled BOOL, extra TEXT);
-INSERT INTO keystone.`user` SELECT SHA1(seq), seq % 2, REPEAT('x', seq % 300) FROM seq_1_to_5000;
-CREATE VIEW nova.busy_hosts AS SELECT host, COUNT(*) AS n FROM nova.instances GROUP BY host;
-CREATE PROCEDURE nova.count_instances(OUT n INT) SELECT COUNT(*) INTO n FROM nova.instances;
-CREATE USER 'nova'@'%' IDENTIFIED BY 'n0va-secret';
-GRANT SELECT, INSERT, UPDATE ON nova.* TO 'nova'@'%';
-";
 
 /// Everything the test compares: checksums, grants, the view and the procedure.
 fn state(node: &support::nodes::Node) -> String {
     state_by(|q| Mariadb::sql(node, q))
-}
-
-/// [`state`], each query run by `sql`.
-fn state_by(sql: impl Fn(&str) -> String) -> String {
-    [
-        "CHECKSUM TABLE nova.instances, keystone.`user`",
-        "SHOW GRANTS FOR 'nova'@'%'",
-        "SELECT * FROM nova.busy_hosts ORDER BY host",
-        "CALL nova.count_instances(@n); SELECT @n",
-    ]
-    .iter()
-    .map(|q| sql(q))
-    .collect::<Vec<_>>()
-    .join("\n")
 }
 
 #[test]
@@ -862,129 +836,4 @@ fn galera_restores_onto_the_survivors_and_a_replacement_when_a_controller_is_dea
         assert_eq!(size(n), "wsrep_cluster_size\t3");
     }
     assert!(!iptables_rules(&[nodes[1], nodes[2], fresh]).contains("3306"));
-}
-
-/// TripleO's controllers: Galera in Pacemaker's `galera-bundle`, each member in the container
-/// the bundle named on its node (see `support::galera_bundle` for what is real). Backed up
-/// through a member's container; every member's datadir lost; restored with the containers
-/// found by pattern per node, the bundle held away from Pacemaker, a new datadir behind each
-/// container's bind mount, a one-shot server bootstrapping under a member's container name,
-/// the others joining; then the members' own containers run a Synced cluster of 3 with every
-/// table, grant, view and procedure, and Pacemaker has its bundle back.
-#[test]
-fn galera_in_a_pacemaker_bundle_comes_back_from_lost_datadirs() {
-    use support::galera_bundle::{GaleraBundle, NODE_DATADIR};
-    let _turn = support::mariadb::one_galera_at_a_time();
-    let s = Scratch::new();
-    let cluster = Cluster::start_isolated(
-        &s.path("nodes"),
-        &["controller-0", "controller-1", "controller-2"],
-    );
-    let bundle = GaleraBundle::start(&cluster.nodes);
-    bundle.sql(0, SCHEMA);
-    let state =
-        |i: usize| state_by(|q| bundle.sql(i, &format!("SET SESSION wsrep_sync_wait = 1; {q}")));
-    let before = state(0);
-    let names: Vec<String> = (0..3).map(|i| bundle.container(i)).collect();
-    let mut sorted = names.clone();
-    sorted.sort();
-    assert_eq!(
-        sorted,
-        [
-            "galera-bundle-podman-0",
-            "galera-bundle-podman-1",
-            "galera-bundle-podman-2"
-        ]
-    );
-    s.deployment_with_nodes(
-        &cluster.deployment_nodes(&["controller"]),
-        "[plugin.galera.container]\nruntime = \"podman\"\nname = \"galera-bundle-podman-*\"\n\n\
-         [plugin.galera.settings]\npacemaker-resource = \"galera-bundle\"\n",
-    );
-    s.init();
-    let out = s.ok(&["backup", "--json", "--verbose"]);
-    let events = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        names
-            .iter()
-            .any(|n| events.contains(&format!("\"podman\",\"exec\",\"-i\",\"{n}\",\"mysqldump\""))),
-        "the dump is taken through a member's container: {events}"
-    );
-    s.ok(&["validate", "latest"]);
-
-    // The disaster: the databases and the account dropped (the cluster replicates it), then
-    // every member's datadir emptied under its running server.
-    bundle.sql(
-        1,
-        "DROP DATABASE nova; DROP DATABASE keystone; DROP USER 'nova'@'%'",
-    );
-    bundle.wait_synced(3);
-    for i in 0..3 {
-        let databases = bundle.sql(i, "SET SESSION wsrep_sync_wait = 1; SHOW DATABASES");
-        assert!(!databases.contains("nova"), "{databases}");
-    }
-    for n in &cluster.nodes {
-        check_sh(n, &format!("find {NODE_DATADIR} -mindepth 1 -delete"));
-    }
-    let listing = |n: &support::nodes::Node| check_sh(n, &format!("ls -a {NODE_DATADIR}"));
-    let wreck: Vec<String> = cluster.nodes.iter().map(listing).collect();
-
-    // The plan first: each member's steps on its node, nothing done.
-    let plan = String::from_utf8(s.ok(&["restore", "latest", "--dry-run"]).stdout).unwrap();
-    for step in [
-        "pcs resource unmanage galera-bundle".to_string(),
-        format!("podman stop -t 120 {}", names[0]),
-        format!("mv -T {NODE_DATADIR} {NODE_DATADIR}.before-restore-"),
-        "--entrypoint mariadb-install-db localhost/coffer-mariadb:latest".to_string(),
-        "--wsrep-new-cluster".to_string(),
-        format!("podman start {}", names[2]),
-    ] {
-        assert!(plan.contains(&step), "no `{step}` in the plan:\n{plan}");
-    }
-    let after_plan: Vec<String> = cluster.nodes.iter().map(listing).collect();
-    assert_eq!(after_plan, wreck, "the dry run changed nothing");
-    assert_eq!(
-        (0..3).map(|i| bundle.container(i)).collect::<Vec<_>>(),
-        names
-    );
-
-    let out = s.ok(&["restore", "latest"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        log.contains("a one-shot server bootstraps the cluster"),
-        "{log}"
-    );
-    assert!(
-        log.contains("its own container replaces the bootstrap server"),
-        "{log}"
-    );
-    bundle.wait_synced(3);
-    assert_eq!(
-        (0..3).map(|i| bundle.container(i)).collect::<Vec<_>>(),
-        names,
-        "the members run in the bundle's own containers again"
-    );
-    for i in 0..3 {
-        assert_eq!(state(i), before, "{}", cluster.nodes[i].name);
-        assert!(
-            check_sh(&cluster.nodes[i], "ls /srv/db").contains("mysql.before-restore-"),
-            "the lost datadir is kept aside on {}",
-            cluster.nodes[i].name
-        );
-    }
-    // Pacemaker has the bundle back, every replica started, nothing failed or unmanaged.
-    let status = bundle.pacemaker.sh("crm_mon -1");
-    assert_eq!(status.matches("Started").count(), 3, "{status}");
-    assert!(
-        !status.contains("unmanaged") && !status.contains("Failed"),
-        "{status}"
-    );
-    s.ok(&["validate", "latest"]);
-}
-
-/// Run `script` on `node` and require success; its stdout.
-fn check_sh(node: &support::nodes::Node, script: &str) -> String {
-    let out = node.sh(script);
-    assert!(out.status.success(), "{script} on {}: {out:?}", node.name);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

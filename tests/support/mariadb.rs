@@ -8,6 +8,35 @@ use std::time::{Duration, Instant};
 
 use super::nodes::Node;
 
+/// Two databases (105k rows), a view, a stored procedure and an account with grants: what
+/// the database tests back up and compare.
+pub const SCHEMA: &str = "
+CREATE DATABASE nova; CREATE DATABASE keystone; USE nova;
+CREATE TABLE nova.instances (id INT PRIMARY KEY, uuid CHAR(32), host VARCHAR(64), vcpus INT);
+INSERT INTO nova.instances SELECT seq, MD5(seq), CONCAT('compute-', seq % 7), seq % 16 FROM seq_1_to_100000;
+CREATE TABLE keystone.`user` (id VARCHAR(64) PRIMARY KEY, enabled BOOL, extra TEXT);
+INSERT INTO keystone.`user` SELECT SHA1(seq), seq % 2, REPEAT('x', seq % 300) FROM seq_1_to_5000;
+CREATE VIEW nova.busy_hosts AS SELECT host, COUNT(*) AS n FROM nova.instances GROUP BY host;
+CREATE PROCEDURE nova.count_instances(OUT n INT) SELECT COUNT(*) INTO n FROM nova.instances;
+CREATE USER 'nova'@'%' IDENTIFIED BY 'n0va-secret';
+GRANT SELECT, INSERT, UPDATE ON nova.* TO 'nova'@'%';
+";
+
+/// Everything the database tests compare (checksums, grants, the view and the procedure of
+/// [`SCHEMA`]), each query run by `sql`.
+pub fn state_by(sql: impl Fn(&str) -> String) -> String {
+    [
+        "CHECKSUM TABLE nova.instances, keystone.`user`",
+        "SHOW GRANTS FOR 'nova'@'%'",
+        "SELECT * FROM nova.busy_hosts ORDER BY host",
+        "CALL nova.count_instances(@n); SELECT @n",
+    ]
+    .iter()
+    .map(|q| sql(q))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
 /// The node's datadir.
 pub const DATADIR: &str = "/srv/db/mysql";
 
