@@ -273,6 +273,71 @@ fn excludes_and_the_repository_itself_are_left_out() {
     );
 }
 
+/// `restore --delete` makes the backed-up paths exactly the snapshot: what was created since
+/// (a file, a directory tree, a file in a kept directory) goes, named by the dry run first,
+/// while what the backup left out stays — an excluded file, and the repository itself, which
+/// lives inside the tree; a sparse file and xattrs come back as without `--delete`.
+#[test]
+fn restore_delete_removes_what_the_snapshot_lacks_and_nothing_the_backup_left_out() {
+    let s = Scratch::new();
+    let tmpfs = Tmpfs::mount(&s.path("fs"));
+    let src = tmpfs.path.join("data");
+    build_tree(&src);
+    fs::write(src.join("x.pyc"), b"pyc").unwrap();
+    s.filesystem(&[s.dir.path()]);
+    s.init();
+    // Coffer's own state directory (run journals) is in the tree too: left out, as an
+    // operator backing up the Coffer host leaves it out.
+    let state = s.path("state").display().to_string();
+    s.backup(&["--exclude-path", "*.pyc", "--exclude-path", &state]);
+    let before = record_tree(&src);
+    fs::write(src.join("stray-file"), b"s").unwrap();
+    fs::create_dir_all(src.join("stray-dir/deep")).unwrap();
+    fs::write(src.join("stray-dir/deep/f"), b"f").unwrap();
+    fs::write(src.join("etc/swift/new.conf"), b"n").unwrap();
+    fs::write(src.join("later.pyc"), b"p").unwrap();
+    let strays = ["stray-file", "stray-dir", "etc/swift/new.conf"];
+
+    let out = s.ok(&["restore", "latest", "--delete", "--dry-run"]);
+    let plan = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stray in strays {
+        assert!(
+            plan.contains(&src.join(stray).display().to_string()),
+            "the plan names {stray}:\n{plan}"
+        );
+        assert!(src.join(stray).exists(), "the dry run removed {stray}");
+    }
+    let removal = plan
+        .lines()
+        .find(|l| l.contains("would remove (--delete)"))
+        .unwrap_or_else(|| panic!("no removal said: {plan}"));
+    assert!(
+        !removal.contains("stray-dir/deep"),
+        "only the top-most: {removal}"
+    );
+    for kept in [".pyc", "/repo", "/state"] {
+        assert!(!removal.contains(kept), "{removal}");
+    }
+
+    s.ok(&["restore", "latest", "--delete"]);
+    for stray in strays {
+        assert!(!src.join(stray).exists(), "{stray} is still there");
+    }
+    assert!(
+        src.join("later.pyc").exists(),
+        "an excluded file was removed"
+    );
+    let mut after = record_tree(&src);
+    after.remove(Path::new("later.pyc"));
+    assert_same_tree(&before, &after);
+    s.ok(&["check"]);
+    assert_eq!(s.snapshot_count(), 1);
+}
+
 #[test]
 fn a_second_backup_of_a_one_percent_change_stores_about_one_percent() {
     let s = Scratch::new();

@@ -61,6 +61,11 @@ pub struct ArtifactRecord {
     /// Whom it belongs to, as the plugin declared when it was written (absent: its node).
     #[serde(default, skip_serializing_if = "ArtifactScope::is_node")]
     pub scope: ArtifactScope,
+    /// For a `paths` artifact, the globs its archive left out (the path set's excludes and
+    /// the repository itself), so that `restore --delete` never removes what the backup did
+    /// not take. Absent in artifacts written before Coffer recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excludes: Option<Vec<String>>,
 }
 
 /// A node a backup needed but could not reach: its node-scoped data is not in the snapshot.

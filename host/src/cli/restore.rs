@@ -23,6 +23,11 @@ pub struct Args {
     /// Do not validate after restoring.
     #[arg(long)]
     no_validate: bool,
+    /// Make each restored set of paths exactly the snapshot: remove files and directories
+    /// under its paths that the snapshot does not have (what the backup left out stays).
+    /// Try it with --dry-run first: the plan names what would go.
+    #[arg(long)]
+    delete: bool,
     /// Rebuild the undercloud: every enabled plugin that declares itself part of `undercloud`
     /// (of Coffer's own: the filesystem set, then mysql), on the nodes with role `undercloud`,
     /// then the deployment's `[undercloud] reinstall-command` (e.g. `openstack undercloud
@@ -65,6 +70,7 @@ impl Scope {
             plugins: self.plugins.clone(),
             validate,
             resume: None,
+            delete: false,
         })
     }
 
@@ -174,6 +180,7 @@ pub async fn run(g: &Global, mut args: Args) -> Result<u8> {
     }
     let repo = cfg.open_repo().await?;
     let mut opts = args.scope.options(!args.no_validate)?;
+    opts.delete = args.delete;
     opts.resume = args.resume.clone();
     let spec = args.snapshot.as_deref().unwrap_or("latest");
     if args.dry_run {

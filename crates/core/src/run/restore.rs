@@ -59,6 +59,9 @@ pub struct RestoreOptions {
     /// Replacement nodes: what the snapshot recorded for the first node of each pair is
     /// restored onto the second (`--map controller-0=controller-3`).
     pub map: Vec<(String, String)>,
+    /// Make each restored path set exactly the snapshot (`--delete`): remove what is under
+    /// its paths and not in it (what the backup left out stays).
+    pub delete: bool,
 }
 
 impl Planner {
@@ -98,6 +101,7 @@ impl Coffer {
         let source = Arc::new(SnapshotSource {
             manifest: snap.manifest.clone(),
             reader: Arc::new(reader),
+            delete: false,
         });
         Ok((snap, source))
     }
@@ -385,13 +389,14 @@ impl Coffer {
         opts: &RestoreOptions,
     ) -> Result<(CofferSnapshot, Arc<SnapshotSource>, Vec<PluginRecord>), RunError> {
         let (mut snap, source) = self.source(repo, spec).await?;
-        let source = if opts.map.is_empty() {
+        let source = if opts.map.is_empty() && !opts.delete {
             source
         } else {
             self.remap(&mut snap.manifest, &opts.map)?;
             Arc::new(SnapshotSource {
                 manifest: snap.manifest.clone(),
                 reader: source.reader.clone(),
+                delete: opts.delete,
             })
         };
         let records = self.selected(&snap.manifest, &opts.plugins)?;

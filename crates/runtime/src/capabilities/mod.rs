@@ -9,6 +9,7 @@ mod exec;
 mod incident;
 mod log;
 mod policy;
+mod strays;
 mod stream;
 mod undo;
 
@@ -59,6 +60,9 @@ pub struct SnapshotSource {
     pub manifest: Manifest,
     /// Reads artifacts.
     pub reader: Arc<ArtifactReader>,
+    /// `restore --delete`: after a path set is extracted, what is under its paths and not in
+    /// the snapshot (nor left out by the backup) is removed.
+    pub delete: bool,
 }
 
 /// Where a backup's artifacts go, shared by every plugin call of the run.

@@ -88,17 +88,29 @@ impl<W: std::io::Write> std::io::Write for Counting<W> {
     }
 }
 
-/// Run `argv` on `node` (with `stdin`) and store its stdout as artifact `name`. Exit codes
-/// in `accepted` keep the artifact (any but 0 with a warning); anything else discards it.
+/// What an artifact stored from a command's output is.
+enum Stored {
+    /// A command's output (`capture`): only exit code 0 keeps it.
+    Output,
+    /// A GNU tar archive of paths (`capture-paths`), which left out `excludes`: exit code 1
+    /// (a file changed while it was read) keeps it too, with a warning.
+    Paths { excludes: Vec<String> },
+}
+
+/// Run `argv` on `node` (with `stdin`) and store its stdout as artifact `name`. An exit code
+/// `what` accepts keeps the artifact (any but 0 with a warning); anything else discards it.
 async fn store_output(
     env: &OperationEnv,
     node: &str,
     argv: Vec<String>,
     stdin: Vec<u8>,
     name: &str,
-    kind: ArtifactKind,
-    accepted: &[i32],
+    what: Stored,
 ) -> Result<types::Artifact, StreamError> {
+    let (kind, accepted, excludes): (_, &[i32], _) = match what {
+        Stored::Output => (ArtifactKind::Stream, &[0], None),
+        Stored::Paths { excludes } => (ArtifactKind::Paths, &[0, 1], Some(excludes)),
+    };
     let handle = env.node(node).map_err(StreamError::Exec)?.clone();
     let admitted = env.admit(
         node,
@@ -226,6 +238,7 @@ async fn store_output(
         path: artifact_path(node, &env.plugin.name, name),
         // The run sets the plugin's declared scope when it writes the manifest.
         scope: ArtifactScope::Node,
+        excludes,
     };
     env.reporter.report(Event::Artifact {
         plugin: env.plugin.name.clone(),
@@ -252,20 +265,11 @@ pub async fn capture(
     name: &str,
 ) -> Result<types::Artifact, StreamError> {
     env.allow_command(node, &argv).map_err(StreamError::Exec)?;
-    store_output(
-        env,
-        node,
-        argv,
-        Vec::new(),
-        name,
-        ArtifactKind::Stream,
-        &[0],
-    )
-    .await
+    store_output(env, node, argv, Vec::new(), name, Stored::Output).await
 }
 
 /// The tar member name of an absolute path.
-fn member(path: &str) -> String {
+pub(super) fn member(path: &str) -> String {
     match path.trim_start_matches('/').trim_end_matches('/') {
         "" => ".".into(),
         m => m.into(),
@@ -273,7 +277,7 @@ fn member(path: &str) -> String {
 }
 
 /// Tar `--exclude` options for a glob: absolute globs are anchored at the root.
-fn exclude_args(glob: &str) -> [String; 2] {
+pub(super) fn exclude_args(glob: &str) -> [String; 2] {
     if let Some(rel) = glob.strip_prefix('/') {
         ["--anchored".into(), format!("--exclude={rel}")]
     } else {
@@ -328,16 +332,18 @@ pub async fn capture_paths(
         Phase::Backup(sink) => Some(&sink.repository),
         _ => None,
     };
+    let mut excluded = Vec::new();
     match repository {
         Some(RepoLocation::Local(path)) if handle.is_local() => {
-            argv.extend(exclude_args(&path.display().to_string()));
+            excluded.push(path.display().to_string());
         }
         Some(RepoLocation::Remote { node, path }) if node.name == handle.name => {
-            argv.extend(exclude_args(path));
+            excluded.push(path.clone());
         }
         _ => {}
     }
-    for glob in &set.excludes {
+    excluded.extend(set.excludes.iter().cloned());
+    for glob in &excluded {
         argv.extend(exclude_args(glob));
     }
     // Member names go through stdin, NUL-separated: any byte in a name survives.
@@ -348,7 +354,8 @@ pub async fn capture_paths(
         names.push(0);
     }
     // GNU tar exits 1 when a file changed while it was read: the archive is still whole.
-    store_output(env, node, argv, names, name, ArtifactKind::Paths, &[0, 1]).await
+    let what = Stored::Paths { excludes: excluded };
+    store_output(env, node, argv, names, name, what).await
 }
 
 fn find_artifact(
@@ -503,6 +510,13 @@ pub async fn restore_paths(
             record.name
         )));
     }
+    let delete = match &env.phase {
+        Phase::Snapshot(source) if source.delete => {
+            super::strays::check(&record)?;
+            true
+        }
+        _ => false,
+    };
     let mkdir = env.on_node(
         &handle,
         &[
@@ -526,6 +540,10 @@ pub async fn restore_paths(
         if made.exit_code != Some(0) {
             return Err(failure(&mkdir, made.exit_code, made.stderr));
         }
+    }
+    // Strays go first: the extraction then sets the directories' times as recorded.
+    if delete {
+        super::strays::remove(env, &handle, &record, reader.clone(), target, &select).await?;
     }
     feed_into(
         env,
