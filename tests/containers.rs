@@ -30,7 +30,7 @@ impl Container {
         fs::create_dir_all(rootfs.join("etc")).unwrap();
         fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
             .expect("busybox-static is installed (scripts/test.sh installs it)");
-        for tool in ["sh", "cat", "echo", "sleep", "mkdir"] {
+        for tool in ["sh", "cat", "echo", "sleep", "mkdir", "tar", "test"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
         }
         fs::write(rootfs.join("etc/marker"), marker).unwrap();
@@ -223,6 +223,29 @@ fn a_container_is_found_by_a_glob_or_a_filter_before_the_run() {
     assert_eq!(s.snapshot_count(), 2);
 }
 
+/// A minimal container whose `tar` is BusyBox's: backing up its paths stops with an error
+/// naming the node, the tar found and what Coffer needs of it, and keeps nothing.
+#[test]
+fn paths_in_a_container_without_gnu_tar_are_refused_saying_why() {
+    let s = Scratch::new();
+    let container = Container::start(&s.path("image"), "marker\n");
+    s.deployment(&format!(
+        "[plugin.filesystem.settings]\npaths = [\"/etc\"]\n\n\
+         [plugin.filesystem.container]\nruntime = \"podman\"\nname = \"{}\"\n",
+        container.name
+    ));
+    s.init();
+    let out = s.run(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("the `tar` on node local is not GNU tar (tar (busybox)")
+            && err.contains("--xattrs"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_count(), 0);
+}
+
 /// A MariaDB server in a podman container, its datadir on a named volume: the container's root
 /// filesystem is this machine's (an overlay on `/`, so the packaged MariaDB runs in it without
 /// a registry); removed with its volume when dropped.
@@ -390,19 +413,7 @@ fn mariadb_in_a_podman_container_comes_back_from_a_lost_datadir() {
          [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n",
     )
     .unwrap();
-    let coffer = |args: &[&str]| {
-        let out = s
-            .command(args)
-            .env("CONTAINERS_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "coffer {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let coffer = |args: &[&str]| s.ok_with(args, "CONTAINERS_CONF", &conf);
     s.init();
     coffer(&["backup"]);
 
@@ -623,15 +634,7 @@ fn mariadb_in_a_docker_container_comes_back_from_a_lost_datadir() {
     let before = state();
     s.deployment("[plugin.mysql.container]\nruntime = \"docker\"\nname = \"mariadb\"\n");
     let (key, value) = engine.env();
-    let coffer = |args: &[&str]| {
-        let out = s.command(args).env(key, &value).output().unwrap();
-        assert!(
-            out.status.success(),
-            "coffer {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let coffer = |args: &[&str]| s.ok_with(args, key, &value);
     s.init();
     coffer(&["backup"]);
 

@@ -102,9 +102,9 @@ impl<'n> GaleraBundle<'n> {
         .to_string()
     }
 
-    /// Run SQL as root in the container on node `i`; the tab-separated rows.
-    pub fn sql(&self, i: usize, sql: &str) -> String {
-        let out = std::process::Command::new("nsenter")
+    /// `mariadb -N -B -e SQL` as root in the container on node `i`.
+    fn mariadb(&self, i: usize, sql: &str) -> std::process::Output {
+        std::process::Command::new("nsenter")
             .args([
                 "-t",
                 &self.nodes[i].sshd_pid().to_string(),
@@ -123,8 +123,15 @@ impl<'n> GaleraBundle<'n> {
                 sql,
             ])
             .output()
-            .unwrap();
-        check(out, &format!("SQL on {}: {sql}", self.nodes[i].name))
+            .unwrap()
+    }
+
+    /// Run SQL as root in the container on node `i`; the tab-separated rows.
+    pub fn sql(&self, i: usize, sql: &str) -> String {
+        check(
+            self.mariadb(i, sql),
+            &format!("SQL on {}: {sql}", self.nodes[i].name),
+        )
     }
 
     /// Whether node `i`'s member is Synced in a cluster of `size`.
@@ -132,30 +139,12 @@ impl<'n> GaleraBundle<'n> {
         if self.container(i).is_empty() {
             return false;
         }
-        let out = std::process::Command::new("nsenter")
-            .args([
-                "-t",
-                &self.nodes[i].sshd_pid().to_string(),
-                "-m",
-                "-n",
-                "-p",
-            ])
-            .args([
-                "podman",
-                "exec",
-                &self.container(i),
-                "mariadb",
-                "-N",
-                "-B",
-                "-e",
-            ])
-            .arg(
-                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE \
-                 VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_SIZE') ORDER BY \
-                 VARIABLE_NAME",
-            )
-            .output()
-            .unwrap();
+        let out = self.mariadb(
+            i,
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE \
+             VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_SIZE') ORDER BY \
+             VARIABLE_NAME",
+        );
         String::from_utf8_lossy(&out.stdout) == format!("{size}\nSynced\n")
     }
 

@@ -119,6 +119,20 @@ impl Scratch {
         out
     }
 
+    /// [`Scratch::ok`] with one more variable in coffer's environment (`DOCKER_HOST`,
+    /// `CONTAINERS_CONF`: what the node's container runtime needs).
+    pub fn ok_with(&self, args: &[&str], var: &str, value: impl AsRef<std::ffi::OsStr>) -> Output {
+        let out = self.command(args).env(var, value).output().unwrap();
+        assert!(
+            out.status.success(),
+            "coffer {args:?} ({var} set) failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// `coffer init`.
     /// Replace `from` (which must be there) by `to` in the deployment file.
     pub fn edit_deployment(&self, from: &str, to: &str) {

@@ -1,7 +1,7 @@
 //! What the pacemaker plugin offers the others: keep Pacemaker's hands off a resource while a
 //! plugin restores it. `hold` unmanages it (Pacemaker stops acting on it; with `disable` it is
 //! stopped everywhere first) after registering the reverse with the host, so a failed run puts
-//! it back under Pacemaker; `give_back` manages it again, clears its failures and forgets the
+//! it back under Pacemaker; `give_back` clears its failures, manages it again and forgets the
 //! reversal.
 
 use coffer_sdk::*;
@@ -94,14 +94,17 @@ pub fn hold(ctx: &Context<'_>) -> Result<Option<Held>, PluginError> {
     }))
 }
 
-/// Give the resource back: managed again, failures cleared (and enabled if it was disabled).
+/// Give the resource back: enabled if it was disabled, its failures cleared and its state
+/// probed again while Pacemaker still leaves it alone, then managed. In that order: managed
+/// first, Pacemaker would recover the failures its monitors saw while the service was down for
+/// the restore — restarting a member that had just come back.
 pub fn give_back(ctx: &Context<'_>, held: Held) -> Result<(), PluginError> {
     let r = held.resource.as_str();
-    ctx.run_ok(&pcs(ctx, &held.node, &["manage", r]))?;
     if held.disabled {
         ctx.run_ok(&pcs(ctx, &held.node, &["enable", r]))?;
     }
     ctx.run_ok(&pcs(ctx, &held.node, &["cleanup", r]))?;
+    ctx.run_ok(&pcs(ctx, &held.node, &["manage", r]))?;
     for u in held.undo {
         ctx.keep(u);
     }

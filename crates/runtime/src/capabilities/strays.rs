@@ -13,8 +13,8 @@ use coffer_transport::NodeHandle;
 use coffer_transport::process;
 
 use super::OperationEnv;
-use super::stream::{exclude_args, member};
-use crate::contract::v2::coffer::plugin::types::{CommandFailure, StreamError};
+use super::stream::{exclude_args, failure, member};
+use crate::contract::v2::coffer::plugin::types::StreamError;
 use crate::dry_run::{ActionKind, Admission};
 use crate::report::{Event, Level};
 
@@ -120,16 +120,7 @@ pub(super) async fn remove(
         stdin.extend_from_slice(m);
         stdin.push(0);
     }
-    let done = process::run(handle, &argv, stdin, env.limits.default_timeout, 1 << 20)
-        .await
-        .map_err(|e| StreamError::Exec(super::exec::exec_error(e)))?;
-    if done.exit_code != Some(0) {
-        return Err(StreamError::CommandFailed(CommandFailure {
-            argv,
-            exit_code: done.exit_code,
-            stderr: done.stderr,
-        }));
-    }
+    run_ok(env, handle, &argv, stdin, 1 << 20).await?;
     env.reporter.report(Event::Log {
         plugin: env.plugin.name.clone(),
         level: Level::Warn,
@@ -232,22 +223,29 @@ async fn list_on_node(
     let argv = env.on_node(handle, &argv);
     // A read: it runs in a dry run too, so the plan can name what would go.
     env.admit(&handle.name, &argv, ActionKind::Reads, None);
-    let listed = process::run(handle, &argv, stdin, env.limits.default_timeout, 1 << 30)
-        .await
-        .map_err(|e| StreamError::Exec(super::exec::exec_error(e)))?;
-    if listed.exit_code != Some(0) {
-        return Err(StreamError::CommandFailed(CommandFailure {
-            argv,
-            exit_code: listed.exit_code,
-            stderr: listed.stderr,
-        }));
-    }
+    let listed = run_ok(env, handle, &argv, stdin, 1 << 30).await?;
     Ok(listed
-        .stdout
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| normalise(&unescape(l)))
         .collect())
+}
+
+/// Run `argv` on the node with `stdin` and require exit code 0; its standard output.
+async fn run_ok(
+    env: &OperationEnv,
+    handle: &NodeHandle,
+    argv: &[String],
+    stdin: Vec<u8>,
+    max_output: u64,
+) -> Result<Vec<u8>, StreamError> {
+    let done = process::run(handle, argv, stdin, env.limits.default_timeout, max_output)
+        .await
+        .map_err(|e| StreamError::Exec(super::exec::exec_error(e)))?;
+    match done.exit_code {
+        Some(0) => Ok(done.stdout),
+        code => Err(failure(argv, code, done.stderr)),
+    }
 }
 
 /// Undo GNU tar's `escape` quoting: `\\`, the C escapes and `\ooo` octal bytes.

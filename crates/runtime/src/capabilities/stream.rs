@@ -21,6 +21,7 @@ use crate::report::Event;
 use coffer_repository::{
     ArtifactKind, ArtifactRecord, ArtifactScope, RepoError, RepoLocation, artifact_path,
 };
+use coffer_transport::NodeHandle;
 use coffer_transport::process::{self, tail, take_stderr, take_stdout};
 
 /// Options for archiving paths with everything `capture-paths` promises.
@@ -35,7 +36,7 @@ fn repo_error(e: RepoError) -> StreamError {
     StreamError::Repository(e.to_string())
 }
 
-fn failure(argv: &[String], exit_code: Option<i32>, stderr: Vec<u8>) -> StreamError {
+pub(super) fn failure(argv: &[String], exit_code: Option<i32>, stderr: Vec<u8>) -> StreamError {
     StreamError::CommandFailed(CommandFailure {
         argv: argv.to_vec(),
         exit_code,
@@ -203,14 +204,34 @@ async fn store_output(
             return Err(StreamError::Exec(ExecError::Unreachable(e.to_string())));
         }
     };
-    if !exit.is_some_and(|c| accepted.contains(&c)) {
+    let failed = || CommandFailure {
+        argv: argv.clone(),
+        exit_code: exit,
+        stderr: stderr.clone(),
+    };
+    let rejected = if !exit.is_some_and(|c| accepted.contains(&c)) {
+        Some(StreamError::CommandFailed(failed()))
+    } else {
+        None
+    };
+    // A tar that is not GNU tar may also exit 1 (BusyBox's, on an option it lacks): that is
+    // no archive at all, whatever GNU tar's 1 means.
+    let rejected = match (rejected, kind, exit) {
+        (None, ArtifactKind::Paths, Some(0)) | (None, ArtifactKind::Stream, _) => None,
+        (r, ArtifactKind::Paths, _) => match foreign_tar(env, &handle).await {
+            Some(which) => Some(not_gnu_tar(node, &which, failed())),
+            None => r,
+        },
+        (r, ..) => r,
+    };
+    if let Some(e) = rejected {
         let discard = {
             let writer = writer.clone();
             let id = stored.snapshot.clone();
             tokio::task::spawn_blocking(move || writer.discard(&[id]))
         };
         discard.await.expect("discard task").map_err(repo_error)?;
-        return Err(failure(&argv, exit, stderr));
+        return Err(e);
     }
     if exit != Some(0) {
         env.reporter.report(Event::Log {
@@ -545,15 +566,59 @@ pub async fn restore_paths(
     if delete {
         super::strays::remove(env, &handle, &record, reader.clone(), target, &select).await?;
     }
-    feed_into(
-        env,
-        record,
-        reader,
-        node,
-        extract_argv(target, &select),
-        ActionKind::Changes,
+    let extract = extract_argv(target, &select);
+    match feed_into(env, record, reader, node, extract, ActionKind::Changes).await {
+        Err(StreamError::CommandFailed(f)) => Err(match foreign_tar(env, &handle).await {
+            Some(which) => not_gnu_tar(node, &which, f),
+            None => StreamError::CommandFailed(f),
+        }),
+        done => done,
+    }
+}
+
+/// What `tar --version` says on the node (in the plugin's container where it has one) when
+/// that tar is not GNU tar (BusyBox's, in a minimal container); `None` for GNU tar. Asked only
+/// after a tar exited non-zero: a working tar costs nothing.
+async fn foreign_tar(env: &OperationEnv, handle: &NodeHandle) -> Option<String> {
+    let version = env.on_node(handle, &["tar".to_string(), "--version".to_string()]);
+    let said = process::run(
+        handle,
+        &version,
+        Vec::new(),
+        env.limits.default_timeout,
+        1 << 16,
     )
     .await
+    .map(|o| {
+        let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&o.stderr));
+        text
+    })
+    .unwrap_or_default();
+    if said.contains("GNU tar") {
+        return None;
+    }
+    Some(
+        said.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no version")
+            .trim()
+            .to_string(),
+    )
+}
+
+/// `f`, told as a failure of a tar that is not GNU tar (`which`), naming the node and what
+/// Coffer needs of tar.
+fn not_gnu_tar(node: &str, which: &str, f: CommandFailure) -> StreamError {
+    let mut stderr = format!(
+        "the `tar` on node {node} is not GNU tar ({which}): Coffer archives and restores paths \
+         with GNU tar's --xattrs, --acls, --sparse, --format=posix and --null file lists; \
+         install GNU tar there (the `tar` package), or run this plugin outside the minimal \
+         container. Its own words: "
+    )
+    .into_bytes();
+    stderr.extend_from_slice(&f.stderr);
+    StreamError::CommandFailed(CommandFailure { stderr, ..f })
 }
 
 /// The `tar --extract` command line of `restore-paths`.
