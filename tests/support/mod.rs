@@ -22,6 +22,18 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+/// `out` of `coffer args…`, required to be a success (else the test fails with its output).
+fn succeeded(out: Output, args: &[&str]) -> Output {
+    assert!(
+        out.status.success(),
+        "coffer {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The `coffer` binary under test.
 pub const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
@@ -108,32 +120,15 @@ impl Scratch {
 
     /// Run `coffer args…` and require success.
     pub fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "coffer {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        succeeded(self.run(args), args)
     }
 
     /// [`Scratch::ok`] with one more variable in coffer's environment (`DOCKER_HOST`,
     /// `CONTAINERS_CONF`: what the node's container runtime needs).
     pub fn ok_with(&self, args: &[&str], var: &str, value: impl AsRef<std::ffi::OsStr>) -> Output {
-        let out = self.command(args).env(var, value).output().unwrap();
-        assert!(
-            out.status.success(),
-            "coffer {args:?} ({var} set) failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        succeeded(self.command(args).env(var, value).output().unwrap(), args)
     }
 
-    /// `coffer init`.
     /// Replace `from` (which must be there) by `to` in the deployment file.
     pub fn edit_deployment(&self, from: &str, to: &str) {
         let path = self.path("deployment.toml");
@@ -145,6 +140,7 @@ impl Scratch {
         std::fs::write(&path, text.replace(from, to)).unwrap();
     }
 
+    /// `coffer init`.
     pub fn init(&self) {
         self.ok(&["init"]);
     }
