@@ -231,7 +231,7 @@ fn a_single_path_restores_alone() {
 }
 
 #[test]
-fn excludes_and_the_repository_itself_are_left_out() {
+fn excludes_the_repository_and_the_state_directory_are_left_out() {
     let s = Scratch::new();
     let src = s.path("data");
     fs::create_dir_all(src.join("logs")).unwrap();
@@ -271,12 +271,17 @@ fn excludes_and_the_repository_itself_are_left_out() {
         !base.join("repo").exists(),
         "the repository was backed up into itself"
     );
+    assert!(
+        !base.join("state").exists(),
+        "Coffer's state directory (run journals) was backed up"
+    );
 }
 
 /// `restore --delete` makes the backed-up paths exactly the snapshot: what was created since
 /// (a file, a directory tree, a file in a kept directory) goes, named by the dry run first,
-/// while what the backup left out stays — an excluded file, and the repository itself, which
-/// lives inside the tree; a sparse file and xattrs come back as without `--delete`.
+/// while what the backup left out stays — an excluded file, and the repository and Coffer's
+/// state directory, which live inside the tree; a sparse file and xattrs come back as without
+/// `--delete`.
 #[test]
 fn restore_delete_removes_what_the_snapshot_lacks_and_nothing_the_backup_left_out() {
     let s = Scratch::new();
@@ -286,10 +291,8 @@ fn restore_delete_removes_what_the_snapshot_lacks_and_nothing_the_backup_left_ou
     fs::write(src.join("x.pyc"), b"pyc").unwrap();
     s.filesystem(&[s.dir.path()]);
     s.init();
-    // Coffer's own state directory (run journals) is in the tree too: left out, as an
-    // operator backing up the Coffer host leaves it out.
-    let state = s.path("state").display().to_string();
-    s.backup(&["--exclude-path", "*.pyc", "--exclude-path", &state]);
+    // Coffer's own state directory (run journals) is in the tree too: Coffer leaves it out.
+    s.backup(&["--exclude-path", "*.pyc"]);
     let before = record_tree(&src);
     fs::write(src.join("stray-file"), b"s").unwrap();
     fs::create_dir_all(src.join("stray-dir/deep")).unwrap();

@@ -354,6 +354,11 @@ pub async fn capture_paths(
         _ => None,
     };
     let mut excluded = Vec::new();
+    // Coffer's own state (run journals, the undo journal, the lock) changes while it runs and
+    // must never come back from a snapshot: left out on the Coffer host, as the repository is.
+    if handle.is_local() {
+        excluded.push(coffer_repository::state_dir().display().to_string());
+    }
     match repository {
         Some(RepoLocation::Local(path)) if handle.is_local() => {
             excluded.push(path.display().to_string());
