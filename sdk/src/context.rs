@@ -111,6 +111,31 @@ impl<'h> Context<'h> {
         Ok((node.name.clone(), root.trim_end_matches('/').to_string()))
     }
 
+    /// The Unix socket of a drill's throwaway server in `dir` on `node`: `dir/s`, refused when
+    /// longer than the 107 bytes a socket's path may have (a long scratch directory).
+    pub fn drill_socket(&self, node: &str, dir: &str) -> Result<String, PluginError> {
+        let socket = format!("{dir}/s");
+        if socket.len() > 107 {
+            return Err(PluginError::Precondition(format!(
+                "{node}: the drill's socket {socket} is longer than a Unix socket's path may be \
+                 (107 bytes): give a shorter scratch directory (`--scratch` or `[drill] scratch`)"
+            )));
+        }
+        Ok(socket)
+    }
+
+    /// `program` on `node` itself: outside this plugin's container where it has one there
+    /// ([`Command::outside`]), as it is elsewhere — for what belongs to the node, not the
+    /// service (its firewall, Pacemaker).
+    pub fn on_the_node(&self, node: &str, program: &str) -> Command {
+        let cmd = Command::on(node, program);
+        if self.container(node).is_some() {
+            cmd.outside()
+        } else {
+            cmd
+        }
+    }
+
     /// The container this plugin's commands run in on `node` (the deployment's
     /// `[plugin.NAME.container]`, found per node), or `None` where they run on the node itself.
     /// What [`Command::outside`] commands act on: stop it, start it, run its image once.

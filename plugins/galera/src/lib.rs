@@ -193,23 +193,14 @@ fn bootstrap_member(ctx: &Context<'_>, all: &[&str]) -> Result<String, PluginErr
     }
 }
 
-/// `program` on `node` itself, also where the server runs in a container there (the firewall
-/// is the node's).
-fn on_node(ctx: &Context<'_>, node: &str, program: &str) -> Command {
-    let cmd = Command::on(node, program);
-    if ctx.container(node).is_some() {
-        cmd.outside()
-    } else {
-        cmd
-    }
-}
-
 /// Register the removal of the 3306 block on `node` (`None` when blocking is off).
 fn firewall_undo(ctx: &Context<'_>, node: &Node) -> Result<Option<Undo>, PluginError> {
     if ctx.settings.get("block").unwrap_or("iptables") == "none" {
         return Ok(None);
     }
-    let unblock = on_node(ctx, &node.name, "iptables").args(firewall_args(node, "-D"));
+    let unblock = ctx
+        .on_the_node(&node.name, "iptables")
+        .args(firewall_args(node, "-D"));
     ctx.undo_with(&unblock, &format!("unblock 3306 on {}", node.address))
         .map(Some)
 }
@@ -234,8 +225,11 @@ fn firewall_args(node: &Node, op: &str) -> Vec<String> {
 
 /// Block (`-I`) or unblock (`-D`) client connections to 3306 on the member's address.
 fn firewall(ctx: &Context<'_>, node: &Node, op: &str) -> Result<(), PluginError> {
-    ctx.run_ok(&on_node(ctx, &node.name, "iptables").args(firewall_args(node, op)))
-        .map(drop)
+    ctx.run_ok(
+        &ctx.on_the_node(&node.name, "iptables")
+            .args(firewall_args(node, op)),
+    )
+    .map(drop)
 }
 
 /// Wait until `node` is Synced in a cluster of `size` (not in a dry run: nothing joins).

@@ -88,14 +88,7 @@ struct Throwaway<'c, 'a> {
 impl<'c, 'a> Throwaway<'c, 'a> {
     /// A new datadir in `dir` on `node`, and a server on it, answering.
     fn start(ctx: &'c Context<'a>, node: &str, dir: &str) -> Result<Self, PluginError> {
-        // A Unix socket's path holds at most 107 bytes: a short name in a short directory.
-        let socket = format!("{dir}/s");
-        if socket.len() > 107 {
-            return Err(PluginError::Precondition(format!(
-                "{node}: the drill's socket {socket} is longer than a Unix socket's path may be \
-                 (107 bytes): give a shorter scratch directory (`--scratch` or `[drill] scratch`)"
-            )));
-        }
+        let socket = ctx.drill_socket(node, dir)?;
         ctx.run_ok(&Command::on(node, "mkdir").args(["-p", dir]))?;
         ctx.run_ok(&Command::on(node, "mariadb-install-db").args([
             "--no-defaults",

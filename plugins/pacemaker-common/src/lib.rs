@@ -46,14 +46,9 @@ pub struct Held {
 /// `pcs resource ARGS` on `node`: on the node itself where the plugin's commands run in a
 /// container there (Pacemaker runs on the node, not in the service's container).
 fn pcs(ctx: &Context<'_>, node: &str, args: &[&str]) -> Command {
-    let cmd = Command::on(node, "pcs")
+    ctx.on_the_node(node, "pcs")
         .arg("resource")
-        .args(args.iter().copied());
-    if ctx.container(node).is_some() {
-        cmd.outside()
-    } else {
-        cmd
-    }
+        .args(args.iter().copied())
 }
 
 /// Hold the configured resource, if any (`None` when the service is not under Pacemaker).

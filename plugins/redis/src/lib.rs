@@ -571,14 +571,7 @@ struct Throwaway<'c, 'a> {
 impl<'c, 'a> Throwaway<'c, 'a> {
     /// Start one on `node` over the `dump.rdb` in `dir`, and wait until it has loaded it.
     fn start(ctx: &'c Context<'a>, node: &str, dir: &str) -> Result<Self, PluginError> {
-        // A Unix socket's path holds at most 107 bytes: a short name in a short directory.
-        let socket = format!("{dir}/s");
-        if socket.len() > 107 {
-            return Err(PluginError::Precondition(format!(
-                "{node}: the drill's socket {socket} is longer than a Unix socket's path may be \
-                 (107 bytes): give a shorter scratch directory (`--scratch` or `[drill] scratch`)"
-            )));
-        }
+        let socket = ctx.drill_socket(node, dir)?;
         let shutdown = ctx.undo_with(
             &Command::on(node, "redis-cli").args(["-s", &socket, "SHUTDOWN", "NOSAVE"]),
             "stop the drill's throwaway redis-server",

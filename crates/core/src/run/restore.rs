@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use coffer_repository::{
-    ArtifactRecord, ArtifactScope, CofferSnapshot, Manifest, PluginRecord, Repo, RepoError,
+    ArtifactReader, ArtifactRecord, ArtifactScope, CofferSnapshot, Manifest, PluginRecord, Repo,
+    RepoError,
 };
 use coffer_runtime::capabilities::{Phase, SnapshotSource};
 use coffer_runtime::dry_run::Plan;
@@ -86,24 +87,18 @@ impl Planner {
 }
 
 impl Coffer {
-    /// Open a snapshot for restore or validate.
-    pub(super) async fn source(
+    /// Find snapshot `spec` and a reader of its artifacts.
+    async fn find(
         &self,
         repo: Repo,
         spec: &str,
-    ) -> Result<(CofferSnapshot, Arc<SnapshotSource>), RunError> {
+    ) -> Result<(CofferSnapshot, ArtifactReader), RunError> {
         let spec = spec.to_string();
-        let (snap, reader) = blocking(move || -> Result<_, RepoError> {
+        Ok(blocking(move || -> Result<_, RepoError> {
             let snap = repo.find(&spec)?;
             Ok((snap, repo.into_reader()?))
         })
-        .await?;
-        let source = Arc::new(SnapshotSource {
-            manifest: snap.manifest.clone(),
-            reader: Arc::new(reader),
-            delete: false,
-        });
-        Ok((snap, source))
+        .await?)
     }
 
     /// The call context of `record`'s plugin for a snapshot.
@@ -388,17 +383,13 @@ impl Coffer {
         spec: &str,
         opts: &RestoreOptions,
     ) -> Result<(CofferSnapshot, Arc<SnapshotSource>, Vec<PluginRecord>), RunError> {
-        let (mut snap, source) = self.source(repo, spec).await?;
-        let source = if opts.map.is_empty() && !opts.delete {
-            source
-        } else {
-            self.remap(&mut snap.manifest, &opts.map)?;
-            Arc::new(SnapshotSource {
-                manifest: snap.manifest.clone(),
-                reader: source.reader.clone(),
-                delete: opts.delete,
-            })
-        };
+        let (mut snap, reader) = self.find(repo, spec).await?;
+        self.remap(&mut snap.manifest, &opts.map)?;
+        let source = Arc::new(SnapshotSource {
+            manifest: snap.manifest.clone(),
+            reader: Arc::new(reader),
+            delete: opts.delete,
+        });
         let records = self.selected(&snap.manifest, &opts.plugins)?;
         for record in &records {
             if let Some(plugin) = self.registry.get(&record.name)
@@ -437,7 +428,8 @@ impl Coffer {
                 Some(format!("--map {from}={to}: a node cannot replace itself"))
             } else if !self.deployment.nodes.iter().any(|n| &n.name == to) {
                 Some(format!(
-                    "--map {from}={to}: no node `{to}` in deployment {} (add the new node's                      [[node]] section first)",
+                    "--map {from}={to}: no node `{to}` in deployment {} (add the new node's \
+                     [[node]] section first)",
                     self.deployment.source_name
                 ))
             } else if !recorded(manifest, from) {

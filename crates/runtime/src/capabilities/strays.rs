@@ -104,7 +104,7 @@ pub(super) async fn remove(
         record.name
     );
     let argv = env.on_node(handle, &argv);
-    if env.admit(node, &argv, ActionKind::Changes, Some(note.clone())) == Admission::Recorded {
+    if env.admit(node, &argv, ActionKind::Changes, Some(note)) == Admission::Recorded {
         env.reporter.report(Event::Log {
             plugin: env.plugin.name.clone(),
             level: Level::Warn,

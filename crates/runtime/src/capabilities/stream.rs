@@ -204,26 +204,21 @@ async fn store_output(
             return Err(StreamError::Exec(ExecError::Unreachable(e.to_string())));
         }
     };
-    let failed = || CommandFailure {
-        argv: argv.clone(),
-        exit_code: exit,
-        stderr: stderr.clone(),
-    };
-    let rejected = if !exit.is_some_and(|c| accepted.contains(&c)) {
-        Some(StreamError::CommandFailed(failed()))
-    } else {
-        None
-    };
+    let mut rejected = (!exit.is_some_and(|c| accepted.contains(&c)))
+        .then(|| failure(&argv, exit, stderr.clone()));
     // A tar that is not GNU tar may also exit 1 (BusyBox's, on an option it lacks): that is
     // no archive at all, whatever GNU tar's 1 means.
-    let rejected = match (rejected, kind, exit) {
-        (None, ArtifactKind::Paths, Some(0)) | (None, ArtifactKind::Stream, _) => None,
-        (r, ArtifactKind::Paths, _) => match foreign_tar(env, &handle).await {
-            Some(which) => Some(not_gnu_tar(node, &which, failed())),
-            None => r,
-        },
-        (r, ..) => r,
-    };
+    if kind == ArtifactKind::Paths
+        && exit != Some(0)
+        && let Some(which) = foreign_tar(env, &handle).await
+    {
+        let failed = CommandFailure {
+            argv: argv.clone(),
+            exit_code: exit,
+            stderr: stderr.clone(),
+        };
+        rejected = Some(not_gnu_tar(node, &which, failed));
+    }
     if let Some(e) = rejected {
         let discard = {
             let writer = writer.clone();
