@@ -394,28 +394,38 @@ fn sigint_mid_run_runs_the_reversals() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while journals(&s) == 0 {
-        assert!(started.elapsed().as_secs() < 60, "no journal appeared");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // Wait until all three are registered (the journal is rewritten on each change).
-    while !std::fs::read_dir(s.path("state/undo"))
-        .unwrap()
-        .flatten()
-        .any(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .contains("third")
-        })
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_the_plugin_hangs(&s);
     sh(&format!("kill -INT {}", child.id()));
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(std::fs::read_to_string(&undone).unwrap(), "third\nfirst\n");
     assert_eq!(journals(&s), 0);
+}
+
+/// Wait until the `undo-hang` plugin has registered its three reversals and kept the second,
+/// so that it hangs: its journal names the third change and no longer the second (the journal
+/// is rewritten on each change; a kill between the third's registration and the second's
+/// release would leave three pending). The journal itself is read, not the `.tmp` file it is
+/// written through.
+fn wait_until_the_plugin_hangs(s: &Scratch) {
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(s.path("state/undo"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                e.path().extension().is_some_and(|x| x == "json")
+                    && text.contains("third")
+                    && !text.contains("second")
+            })
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the plugin never reached its hang"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -428,23 +438,7 @@ fn sigkill_mid_run_leaves_a_journal_that_recover_unwinds() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    // The journal itself, not the `.tmp` file it is written through: a kill between the write
-    // and the rename rightly leaves the journal as it was, without the third change.
-    while !std::fs::read_dir(s.path("state/undo"))
-        .map(|d| {
-            d.flatten().any(|e| {
-                e.path().extension().is_some_and(|x| x == "json")
-                    && std::fs::read_to_string(e.path())
-                        .unwrap_or_default()
-                        .contains("third")
-            })
-        })
-        .unwrap_or(false)
-    {
-        assert!(started.elapsed().as_secs() < 60, "no journal appeared");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_the_plugin_hangs(&s);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!undone.exists(), "nothing ran the reversals yet");
