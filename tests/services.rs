@@ -685,6 +685,180 @@ const RABBIT_DEFINITIONS: &str = r#"{
  "policies": [{"vhost": "nova", "name": "ha-all", "pattern": "^", "apply-to": "queues", "definition": {"message-ttl": 600000}, "priority": 0}]
 }"#;
 
+/// Repositories on object storage, against the real Swift all-in-one: S3 through Swift's own
+/// `s3api` middleware, and native Swift through tempauth. Each: refused before `init` (no
+/// bucket), init creating the bucket, backup, `check --read-data`, a restore byte for byte,
+/// forget + prune, restic itself listing the snapshots, the secret in no argv nor output; a
+/// wrong secret is exit 3 naming the repository and where credentials come from. A live lock
+/// object of another Coffer host keeps a backup out (exit 3, naming that host; with
+/// `--retry-lock`, after waiting); one stale for 31 minutes, or naming a dead process of this
+/// host, is removed and the backup goes on; no lock object is left after a run. With the
+/// proxy stopped: exit 3, "does not answer".
+#[test]
+fn repositories_in_s3_and_swift_object_storage() {
+    use support::swift::{KEY, Swift, USER};
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["objects"]);
+    let swift = Swift::start(&cluster.nodes[0]);
+    let (token, account) = swift.auth();
+    let data = s.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    s.filesystem(&[&data]);
+    let tempauth = format!("{}/auth/v1.0", swift.proxy);
+    let mut repo = s.repo().display().to_string();
+    let places = [
+        (
+            format!("s3:{}/coffer-s3/overcloud", swift.proxy),
+            vec![("AWS_ACCESS_KEY_ID", USER), ("AWS_SECRET_ACCESS_KEY", KEY)],
+            "AWS_SECRET_ACCESS_KEY",
+            "coffer-s3",
+        ),
+        (
+            "swift:coffer-swift:/overcloud".to_string(),
+            vec![
+                ("ST_AUTH", tempauth.as_str()),
+                ("ST_USER", USER),
+                ("ST_KEY", KEY),
+            ],
+            "ST_KEY",
+            "coffer-swift",
+        ),
+    ];
+    for (i, (place, env, secret_var, container)) in places.iter().enumerate() {
+        s.edit_deployment(
+            &format!("path = \"{repo}\""),
+            &format!("path = \"{place}\""),
+        );
+        repo = place.clone();
+        let command = |args: &[&str]| {
+            let mut c = s.command(args);
+            c.envs(env.iter().copied());
+            c
+        };
+        let ok = |args: &[&str]| {
+            let out = run_watching_argv(command(args), KEY);
+            assert!(
+                out.status.success(),
+                "{place}: coffer {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        };
+        let out = command(&["snapshots"]).output().unwrap();
+        failed_with(
+            &out,
+            3,
+            &[&format!("no repository at {place}"), "coffer init"],
+        );
+        ok(&["init"]);
+        std::fs::write(data.join("f"), noise(i as u64, 3 << 20)).unwrap();
+        let first = summary(&ok(&["backup", "--json"]))["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::fs::write(data.join("f"), noise(9, 1 << 20)).unwrap();
+        ok(&["backup"]);
+        ok(&["check", "--read-data"]);
+        std::fs::remove_file(data.join("f")).unwrap();
+        ok(&["restore", &first]);
+        assert_eq!(
+            std::fs::read(data.join("f")).unwrap(),
+            noise(i as u64, 3 << 20)
+        );
+
+        // restic reads the same bucket: the layout is restic's. (`--no-lock`: restic 0.14's
+        // S3 client uploads with aws-chunked signing, which s3api does not take.)
+        let mut restic = std::process::Command::new("restic");
+        restic
+            .args([
+                "-r",
+                place,
+                "snapshots",
+                "--no-lock",
+                "--json",
+                "--password-file",
+            ])
+            .arg(s.path("password"))
+            .envs(env.iter().copied());
+        let out = restic.output().unwrap();
+        assert!(out.status.success(), "restic {place}: {out:?}");
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(listed.as_array().unwrap().len() >= 4, "{listed}");
+
+        // Another Coffer host's live lock keeps a backup out, naming it.
+        let lock_url = format!("{account}/{container}/overcloud/coffer-locks/0a1b");
+        let plant = |minutes_ago: i64, host: &str, pid: u32| {
+            let at = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes_ago);
+            let body =
+                format!(r#"{{"host":"{host}","pid":{pid},"since":"{at}","refreshed":"{at}"}}"#);
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-sS",
+                    "-f",
+                    "-X",
+                    "PUT",
+                    "-H",
+                    &format!("X-Auth-Token: {token}"),
+                ])
+                .args(["--data-binary", &body, &lock_url])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        plant(1, "undercloud-2", 4242);
+        let out = command(&["backup"]).output().unwrap();
+        failed_with(
+            &out,
+            3,
+            &[
+                "in use by a coffer run on undercloud-2 (pid 4242) since",
+                "--retry-lock",
+            ],
+        );
+        let out = command(&["backup", "--retry-lock", "2s"]).output().unwrap();
+        failed_with(&out, 3, &["still in use by a coffer run on undercloud-2"]);
+        plant(31, "undercloud-2", 4242);
+        let out = ok(&["backup"]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("removing the stale lock"),
+            "{out:?}"
+        );
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        plant(1, host.trim(), 4_000_000);
+        ok(&["backup"]);
+        let left = std::process::Command::new("curl")
+            .args(["-sS", "-f", "-H", &format!("X-Auth-Token: {token}")])
+            .arg(format!(
+                "{account}/{container}?prefix=overcloud/coffer-locks/"
+            ))
+            .output()
+            .unwrap();
+        assert!(left.status.success() && left.stdout.is_empty(), "{left:?}");
+
+        let done = summary(&ok(&["forget", "--keep-last", "1", "--prune", "--json"]));
+        assert_eq!(done["forgotten"], 3, "{done}");
+
+        let mut wrong = command(&["snapshots"]);
+        wrong.env(secret_var, "not-the-key");
+        let out = run_watching_argv(wrong, "not-the-key");
+        failed_with(&out, 3, &[place, "refuses the credentials", secret_var]);
+    }
+
+    swift.stop();
+    let mut down = s.command(&["snapshots"]);
+    down.envs([
+        ("ST_AUTH", tempauth.as_str()),
+        ("ST_USER", USER),
+        ("ST_KEY", KEY),
+    ]);
+    let out = down.output().unwrap();
+    failed_with(
+        &out,
+        3,
+        &["swift:coffer-swift:/overcloud", "does not answer"],
+    );
+}
+
 #[test]
 fn rabbitmq_tutorial_plugin_brings_deleted_definitions_back() {
     use support::rabbitmq::Rabbitmq;

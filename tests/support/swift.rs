@@ -1,6 +1,7 @@
 //! A real all-in-one Swift on a test node (Debian's swift packages: account, container, object
-//! and proxy servers, one replica, tempauth, memcached), listening on the node's address, with
-//! the node's own `/etc/swift` (configs, rings) and `/srv/node/d1`; the servers are started
+//! and proxy servers, one replica, tempauth, Swift's own S3 API `s3api`, memcached), listening
+//! on the node's address, with the node's own `/etc/swift` (configs, rings) and
+//! `/srv/node/d1`; the servers are started
 //! through the `systemctl` stand-in (`swift-proxy`, `swift-account`, …).
 
 use super::nodes::Node;
@@ -57,8 +58,9 @@ impl<'n> Swift<'n> {
             etc.join("proxy-server.conf"),
             format!(
                 "[DEFAULT]\nbind_ip = {a}\nbind_port = 8080\nworkers = 1\nswift_dir = /etc/swift\n\
-                 user = swift\n[pipeline:main]\npipeline = catch_errors cache tempauth proxy-server\n\
+                 user = swift\n[pipeline:main]\npipeline = catch_errors cache s3api tempauth proxy-server\n\
                  [app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\
+                 [filter:s3api]\nuse = egg:swift#s3api\n\
                  [filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = {KEY} .admin\n\
                  [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = {a}:11211\n\
                  [filter:catch_errors]\nuse = egg:swift#catch_errors\n"

@@ -20,10 +20,14 @@
 
 mod copy;
 mod manifest;
+mod object_lock;
+mod objects;
 mod private;
 mod remote;
 mod retention;
+mod s3;
 mod stream;
+mod swift;
 
 use std::collections::BTreeSet;
 
@@ -47,11 +51,18 @@ use rustic_core::{
 
 pub use copy::Copied;
 pub use manifest::*;
+use object_lock::NotTaken;
+pub use object_lock::ObjectLock;
+pub use objects::StoreError;
 pub use retention::{Decision, ForgetReport, PruneReport, Retention};
+pub use s3::S3Place;
 use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
+pub use swift::SwiftPlace;
 
 /// File name of the writer lock at the top of a local repository.
 const LOCK_FILE: &str = "coffer.lock";
+/// Who holds a lock when only its existence is known.
+const ANOTHER_RUN: &str = "another coffer run";
 /// Label of Coffer snapshots (manifests).
 const RUN_LABEL: &str = "coffer";
 /// Label of artifact snapshots.
@@ -90,16 +101,16 @@ pub enum RepoError {
     AlreadyExists(PathBuf),
     /// Another writer holds the lock.
     #[error(
-        "the repository at {0} is in use by another coffer run; wait for it to finish, or give \
+        "the repository at {0} is in use by {1}; wait for it to finish, or give \
          --retry-lock DURATION (e.g. `--retry-lock 30m`) to wait for it"
     )]
-    Pin(PathBuf),
+    Pin(PathBuf, String),
     /// Another writer held the lock for the whole retry time.
     #[error(
-        "the repository at {0} was still in use by another coffer run after waiting {secs}s",
-        secs = .1.as_secs()
+        "the repository at {0} was still in use by {1} after waiting {secs}s",
+        secs = .2.as_secs()
     )]
-    StillLocked(PathBuf, std::time::Duration),
+    StillLocked(PathBuf, String, std::time::Duration),
     /// No snapshot matches.
     #[error("no snapshot `{0}` in the repository (see `coffer snapshots`)")]
     SnapshotNotFound(String),
@@ -161,21 +172,37 @@ pub enum RepoError {
          server itself, or against a server started without --append-only)"
     )]
     AppendOnly(PathBuf),
-    /// The server refuses the HTTP credentials.
-    #[error(
-        "the REST server of {0} refuses the credentials (401 Unauthorized): give its user in \
-         COFFER_REST_USERNAME (or the URL) and its password in COFFER_REST_PASSWORD"
-    )]
-    Unauthorized(PathBuf),
+    /// The server refuses the credentials.
+    #[error("the {server} of {path} refuses the credentials ({status}): {fix}")]
+    Unauthorized {
+        /// Repository.
+        path: PathBuf,
+        /// "REST server", "S3 endpoint", "Swift service".
+        server: &'static str,
+        /// The HTTP status.
+        status: String,
+        /// Where the credentials come from.
+        fix: String,
+    },
     /// The server does not answer.
     #[error(
-        "the REST server of {path} does not answer ({message}): is it running, and reachable \
+        "the {server} of {path} does not answer ({message}): is it running, and reachable \
          from this host at that address?"
     )]
     ServerDown {
         /// Repository.
         path: PathBuf,
+        /// "REST server", "S3 endpoint", "Swift service".
+        server: &'static str,
         /// What the HTTP client said.
+        message: String,
+    },
+    /// No credentials for the repository's server.
+    #[error("repository {path}: {message}")]
+    Credentials {
+        /// Repository.
+        path: PathBuf,
+        /// What is missing, and where it is read from.
         message: String,
     },
     /// Local I/O failed.
@@ -268,6 +295,17 @@ pub enum RepoLock {
     Local(File),
     /// A `flock … cat` on the backup host, held while its stdin stays open.
     Remote(Box<Process>),
+    /// This host's `flock` and a lock object in the bucket, for other hosts.
+    Objects(File, ObjectLock),
+}
+
+impl RepoLock {
+    fn into_file(self) -> File {
+        match self {
+            Self::Local(f) => f,
+            _ => unreachable!("only a local lock is made into a file"),
+        }
+    }
 }
 
 /// Where a repository lives.
@@ -284,6 +322,31 @@ pub enum RepoLocation {
     },
     /// A server speaking restic's REST protocol (`rest-server`, `rclone serve restic`).
     Rest(RestServer),
+    /// An S3 bucket (`s3:https://host/bucket/prefix`).
+    S3(S3Place),
+    /// An OpenStack Swift container (`swift:container:/prefix`).
+    Swift(SwiftPlace),
+}
+
+impl RepoLocation {
+    /// `rest:…`, `s3:…` or `swift:…` as restic spells them; `None` when `spec` is none of
+    /// them (a path). A REST server's credentials are set on the answer by the caller.
+    pub fn parse_url(spec: &str) -> Option<std::result::Result<Self, String>> {
+        RestServer::parse(spec)
+            .map(|r| r.map(Self::Rest))
+            .or_else(|| S3Place::parse(spec).map(|r| r.map(Self::S3)))
+            .or_else(|| SwiftPlace::parse(spec).map(|r| r.map(Self::Swift)))
+    }
+
+    /// The server's kind, for messages.
+    fn server(&self) -> &'static str {
+        match self {
+            Self::Rest(_) => "REST server",
+            Self::S3(_) => "S3 endpoint",
+            Self::Swift(_) => "Swift service",
+            Self::Local(_) | Self::Remote { .. } => "backup host",
+        }
+    }
 }
 
 /// A REST server's address and its HTTP credentials (basic auth), kept apart from the URL so
@@ -351,6 +414,8 @@ impl std::fmt::Display for RepoLocation {
             Self::Local(p) => write!(f, "{}", p.display()),
             Self::Remote { node, path } => write!(f, "{}:{path}", node.name),
             Self::Rest(r) => write!(f, "rest:{}", r.url),
+            Self::S3(p) => write!(f, "{p}"),
+            Self::Swift(p) => write!(f, "{p}"),
         }
     }
 }
@@ -359,6 +424,8 @@ impl std::fmt::Display for RepoLocation {
 pub struct Repo {
     path: PathBuf,
     location: RepoLocation,
+    /// The repository's object store, when it is in one (for its lock objects).
+    objects: Option<Arc<objects::ObjectBackend>>,
     inner: Repository<OpenStatus>,
     retry_lock: std::time::Duration,
 }
@@ -381,7 +448,52 @@ fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
             )
             .map_err(engine(&label))?,
         ),
+        RepoLocation::S3(_) | RepoLocation::Swift(_) => {
+            object_backend(location)?.expect("an object store")
+        }
     })
+}
+
+/// The repository in object storage at `location`; `None` for the other kinds.
+fn object_backend(location: &RepoLocation) -> Result<Option<Arc<objects::ObjectBackend>>> {
+    let credentials = |message: String| RepoError::Credentials {
+        path: PathBuf::from(location.to_string()),
+        message,
+    };
+    Ok(match location {
+        RepoLocation::S3(place) => Some(Arc::new(objects::ObjectBackend::new(
+            Arc::new(place.open().map_err(credentials)?),
+            &place.prefix,
+        ))),
+        RepoLocation::Swift(place) => Some(Arc::new(objects::ObjectBackend::new(
+            Arc::new(place.open().map_err(credentials)?),
+            &place.prefix,
+        ))),
+        _ => None,
+    })
+}
+
+/// A failed request to the server of `location`, as the user reads it.
+fn store_error(location: &RepoLocation, e: StoreError) -> RepoError {
+    let path = PathBuf::from(location.to_string());
+    let server = location.server();
+    match e {
+        StoreError::Unauthorized { status, fix } => RepoError::Unauthorized {
+            path,
+            server,
+            status: status.to_string(),
+            fix,
+        },
+        StoreError::Down(message) => RepoError::ServerDown {
+            path,
+            server,
+            message,
+        },
+        other => RepoError::Engine {
+            path,
+            message: other.to_string(),
+        },
+    }
 }
 
 fn repository(location: &RepoLocation) -> Result<Repository<()>> {
@@ -392,9 +504,19 @@ fn repository(location: &RepoLocation) -> Result<Repository<()>> {
 }
 
 /// Whether a repository exists at `location` (it has a config file). The first request a
-/// run makes: a REST server that does not answer is said so here.
+/// run makes: a server that does not answer or refuses the credentials is said so here.
 fn exists(location: &RepoLocation) -> Result<bool> {
     let label = PathBuf::from(location.to_string());
+    if let Some(objects) = object_backend(location)? {
+        return match objects.store().bucket_exists() {
+            Ok(false) => Ok(false),
+            Ok(true) => Ok(!objects
+                .list_with_size(FileType::Config)
+                .map_err(engine(&label))?
+                .is_empty()),
+            Err(e) => Err(store_error(location, e)),
+        };
+    }
     let backend = backend(location)?;
     match backend.list_with_size(FileType::Config) {
         Ok(config) if !config.is_empty() => Ok(true),
@@ -403,7 +525,14 @@ fn exists(location: &RepoLocation) -> Result<bool> {
         Ok(_) if matches!(location, RepoLocation::Rest(_)) => {
             match backend.list(FileType::Key).map_err(engine(&label)) {
                 Err(RepoError::Engine { message, .. }) if message.contains("401") => {
-                    Err(RepoError::Unauthorized(label))
+                    Err(RepoError::Unauthorized {
+                        path: label,
+                        server: location.server(),
+                        status: "401 Unauthorized".into(),
+                        fix: "give its user in COFFER_REST_USERNAME (or the URL) and its \
+                              password in COFFER_REST_PASSWORD"
+                            .into(),
+                    })
                 }
                 _ => Ok(false),
             }
@@ -421,6 +550,7 @@ fn exists(location: &RepoLocation) -> Result<bool> {
                     .to_string();
                 RepoError::ServerDown {
                     path,
+                    server: location.server(),
                     message: cause,
                 }
             }
@@ -453,6 +583,9 @@ impl Repo {
         }
         if exists(location)? {
             return Err(RepoError::AlreadyExists(label));
+        }
+        if let Some(objects) = object_backend(location)? {
+            objects.create().map_err(engine(&label))?;
         }
         let config = ConfigOptions::default();
         repository(location)?
@@ -494,6 +627,7 @@ impl Repo {
         Ok(Self {
             path: label,
             location: location.clone(),
+            objects: object_backend(location)?,
             inner,
             retry_lock: std::time::Duration::ZERO,
         })
@@ -522,24 +656,28 @@ impl Repo {
         let mut pause = std::time::Duration::from_secs(1);
         loop {
             match self.try_lock().await {
-                Err(RepoError::Pin(p)) => {
+                Err(RepoError::Pin(p, holder)) => {
                     let now = tokio::time::Instant::now();
                     if now >= deadline {
                         return Err(if self.retry_lock.is_zero() {
-                            RepoError::Pin(p)
+                            RepoError::Pin(p, holder)
                         } else {
-                            RepoError::StillLocked(p, self.retry_lock)
+                            RepoError::StillLocked(p, holder, self.retry_lock)
                         });
                     }
                     if pause.as_secs() == 1 {
                         tracing::warn!(
-                            "the repository at {} is in use by another coffer run: waiting up to \
-                             {}s for it (--retry-lock)",
+                            "the repository at {} is in use by {holder}: waiting up to {}s for \
+                             it (--retry-lock)",
                             p.display(),
                             self.retry_lock.as_secs()
                         );
                     }
-                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    // A little jitter: two hosts that met on object storage do not meet again.
+                    let jitter = std::time::Duration::from_millis(u64::from(
+                        getrandom::u32().unwrap_or(0) % 500,
+                    ));
+                    tokio::time::sleep((pause + jitter).min(deadline - now)).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(30));
                 }
                 other => return other,
@@ -562,22 +700,40 @@ impl Repo {
                 })?;
             match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
                 Ok(true) => Ok(RepoLock::Local(file)),
-                Ok(false) => Err(RepoError::Pin(self.path.clone())),
+                Ok(false) => Err(RepoError::Pin(self.path.clone(), ANOTHER_RUN.into())),
                 Err(source) => Err(RepoError::Io { path: p, source }),
             }
         };
         match &self.location {
             RepoLocation::Local(dir) => local(dir.join(LOCK_FILE)),
-            // A REST server has no lock of its own: the lock is this host's (in the state
-            // directory, by the URL's digest), so runs from this host never overlap.
-            RepoLocation::Rest(server) => {
+            // A server has no flock: this host's own lock (in the state directory, by the
+            // location's digest) keeps runs from this host apart; on object storage a lock
+            // object keeps other hosts out too.
+            RepoLocation::Rest(_) | RepoLocation::S3(_) | RepoLocation::Swift(_) => {
                 let dir = state_dir().join("locks");
                 private::create_private_dir(&dir).map_err(|source| RepoError::Io {
                     path: dir.clone(),
                     source,
                 })?;
-                let digest = hex::encode(Sha256::digest(server.url.as_bytes()));
-                local(dir.join(format!("rest-{}.lock", &digest[..16])))
+                let (kind, place) = match &self.location {
+                    RepoLocation::Rest(server) => ("rest", server.url.clone()),
+                    other => ("objects", other.to_string()),
+                };
+                let digest = hex::encode(Sha256::digest(place.as_bytes()));
+                let here = local(dir.join(format!("{kind}-{}.lock", &digest[..16])))?;
+                let Some(backend) = self.objects.clone() else {
+                    return Ok(here);
+                };
+                let taken = tokio::task::spawn_blocking(move || ObjectLock::take(backend))
+                    .await
+                    .expect("taking the lock does not panic");
+                match taken {
+                    Ok(lock) => Ok(RepoLock::Objects(here.into_file(), lock)),
+                    Err(NotTaken::Held(info)) => {
+                        Err(RepoError::Pin(self.path.clone(), info.holder()))
+                    }
+                    Err(NotTaken::Store(e)) => Err(store_error(&self.location, e)),
+                }
             }
             RepoLocation::Remote { node, path } => {
                 // `cat` holds the lock until our end of its stdin closes (end of run, or a
@@ -599,7 +755,7 @@ impl Repo {
                 match p.stdout.read_exact(&mut first).await {
                     Ok(_) if &first == b"locked\n" => Ok(RepoLock::Remote(Box::new(p))),
                     _ => match p.wait().await {
-                        Ok(Some(75)) => Err(RepoError::Pin(self.path.clone())),
+                        Ok(Some(75)) => Err(RepoError::Pin(self.path.clone(), ANOTHER_RUN.into())),
                         other => Err(io(format!("taking the lock with flock failed: {other:?}"))),
                     },
                 }

@@ -30,15 +30,16 @@ pub enum RepoPlace {
         /// The directory there.
         path: String,
     },
-    /// A REST server (`rest:http://host:8000/path`, as restic spells it).
-    Rest(String),
+    /// A server, as restic spells it: `rest:http://host:8000/path`, `s3:https://host/bucket`,
+    /// `swift:container:/prefix`.
+    Server(String),
 }
 
 impl RepoPlace {
-    /// `path` as a place on this machine, or a REST server when it says `rest:`.
+    /// `path` as a place on this machine, or a server when it says `rest:`, `s3:` or `swift:`.
     pub fn of(path: &Path) -> Self {
         match path.to_str() {
-            Some(spec) if spec.starts_with("rest:") => Self::Rest(spec.to_string()),
+            Some(spec) if RepoLocation::parse_url(spec).is_some() => Self::Server(spec.to_string()),
             _ => Self::Local(path.to_path_buf()),
         }
     }
@@ -254,19 +255,22 @@ impl RunConfig {
                     .await?,
                 path: path.clone(),
             },
-            RepoPlace::Rest(spec) => {
-                let mut server = coffer_repository::RestServer::parse(spec)
-                    .expect("a rest: place")
-                    .map_err(UsageError)?;
-                if let Ok(user) = std::env::var(format!("{env}USERNAME")) {
-                    server.user = Some(user);
+            RepoPlace::Server(spec) => match RepoLocation::parse_url(spec)
+                .expect("a server's place")
+                .map_err(UsageError)?
+            {
+                RepoLocation::Rest(mut server) => {
+                    if let Ok(user) = std::env::var(format!("{env}USERNAME")) {
+                        server.user = Some(user);
+                    }
+                    if let Ok(p) = std::env::var(format!("{env}PASSWORD")) {
+                        server.user.get_or_insert_with(|| "coffer".into());
+                        server.password = Some(Password::new(p));
+                    }
+                    RepoLocation::Rest(server)
                 }
-                if let Ok(p) = std::env::var(format!("{env}PASSWORD")) {
-                    server.user.get_or_insert_with(|| "coffer".into());
-                    server.password = Some(Password::new(p));
-                }
-                RepoLocation::Rest(server)
-            }
+                other => other,
+            },
         })
     }
 
