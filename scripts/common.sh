@@ -11,7 +11,7 @@ as_root() {
 }
 
 install_packages() {
-    local wanted=(tar acl attr restic gcc openssh-client openssh-server util-linux podman runc busybox-static mariadb-server mariadb-client mariadb-backup galera-4 rsync iptables redis-server redis-tools pacemaker corosync pcs swift swift-proxy swift-account swift-container swift-object memcached python3-swiftclient curl rabbitmq-server iproute2 procps sudo rclone docker.io time prometheus-node-exporter systemd)
+    local wanted=(tar acl attr restic gcc openssh-client openssh-server util-linux podman runc busybox-static mariadb-server mariadb-client mariadb-backup galera-4 rsync iptables redis-server redis-tools pacemaker corosync pcs swift swift-proxy swift-account swift-container swift-object memcached python3-swiftclient python3-keystone python3-keystonemiddleware curl rabbitmq-server iproute2 procps sudo rclone docker.io time prometheus-node-exporter systemd)
     local missing=()
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -693,9 +693,12 @@ const RABBIT_DEFINITIONS: &str = r#"{
 /// object of another Coffer host keeps a backup out (exit 3, naming that host; with
 /// `--retry-lock`, after waiting); one stale for 31 minutes, or naming a dead process of this
 /// host, is removed and the backup goes on; no lock object is left after a run. With the
-/// proxy stopped: exit 3, "does not answer".
+/// proxy stopped: exit 3, "does not answer". Then through a real Keystone v3 (password
+/// auth, the endpoint from the catalog) whose tokens live 8 s: a backup waiting 14 s for a
+/// lock renews its token and completes; a wrong OS_PASSWORD is exit 3.
 #[test]
 fn repositories_in_s3_and_swift_object_storage() {
+    use support::keystone::{self, Keystone};
     use support::swift::{KEY, Swift, USER};
     let s = Scratch::new();
     let cluster = Cluster::start(&s.path("nodes"), &["objects"]);
@@ -844,18 +847,93 @@ fn repositories_in_s3_and_swift_object_storage() {
         failed_with(&out, 3, &[place, "refuses the credentials", secret_var]);
     }
 
-    swift.stop();
-    let mut down = s.command(&["snapshots"]);
-    down.envs([
-        ("ST_AUTH", tempauth.as_str()),
-        ("ST_USER", USER),
-        ("ST_KEY", KEY),
-    ]);
-    let out = down.output().unwrap();
+    // Keystone v3 as an overcloudrc gives it, with tokens that live 8 s: a backup that waits
+    // 14 s for another host's lock renews its token on the way and completes.
+    let keystone = Keystone::start(&s.path("keystone"), 8);
+    keystone.add_swift(&swift.proxy);
+    swift.use_keystone(&keystone.url);
+    s.edit_deployment(
+        &format!("path = \"{repo}\""),
+        "path = \"swift:coffer-keystone:/overcloud\"",
+    );
+    let env = keystone.admin_env();
+    let command = |args: &[&str]| {
+        let mut c = s.command(args);
+        c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        c.env("COFFER_LOG", "info,coffer_repository=debug");
+        c
+    };
+    for args in [&["init"][..], &["backup"]] {
+        let out = run_watching_argv(command(args), keystone::ADMIN_PASSWORD);
+        assert!(
+            out.status.success(),
+            "{args:?}: {out:?}\n{}",
+            swift.proxy_log()
+        );
+    }
+    let at = jiff::Timestamp::now();
+    let body = format!(r#"{{"host":"undercloud-2","pid":7,"since":"{at}","refreshed":"{at}"}}"#);
+    // A token of its own each time: they live 8 s.
+    let curl = |method: &str, extra: &[&str]| {
+        let (token, account) = keystone.swift_access();
+        let lock_url = format!("{account}/coffer-keystone/overcloud/coffer-locks/0a1b");
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-X",
+                method,
+                "-H",
+                &format!("X-Auth-Token: {token}"),
+            ])
+            .args(extra)
+            .arg(&lock_url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    curl("PUT", &["--data-binary", &body]);
+    let waiting = command(&["backup", "--retry-lock", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(14));
+    curl("DELETE", &[]);
+    let out = waiting.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("in use by a coffer run on undercloud-2")
+            && err.contains("renewing the Swift token")
+            && !err.contains(keystone::ADMIN_PASSWORD),
+        "{err}"
+    );
+    let out = command(&["snapshots", "--json"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "{out:?}"
+    );
+    let mut wrong = command(&["snapshots"]);
+    wrong.env("OS_PASSWORD", "not-the-password");
+    let out = run_watching_argv(wrong, "not-the-password");
     failed_with(
         &out,
         3,
-        &["swift:coffer-swift:/overcloud", "does not answer"],
+        &[
+            "swift:coffer-keystone:/overcloud",
+            "refuses the credentials (401)",
+            "OS_PASSWORD",
+        ],
+    );
+
+    swift.stop();
+    let out = command(&["snapshots"]).output().unwrap();
+    failed_with(
+        &out,
+        3,
+        &["swift:coffer-keystone:/overcloud", "does not answer"],
     );
 }
 

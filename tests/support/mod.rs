@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod galera_bundle;
+pub mod keystone;
 pub mod mariadb;
 pub mod nodes;
 pub mod pacemaker;

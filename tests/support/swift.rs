@@ -117,6 +117,52 @@ impl<'n> Swift<'n> {
         (header("X-Auth-Token"), header("X-Storage-Url"))
     }
 
+    /// Authenticate with Keystone at `keystone` (`…/v3`) instead of tempauth
+    /// (keystonemiddleware's `authtoken` and Swift's `keystoneauth`, the admin user as the
+    /// proxy's service user), and restart the proxy.
+    pub fn use_keystone(&self, keystone: &str) {
+        let a = &self.node.address;
+        let password = super::keystone::ADMIN_PASSWORD;
+        std::fs::write(
+            self.node.own("/etc/swift").join("proxy-server.conf"),
+            format!(
+                "[DEFAULT]\nbind_ip = {a}\nbind_port = 8080\nworkers = 1\nswift_dir = /etc/swift\n\
+                 user = swift\n[pipeline:main]\n\
+                 pipeline = catch_errors cache authtoken keystoneauth proxy-server\n\
+                 [app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\
+                 [filter:authtoken]\n\
+                 paste.filter_factory = keystonemiddleware.auth_token:filter_factory\n\
+                 www_authenticate_uri = {keystone}\nauth_url = {keystone}\nauth_type = password\n\
+                 project_domain_name = Default\nuser_domain_name = Default\n\
+                 project_name = admin\nusername = admin\npassword = {password}\n\
+                 delay_auth_decision = True\ninterface = public\n\
+                 [filter:keystoneauth]\nuse = egg:swift#keystoneauth\n\
+                 operator_roles = admin, member\n\
+                 [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = {a}:11211\n\
+                 [filter:catch_errors]\nuse = egg:swift#catch_errors\n"
+            ),
+        )
+        .unwrap();
+        check(
+            self.node
+                .sh("/usr/local/sbin/systemctl restart swift-proxy"),
+            "restarting the Swift proxy",
+        );
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect((a.as_str(), 8080)).is_err() {
+            assert!(started.elapsed().as_secs() < 30, "the proxy never listened");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The end of the proxy's log, for a failing assertion's message.
+    pub fn proxy_log(&self) -> String {
+        let log =
+            String::from_utf8_lossy(&self.node.sh("tail -n 40 /var/cache/swift/proxy.log").stdout)
+                .into_owned();
+        format!("proxy log:\n{log}")
+    }
+
     /// Stop every server (memcached stays).
     pub fn stop(&self) {
         for s in SERVICES {
