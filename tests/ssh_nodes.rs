@@ -378,6 +378,97 @@ fn the_repository_lives_on_an_external_backup_host() {
     }
 }
 
+/// A repository on an SFTP server (restic's `sftp://user@host:port//path`), reached as a login
+/// whose shell is `nologin`: only sshd's SFTP subsystem serves it. Init, two backups,
+/// `check --read-data`, the first restored exactly (`--delete`), forget + prune, restic itself listing the
+/// snapshots over SFTP; every directory and file private; another Coffer host's live lock
+/// keeps a backup out (exit 3, naming it) and none is left after a run. A server whose host
+/// key is not known is refused, naming the known_hosts file.
+#[test]
+fn a_repository_on_an_sftp_server_reached_by_a_login_without_a_shell() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0", "backup-host"]);
+    fill(&cluster.nodes[0].srv_node, 7);
+    support::nodes::login_user("coffer-sftp", false);
+    let host = &cluster.nodes[1];
+    host.sh(
+        "usermod -s /usr/sbin/nologin coffer-sftp && mkdir -p /srv/node/coffer-sftp && \
+             chown coffer-sftp /srv/node/coffer-sftp",
+    );
+    let place = format!(
+        "sftp://coffer-sftp@{}:{}//srv/node/coffer-sftp/repo",
+        host.address,
+        support::nodes::SSH_PORT
+    );
+    let nodes = cluster.deployment_nodes_by(support::nodes::controllers_and_backup_host);
+    let text = format!(
+        "name = \"test\"\n\n[repository]\npath = {place:?}\nkey = {:?}\npassword-file = {:?}\n\n\
+         {nodes}\n[plugin.filesystem]\nroles = [\"controller\"]\n\
+         [plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n",
+        cluster.key.display().to_string(),
+        s.path("password").display().to_string()
+    );
+    fs::write(s.path("deployment.toml"), text).unwrap();
+    s.ok(&["init"]);
+    let repo = host.path("/srv/node/coffer-sftp/repo");
+    assert!(repo.join("config").exists(), "no config on the SFTP server");
+    assert!(!s.repo().exists());
+    let before = record_tree(&cluster.nodes[0].path("/srv/node"));
+    s.ok(&["backup"]);
+    support::assert_private(&repo);
+    fill(&cluster.nodes[0].srv_node, 8);
+    s.ok(&["backup"]);
+    s.ok(&["check", "--read-data"]);
+    fs::remove_dir_all(cluster.nodes[0].srv_node.join("d1")).unwrap();
+    let first = String::from_utf8(s.ok(&["snapshots", "--json"]).stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    s.ok(&["restore", "--delete", first["id"].as_str().unwrap()]);
+    assert_same_tree(&before, &record_tree(&cluster.nodes[0].path("/srv/node")));
+
+    let ssh = format!(
+        "ssh -i {} -p {} -o UserKnownHostsFile={} coffer-sftp@{} -s sftp",
+        cluster.key.display(),
+        support::nodes::SSH_PORT,
+        cluster.known_hosts.display(),
+        host.address
+    );
+    let out = std::process::Command::new("restic")
+        .args(["-r", &place, "-o", &format!("sftp.command={ssh}")])
+        .args(["snapshots", "--no-lock", "--json", "--password-file"])
+        .arg(s.path("password"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restic over SFTP: {out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.as_array().unwrap().len() >= 4, "{listed}");
+
+    let lock = repo.join("coffer-locks/0a1b");
+    let at = jiff::Timestamp::now();
+    fs::write(
+        &lock,
+        format!(r#"{{"host":"undercloud-2","pid":4242,"since":"{at}","refreshed":"{at}"}}"#),
+    )
+    .unwrap();
+    let out = s.run(&["backup"]);
+    failed_with(
+        &out,
+        3,
+        &["in use by a coffer run on undercloud-2 (pid 4242)"],
+    );
+    fs::remove_file(&lock).unwrap();
+    let done = summary(&s.ok(&["forget", "--keep-last", "1", "--prune", "--json"]));
+    assert_eq!(done["forgotten"], 1, "{done}");
+    assert_eq!(fs::read_dir(repo.join("coffer-locks")).unwrap().count(), 0);
+
+    fs::write(&cluster.known_hosts, "").unwrap();
+    let out = s.run(&["snapshots"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("known_hosts"),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_ansible_inventory_imports_into_a_deployment_that_backs_up_its_nodes() {
     let s = Scratch::new();

@@ -26,6 +26,7 @@ mod private;
 mod remote;
 mod retention;
 mod s3;
+mod sftp;
 mod stream;
 mod swift;
 
@@ -56,6 +57,7 @@ pub use object_lock::ObjectLock;
 pub use objects::StoreError;
 pub use retention::{Decision, ForgetReport, PruneReport, Retention};
 pub use s3::S3Place;
+pub use sftp::{SftpPlace, SftpRepo};
 use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
 pub use swift::SwiftPlace;
 
@@ -326,6 +328,8 @@ pub enum RepoLocation {
     S3(S3Place),
     /// An OpenStack Swift container (`swift:container:/prefix`).
     Swift(SwiftPlace),
+    /// A directory on an SFTP server (`sftp:user@host:/path`), connected.
+    Sftp(SftpRepo),
 }
 
 impl RepoLocation {
@@ -344,6 +348,7 @@ impl RepoLocation {
             Self::Rest(_) => "REST server",
             Self::S3(_) => "S3 endpoint",
             Self::Swift(_) => "Swift service",
+            Self::Sftp(_) => "SFTP server",
             Self::Local(_) | Self::Remote { .. } => "backup host",
         }
     }
@@ -416,6 +421,7 @@ impl std::fmt::Display for RepoLocation {
             Self::Rest(r) => write!(f, "rest:{}", r.url),
             Self::S3(p) => write!(f, "{p}"),
             Self::Swift(p) => write!(f, "{p}"),
+            Self::Sftp(r) => write!(f, "{}", r.place),
         }
     }
 }
@@ -448,7 +454,7 @@ fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
             )
             .map_err(engine(&label))?,
         ),
-        RepoLocation::S3(_) | RepoLocation::Swift(_) => {
+        RepoLocation::S3(_) | RepoLocation::Swift(_) | RepoLocation::Sftp(_) => {
             object_backend(location)?.expect("an object store")
         }
     })
@@ -468,6 +474,10 @@ fn object_backend(location: &RepoLocation) -> Result<Option<Arc<objects::ObjectB
         RepoLocation::Swift(place) => Some(Arc::new(objects::ObjectBackend::new(
             Arc::new(place.open().map_err(credentials)?),
             &place.prefix,
+        ))),
+        RepoLocation::Sftp(repo) => Some(Arc::new(objects::ObjectBackend::new(
+            Arc::new(repo.clone()),
+            "",
         ))),
         _ => None,
     })
@@ -709,7 +719,10 @@ impl Repo {
             // A server has no flock: this host's own lock (in the state directory, by the
             // location's digest) keeps runs from this host apart; on object storage a lock
             // object keeps other hosts out too.
-            RepoLocation::Rest(_) | RepoLocation::S3(_) | RepoLocation::Swift(_) => {
+            RepoLocation::Rest(_)
+            | RepoLocation::S3(_)
+            | RepoLocation::Swift(_)
+            | RepoLocation::Sftp(_) => {
                 let dir = state_dir().join("locks");
                 private::create_private_dir(&dir).map_err(|source| RepoError::Io {
                     path: dir.clone(),

@@ -111,7 +111,7 @@ impl ObjectLock {
             let info = match store.get(&other, None) {
                 Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
                 // Deleted since it was listed: released.
-                Err(StoreError::Http { status: 404, .. }) => continue,
+                Err(StoreError::NotFound(_)) => continue,
                 Err(e) => {
                     let _ = store.delete(&key);
                     return Err(e.into());

@@ -47,6 +47,17 @@ pub enum StoreError {
     /// No answer at all.
     #[error("does not answer ({0})")]
     Down(String),
+    /// No such object (or bucket).
+    #[error("{0}: not found")]
+    NotFound(String),
+    /// A failed SFTP request.
+    #[error("{request}: {message}")]
+    Protocol {
+        /// `read key`, …
+        request: String,
+        /// What the server or client said.
+        message: String,
+    },
     /// Any other failed request.
     #[error("{request}: {status} {body}")]
     Http {
@@ -83,6 +94,9 @@ pub(crate) fn send(
                 return Err(StoreError::Down(root_cause(&e)));
             }
             Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                return Err(StoreError::NotFound(what.to_string()));
+            }
             Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
                 return Err(StoreError::Unauthorized {
                     status: 401,

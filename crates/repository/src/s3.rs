@@ -249,7 +249,7 @@ impl ObjectStore for S3Store {
         match objects::send(&format!("DELETE {key}"), CREDENTIALS, || {
             self.http.delete(url.clone())
         }) {
-            Err(StoreError::Http { status: 404, .. }) | Ok(_) => Ok(()),
+            Err(StoreError::NotFound(_)) | Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -261,7 +261,7 @@ impl ObjectStore for S3Store {
             .sign(SIGNED_FOR);
         match objects::send("HEAD bucket", CREDENTIALS, || self.http.head(url.clone())) {
             Ok(_) => Ok(true),
-            Err(StoreError::Http { status: 404, .. }) => Ok(false),
+            Err(StoreError::NotFound(_)) => Ok(false),
             // A HEAD has no body to say why: a 403 is the credentials (or their rights).
             Err(StoreError::Http { status: 403, .. }) => Err(StoreError::Unauthorized {
                 status: 403,

@@ -423,7 +423,7 @@ impl ObjectStore for SwiftStore {
         match self.send(&format!("DELETE {key}"), |t| {
             self.http.delete(self.url(t, Some(key)))
         }) {
-            Err(StoreError::Http { status: 404, .. }) | Ok(_) => Ok(()),
+            Err(StoreError::NotFound(_)) | Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -431,7 +431,7 @@ impl ObjectStore for SwiftStore {
     fn bucket_exists(&self) -> Result<bool, StoreError> {
         match self.send("HEAD container", |t| self.http.head(self.url(t, None))) {
             Ok(_) => Ok(true),
-            Err(StoreError::Http { status: 404, .. }) => Ok(false),
+            Err(StoreError::NotFound(_)) => Ok(false),
             Err(StoreError::Http { status: 403, .. }) => Err(StoreError::Unauthorized {
                 status: 403,
                 fix: format!(

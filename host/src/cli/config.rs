@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use coffer_config::deployment::Deployment;
 use coffer_core::registry::Registry;
 use coffer_core::run::{Coffer, NodeFilter, needed_nodes};
-use coffer_repository::{Password, Repo, RepoLocation};
+use coffer_repository::{Password, Repo, RepoError, RepoLocation};
 use coffer_runtime::Runtime;
 use coffer_runtime::dry_run::Unreachable;
 
@@ -39,7 +39,12 @@ impl RepoPlace {
     /// `path` as a place on this machine, or a server when it says `rest:`, `s3:` or `swift:`.
     pub fn of(path: &Path) -> Self {
         match path.to_str() {
-            Some(spec) if RepoLocation::parse_url(spec).is_some() => Self::Server(spec.to_string()),
+            Some(spec)
+                if RepoLocation::parse_url(spec).is_some()
+                    || coffer_repository::SftpPlace::parse(spec).is_some() =>
+            {
+                Self::Server(spec.to_string())
+            }
             _ => Self::Local(path.to_path_buf()),
         }
     }
@@ -255,6 +260,27 @@ impl RunConfig {
                     .await?,
                 path: path.clone(),
             },
+            RepoPlace::Server(spec) if coffer_repository::SftpPlace::parse(spec).is_some() => {
+                let place = coffer_repository::SftpPlace::parse(spec)
+                    .expect("an sftp: place")
+                    .map_err(UsageError)?;
+                let server = self
+                    .deployment
+                    .connect_sftp(&place, self.global.accept_new_host_keys)
+                    .await?;
+                let coffer_transport::Transport::Ssh(session) = server.transport else {
+                    unreachable!("an SFTP server is reached over SSH")
+                };
+                RepoLocation::Sftp(
+                    coffer_repository::SftpRepo::open(place, session)
+                        .await
+                        .map_err(|e| RepoError::ServerDown {
+                            path: PathBuf::from(spec),
+                            server: "SFTP server",
+                            message: e.to_string(),
+                        })?,
+                )
+            }
             RepoPlace::Server(spec) => match RepoLocation::parse_url(spec)
                 .expect("a server's place")
                 .map_err(UsageError)?

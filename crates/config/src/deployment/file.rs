@@ -51,6 +51,7 @@ pub(super) struct RepositorySection {
     pub(super) path: Option<PathBuf>,
     pub(super) password_file: Option<PathBuf>,
     pub(super) node: Option<Spanned<String>>,
+    pub(super) key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]

@@ -173,6 +173,9 @@ pub struct Deployment {
     pub repository_node: Option<String>,
     /// Password file, if configured.
     pub password_file: Option<PathBuf>,
+    /// The private key an `sftp:` repository is reached with (`[repository] key`); `None`:
+    /// the user's default keys.
+    pub repository_key: Option<PathBuf>,
     /// Third-party plugin directory, if configured.
     pub plugin_dir: Option<PathBuf>,
     /// Compiled-component cache directory, if configured.
@@ -288,6 +291,7 @@ impl Deployment {
             repository: repository.and_then(|r| r.path.clone()),
             repository_node: repository.and_then(|r| r.node.as_ref().map(|n| n.get_ref().clone())),
             password_file: repository.and_then(|r| r.password_file.clone()),
+            repository_key: repository.and_then(|r| r.key.clone()),
             plugin_dir: file.plugin_dir.clone(),
             trusted_keys: file
                 .plugin_signing
@@ -346,6 +350,32 @@ impl Deployment {
             accept_new,
             connect_timeout: self.connect_timeout,
         }
+    }
+
+    /// Reach the SFTP server of an `sftp:` repository as the deployment's nodes are reached
+    /// (its known_hosts, `accept_new`, its connect timeout), with `[repository] key`.
+    pub async fn connect_sftp(
+        &self,
+        place: &coffer_repository::SftpPlace,
+        accept_new: bool,
+    ) -> Result<NodeHandle, TransportError> {
+        let target = SshTarget {
+            address: place.host.clone(),
+            port: place.port.unwrap_or(22),
+            user: place
+                .user
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "root".into()),
+            key: self.repository_key.clone(),
+        };
+        NodeHandle::connect(
+            &place.to_string(),
+            Vec::new(),
+            &target,
+            &self.ssh_options(accept_new),
+        )
+        .await
     }
 
     /// Reach one node by name.
