@@ -688,7 +688,7 @@ const RABBIT_DEFINITIONS: &str = r#"{
 /// Repositories on object storage, against the real Swift all-in-one: S3 through Swift's own
 /// `s3api` middleware, and native Swift through tempauth. Each: refused before `init` (no
 /// bucket), init creating the bucket, backup, `check --read-data`, a restore byte for byte,
-/// forget + prune, restic itself listing the snapshots, the secret in no argv nor output; a
+/// `coffer copy` into a local repository, forget + prune, restic itself listing the snapshots, the secret in no argv nor output; a
 /// wrong secret is exit 3 naming the repository and where credentials come from. A live lock
 /// object of another Coffer host keeps a backup out (exit 3, naming that host; with
 /// `--retry-lock`, after waiting); one stale for 31 minutes, or naming a dead process of this
@@ -768,6 +768,14 @@ fn repositories_in_s3_and_swift_object_storage() {
             std::fs::read(data.join("f")).unwrap(),
             noise(i as u64, 3 << 20)
         );
+
+        // Copied off the bucket into a local repository: both snapshots, restorable there.
+        let copy = s.path(&format!("copy-{i}"));
+        let copy_arg = copy.display().to_string();
+        ok(&["-r", &copy_arg, "init"]);
+        ok(&["copy", "--to", &copy_arg]);
+        let copied = ok(&["-r", &copy_arg, "snapshots", "--json"]);
+        assert_eq!(String::from_utf8_lossy(&copied.stdout).lines().count(), 2);
 
         // restic reads the same bucket: the layout is restic's. (`--no-lock`: restic 0.14's
         // S3 client uploads with aws-chunked signing, which s3api does not take.)

@@ -55,8 +55,14 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         .await
         .with_context(|| format!("opening the copy's target {}", args.to.display()))?;
     let _lock = target.lock().await?;
-    let wanted = {
+    // The repositories are read on a blocking thread: an HTTP backend's client must not
+    // block the async runtime.
+    let (source, all) = coffer_core::run::blocking(move || {
         let all = source.snapshots()?;
+        Ok::<_, coffer_repository::RepoError>((source, all))
+    })
+    .await?;
+    let wanted = {
         if args.snapshots.is_empty() {
             all
         } else {
@@ -87,7 +93,8 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     })
     .await?;
     let (writer, had) = target;
-    let (writer, reader) = (Arc::new(writer), Arc::new(source.into_reader()?));
+    let reader = coffer_core::run::blocking(move || source.into_reader()).await?;
+    let (writer, reader) = (Arc::new(writer), Arc::new(reader));
     let mut summary = Summary {
         copied: Vec::new(),
         present: Vec::new(),
