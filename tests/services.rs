@@ -169,6 +169,92 @@ fn redis_round_trip_keeps_every_key_type_and_ttl_and_a_consistent_snapshot() {
 /// Redis is untouched (same `DEBUG DIGEST`), nothing is left running, the scratch directory is
 /// removed, and `coffer status` shows the drill. A damaged repository fails the drill (exit 5)
 /// naming the artifact, and status says so.
+/// Per-plugin retention (`[retention.plugin.redis]`): the Redis dumps are kept for the newest
+/// run only while `/srv/node` is kept for three. After four backups (the policy applies after
+/// each), three snapshots remain; the two older ones hold no Redis artifact and say so
+/// (`trimmed`), at their original times; the dry run names what it would trim; a restore of
+/// Redis from a trimmed snapshot is refused saying why, a whole restore of one restores the
+/// files and says Redis was not; `check --read-data` passes.
+#[test]
+fn a_plugin_keeps_its_artifacts_by_its_own_retention_policy() {
+    let s = Scratch::new();
+    let cluster = Cluster::start(&s.path("nodes"), &["controller-0"]);
+    let node = &cluster.nodes[0];
+    let redis = Redis::start(node, PASSWORD, "");
+    redis.fill(1000);
+    s.deployment_with_nodes(
+        &cluster.deployment_nodes(&["controller"]),
+        &format!(
+            "[plugin.redis.settings]\npassword = {PASSWORD:?}\ndir = {DIR:?}\n\
+             [plugin.filesystem]\nroles = [\"controller\"]\n\
+             [plugin.filesystem.settings]\npaths = [\"/srv/node\"]\n\
+             [retention]\nkeep-last = 3\n[retention.plugin.redis]\nkeep-last = 1\n"
+        ),
+    );
+    s.init();
+    for i in 0..4u64 {
+        std::fs::write(node.srv_node.join("f"), noise(i, 1 << 16)).unwrap();
+        s.ok(&["backup"]);
+    }
+    let listed: Vec<serde_json::Value> = String::from_utf8(s.ok(&["snapshots", "--json"]).stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let plugins_of = |snap: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = snap["manifest"]["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["plugin"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for old in &listed[..2] {
+        assert_eq!(plugins_of(old), ["filesystem"], "{old}");
+        assert_eq!(
+            old["manifest"]["trimmed"],
+            serde_json::json!(["redis"]),
+            "{old}"
+        );
+    }
+    assert_eq!(plugins_of(&listed[2]), ["filesystem", "redis"]);
+    assert!(listed[0]["time"].as_str() < listed[1]["time"].as_str());
+    let text = String::from_utf8(s.ok(&["snapshots"]).stdout).unwrap();
+    assert_eq!(
+        text.matches("redis-REMOVED-BY-RETENTION").count(),
+        2,
+        "{text}"
+    );
+
+    let plan = s.ok(&["forget", "--dry-run"]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains("redis: last") && plan.contains("would forget 0"),
+        "{plan}"
+    );
+
+    let trimmed = listed[0]["id"].as_str().unwrap();
+    let out = s.run(&["restore", trimmed, "--plugin", "redis"]);
+    failed_with(
+        &out,
+        2,
+        &["removed from this snapshot by its retention policy"],
+    );
+    std::fs::remove_file(node.srv_node.join("f")).unwrap();
+    let out = s.ok(&["restore", trimmed, "--plugin", "filesystem"]);
+    assert!(node.srv_node.join("f").exists(), "{out:?}");
+    let out = s.ok(&["restore", trimmed]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plugin redis: its artifacts were removed"),
+        "{out:?}"
+    );
+    s.ok(&["check", "--read-data"]);
+}
+
 #[test]
 fn redis_drill_loads_the_dump_into_a_throwaway_server_and_leaves_the_live_one_alone() {
     let s = Scratch::new();

@@ -434,6 +434,8 @@ pub struct Repo {
     objects: Option<Arc<objects::ObjectBackend>>,
     inner: Repository<OpenStatus>,
     retry_lock: std::time::Duration,
+    /// Kept to open a second handle for writing (a per-plugin retention's new manifests).
+    password: Password,
 }
 
 fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
@@ -640,6 +642,7 @@ impl Repo {
             objects: object_backend(location)?,
             inner,
             retry_lock: std::time::Duration::ZERO,
+            password: password.clone(),
         })
     }
 
@@ -837,6 +840,19 @@ impl Repo {
         let path = self.path.clone();
         let inner = self.inner.to_indexed_ids().map_err(engine(&path))?;
         Ok(ArtifactWriter { path, inner })
+    }
+
+    /// A writer beside this handle (the repository opened again).
+    fn writer(&self) -> Result<ArtifactWriter> {
+        let inner = repository(&self.location)?
+            .open(&Credentials::password(&self.password.0))
+            .map_err(engine(&self.path))?
+            .to_indexed_ids()
+            .map_err(engine(&self.path))?;
+        Ok(ArtifactWriter {
+            path: self.path.clone(),
+            inner,
+        })
     }
 
     /// Prepare for reading artifacts.

@@ -118,6 +118,10 @@ pub struct Manifest {
     /// Nodes the run needed and could not reach (a degraded backup); empty when all were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingNode>,
+    /// Plugins whose artifacts a per-plugin retention policy removed from this snapshot
+    /// afterwards (`[retention.plugin.NAME]`); they are no longer in `plugins`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trimmed: Vec<String>,
 }
 
 impl Manifest {

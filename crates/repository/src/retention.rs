@@ -2,7 +2,7 @@
 //! rustic_core to the run snapshots), forgetting the others with every artifact they name, and
 //! pruning the data no snapshot needs any more.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use rustic_core::repofile::{SnapshotId, StringList};
@@ -10,7 +10,8 @@ use rustic_core::{KeepOptions, PruneOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ARTIFACT_LABEL, RUN_LABEL, Repo, RepoError, Result, coffer_snapshots, deleting, engine, full_id,
+    ARTIFACT_LABEL, Manifest, RUN_LABEL, Repo, RepoError, Result, coffer_snapshots, deleting,
+    engine, full_id,
 };
 
 /// A retention policy, restic's rules: at least one must be set. The same keys serve the
@@ -38,6 +39,12 @@ pub struct Retention {
     /// After forgetting, prune the data no snapshot needs.
     #[serde(default)]
     pub prune: bool,
+    /// Per-plugin policies (`[retention.plugin.NAME]`): a plugin named here keeps its
+    /// artifacts by its own rules, applied to the snapshots that hold them (`keep-daily = 14`
+    /// for a nightly dump while `/etc` is kept a year); the others follow the rules above. A
+    /// snapshot kept for some plugins but not for another loses that plugin's artifacts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin: BTreeMap<String, Retention>,
 }
 
 /// A policy that cannot be applied.
@@ -58,9 +65,20 @@ impl Retention {
             || !self.keep_tag.is_empty()
     }
 
-    /// Check that the policy can be applied: at least one rule, each well formed.
+    /// Check that the policy can be applied: at least one rule, each well formed, and the
+    /// same of every plugin's policy.
     pub fn check(&self) -> Result<()> {
-        self.keep_options().map(drop)
+        self.keep_options()?;
+        for (name, p) in &self.plugin {
+            if !p.plugin.is_empty() || p.prune {
+                return Err(invalid(format!(
+                    "plugin.{name}: a plugin's policy holds keep-* rules only"
+                )));
+            }
+            p.keep_options()
+                .map_err(|e| invalid(format!("plugin.{name}: {e}")))?;
+        }
+        Ok(())
     }
 
     fn keep_options(&self) -> Result<KeepOptions> {
@@ -109,6 +127,10 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Its artifacts.
     pub artifacts: usize,
+    /// Plugins whose artifacts go while the snapshot stays (their own policy does not keep
+    /// it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trimmed: Vec<String>,
 }
 
 /// What [`Repo::forget`] did (or, in a dry run, would do).
@@ -122,6 +144,8 @@ pub struct ForgetReport {
     pub forgotten_artifacts: usize,
     /// Artifact snapshots of runs that never completed (killed or failed) forgotten too.
     pub orphans: usize,
+    /// Snapshots kept without some plugins' artifacts (per-plugin policies).
+    pub trimmed: usize,
     /// Nothing was changed.
     pub dry_run: bool,
 }
@@ -158,28 +182,94 @@ impl Repo {
             .collect();
         let coffer = coffer_snapshots(&all)?;
         let decided = keep
-            .apply(runs, &jiff::Zoned::now())
+            .apply(runs.clone(), &jiff::Zoned::now())
             .map_err(engine(&self.path))?;
+        // Each plugin with its own policy: applied to the runs holding its artifacts.
+        let mut by_plugin: BTreeMap<(String, &str), (bool, Vec<String>)> = BTreeMap::new();
+        for (name, p) in &policy.plugin {
+            if !coffer
+                .iter()
+                .any(|c| c.manifest.plugins.iter().any(|r| &r.name == name))
+            {
+                tracing::warn!(
+                    "retention.plugin.{name}: no snapshot holds data of a plugin `{name}`; is \
+                     the name right?"
+                );
+            }
+            let holding: Vec<_> = runs
+                .iter()
+                .filter(|r| {
+                    let id = full_id(&r.id);
+                    coffer.iter().any(|c| {
+                        c.id == id && c.manifest.artifacts.iter().any(|a| &a.plugin == name)
+                    })
+                })
+                .cloned()
+                .collect();
+            let rules = p
+                .keep_options()
+                .map_err(|e| invalid(format!("plugin.{name}: {e}")))?;
+            for d in rules
+                .apply(holding, &jiff::Zoned::now())
+                .map_err(engine(&self.path))?
+            {
+                let reasons = d.reasons.iter().map(|r| format!("{name}: {r}")).collect();
+                by_plugin.insert((full_id(&d.snapshot.id), name.as_str()), (d.keep, reasons));
+            }
+        }
         let mut report = ForgetReport {
             dry_run,
             ..ForgetReport::default()
         };
         let mut doomed: Vec<SnapshotId> = Vec::new();
         let mut kept_artifacts = BTreeSet::new();
+        let mut rewrite: Vec<(SnapshotId, Manifest, jiff::Zoned)> = Vec::new();
         for d in &decided {
             let id = full_id(&d.snapshot.id);
             let snap = coffer.iter().find(|c| c.id == id);
-            let artifacts: Vec<String> = snap
-                .map(|c| {
-                    c.manifest
-                        .artifacts
+            let artifacts = snap.map(|c| c.manifest.artifacts.as_slice()).unwrap_or(&[]);
+            let plugins: BTreeSet<&str> = artifacts.iter().map(|a| a.plugin.as_str()).collect();
+            let mut reasons = d.reasons.clone();
+            let mut kept_plugins = BTreeSet::new();
+            for p in &plugins {
+                match by_plugin.get(&(id.clone(), *p)) {
+                    Some((keep, why)) => {
+                        if *keep {
+                            kept_plugins.insert(*p);
+                            reasons.extend(why.iter().cloned());
+                        }
+                    }
+                    None if d.keep => {
+                        kept_plugins.insert(*p);
+                    }
+                    None => {}
+                }
+            }
+            let keep = !kept_plugins.is_empty() || (plugins.is_empty() && d.keep);
+            let trimmed: Vec<String> = if keep {
+                plugins
+                    .difference(&kept_plugins)
+                    .map(|p| p.to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if keep {
+                kept_artifacts.extend(
+                    artifacts
                         .iter()
-                        .map(|a| a.snapshot.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if d.keep {
-                kept_artifacts.extend(artifacts.iter().cloned());
+                        .filter(|a| kept_plugins.contains(a.plugin.as_str()))
+                        .map(|a| a.snapshot.clone()),
+                );
+                if let (false, Some(c)) = (trimmed.is_empty(), snap) {
+                    let mut m = c.manifest.clone();
+                    m.artifacts
+                        .retain(|a| kept_plugins.contains(a.plugin.as_str()));
+                    m.plugins.retain(|p| !trimmed.contains(&p.name));
+                    m.trimmed.extend(trimmed.iter().cloned());
+                    rewrite.push((d.snapshot.id, m, d.snapshot.time.clone()));
+                    report.trimmed += 1;
+                }
             } else {
                 doomed.push(d.snapshot.id);
                 report.forgotten += 1;
@@ -187,15 +277,21 @@ impl Repo {
             report.snapshots.push(Decision {
                 id,
                 time: d.snapshot.time.timestamp().to_string(),
-                keep: d.keep,
-                reasons: d.reasons.clone(),
+                keep,
+                reasons,
                 artifacts: artifacts.len(),
+                trimmed,
             });
         }
         // Every artifact snapshot no kept run names: those of forgotten runs and orphans.
         let forgotten_runs: BTreeSet<String> = coffer
             .iter()
-            .filter(|c| report.snapshots.iter().any(|d| d.id == c.id && !d.keep))
+            .filter(|c| {
+                report
+                    .snapshots
+                    .iter()
+                    .any(|d| d.id == c.id && (!d.keep || !d.trimmed.is_empty()))
+            })
             .flat_map(|c| c.manifest.artifacts.iter().map(|a| a.snapshot.clone()))
             .collect();
         for s in all.iter().filter(|s| s.label == ARTIFACT_LABEL) {
@@ -209,6 +305,15 @@ impl Repo {
                 report.orphans += 1;
             }
             doomed.push(s.id);
+        }
+        if !dry_run && !rewrite.is_empty() {
+            // The trimmed manifest is written (at the run's own time) before the old one and
+            // the trimmed artifacts go: a failure in between leaves both, never neither.
+            let writer = self.writer()?;
+            for (old, manifest, time) in rewrite {
+                writer.commit_at(&manifest, Some(time))?;
+                doomed.push(old);
+            }
         }
         if !dry_run && !doomed.is_empty() {
             self.inner

@@ -55,6 +55,7 @@ impl Args {
             keep_within: self.keep_within.clone(),
             keep_tag: self.keep_tag.clone(),
             prune: self.prune,
+            plugin: Default::default(),
         }
     }
 }
@@ -96,6 +97,12 @@ pub fn describe(f: &ForgetReport, p: Option<&PruneReport>) -> String {
                 format!("  ({})", d.reasons.join(", "))
             }
         ));
+        if !d.trimmed.is_empty() {
+            text.push_str(&format!(
+                "         without the artifacts of {} (their own [retention.plugin] rules)\n",
+                d.trimmed.join(", ")
+            ));
+        }
     }
     text.push_str(&format!(
         "{} {} snapshot(s) with {} artifact(s), and {} artifact(s) of runs that never completed",
@@ -104,6 +111,12 @@ pub fn describe(f: &ForgetReport, p: Option<&PruneReport>) -> String {
         f.forgotten_artifacts,
         f.orphans
     ));
+    if f.trimmed > 0 {
+        text.push_str(&format!(
+            "; {} snapshot(s) kept without some plugins' artifacts",
+            f.trimmed
+        ));
+    }
     if let Some(p) = p {
         text.push_str(&format!("\n{}", prune_line(p)));
     }

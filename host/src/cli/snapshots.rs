@@ -53,6 +53,12 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                         .missing
                         .iter()
                         .map(|m| format!(" MISSING {}", m.node))
+                        .chain(
+                            s.manifest
+                                .trimmed
+                                .iter()
+                                .map(|p| format!(" {p}-REMOVED-BY-RETENTION")),
+                        )
                         .collect();
                     println!(
                         "{:<9} {:<22} {:<12} {:>10}  {}{missing}",

@@ -193,6 +193,7 @@ impl Coffer {
             plugins,
             artifacts: artifacts.clone(),
             missing: missing.clone(),
+            trimmed: Vec::new(),
         };
         let snapshot = {
             let w = writer.clone();

@@ -506,7 +506,23 @@ impl Coffer {
         manifest: &Manifest,
         only: &[String],
     ) -> Result<Vec<PluginRecord>, RunError> {
+        for name in &manifest.trimmed {
+            if only.is_empty() || only.contains(name) {
+                tracing::warn!(
+                    "plugin {name}: its artifacts were removed from this snapshot by its \
+                     retention policy ([retention.plugin.{name}]): not restored from it; a newer \
+                     snapshot holds them"
+                );
+            }
+        }
         for name in only {
+            if manifest.trimmed.contains(name) {
+                return Err(RunError::Config(format!(
+                    "plugin `{name}`: its artifacts were removed from this snapshot by its \
+                     retention policy ([retention.plugin.{name}]); restore it from a newer \
+                     snapshot (see `coffer snapshots`)"
+                )));
+            }
             if !manifest.plugins.iter().any(|p| &p.name == name) {
                 return Err(RunError::Config(format!(
                     "the snapshot has no data of plugin `{name}` (it has: {})",
