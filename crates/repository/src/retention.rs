@@ -232,17 +232,16 @@ impl Repo {
             let mut reasons = d.reasons.clone();
             let mut kept_plugins = BTreeSet::new();
             for p in &plugins {
+                // Its own policy where it has one, else the snapshot's.
                 match by_plugin.get(&(id.clone(), *p)) {
-                    Some((keep, why)) => {
-                        if *keep {
-                            kept_plugins.insert(*p);
-                            reasons.extend(why.iter().cloned());
-                        }
+                    Some((true, why)) => {
+                        kept_plugins.insert(*p);
+                        reasons.extend(why.iter().cloned());
                     }
                     None if d.keep => {
                         kept_plugins.insert(*p);
                     }
-                    None => {}
+                    _ => {}
                 }
             }
             let keep = !kept_plugins.is_empty() || (plugins.is_empty() && d.keep);
