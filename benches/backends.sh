@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Backends: backup and restore throughput of the same tree into a local repository and into
-# one on a REST server on loopback (`rclone serve restic`), Coffer and restic in the same run,
-# with the REST/local ratio of each. Then `forget --keep-last 1 --prune` over N snapshots.
+# one on each server on loopback: a REST server (`rclone serve restic`), S3 (Swift's own
+# `s3api` on a Swift all-in-one from Debian's packages), and SFTP (an sshd of this machine);
+# Coffer and restic in the same run, with each server's time over local. (restic 0.14 uploads
+# to S3 with aws-chunked signing, which s3api refuses: no restic S3 row.) Then
+# `forget --keep-last 1 --prune` over N snapshots on the REST server.
 #   benches/backends.sh [SIZE_MIB] [SNAPSHOTS]     (defaults 512, 30)
 # Prints a table; nothing here is asserted (tests never time anything).
 source "$(dirname "$0")/../scripts/common.sh"
@@ -27,14 +30,89 @@ bytes=$(du -sb "$W/tree" | cut -f1)
 
 rclone serve restic --addr "127.0.0.1:$PORT" "$W/served" >/dev/null 2>&1 &
 RCLONE=$!
-trap 'kill $RCLONE 2>/dev/null; rm -rf "$W"' EXIT
 until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.1; done
+
+echo "==> a Swift all-in-one on 127.0.0.1 (s3api, tempauth) and an sshd for SFTP"
+S=$W/swift; mkdir -p "$S/node/d1" "$S/run"
+for pair in account:16202 container:16201 object:16200; do
+    name=${pair%%:*}; port=${pair##*:}
+    cat > "$S/$name-server.conf" <<CONF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = $port
+devices = $S/node
+mount_check = false
+workers = 1
+swift_dir = $S
+user = root
+[pipeline:main]
+pipeline = $name-server
+[app:$name-server]
+use = egg:swift#$name
+CONF
+    (cd "$S" && swift-ring-builder $name.builder create 4 1 1 >/dev/null &&
+        swift-ring-builder $name.builder add r1z1-127.0.0.1:$port/d1 100 >/dev/null &&
+        swift-ring-builder $name.builder rebalance >/dev/null)
+done
+cat > "$S/proxy-server.conf" <<CONF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = 18643
+workers = 1
+swift_dir = $S
+user = root
+[pipeline:main]
+pipeline = catch_errors cache s3api tempauth proxy-server
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+[filter:s3api]
+use = egg:swift#s3api
+[filter:tempauth]
+use = egg:swift#tempauth
+user_bench_coffer = benchkey .admin
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:18644
+[filter:catch_errors]
+use = egg:swift#catch_errors
+CONF
+memcached -u memcache -l 127.0.0.1 -p 18644 -d -P "$S/run/memcached.pid"
+for name in account container object proxy; do
+    setsid swift-$name-server "$S/$name-server.conf" </dev/null >"$S/$name.log" 2>&1 &
+    echo $! > "$S/run/$name.pid"
+done
+export AWS_ACCESS_KEY_ID=bench:coffer AWS_SECRET_ACCESS_KEY=benchkey
+
+D=$W/sshd; mkdir -p "$D"
+ssh-keygen -q -t ed25519 -N '' -f "$D/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$D/client_key"
+cp "$D/client_key.pub" "$D/authorized_keys"
+echo "[127.0.0.1]:18645 $(cut -d' ' -f1,2 "$D/host_key.pub")" > "$D/known_hosts"
+cat > "$D/sshd_config" <<CONF
+ListenAddress 127.0.0.1:18645
+HostKey $D/host_key
+PidFile $D/sshd.pid
+AuthorizedKeysFile $D/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+CONF
+mkdir -p /run/sshd
+/usr/sbin/sshd -f "$D/sshd_config"
+trap 'kill $RCLONE 2>/dev/null; for f in "$S"/run/*.pid "$D/sshd.pid"; do kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$W"' EXIT
+until (exec 3<>"/dev/tcp/127.0.0.1/18643") 2>/dev/null; do sleep 0.2; done
 
 deployment() {
     cat > "$W/$1.toml" <<TOML
 name = "bench"
+[ssh]
+known-hosts = "$D/known_hosts"
 [repository]
 path = "$2"
+key = "$D/client_key"
 [[node]]
 name = "local"
 address = "local"
@@ -44,12 +122,14 @@ TOML
 }
 deployment local "$W/local-repo"
 deployment rest "rest:http://127.0.0.1:$PORT/coffer"
+deployment s3 "s3:http://127.0.0.1:18643/coffer/bench"
+deployment sftp "sftp://root@127.0.0.1:18645/$W/sftp-repo"
 
 now() { date +%s.%N; }
 declare -A t
 timed() { local k=$1; shift; local a b; a=$(now); "$@" >/dev/null 2>&1 || { echo "FAILED: $*"; exit 1; }; b=$(now); t[$k]=$(python3 -c "print($b-$a)"); }
 
-for where in local rest; do
+for where in local rest s3 sftp; do
     "$COFFER" -c "$W/$where.toml" init >/dev/null
     timed "coffer-backup-$where" "$COFFER" -c "$W/$where.toml" backup
     rm -rf "$W/tree.restored"; mkdir -p "$W/tree.restored"
@@ -57,11 +137,15 @@ for where in local rest; do
 done
 restic -r "$W/restic-local" init >/dev/null 2>&1
 restic -r "rest:http://127.0.0.1:$PORT/restic" init >/dev/null 2>&1
-for where in local rest; do
-    repo="$W/restic-local"; [ "$where" = rest ] && repo="rest:http://127.0.0.1:$PORT/restic"
-    timed "restic-backup-$where" restic -r "$repo" backup -q "$W/tree"
+SFTP_CMD="ssh -i $D/client_key -p 18645 -o UserKnownHostsFile=$D/known_hosts root@127.0.0.1 -s sftp"
+restic -r "sftp:root@127.0.0.1:$W/restic-sftp" -o sftp.command="$SFTP_CMD" init >/dev/null 2>&1
+for where in local rest sftp; do
+    repo="$W/restic-local"; opts=()
+    [ "$where" = rest ] && repo="rest:http://127.0.0.1:$PORT/restic"
+    [ "$where" = sftp ] && { repo="sftp:root@127.0.0.1:$W/restic-sftp"; opts=(-o "sftp.command=$SFTP_CMD"); }
+    timed "restic-backup-$where" restic -r "$repo" "${opts[@]}" backup -q "$W/tree"
     rm -rf "$W/tree.restored"; mkdir -p "$W/tree.restored"
-    timed "restic-restore-$where" restic -r "$repo" restore latest -q --target "$W/tree.restored"
+    timed "restic-restore-$where" restic -r "$repo" "${opts[@]}" restore latest -q --target "$W/tree.restored"
 done
 
 echo "==> $SNAPSHOTS more small backups on the REST repository, then forget --keep-last 1 --prune"
@@ -77,9 +161,13 @@ python3 - "$bytes" <<PY
 import sys
 b = int(sys.argv[1])
 t = {$(for k in "${!t[@]}"; do printf '"%s": %s, ' "$k" "${t[$k]}"; done)}
-for tool in ("coffer", "restic"):
+for tool, servers in (("coffer", ("rest", "s3", "sftp")), ("restic", ("rest", "sftp"))):
     for op in ("backup", "restore"):
-        l, r = t[f"{tool}-{op}-local"], t[f"{tool}-{op}-rest"]
-        print(f"{tool:7} {op:8} local {b/l/1e6:7.1f} MB/s ({l:5.1f} s)   REST {b/r/1e6:7.1f} MB/s ({r:5.1f} s)   REST/local time {r/l:4.2f}x")
+        l = t[f"{tool}-{op}-local"]
+        row = f"{tool:7} {op:8} local {b/l/1e6:6.1f} MB/s"
+        for srv in servers:
+            r = t[f"{tool}-{op}-{srv}"]
+            row += f"   {srv.upper()} {b/r/1e6:6.1f} MB/s ({r/l:4.2f}x local)"
+        print(row)
 PY
 echo "forget --keep-last 1 --prune of $((SNAPSHOTS + 1)) snapshots on REST: $(python3 -c "print(round($b-$a,1))") s, peak RSS $(( $(cat "$W/rss") / 1024 )) MiB"
