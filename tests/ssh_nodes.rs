@@ -382,8 +382,8 @@ fn the_repository_lives_on_an_external_backup_host() {
 /// whose shell is `nologin`: only sshd's SFTP subsystem serves it. Init, two backups,
 /// `check --read-data`, the first restored exactly (`--delete`), forget + prune, restic itself listing the
 /// snapshots over SFTP; every directory and file private; another Coffer host's live lock
-/// keeps a backup out (exit 3, naming it) and none is left after a run. A server whose host
-/// key is not known is refused, naming the known_hosts file.
+/// keeps a backup out (exit 3, naming it) and none is left after a run. A key the server does
+/// not take, a port nothing listens on and a host key not in known_hosts are each exit 3.
 #[test]
 fn a_repository_on_an_sftp_server_reached_by_a_login_without_a_shell() {
     let s = Scratch::new();
@@ -460,13 +460,38 @@ fn a_repository_on_an_sftp_server_reached_by_a_login_without_a_shell() {
     assert_eq!(done["forgotten"], 1, "{done}");
     assert_eq!(fs::read_dir(repo.join("coffer-locks")).unwrap().count(), 0);
 
-    fs::write(&cluster.known_hosts, "").unwrap();
-    let out = s.run(&["snapshots"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("known_hosts"),
-        "{err}"
+    // A key the server does not know, a port nothing listens on, a host key not in
+    // known_hosts: each exit 3 naming the repository and what to fix.
+    let other = s.path("other_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let deployment = s.path("deployment.toml");
+    let text = fs::read_to_string(&deployment).unwrap();
+    let key_line = format!("key = {:?}", cluster.key.display().to_string());
+    fs::write(
+        &deployment,
+        text.replacen(&key_line, &format!("key = {other:?}"), 1),
+    )
+    .unwrap();
+    failed_with(
+        &s.run(&["snapshots"]),
+        3,
+        &[&place, "refuses the credentials", "[repository] key"],
     );
+    let port = format!(":{}/", support::nodes::SSH_PORT);
+    fs::write(&deployment, text.replace(&port, ":1/")).unwrap();
+    failed_with(
+        &s.run(&["snapshots"]),
+        3,
+        &["SFTP server of sftp://coffer-sftp@", "does not answer"],
+    );
+    fs::write(&deployment, &text).unwrap();
+    fs::write(&cluster.known_hosts, "").unwrap();
+    failed_with(&s.run(&["snapshots"]), 3, &[&place, "known_hosts"]);
 }
 
 #[test]

@@ -23,6 +23,7 @@ mod manifest;
 mod object_lock;
 mod objects;
 mod private;
+mod read_ahead;
 mod remote;
 mod retention;
 mod s3;

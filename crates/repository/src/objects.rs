@@ -1,12 +1,14 @@
-//! Repositories on object storage (S3, OpenStack Swift): restic's layout as object keys under
-//! a prefix (`config`, `keys/ID`, `snapshots/ID`, `index/ID`, `data/ab/ab…`), so restic and
-//! rustic read the same bucket; [`ObjectBackend`] is what rustic_core reads and writes through,
-//! over any [`ObjectStore`]. HTTP requests that may pass (no answer, 5xx, 429) are tried four
-//! times, 1 s, 2 s and 4 s apart; a refusal (4xx) is not tried again.
+//! Repositories on object storage (S3, OpenStack Swift, SFTP): restic's layout as object keys
+//! under a prefix (`config`, `keys/ID`, `snapshots/ID`, `index/ID`, `data/ab/ab…`), so restic
+//! and rustic read the same bucket; [`ObjectBackend`] is what rustic_core reads and writes
+//! through, over any [`ObjectStore`]. Packs are read ahead (`read_ahead.rs`). HTTP requests
+//! that may pass (no answer, 5xx, 429) are tried four times, 1 s, 2 s and 4 s apart; a refusal
+//! (4xx) is not tried again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::read_ahead::ReadAhead;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -89,7 +91,10 @@ pub(crate) fn send(
     let mut pause = Duration::from_secs(1);
     for attempt in 0.. {
         let last = attempt == 3;
-        match build().send() {
+        let started = std::time::Instant::now();
+        let sent = build().send();
+        tracing::trace!("{what}: {:?}", started.elapsed());
+        match sent {
             Err(e) if last || !(e.is_connect() || e.is_timeout() || e.is_request()) => {
                 return Err(StoreError::Down(root_cause(&e)));
             }
@@ -148,6 +153,7 @@ pub(crate) struct ObjectBackend {
     store: Arc<dyn ObjectStore>,
     /// Empty, or ending in `/`.
     prefix: String,
+    read_ahead: Arc<ReadAhead>,
 }
 
 impl ObjectBackend {
@@ -161,6 +167,7 @@ impl ObjectBackend {
             } else {
                 format!("{prefix}/")
             },
+            read_ahead: Arc::default(),
         }
     }
 
@@ -230,8 +237,21 @@ impl ReadBackend for ObjectBackend {
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
-        self.store
-            .get(&self.key(tpe, id), Some((offset.into(), length.into())))
+        let (offset, length) = (u64::from(offset), u64::from(length));
+        if tpe != FileType::Pack {
+            return self
+                .store
+                .get(&self.key(tpe, id), Some((offset, length)))
+                .map_err(self.fail());
+        }
+        let (store, key) = (self.store.clone(), self.key(tpe, id));
+        self.read_ahead
+            .read(
+                id,
+                offset,
+                length,
+                Arc::new(move |offset, n| store.get(&key, Some((offset, n)))),
+            )
             .map_err(self.fail())
     }
 
@@ -266,6 +286,9 @@ impl WriteBackend for ObjectBackend {
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        if tpe == FileType::Pack {
+            self.read_ahead.forget(id);
+        }
         self.store.delete(&self.key(tpe, id)).map_err(self.fail())
     }
 }

@@ -275,10 +275,15 @@ impl ObjectStore for S3Store {
         let action = self.bucket.create_bucket(&self.credentials);
         let url = action.sign(SIGNED_FOR);
         let body = action.body();
-        objects::send("create bucket", CREDENTIALS, || {
+        match objects::send("create bucket", CREDENTIALS, || {
             self.http.put(url.clone()).body(body.clone())
-        })
-        .map(drop)
+        }) {
+            // A retried request whose first try went through.
+            Err(StoreError::Http {
+                status: 409, body, ..
+            }) if body.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            other => other.map(drop),
+        }
     }
 }
 

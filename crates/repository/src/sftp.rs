@@ -264,8 +264,9 @@ impl ObjectStore for SftpRepo {
             file.seek(std::io::SeekFrom::Start(offset))
                 .await
                 .map_err(io)?;
-            let mut data = vec![0u8; length as usize];
-            file.read_exact(&mut data).await.map_err(io)?;
+            // At most `length`: fewer at the end of the file.
+            let mut data = Vec::with_capacity(length as usize);
+            file.take(length).read_to_end(&mut data).await.map_err(io)?;
             Ok(Bytes::from(data))
         })
     }

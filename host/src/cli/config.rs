@@ -264,10 +264,35 @@ impl RunConfig {
                 let place = coffer_repository::SftpPlace::parse(spec)
                     .expect("an sftp: place")
                     .map_err(UsageError)?;
+                let path = PathBuf::from(spec);
                 let server = self
                     .deployment
                     .connect_sftp(&place, self.global.accept_new_host_keys)
-                    .await?;
+                    .await
+                    .map_err(|e| match e {
+                        coffer_transport::TransportError::Unreachable { reason, .. } => {
+                            RepoError::ServerDown {
+                                path: path.clone(),
+                                server: "SFTP server",
+                                message: reason,
+                            }
+                        }
+                        coffer_transport::TransportError::LoginRefused { reason, .. } => {
+                            RepoError::Unauthorized {
+                                path: path.clone(),
+                                server: "SFTP server",
+                                status: "login refused".into(),
+                                fix: format!(
+                                    "{reason}; give the private key in [repository] key and \
+                                     its public half in that user's authorized_keys"
+                                ),
+                            }
+                        }
+                        other => RepoError::Credentials {
+                            path: path.clone(),
+                            message: other.to_string(),
+                        },
+                    })?;
                 let coffer_transport::Transport::Ssh(session) = server.transport else {
                     unreachable!("an SFTP server is reached over SSH")
                 };
@@ -275,7 +300,7 @@ impl RunConfig {
                     coffer_repository::SftpRepo::open(place, session)
                         .await
                         .map_err(|e| RepoError::ServerDown {
-                            path: PathBuf::from(spec),
+                            path,
                             server: "SFTP server",
                             message: e.to_string(),
                         })?,

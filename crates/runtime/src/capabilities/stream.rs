@@ -410,18 +410,20 @@ async fn feed_into(
     effect: ActionKind,
 ) -> Result<(), StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?;
-    // Read the whole artifact once before anything touches the node: a damaged repository
-    // must fail the restore before a single file or row is overwritten.
-    let verified = {
+    // Read the whole artifact once before a command that changes anything runs: a damaged
+    // repository must fail the restore before a single file or row is overwritten. A command
+    // that only reads (a validation's compare) is fed at once: the stream's own digest check
+    // fails it all the same, and the artifact is read once instead of twice.
+    if effect != ActionKind::Reads {
         let (reader, record) = (reader.clone(), record.clone());
         tokio::task::spawn_blocking(move || reader.read(&record, std::io::sink()))
             .await
             .expect("verify task")
-    };
-    verified.map_err(|e| match e {
-        e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
-        e => repo_error(e),
-    })?;
+            .map_err(|e| match e {
+                e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
+                e => repo_error(e),
+            })?;
+    }
     let argv = env.on_node(handle, &argv);
     let note = Some(format!(
         "from artifact {} of {} ({} bytes, verified)",
@@ -480,6 +482,13 @@ async fn feed_into(
             )));
         }
     };
+    // A repository that failed while feeding is the cause of whatever the command then did
+    // (a write into its stdin failing is the command's).
+    match read {
+        Err(e @ RepoError::Integrity { .. }) => return Err(StreamError::Integrity(e.to_string())),
+        Err(RepoError::StreamWrite { .. }) | Ok(()) => {}
+        Err(e) => return Err(repo_error(e)),
+    }
     if code != Some(0) {
         // What the command said explains a failure better than the broken pipe we saw.
         let mut said = stderr.await.unwrap_or_default();
@@ -490,11 +499,7 @@ async fn feed_into(
         }
         return Err(failure(&argv, code, said));
     }
-    match read {
-        Ok(()) => Ok(()),
-        Err(e @ RepoError::Integrity { .. }) => Err(StreamError::Integrity(e.to_string())),
-        Err(e) => Err(repo_error(e)),
-    }
+    read.map_err(repo_error)
 }
 
 /// `stream.feed`.
