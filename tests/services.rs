@@ -785,11 +785,11 @@ const RABBIT_DEFINITIONS: &str = r#"{
 #[test]
 fn repositories_in_s3_and_swift_object_storage() {
     use support::keystone::{self, Keystone};
-    use support::swift::{KEY, Swift, USER};
+    use support::swift::{REPO_KEY, REPO_USER, Swift};
     let s = Scratch::new();
     let cluster = Cluster::start(&s.path("nodes"), &["objects"]);
     let swift = Swift::start(&cluster.nodes[0]);
-    let (token, account) = swift.auth();
+    let (token, account) = swift.auth_as(REPO_USER, REPO_KEY);
     let data = s.path("data");
     std::fs::create_dir_all(&data).unwrap();
     s.filesystem(&[&data]);
@@ -798,7 +798,10 @@ fn repositories_in_s3_and_swift_object_storage() {
     let places = [
         (
             format!("s3:{}/coffer-s3/overcloud", swift.proxy),
-            vec![("AWS_ACCESS_KEY_ID", USER), ("AWS_SECRET_ACCESS_KEY", KEY)],
+            vec![
+                ("AWS_ACCESS_KEY_ID", REPO_USER),
+                ("AWS_SECRET_ACCESS_KEY", REPO_KEY),
+            ],
             "AWS_SECRET_ACCESS_KEY",
             "coffer-s3",
         ),
@@ -806,8 +809,8 @@ fn repositories_in_s3_and_swift_object_storage() {
             "swift:coffer-swift:/overcloud".to_string(),
             vec![
                 ("ST_AUTH", tempauth.as_str()),
-                ("ST_USER", USER),
-                ("ST_KEY", KEY),
+                ("ST_USER", REPO_USER),
+                ("ST_KEY", REPO_KEY),
             ],
             "ST_KEY",
             "coffer-swift",
@@ -825,7 +828,7 @@ fn repositories_in_s3_and_swift_object_storage() {
             c
         };
         let ok = |args: &[&str]| {
-            let out = run_watching_argv(command(args), KEY);
+            let out = run_watching_argv(command(args), REPO_KEY);
             assert!(
                 out.status.success(),
                 "{place}: coffer {args:?}: {}",

@@ -10,6 +10,11 @@ use super::nodes::Node;
 pub const USER: &str = "test:tester";
 /// Its key.
 pub const KEY: &str = "t3sting-key";
+/// A second tempauth account, for repositories in this Swift (a key no other test uses, so a
+/// test can watch every process's argv for it while others run).
+pub const REPO_USER: &str = "repo:coffer";
+/// Its key.
+pub const REPO_KEY: &str = "r3po-s3cret";
 /// The server units.
 pub const SERVICES: [&str; 4] = [
     "swift-account",
@@ -18,11 +23,16 @@ pub const SERVICES: [&str; 4] = [
     "swift-proxy",
 ];
 
+/// One Swift at a time in a test binary: the `systemctl` stand-in finds Swift's servers by
+/// their command line, which is the same on every node.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A running Swift; stopped when dropped.
 pub struct Swift<'n> {
     node: &'n Node,
     /// The proxy's URL.
     pub proxy: String,
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
 
 fn check(out: std::process::Output, what: &str) -> String {
@@ -33,6 +43,7 @@ fn check(out: std::process::Output, what: &str) -> String {
 impl<'n> Swift<'n> {
     /// Configure Swift and its rings on `node`, start memcached and the four servers.
     pub fn start(node: &'n Node) -> Self {
+        let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         super::systemctl::install(node);
         let etc = node.own("/etc/swift");
         let a = &node.address;
@@ -62,6 +73,7 @@ impl<'n> Swift<'n> {
                  [app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\
                  [filter:s3api]\nuse = egg:swift#s3api\n\
                  [filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = {KEY} .admin\n\
+                 user_repo_coffer = {REPO_KEY} .admin\n\
                  [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = {a}:11211\n\
                  [filter:catch_errors]\nuse = egg:swift#catch_errors\n"
             ),
@@ -86,20 +98,26 @@ impl<'n> Swift<'n> {
         Self {
             node,
             proxy: format!("http://{a}:8080"),
+            _alone: alone,
         }
     }
 
     /// A token and the storage URL, from tempauth.
     pub fn auth(&self) -> (String, String) {
+        self.auth_as(USER, KEY)
+    }
+
+    /// A token and the storage URL of `user`, from tempauth.
+    pub fn auth_as(&self, user: &str, key: &str) -> (String, String) {
         let headers = check(
             std::process::Command::new("curl")
                 .args(["-sS", "-D", "-", "-o", "/dev/null"])
                 // The proxy may still be binding its port when its start returns.
                 .args(["--retry", "60", "--retry-delay", "1", "--retry-connrefused"])
                 .arg("-H")
-                .arg(format!("X-Auth-User: {USER}"))
+                .arg(format!("X-Auth-User: {user}"))
                 .arg("-H")
-                .arg(format!("X-Auth-Key: {KEY}"))
+                .arg(format!("X-Auth-Key: {key}"))
                 .arg(format!("{}/auth/v1.0", self.proxy))
                 .output()
                 .unwrap(),

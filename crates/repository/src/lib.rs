@@ -11,8 +11,9 @@
 //! complete; its artifact snapshots are deleted when it fails, or by the next backup when it
 //! was killed ([`Repo::prepare_backup`]).
 //!
-//! Open a [`Repo`] at a [`RepoLocation`] (a local directory, or a directory on a backup host
-//! reached over SSH) with its [`Password`]; [`Repo::into_writer`] gives the
+//! Open a [`Repo`] at a [`RepoLocation`] (a local directory, a directory on a backup host
+//! reached over SSH, a REST server, an S3 bucket, a Swift container or an SFTP server) with
+//! its [`Password`]; [`Repo::into_writer`] gives the
 //! [`ArtifactWriter`] a backup streams artifacts into and commits a [`Manifest`] with,
 //! [`Repo::into_reader`] the [`ArtifactReader`] a restore streams them back from.
 
@@ -300,15 +301,6 @@ pub enum RepoLock {
     Remote(Box<Process>),
     /// This host's `flock` and a lock object in the bucket, for other hosts.
     Objects(File, ObjectLock),
-}
-
-impl RepoLock {
-    fn into_file(self) -> File {
-        match self {
-            Self::Local(f) => f,
-            _ => unreachable!("only a local lock is made into a file"),
-        }
-    }
 }
 
 /// Where a repository lives.
@@ -701,7 +693,7 @@ impl Repo {
 
     /// Take the writer lock, failing at once when another run holds it.
     async fn try_lock(&self) -> Result<RepoLock> {
-        let local = |p: PathBuf| -> Result<RepoLock> {
+        let local = |p: PathBuf| -> Result<File> {
             let file = File::options()
                 .create(true)
                 .truncate(false)
@@ -713,13 +705,13 @@ impl Repo {
                     source,
                 })?;
             match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-                Ok(true) => Ok(RepoLock::Local(file)),
+                Ok(true) => Ok(file),
                 Ok(false) => Err(RepoError::Pin(self.path.clone(), ANOTHER_RUN.into())),
                 Err(source) => Err(RepoError::Io { path: p, source }),
             }
         };
         match &self.location {
-            RepoLocation::Local(dir) => local(dir.join(LOCK_FILE)),
+            RepoLocation::Local(dir) => local(dir.join(LOCK_FILE)).map(RepoLock::Local),
             // A server has no flock: this host's own lock (in the state directory, by the
             // location's digest) keeps runs from this host apart; on object storage a lock
             // object keeps other hosts out too.
@@ -739,13 +731,13 @@ impl Repo {
                 let digest = hex::encode(Sha256::digest(place.as_bytes()));
                 let here = local(dir.join(format!("{kind}-{}.lock", &digest[..16])))?;
                 let Some(backend) = self.objects.clone() else {
-                    return Ok(here);
+                    return Ok(RepoLock::Local(here));
                 };
                 let taken = tokio::task::spawn_blocking(move || ObjectLock::take(backend))
                     .await
                     .expect("taking the lock does not panic");
                 match taken {
-                    Ok(lock) => Ok(RepoLock::Objects(here.into_file(), lock)),
+                    Ok(lock) => Ok(RepoLock::Objects(here, lock)),
                     Err(NotTaken::Held(info)) => {
                         Err(RepoError::Pin(self.path.clone(), info.holder()))
                     }
