@@ -5,7 +5,10 @@
 # Coffer and restic in the same run, with each server's time over local. (restic 0.14 uploads
 # to S3 with aws-chunked signing, which s3api refuses: no restic S3 row.) Then
 # `forget --keep-last 1 --prune` over N snapshots on the REST server.
-#   benches/backends.sh [SIZE_MIB] [SNAPSHOTS]     (defaults 512, 30)
+#   benches/backends.sh [SIZE_MIB] [SNAPSHOTS] [split]     (defaults 512, 30)
+# With `split`, the servers run on the last core and the clients (Coffer, restic, for the
+# local repository too) on the first, as if the server were another machine: on two shared
+# cores a loopback server's own CPU (Swift's Python proxy above all) is part of the figure.
 # Prints a table; nothing here is asserted (tests never time anything).
 source "$(dirname "$0")/../scripts/common.sh"
 install_packages
@@ -14,6 +17,11 @@ cargo build --release --locked -p coffer >/dev/null
 COFFER="$CARGO_TARGET_DIR/release/coffer"
 SIZE_MIB=${1:-512}
 SNAPSHOTS=${2:-30}
+SERVER=(); CLIENT=()
+if [ "${3:-}" = split ]; then
+    last=$(( $(nproc) - 1 ))
+    SERVER=(taskset -c "$last"); CLIENT=(taskset -c "0-$(( last > 0 ? last - 1 : 0 ))")
+fi
 W=${COFFER_BENCH_DIR:-/var/tmp/coffer-bench-backends}
 rm -rf "$W"; mkdir -p "$W/tree" "$W/served" "$W/state"
 export RESTIC_PASSWORD=bench COFFER_PASSWORD=bench COFFER_STATE_DIR="$W/state"
@@ -28,7 +36,7 @@ done
 sync
 bytes=$(du -sb "$W/tree" | cut -f1)
 
-rclone serve restic --addr "127.0.0.1:$PORT" "$W/served" >/dev/null 2>&1 &
+"${SERVER[@]}" rclone serve restic --addr "127.0.0.1:$PORT" "$W/served" >/dev/null 2>&1 &
 RCLONE=$!
 until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.1; done
 
@@ -77,9 +85,9 @@ memcache_servers = 127.0.0.1:18644
 [filter:catch_errors]
 use = egg:swift#catch_errors
 CONF
-memcached -u memcache -l 127.0.0.1 -p 18644 -d -P "$S/run/memcached.pid"
+"${SERVER[@]}" memcached -u memcache -l 127.0.0.1 -p 18644 -d -P "$S/run/memcached.pid"
 for name in account container object proxy; do
-    setsid swift-$name-server "$S/$name-server.conf" </dev/null >"$S/$name.log" 2>&1 &
+    "${SERVER[@]}" setsid swift-$name-server "$S/$name-server.conf" </dev/null >"$S/$name.log" 2>&1 &
     echo $! > "$S/run/$name.pid"
 done
 export AWS_ACCESS_KEY_ID=bench:coffer AWS_SECRET_ACCESS_KEY=benchkey
@@ -101,7 +109,7 @@ StrictModes no
 Subsystem sftp internal-sftp
 CONF
 mkdir -p /run/sshd
-/usr/sbin/sshd -f "$D/sshd_config"
+"${SERVER[@]}" /usr/sbin/sshd -f "$D/sshd_config"
 trap 'kill $RCLONE 2>/dev/null; for f in "$S"/run/*.pid "$D/sshd.pid"; do kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$W"' EXIT
 until (exec 3<>"/dev/tcp/127.0.0.1/18643") 2>/dev/null; do sleep 0.2; done
 
@@ -127,7 +135,7 @@ deployment sftp "sftp://root@127.0.0.1:18645/$W/sftp-repo"
 
 now() { date +%s.%N; }
 declare -A t
-timed() { local k=$1; shift; local a b; a=$(now); "$@" >/dev/null 2>&1 || { echo "FAILED: $*"; exit 1; }; b=$(now); t[$k]=$(python3 -c "print($b-$a)"); }
+timed() { local k=$1; shift; local a b; a=$(now); "${CLIENT[@]}" "$@" >/dev/null 2>&1 || { echo "FAILED: $*"; exit 1; }; b=$(now); t[$k]=$(python3 -c "print($b-$a)"); }
 
 for where in local rest s3 sftp; do
     "$COFFER" -c "$W/$where.toml" init >/dev/null
@@ -156,7 +164,7 @@ a=$(now)
 b=$(now)
 
 echo
-echo "tree: $((bytes / 1048576)) MiB; $(nproc) cores; restic $(restic version | cut -d' ' -f2); rclone $(rclone version | head -1 | cut -d' ' -f2)"
+echo "tree: $((bytes / 1048576)) MiB; $(nproc) cores${SERVER:+ (servers on core ${SERVER[2]}, clients on ${CLIENT[2]})}; restic $(restic version | cut -d' ' -f2); rclone $(rclone version | head -1 | cut -d' ' -f2)"
 python3 - "$bytes" <<PY
 import sys
 b = int(sys.argv[1])
