@@ -31,12 +31,13 @@ pub enum RepoPlace {
         path: String,
     },
     /// A server, as restic spells it: `rest:http://host:8000/path`, `s3:https://host/bucket`,
-    /// `swift:container:/prefix`.
+    /// `swift:container:/prefix`, `sftp:user@host:/path`.
     Server(String),
 }
 
 impl RepoPlace {
-    /// `path` as a place on this machine, or a server when it says `rest:`, `s3:` or `swift:`.
+    /// `path` as a place on this machine, or a server when it says `rest:`, `s3:`, `swift:` or
+    /// `sftp:`.
     pub fn of(path: &Path) -> Self {
         match path.to_str() {
             Some(spec)
