@@ -275,10 +275,7 @@ impl WriteBackend for ObjectBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let mut data = Vec::with_capacity(content.size());
-        for b in content.into_vec() {
-            data.extend_from_slice(&b);
-        }
+        let data = joined(content);
         // One PUT: an object store never shows half an object.
         self.store
             .put(&self.key(tpe, id), data)
@@ -296,4 +293,13 @@ impl WriteBackend for ObjectBackend {
 /// The `Range` header of `length` bytes from `offset`.
 pub(crate) fn range(offset: u64, length: u64) -> String {
     format!("bytes={offset}-{}", offset + length.max(1) - 1)
+}
+
+/// The pieces of a file to write, in one buffer.
+pub(crate) fn joined(content: BytesList) -> Vec<u8> {
+    let mut data = Vec::with_capacity(content.size());
+    for b in content.into_vec() {
+        data.extend_from_slice(&b);
+    }
+    data
 }

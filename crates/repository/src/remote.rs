@@ -177,10 +177,7 @@ impl WriteBackend for RemoteBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let mut data = Vec::with_capacity(content.size());
-        for b in content.into_vec() {
-            data.extend_from_slice(&b);
-        }
+        let data = crate::objects::joined(content);
         // Written under a temporary name and renamed: a reader never sees half a file.
         self.run(
             &[
