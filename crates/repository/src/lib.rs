@@ -29,6 +29,7 @@ mod remote;
 mod retention;
 mod s3;
 mod sftp;
+mod spool;
 mod stream;
 mod swift;
 
@@ -60,6 +61,7 @@ pub use objects::StoreError;
 pub use retention::{Decision, ForgetReport, PruneReport, Retention};
 pub use s3::S3Place;
 pub use sftp::{SftpPlace, SftpRepo};
+use spool::{Kept, Room, Spool};
 use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
 pub use swift::SwiftPlace;
 
@@ -852,7 +854,11 @@ impl Repo {
     pub fn into_reader(self) -> Result<ArtifactReader> {
         let path = self.path.clone();
         let inner = self.inner.to_indexed().map_err(engine(&path))?;
-        Ok(ArtifactReader { path, inner })
+        Ok(ArtifactReader {
+            path,
+            inner,
+            spool: Spool::new(None),
+        })
     }
 
     /// Check the repository's structure and, with `read_data`, read every pack back; then
@@ -1024,10 +1030,17 @@ pub fn artifact_path(node: &str, plugin: &str, name: &str) -> String {
     format!("/{node}/{plugin}/{name}")
 }
 
-/// Reads artifacts back.
+/// Reads artifacts back. An artifact read whole once ([`ArtifactReader::verify`]) is kept
+/// for the rest of the run where there is room, and later reads of it come from there.
 pub struct ArtifactReader {
     path: PathBuf,
     inner: Repository<IndexedFullStatus>,
+    spool: Spool,
+}
+
+/// The spool's name of an artifact.
+fn spool_key(artifact: &ArtifactRecord) -> String {
+    format!("{}{}", artifact.snapshot, artifact.path)
 }
 
 impl ArtifactReader {
@@ -1044,9 +1057,63 @@ impl ArtifactReader {
             .ok_or_else(|| RepoError::SnapshotNotFound(id.to_string()))
     }
 
-    /// Write the bytes of `artifact` into `w`, verifying their SHA-256 as they go.
-    /// Blocking: call it from a blocking thread.
-    pub fn read(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
+    /// Write the bytes of `artifact` into `w`: from the spool when [`Self::verify`] kept them,
+    /// else from the repository, verifying their SHA-256 as they go (a mismatch is known only
+    /// at the end). Blocking: call it from a blocking thread.
+    pub fn read(&self, artifact: &ArtifactRecord, mut w: impl Write) -> Result<()> {
+        match self.spool.get(&spool_key(artifact)) {
+            Some(kept) => kept
+                .write_to(&mut w)
+                .and_then(|()| w.flush())
+                .map_err(|source| RepoError::StreamWrite {
+                    path: artifact.path.clone(),
+                    source,
+                }),
+            None => self.read_stored(artifact, w),
+        }
+    }
+
+    /// Read `artifact` whole from the repository and check its SHA-256, before anything is
+    /// written from it; keep its bytes (in memory, or a temporary file in `TMPDIR` that leaves
+    /// enough of its filesystem free) so that the reads that follow in this run cost no
+    /// repository read. Once verified, an artifact is not read again here. Blocking.
+    pub fn verify(&self, artifact: &ArtifactRecord) -> Result<()> {
+        let key = spool_key(artifact);
+        if self.spool.verified(&key) {
+            return Ok(());
+        }
+        let kept = match self.spool.room(artifact.size) {
+            Room::Memory => {
+                let mut bytes = Vec::with_capacity(artifact.size as usize);
+                let read = self.read_stored(artifact, &mut bytes);
+                if read.is_err() {
+                    self.spool.release(artifact.size);
+                }
+                read?;
+                Some(Kept::Memory(Arc::new(bytes)))
+            }
+            Room::File(file) => {
+                match self.read_stored(artifact, std::io::BufWriter::new(&file)) {
+                    Ok(()) => Some(Kept::File(Arc::new(file), artifact.size)),
+                    // The spool's own disk failed (filled up meanwhile): verify without it.
+                    Err(RepoError::StreamWrite { .. }) => {
+                        self.read_stored(artifact, std::io::sink())?;
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Room::None => {
+                self.read_stored(artifact, std::io::sink())?;
+                None
+            }
+        };
+        self.spool.keep(key, kept);
+        Ok(())
+    }
+
+    /// [`Self::read`] from the repository.
+    fn read_stored(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
         let snaps = self
             .inner
             .get_snapshots(&[artifact.snapshot.as_str()])
@@ -1159,6 +1226,84 @@ mod tests {
             "http://backup:p%40ss%2Fword@10.0.0.5:8000/overcloud"
         );
         assert_eq!(format!("{with:?}"), "rest:http://10.0.0.5:8000/overcloud");
+    }
+
+    /// Store `bytes` as artifact `name` in the repository at `location`.
+    fn stored(
+        location: &RepoLocation,
+        password: &Password,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> ArtifactRecord {
+        let writer = Repo::open(location, password)
+            .unwrap()
+            .into_writer()
+            .unwrap();
+        let stored = writer
+            .store(
+                "n1",
+                "p",
+                name,
+                "run",
+                std::io::Cursor::new(bytes),
+                Arc::default(),
+            )
+            .unwrap();
+        ArtifactRecord {
+            node: "n1".into(),
+            plugin: "p".into(),
+            plugin_version: "0.1.0".into(),
+            plugin_digest: String::new(),
+            contract: "2.4.0".into(),
+            name: name.into(),
+            kind: ArtifactKind::Stream,
+            size: stored.size,
+            sha256: stored.sha256,
+            snapshot: stored.snapshot,
+            path: artifact_path("n1", "p", name),
+            scope: ArtifactScope::Node,
+            excludes: None,
+        }
+    }
+
+    #[test]
+    fn an_artifact_verified_once_is_read_again_without_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = RepoLocation::Local(dir.path().join("repo"));
+        let password = Password::new("pw");
+        Repo::init(&location, &password).unwrap();
+        // One artifact small enough for memory, one that goes to a spool file, one not verified.
+        let mut seed = 7u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 33) as u8
+                })
+                .collect()
+        };
+        let (small, large, other) = (noise(1 << 20), noise(40 << 20), noise(1 << 16));
+        let records = [
+            stored(&location, &password, "small", small.clone()),
+            stored(&location, &password, "large", large.clone()),
+            stored(&location, &password, "other", other),
+        ];
+        let reader = Repo::open(&location, &password)
+            .unwrap()
+            .into_reader()
+            .unwrap();
+        reader.verify(&records[0]).unwrap();
+        reader.verify(&records[1]).unwrap();
+        // The packs are gone: what was verified still reads, byte for byte.
+        std::fs::remove_dir_all(dir.path().join("repo/data")).unwrap();
+        for (record, bytes) in records.iter().zip([&small, &large]) {
+            let mut out = Vec::new();
+            reader.read(record, &mut out).unwrap();
+            assert!(out == *bytes, "{} read back changed", record.name);
+            reader.verify(record).unwrap();
+        }
+        assert!(reader.read(&records[2], std::io::sink()).is_err());
+        assert!(reader.verify(&records[2]).is_err());
     }
 
     #[test]

@@ -410,19 +410,13 @@ async fn feed_into(
     effect: ActionKind,
 ) -> Result<(), StreamError> {
     let handle = env.node(node).map_err(StreamError::Exec)?;
-    // Read the whole artifact once before a command that changes anything runs: a damaged
-    // repository must fail the restore before a single file or row is overwritten. A command
-    // that only reads (a validation's compare) is fed at once: the stream's own digest check
-    // fails it all the same, and the artifact is read once instead of twice.
+    // Read the whole artifact before a command that changes anything runs: a damaged
+    // repository must fail the restore before a single file or row is overwritten. The reader
+    // keeps what it verified, so the feed below (and a validation's compare after it) reads
+    // that instead of the repository. A command that only reads is fed at once: the stream's
+    // own digest check fails it all the same.
     if effect != ActionKind::Reads {
-        let (reader, record) = (reader.clone(), record.clone());
-        tokio::task::spawn_blocking(move || reader.read(&record, std::io::sink()))
-            .await
-            .expect("verify task")
-            .map_err(|e| match e {
-                e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
-                e => repo_error(e),
-            })?;
+        verify(&reader, &record).await?;
     }
     let argv = env.on_node(handle, &argv);
     let note = Some(format!(
@@ -502,6 +496,22 @@ async fn feed_into(
     read.map_err(repo_error)
 }
 
+/// Read `record` whole and check it, keeping it for the reads that follow
+/// ([`coffer_repository::ArtifactReader::verify`]).
+async fn verify(
+    reader: &Arc<coffer_repository::ArtifactReader>,
+    record: &ArtifactRecord,
+) -> Result<(), StreamError> {
+    let (reader, record) = (reader.clone(), record.clone());
+    tokio::task::spawn_blocking(move || reader.verify(&record))
+        .await
+        .expect("verify task")
+        .map_err(|e| match e {
+            e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
+            e => repo_error(e),
+        })
+}
+
 /// `stream.feed`.
 pub async fn feed(
     env: &OperationEnv,
@@ -567,8 +577,10 @@ pub async fn restore_paths(
             return Err(failure(&mkdir, made.exit_code, made.stderr));
         }
     }
-    // Strays go first: the extraction then sets the directories' times as recorded.
+    // Strays go first: the extraction then sets the directories' times as recorded. Both
+    // read the artifact verified once, before anything is removed.
     if delete {
+        verify(&reader, &record).await?;
         super::strays::remove(env, &handle, &record, reader.clone(), target, &select).await?;
     }
     let extract = extract_argv(target, &select);
