@@ -10,10 +10,10 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-install_packages() {
-    local wanted=(tar acl attr restic gcc openssh-client openssh-server util-linux podman runc busybox-static mariadb-server mariadb-client mariadb-backup galera-4 rsync iptables redis-server redis-tools pacemaker corosync pcs swift swift-proxy swift-account swift-container swift-object memcached python3-swiftclient python3-keystone python3-keystonemiddleware curl rabbitmq-server iproute2 procps sudo rclone docker.io time prometheus-node-exporter systemd)
+# Install the Debian packages named that are not installed yet.
+install_debs() {
     local missing=()
-    for p in "${wanted[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -21,6 +21,11 @@ install_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+install_packages() {
+    local wanted=(tar acl attr restic gcc openssh-client openssh-server util-linux podman runc busybox-static mariadb-server mariadb-client mariadb-backup galera-4 rsync iptables redis-server redis-tools pacemaker corosync pcs swift swift-proxy swift-account swift-container swift-object memcached python3-swiftclient python3-keystone python3-keystonemiddleware curl rabbitmq-server iproute2 procps sudo rclone docker.io time prometheus-node-exporter systemd)
+    install_debs "${wanted[@]}"
     for component in rustfmt clippy; do
         if ! rustup component list --installed | grep -q "^$component"; then
             echo "==> adding the $component Rust component"

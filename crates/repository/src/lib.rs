@@ -433,7 +433,11 @@ pub struct Repo {
     password: Password,
 }
 
-fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
+/// The backend of `location`; `objects`: its object store's, when it is in one.
+fn backend(
+    location: &RepoLocation,
+    objects: Option<Arc<objects::ObjectBackend>>,
+) -> Result<Arc<dyn WriteBackend>> {
     let label = PathBuf::from(location.to_string());
     Ok(match location {
         RepoLocation::Local(path) => {
@@ -451,9 +455,10 @@ fn backend(location: &RepoLocation) -> Result<Arc<dyn WriteBackend>> {
             )
             .map_err(engine(&label))?,
         ),
-        RepoLocation::S3(_) | RepoLocation::Swift(_) | RepoLocation::Sftp(_) => {
-            object_backend(location)?.expect("an object store")
-        }
+        RepoLocation::S3(_) | RepoLocation::Swift(_) | RepoLocation::Sftp(_) => match objects {
+            Some(objects) => objects,
+            None => object_backend(location)?.expect("an object store"),
+        },
     })
 }
 
@@ -503,11 +508,18 @@ fn store_error(location: &RepoLocation, e: StoreError) -> RepoError {
     }
 }
 
-fn repository(location: &RepoLocation) -> Result<Repository<()>> {
+/// The engine's handle on `location`, through `objects` when given (its object store).
+fn repository(
+    location: &RepoLocation,
+    objects: Option<Arc<objects::ObjectBackend>>,
+) -> Result<Repository<()>> {
     let label = PathBuf::from(location.to_string());
     let opts = RepositoryOptions::default().no_cache(true);
-    Repository::new(&opts, &RepositoryBackends::new(backend(location)?, None))
-        .map_err(engine(&label))
+    Repository::new(
+        &opts,
+        &RepositoryBackends::new(backend(location, objects)?, None),
+    )
+    .map_err(engine(&label))
 }
 
 /// Whether a repository exists at `location` (it has a config file). The first request a
@@ -524,7 +536,7 @@ fn exists(location: &RepoLocation) -> Result<bool> {
             Err(e) => Err(store_error(location, e)),
         };
     }
-    let backend = backend(location)?;
+    let backend = backend(location, None)?;
     match backend.list_with_size(FileType::Config) {
         Ok(config) if !config.is_empty() => Ok(true),
         // A REST server's config is looked for with a HEAD, whose refusal reads as "none":
@@ -595,7 +607,7 @@ impl Repo {
             objects.create().map_err(engine(&label))?;
         }
         let config = ConfigOptions::default();
-        repository(location)?
+        repository(location, None)?
             .init(
                 &Credentials::password(&password.0),
                 &KeyOptions::default(),
@@ -622,7 +634,9 @@ impl Repo {
                 path.display()
             );
         }
-        let inner = repository(location)?
+        // One object store for the engine and for Coffer's own requests (locks, planned reads).
+        let objects = object_backend(location)?;
+        let inner = repository(location, objects.clone())?
             .open(&Credentials::password(&password.0))
             .map_err(|e| {
                 if e.is_incorrect_password() {
@@ -634,7 +648,7 @@ impl Repo {
         Ok(Self {
             path: label,
             location: location.clone(),
-            objects: object_backend(location)?,
+            objects,
             inner,
             retry_lock: std::time::Duration::ZERO,
             password: password.clone(),
@@ -839,7 +853,7 @@ impl Repo {
 
     /// A writer beside this handle (the repository opened again).
     fn writer(&self) -> Result<ArtifactWriter> {
-        let inner = repository(&self.location)?
+        let inner = repository(&self.location, None)?
             .open(&Credentials::password(&self.password.0))
             .map_err(engine(&self.path))?
             .to_indexed_ids()
@@ -857,6 +871,7 @@ impl Repo {
         Ok(ArtifactReader {
             path,
             inner,
+            objects: self.objects,
             spool: Spool::new(None),
         })
     }
@@ -1035,6 +1050,8 @@ pub fn artifact_path(node: &str, plugin: &str, name: &str) -> String {
 pub struct ArtifactReader {
     path: PathBuf,
     inner: Repository<IndexedFullStatus>,
+    /// The object store the repository is in, if it is: reads are planned there.
+    objects: Option<Arc<objects::ObjectBackend>>,
     spool: Spool,
 }
 
@@ -1125,6 +1142,20 @@ impl ArtifactReader {
             .inner
             .node_from_snapshot_and_path(snap, &artifact.path)
             .map_err(engine(&self.path))?;
+        // On an object store, the packs holding the artifact are fetched ahead, several at once.
+        let _plan = self.objects.as_ref().map(|objects| {
+            let ranges: Vec<_> = node
+                .content
+                .iter()
+                .flatten()
+                .filter_map(|id| self.inner.get_index_entry(id).ok())
+                .map(|e| {
+                    let at = e.location;
+                    (*e.pack, u64::from(at.offset), u64::from(at.length))
+                })
+                .collect();
+            objects.plan(&ranges)
+        });
         let mut writer = HashingWriter::new(w);
         if let Err(e) = self.inner.dump(&node, &mut writer) {
             return Err(match writer.take_error() {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::read_ahead::ReadAhead;
+use crate::read_ahead::{Fetch, PlanGuard, ReadAhead};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -188,6 +188,17 @@ impl ObjectBackend {
             FileType::Pack => format!("{}data/{}/{}", self.prefix, &hex[0..2], hex.as_str()),
             _ => format!("{}{}/{}", self.prefix, tpe.dirname(), hex.as_str()),
         }
+    }
+
+    /// Plan reads of these ranges of packs (pack, offset, length), in the order they will be
+    /// read: they are fetched ahead, several at once, until the guard is dropped.
+    pub(crate) fn plan(&self, ranges: &[(Id, u64, u64)]) -> PlanGuard {
+        let store = self.store.clone();
+        self.read_ahead.plan(ranges.iter().map(|&(pack, offset, length)| {
+            let (store, key) = (store.clone(), self.key(FileType::Pack, &pack));
+            let fetch: Fetch = Arc::new(move |offset, n| store.get(&key, Some((offset, n))));
+            (pack, offset, length, fetch)
+        }))
     }
 
     fn fail(&self) -> impl Fn(StoreError) -> Box<RusticError> + '_ {

@@ -5,6 +5,11 @@
 //! of fetching the same bytes again. Once a read passes the middle of a window, the next
 //! window of that pack (reaching [`OVERLAP`] back, for the blob across the border) is fetched
 //! in the background, so the network and the restore overlap.
+//!
+//! A reader that knows which ranges it will read (an artifact's blobs, from the index) can
+//! [`ReadAhead::plan`] them: the ranges are grouped into windows of at most [`PLANNED`] bytes,
+//! and each read that reaches a planned window has the [`DEPTH`] windows after it fetched at
+//! once, across packs — several requests in flight, as restic's restore keeps them.
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -15,20 +20,54 @@ use crate::objects::StoreError;
 
 /// How much one fetch brings.
 pub(crate) const READ_AHEAD: u64 = 16 << 20;
-/// How many fetched windows are kept (the newest), at most 48 MiB.
-const WINDOWS: usize = 3;
+/// How many fetched windows are kept (the newest), at most 96 MiB.
+const WINDOWS: usize = 6;
+/// Largest planned window.
+pub(crate) const PLANNED: u64 = 8 << 20;
+/// How many planned windows past the one being read are fetched at once.
+const DEPTH: usize = 4;
 /// How far a background window reaches back into the one before it, so that a blob across
 /// their border (most are 0.5–2 MiB) is still in one window.
 const OVERLAP: u64 = 2 << 20;
 
 /// Bytes of a pack from `start`; `data` is `None` while being fetched, `end` where it is
-/// expected to end (or, once fetched, does); `whole`: as long as asked (not the pack's end).
+/// expected to end (or, once fetched, does); `whole`: as long as asked (not the pack's end),
+/// and not planned (a plan says what comes next, not the pack's layout).
 struct Window {
     pack: Id,
     start: u64,
     end: u64,
     data: Option<Bytes>,
     whole: bool,
+    planned: bool,
+}
+
+/// A range of a pack a reader will read, and how to fetch it.
+pub(crate) struct Planned {
+    pack: Id,
+    start: u64,
+    end: u64,
+    fetch: Fetch,
+}
+
+/// The windows one reader will read, in order; those before `requested` were asked for.
+struct Plan {
+    id: u64,
+    windows: Vec<Planned>,
+    requested: usize,
+}
+
+/// Forgets its plan when dropped.
+pub(crate) struct PlanGuard {
+    read_ahead: Arc<ReadAhead>,
+    id: u64,
+}
+
+impl Drop for PlanGuard {
+    fn drop(&mut self) {
+        let mut plans = self.read_ahead.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans.1.retain(|p| p.id != self.id);
+    }
 }
 
 /// What one fetch brought.
@@ -67,9 +106,99 @@ pub(crate) type Fetch = Arc<dyn Fn(u64, u64) -> Result<Bytes, StoreError> + Send
 pub(crate) struct ReadAhead {
     windows: Mutex<Vec<Window>>,
     fetched: Condvar,
+    /// The plans of readers at work, and the next plan's id.
+    plans: Mutex<(u64, Vec<Plan>)>,
 }
 
 impl ReadAhead {
+    /// Plan reads of `ranges` (pack, offset, length, and how to fetch from that pack), in the
+    /// order they will be read; the plan holds until the guard is dropped.
+    pub(crate) fn plan(
+        self: &Arc<Self>,
+        ranges: impl IntoIterator<Item = (Id, u64, u64, Fetch)>,
+    ) -> PlanGuard {
+        let mut windows: Vec<Planned> = Vec::new();
+        for (pack, offset, length, fetch) in ranges {
+            match windows.last_mut() {
+                Some(w)
+                    if w.pack == pack
+                        && offset >= w.start
+                        && offset <= w.end + OVERLAP
+                        && (offset + length).max(w.end) - w.start <= PLANNED =>
+                {
+                    w.end = w.end.max(offset + length);
+                }
+                _ => windows.push(Planned {
+                    pack,
+                    start: offset,
+                    end: offset + length,
+                    fetch,
+                }),
+            }
+        }
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let id = plans.0;
+        plans.0 += 1;
+        plans.1.push(Plan {
+            id,
+            windows,
+            requested: 0,
+        });
+        PlanGuard {
+            read_ahead: self.clone(),
+            id,
+        }
+    }
+
+    /// A read at `offset` of `pack` reached: fetch the planned windows from there to
+    /// [`DEPTH`] past it that were not asked for yet.
+    fn advance(self: &Arc<Self>, pack: &Id, offset: u64) {
+        let mut wanted = Vec::new();
+        {
+            let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+            for plan in plans.1.iter_mut() {
+                // Reads come in order: look from a little before what was asked.
+                let from = plan.requested.saturating_sub(DEPTH + 1);
+                let Some(at) = plan.windows[from..]
+                    .iter()
+                    .position(|w| w.pack == *pack && offset >= w.start && offset < w.end)
+                    .map(|i| i + from)
+                else {
+                    continue;
+                };
+                let until = (at + 1 + DEPTH).min(plan.windows.len());
+                for w in &plan.windows[plan.requested.max(at)..until] {
+                    wanted.push((w.pack, w.start, w.end, w.fetch.clone()));
+                }
+                plan.requested = plan.requested.max(until);
+            }
+        }
+        for (pack, start, end, fetch) in wanted {
+            {
+                let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                if windows
+                    .iter()
+                    .any(|w| w.covers(&pack, start, end - start))
+                {
+                    continue;
+                }
+                windows.push(Window {
+                    pack,
+                    start,
+                    end,
+                    data: None,
+                    whole: false,
+                    planned: true,
+                });
+            }
+            let this = self.clone();
+            std::thread::spawn(move || {
+                let got = fetch(start, end - start);
+                this.complete(&pack, start, end - start, got);
+            });
+        }
+    }
+
     /// `length` bytes at `offset` of `pack`: from a window, or by `fetch(offset, n)` of up to
     /// `n` bytes (fewer at the pack's end).
     pub(crate) fn read(
@@ -79,6 +208,7 @@ impl ReadAhead {
         length: u64,
         fetch: Fetch,
     ) -> Result<Bytes, StoreError> {
+        self.advance(pack, offset);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             match windows
@@ -102,6 +232,7 @@ impl ReadAhead {
                             end: next + READ_AHEAD,
                             data: None,
                             whole: false,
+                            planned: false,
                         });
                         let (this, pack) = (self.clone(), *pack);
                         std::thread::spawn(move || {
@@ -128,6 +259,7 @@ impl ReadAhead {
             end: offset + want,
             data: None,
             whole: false,
+            planned: false,
         });
         drop(windows);
         let got = fetch(offset, want);
@@ -161,7 +293,7 @@ impl ReadAhead {
             Ok(data) => {
                 let w = &mut windows[at];
                 w.end = w.start + data.len() as u64;
-                w.whole = data.len() as u64 == want;
+                w.whole = data.len() as u64 == want && !w.planned;
                 w.data = Some(data.clone());
                 Ok(WindowBytes { start, data })
             }
@@ -223,6 +355,57 @@ mod tests {
         assert_eq!(&read(0, 10).unwrap()[..], &body[0..10]);
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
         assert!(read(99, 5).is_err());
+    }
+
+    #[test]
+    fn planned_reads_are_fetched_ahead_across_packs_once_each() {
+        let ra = Arc::new(ReadAhead::default());
+        let packs: Vec<Id> = (0..6u8)
+            .map(|i| {
+                let mut hex = String::new();
+                for _ in 0..32 {
+                    hex.push_str(&format!("{i:02x}"));
+                }
+                hex.parse().unwrap()
+            })
+            .collect();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let marker = |pack: &Id| packs.iter().position(|p| p == pack).unwrap() as u8;
+        let fetch_for = |pack: Id| -> Fetch {
+            let (asked, mark) = (asked.clone(), marker(&pack));
+            Arc::new(move |offset: u64, n: u64| {
+                asked.lock().unwrap().push((pack, offset, n));
+                Ok(Bytes::from(vec![mark; n as usize]))
+            })
+        };
+        // Two blobs of 3 MiB at the start of each pack: one window per pack.
+        let blob = 3u64 << 20;
+        let ranges: Vec<(Id, u64, u64)> = packs
+            .iter()
+            .flat_map(|p| [(*p, 0, blob), (*p, blob, blob)])
+            .collect();
+        let guard = ra.plan(
+            ranges
+                .iter()
+                .map(|(p, o, l)| (*p, *o, *l, fetch_for(*p))),
+        );
+        let first = ra.read(&packs[0], 0, blob, fetch_for(packs[0])).unwrap();
+        assert_eq!(first[0], 0);
+        // The first read asked for its window and the DEPTH after it, in other packs.
+        let mut early: Vec<Id> = ra.windows.lock().unwrap().iter().map(|w| w.pack).collect();
+        early.sort();
+        assert_eq!(early, packs[..=DEPTH].to_vec());
+        for (p, o, l) in &ranges[1..] {
+            let bytes = ra.read(p, *o, *l, fetch_for(*p)).unwrap();
+            assert_eq!(bytes.len() as u64, *l);
+            assert_eq!(bytes[0], marker(p));
+        }
+        let mut asked = asked.lock().unwrap().clone();
+        asked.sort();
+        let want: Vec<(Id, u64, u64)> = packs.iter().map(|p| (*p, 0, 2 * blob)).collect();
+        assert_eq!(asked, want, "each pack fetched once, whole window, no miss");
+        drop(guard);
+        assert!(ra.plans.lock().unwrap().1.is_empty());
     }
 
     #[test]
