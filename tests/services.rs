@@ -771,6 +771,107 @@ const RABBIT_DEFINITIONS: &str = r#"{
  "policies": [{"vhost": "nova", "name": "ha-all", "pattern": "^", "apply-to": "queues", "definition": {"message-ttl": 600000}, "priority": 0}]
 }"#;
 
+/// A repository in Ceph's RADOS Gateway (S3), the object store most OpenStack deployments run:
+/// init creates the bucket, backups, `check --read-data`, a restore byte for byte (the artifact
+/// read from the bucket once, then validated from what was read), restic itself listing and
+/// checking the same bucket, forget + prune, the secret key on no command line and in no
+/// output; wrong keys and a gateway that is down are each exit 3 naming the repository.
+#[test]
+fn a_repository_in_the_ceph_rados_gateway() {
+    use support::rgw::{self, Rgw};
+    let s = Scratch::new();
+    let gateway = Rgw::start(&s.path("ceph"));
+    let data = s.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    s.filesystem(&[&data]);
+    let place = format!("s3:{}/coffer/overcloud", gateway.url);
+    s.edit_deployment(
+        &format!("path = \"{}\"", s.repo().display()),
+        &format!("path = \"{place}\""),
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", rgw::ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", rgw::SECRET),
+    ];
+    let command = |args: &[&str]| {
+        let mut c = s.command(args);
+        c.envs(env);
+        c
+    };
+    let ok = |args: &[&str]| {
+        let out = run_watching_argv(command(args), rgw::SECRET);
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    failed_with(
+        &command(&["snapshots"]).output().unwrap(),
+        3,
+        &[&format!("no repository at {place}"), "coffer init"],
+    );
+    ok(&["init"]);
+    // Larger than one planned read (8 MiB) and than what is kept in memory (32 MiB).
+    let big = noise(41, 40 << 20);
+    std::fs::write(data.join("big"), &big).unwrap();
+    std::fs::write(data.join("small"), b"small").unwrap();
+    let first = summary(&ok(&["backup", "--json"]))["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(data.join("big"), noise(42, 1 << 20)).unwrap();
+    ok(&["backup"]);
+    ok(&["check", "--read-data"]);
+    std::fs::remove_file(data.join("small")).unwrap();
+    let out = ok(&["restore", &first]);
+    assert!(
+        std::fs::read(data.join("big")).unwrap() == big,
+        "big restored"
+    );
+    assert_eq!(std::fs::read(data.join("small")).unwrap(), b"small");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("all passed"), "{said}");
+
+    // restic lists and checks the same bucket, taking its own lock there (RGW takes restic's
+    // aws-chunked uploads, which s3api does not).
+    let restic = |args: &[&str]| {
+        let out = std::process::Command::new("restic")
+            .args(["-r", &place, "--password-file"])
+            .arg(s.path("password"))
+            .args(args)
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restic {args:?}: {out:?}");
+        out
+    };
+    let listed: serde_json::Value =
+        serde_json::from_slice(&restic(&["snapshots", "--json"]).stdout).unwrap();
+    assert!(listed.as_array().unwrap().len() >= 4, "{listed}");
+    restic(&["check", "--read-data"]);
+
+    let done = summary(&ok(&["forget", "--keep-last", "1", "--prune", "--json"]));
+    assert_eq!(done["forgotten"], 1, "{done}");
+    ok(&["check", "--read-data"]);
+
+    let mut wrong = command(&["snapshots"]);
+    wrong.env("AWS_SECRET_ACCESS_KEY", "not-the-key");
+    let out = run_watching_argv(wrong, "not-the-key");
+    failed_with(
+        &out,
+        3,
+        &[&place, "refuses the credentials", "AWS_SECRET_ACCESS_KEY"],
+    );
+    gateway.stop();
+    failed_with(
+        &command(&["snapshots"]).output().unwrap(),
+        3,
+        &[&place, "does not answer"],
+    );
+}
+
 /// Repositories on object storage, against the real Swift all-in-one: S3 through Swift's own
 /// `s3api` middleware, and native Swift through tempauth. Each: refused before `init` (no
 /// bucket), init creating the bucket, backup, `check --read-data`, a restore byte for byte,

@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod pacemaker;
 pub mod rabbitmq;
 pub mod redis;
+pub mod rgw;
 pub mod swift;
 pub mod systemctl;
 

@@ -194,11 +194,12 @@ impl ObjectBackend {
     /// read: they are fetched ahead, several at once, until the guard is dropped.
     pub(crate) fn plan(&self, ranges: &[(Id, u64, u64)]) -> PlanGuard {
         let store = self.store.clone();
-        self.read_ahead.plan(ranges.iter().map(|&(pack, offset, length)| {
-            let (store, key) = (store.clone(), self.key(FileType::Pack, &pack));
-            let fetch: Fetch = Arc::new(move |offset, n| store.get(&key, Some((offset, n))));
-            (pack, offset, length, fetch)
-        }))
+        self.read_ahead
+            .plan(ranges.iter().map(|&(pack, offset, length)| {
+                let (store, key) = (store.clone(), self.key(FileType::Pack, &pack));
+                let fetch: Fetch = Arc::new(move |offset, n| store.get(&key, Some((offset, n))));
+                (pack, offset, length, fetch)
+            }))
     }
 
     fn fail(&self) -> impl Fn(StoreError) -> Box<RusticError> + '_ {

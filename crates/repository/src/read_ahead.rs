@@ -65,7 +65,11 @@ pub(crate) struct PlanGuard {
 
 impl Drop for PlanGuard {
     fn drop(&mut self) {
-        let mut plans = self.read_ahead.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut plans = self
+            .read_ahead
+            .plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         plans.1.retain(|p| p.id != self.id);
     }
 }
@@ -176,10 +180,7 @@ impl ReadAhead {
         for (pack, start, end, fetch) in wanted {
             {
                 let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-                if windows
-                    .iter()
-                    .any(|w| w.covers(&pack, start, end - start))
-                {
+                if windows.iter().any(|w| w.covers(&pack, start, end - start)) {
                     continue;
                 }
                 windows.push(Window {
@@ -384,11 +385,7 @@ mod tests {
             .iter()
             .flat_map(|p| [(*p, 0, blob), (*p, blob, blob)])
             .collect();
-        let guard = ra.plan(
-            ranges
-                .iter()
-                .map(|(p, o, l)| (*p, *o, *l, fetch_for(*p))),
-        );
+        let guard = ra.plan(ranges.iter().map(|(p, o, l)| (*p, *o, *l, fetch_for(*p))));
         let first = ra.read(&packs[0], 0, blob, fetch_for(packs[0])).unwrap();
         assert_eq!(first[0], 0);
         // The first read asked for its window and the DEPTH after it, in other packs.
