@@ -1056,14 +1056,6 @@ impl Drop for RestServer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A repository on a REST server (restic's protocol; a real `rclone serve restic` with HTTP
 /// authentication): init, backup, check --read-data, a restore byte for byte, forget + prune,
 /// the server's password in no argv and no output; served append-only, a backup still works

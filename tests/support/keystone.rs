@@ -27,11 +27,7 @@ impl Keystone {
     pub fn start(dir: &Path, token_secs: u32) -> Self {
         std::fs::create_dir_all(dir.join("fernet")).unwrap();
         std::fs::create_dir_all(dir.join("credential")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let url = format!("http://127.0.0.1:{port}/v3");
         let conf = dir.join("keystone.conf");
         std::fs::write(

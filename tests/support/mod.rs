@@ -499,6 +499,15 @@ pub fn assert_same_tree(before: &BTreeMap<PathBuf, Entry>, after: &BTreeMap<Path
     );
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so data does not compress away.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

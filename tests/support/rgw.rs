@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::free_port;
+
 /// The S3 user's access key.
 pub const ACCESS: &str = "coffer-rgw";
 /// Its secret key.
@@ -15,14 +17,6 @@ pub struct Rgw {
     dir: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn script(call: &str, dir: &Path, args: &[String]) {
