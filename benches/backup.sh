@@ -56,11 +56,11 @@ export COFFER_CONFIG="$W/deployment.toml"
 "$COFFER" init >/dev/null
 restic -r "$W/restic-repo" init >/dev/null 2>&1
 # borg's defaults: encrypted (authenticated blake2), lz4.
-borg init -q --encryption=repokey-blake2 "$W/borg-repo"
+borg init --encryption=repokey-blake2 "$W/borg-repo" >/dev/null 2>&1
 
 run coffer1 "$COFFER" backup
 run restic1 restic -r "$W/restic-repo" backup -q "$W/tree"
-run borg1 borg create -q "$W/borg-repo::first" "$W/tree"
+run borg1 borg create "$W/borg-repo::first" "$W/tree"
 if command -v zstd >/dev/null; then
     run tarzstd sh -c "tar -C '$W' -cf - tree | zstd -q -T0 -3 > '$W/tree.tar.zst'"
 fi
@@ -79,7 +79,7 @@ while budget > 0:
 PY
 run coffer2 "$COFFER" backup
 run restic2 restic -r "$W/restic-repo" backup -q "$W/tree"
-run borg2 borg create -q "$W/borg-repo::second" "$W/tree"
+run borg2 borg create "$W/borg-repo::second" "$W/tree"
 coffer_size2=$(du -sb "$W/coffer-repo" | cut -f1); restic_size2=$(du -sb "$W/restic-repo" | cut -f1)
 mib() { echo $(( $1 / 1048576 )); }
 
@@ -88,7 +88,7 @@ restored() { rm -rf "$W/restored"; mkdir -p "$W/restored"; sync; run "$@"; }
 restored coffer-restore "$COFFER" restore latest --target "$W/restored"
 restored coffer-restore-nv "$COFFER" restore latest --target "$W/restored" --no-validate
 restored restic-restore restic -r "$W/restic-repo" restore latest -q --target "$W/restored"
-restored borg-restore sh -c "cd '$W/restored' && borg extract -q '$W/borg-repo::second'"
+restored borg-restore sh -c "cd '$W/restored' && borg extract '$W/borg-repo::second'"
 if [ -e "$W/tree.tar.zst" ]; then
     restored tarzstd-x sh -c "zstd -qdc '$W/tree.tar.zst' | tar -C '$W/restored' -xf -"
 fi
@@ -99,7 +99,7 @@ echo "tree: $(mib "$bytes") MiB; $(nproc) cores; restic $(restic version | cut -
 printf '%-26s %s\n' "coffer backup, first" "${result[coffer1]}"
 printf '%-26s %s\n' "restic backup, first" "${result[restic1]}"
 printf '%-26s %s\n' "borg create, first" "${result[borg1]}"
-[ -n "${result[tarzstd]:-}" ] && printf '%-26s %s\n' "tar | zstd -3 (no store)" "${result[tarzstd]}"
+[ -n "${result[tarzstd]:-}" ] && printf '%-26s %s\n' "tar | zstd -3 > file" "${result[tarzstd]}"
 printf '%-26s %s\n' "coffer backup, 1% changed" "${result[coffer2]}"
 printf '%-26s %s\n' "restic backup, 1% changed" "${result[restic2]}"
 printf '%-26s %s\n' "borg create, 1% changed" "${result[borg2]}"
