@@ -341,6 +341,66 @@ fn restore_delete_removes_what_the_snapshot_lacks_and_nothing_the_backup_left_ou
     assert_eq!(s.snapshot_count(), 1);
 }
 
+/// `one-file-system = "true"` (restic's `--one-file-system`): what is mounted inside a backed-up
+/// path is left out, the mount point itself kept and the backup saying so; an exact restore
+/// (`--delete`) then leaves what is in the mount alone. Without it, the mount is backed up.
+#[test]
+fn one_file_system_leaves_out_what_is_mounted_inside_the_paths() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("kept"), b"on the same filesystem").unwrap();
+    let mount = Tmpfs::mount_sized(&src.join("mnt"), 16);
+    fs::write(mount.path.join("inside"), b"another filesystem").unwrap();
+    s.filesystem(&[&src]);
+    s.init();
+    let crossing = s.backup(&[]);
+    s.edit_deployment(
+        "[plugin.filesystem.settings]\n",
+        "[plugin.filesystem.settings]\none-file-system = \"true\"\n",
+    );
+    let out = s.ok(&["backup", "--json"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "one-file-system: leaving out what is mounted at {}",
+            mount.path.display()
+        )),
+        "{said}"
+    );
+    let staying = summary(&out)["snapshot"].as_str().unwrap().to_string();
+
+    let restored = |id: &str, to: &str| {
+        let target = s.path(to);
+        s.ok(&["restore", id, "--target", target.to_str().unwrap()]);
+        target.join(src.strip_prefix("/").unwrap())
+    };
+    let within = restored(&staying, "within");
+    assert_eq!(
+        fs::read(within.join("kept")).unwrap(),
+        b"on the same filesystem"
+    );
+    assert!(within.join("mnt").is_dir(), "the mount point is kept");
+    assert!(
+        !within.join("mnt/inside").exists(),
+        "the mount's content is left out"
+    );
+    let across = restored(&crossing, "across");
+    assert_eq!(
+        fs::read(across.join("mnt/inside")).unwrap(),
+        b"another filesystem"
+    );
+
+    // An exact restore in place removes a stray, not what is in the mount.
+    fs::write(src.join("stray"), b"s").unwrap();
+    fs::write(mount.path.join("new"), b"n").unwrap();
+    s.ok(&["restore", &staying, "--delete"]);
+    assert!(!src.join("stray").exists());
+    assert!(mount.path.join("inside").exists() && mount.path.join("new").exists());
+    s.ok(&["check"]);
+}
+
 #[test]
 fn a_second_backup_of_a_one_percent_change_stores_about_one_percent() {
     let s = Scratch::new();
@@ -573,7 +633,7 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     // whole and one path alone.
     fs::remove_file(plugins.join("filesystem.wasm")).unwrap();
     let listed = String::from_utf8_lossy(&s.ok(&["plugins"]).stdout).into_owned();
-    assert!(listed.contains("filesystem   0.2.0"), "{listed}");
+    assert!(listed.contains("filesystem   0.2.1"), "{listed}");
     let described = s.ok(&["plugins", "describe", "filesystem"]);
     assert!(
         String::from_utf8_lossy(&described.stdout)
@@ -631,7 +691,7 @@ fn a_filesystem_0_1_snapshot_restores_after_the_upgrade_to_0_2_and_not_the_rever
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     for part in [
-        "written by filesystem 0.2.0",
+        "written by filesystem 0.2.1",
         "installed filesystem 0.1.0 restores only versions `0.1.*`",
         "the 0.2.* series does",
     ] {

@@ -98,6 +98,34 @@ impl Filesystem {
         Ok(normalised)
     }
 
+    /// Excludes for what is under the mount points inside `paths` on `node` (each mount point
+    /// itself stays), as `/proc/self/mountinfo` lists them there; said in the run's log.
+    fn other_filesystems(
+        ctx: &Context<'_>,
+        node: &str,
+        paths: &[String],
+    ) -> Result<Vec<String>, PluginError> {
+        let out = ctx.run_ok(&Command::on(node, "cat").args(["/proc/self/mountinfo"]))?;
+        let inside: Vec<String> = mount_points(&out.stdout_text())
+            .into_iter()
+            .filter(|m| {
+                paths
+                    .iter()
+                    .any(|p| m != p && (p == "/" || m.starts_with(&format!("{p}/"))))
+            })
+            .collect();
+        if !inside.is_empty() {
+            ctx.info(format!(
+                "{node}: one-file-system: leaving out what is mounted at {}",
+                inside.join(", ")
+            ));
+        }
+        Ok(inside
+            .iter()
+            .map(|m| format!("{}/*", glob_escape(m)))
+            .collect())
+    }
+
     fn target(ctx: &Context<'_>) -> String {
         ctx.target_root.clone().unwrap_or_else(|| "/".into())
     }
@@ -140,6 +168,48 @@ const COMPARE_XATTRS: &str = "exec 3<&0; cd \"$1\" || exit 2; command -v getfatt
     cat <&3 > \"$t\"; sed -n 's/^# file: //p' \"$t\" | tr '\\n' '\\0' | xargs -0r \
     getfattr -h -d -e hex -m '^(user|trusted)\\.' -- 2>/dev/null | diff -u \"$t\" - >&2";
 
+/// The mount points in a `/proc/self/mountinfo` (the fifth field of each line, its `\040`-style
+/// octal escapes undone).
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| {
+            let mut out = Vec::new();
+            let b = field.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                let octal = b
+                    .get(i + 1..i + 4)
+                    .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+                match (b[i], octal) {
+                    (b'\\', Some(d)) => {
+                        out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                        i += 4;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect()
+}
+
+/// `path` as a glob matching only itself (`*`, `?`, `[` and `\` escaped).
+fn glob_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The artifact holding the xattr listing of a path's archive.
 fn xattrs_artifact(tree: &str) -> String {
     format!("xattrs:{tree}")
@@ -177,6 +247,14 @@ impl Plugin for Filesystem {
             "exclude-path",
             "A glob to leave out: `/var/log/*.gz` from the root, `*.pyc` anywhere",
         )
+        .setting(
+            "one-file-system",
+            "`true`: leave out what is under the mount points of other filesystems inside the \
+             paths, keeping the mount points themselves (restic's --one-file-system); the \
+             backup says which",
+            Some("false"),
+        )
+        .reads("cat", &["/proc/self/mountinfo"])
         .reads("test", &["-e", "/*"])
         .reads("tar", &["--compare", "**"])
         .reads("sh", &["-c", &literal(LIST_XATTRS), "sh", "/", "*"])
@@ -192,8 +270,21 @@ impl Plugin for Filesystem {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        let one_file_system = match ctx.settings.get("one-file-system") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(PluginError::InvalidSettings(format!(
+                    "one-file-system is `true` or `false`, not `{other}`"
+                )));
+            }
+        };
         let mut report = BackupReport::default();
         for node in &ctx.nodes {
+            let mut excludes = excludes.clone();
+            if one_file_system {
+                excludes.extend(Self::other_filesystems(ctx, &node.name, &wanted)?);
+            }
             let mut present = Vec::new();
             for path in &wanted {
                 let out = ctx
@@ -370,6 +461,43 @@ mod tests {
         assert!(!paths.paths.contains(&"/var/lib/registry".to_string()));
         assert_eq!(paths.excludes, vec!["*.pyc".to_string()]);
         assert_eq!(report.records.all("path").len(), DEFAULT_PATHS.len() - 2);
+    }
+
+    #[test]
+    fn one_file_system_leaves_out_what_is_mounted_inside_the_paths() {
+        let mountinfo = "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+            30 22 0:5 / /data/mnt rw - tmpfs t rw\n\
+            31 22 0:6 / /data/with\\040space rw - tmpfs t rw\n\
+            32 22 0:7 / /data rw - tmpfs t rw\n\
+            33 22 0:8 / /elsewhere rw - tmpfs t rw\n";
+        assert_eq!(
+            mount_points(mountinfo),
+            ["/", "/data/mnt", "/data/with space", "/data", "/elsewhere"]
+        );
+        let h = Harness::new()
+            .node("n1", &[])
+            .setting("paths", "/data")
+            .setting("one-file-system", "true")
+            .reply(&["cat", "/proc/self/mountinfo"], Reply::stdout(mountinfo));
+        h.backup::<Filesystem>().unwrap();
+        let set = h
+            .calls()
+            .into_iter()
+            .find_map(|c| match c {
+                Call::CapturePaths { paths, .. } => Some(paths),
+                _ => None,
+            })
+            .unwrap();
+        // The path itself is a mount point: kept; what is mounted inside it: left out.
+        assert_eq!(set.excludes, ["/data/mnt/*", "/data/with space/*"]);
+        let h = Harness::new()
+            .node("n1", &[])
+            .setting("one-file-system", "yes");
+        assert!(matches!(
+            h.backup::<Filesystem>(),
+            Err(PluginError::InvalidSettings(_))
+        ));
+        assert_eq!(glob_escape("/a*b?[c]\\"), "/a\\*b\\?\\[c]\\\\");
     }
 
     #[test]
