@@ -98,8 +98,8 @@ impl Filesystem {
         Ok(normalised)
     }
 
-    /// Excludes for what is under the mount points inside `paths` on `node` (each mount point
-    /// itself stays), as `/proc/self/mountinfo` lists them there; said in the run's log.
+    /// The mount points strictly inside `paths` on `node`, as `/proc/self/mountinfo` lists
+    /// them there; said in the run's log.
     fn other_filesystems(
         ctx: &Context<'_>,
         node: &str,
@@ -108,11 +108,7 @@ impl Filesystem {
         let out = ctx.run_ok(&Command::on(node, "cat").args(["/proc/self/mountinfo"]))?;
         let inside: Vec<String> = mount_points(&out.stdout_text())
             .into_iter()
-            .filter(|m| {
-                paths
-                    .iter()
-                    .any(|p| m != p && (p == "/" || m.starts_with(&format!("{p}/"))))
-            })
+            .filter(|m| paths.iter().any(|p| inside(p, m)))
             .collect();
         if !inside.is_empty() {
             ctx.info(format!(
@@ -120,10 +116,7 @@ impl Filesystem {
                 inside.join(", ")
             ));
         }
-        Ok(inside
-            .iter()
-            .map(|m| format!("{}/*", glob_escape(m)))
-            .collect())
+        Ok(inside)
     }
 
     fn target(ctx: &Context<'_>) -> String {
@@ -181,7 +174,7 @@ fn mount_points(mountinfo: &str) -> Vec<String> {
             while i < b.len() {
                 let octal = b
                     .get(i + 1..i + 4)
-                    .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+                    .filter(|d| d[0] <= b'3' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
                 match (b[i], octal) {
                     (b'\\', Some(d)) => {
                         out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -196,6 +189,11 @@ fn mount_points(mountinfo: &str) -> Vec<String> {
             String::from_utf8_lossy(&out).into_owned()
         })
         .collect()
+}
+
+/// Whether `mount` is strictly inside `path`.
+fn inside(path: &str, mount: &str) -> bool {
+    mount != path && (path == "/" || mount.starts_with(&format!("{path}/")))
 }
 
 /// `path` as a glob matching only itself (`*`, `?`, `[` and `\` escaped).
@@ -281,10 +279,11 @@ impl Plugin for Filesystem {
         };
         let mut report = BackupReport::default();
         for node in &ctx.nodes {
-            let mut excludes = excludes.clone();
-            if one_file_system {
-                excludes.extend(Self::other_filesystems(ctx, &node.name, &wanted)?);
-            }
+            let mounts = if one_file_system {
+                Self::other_filesystems(ctx, &node.name, &wanted)?
+            } else {
+                Vec::new()
+            };
             let mut present = Vec::new();
             for path in &wanted {
                 let out = ctx
@@ -307,17 +306,28 @@ impl Plugin for Filesystem {
             }
             let mut size = 0;
             if RELEASE_0_1 {
+                let mut excludes = excludes.clone();
+                excludes.extend(mounts.iter().map(|m| format!("{}/*", glob_escape(m))));
                 let set = PathSet {
                     paths: present.clone(),
-                    excludes: excludes.clone(),
+                    excludes,
                 };
                 size = ctx.capture_paths(&node.name, &set, ARTIFACT)?.size;
             } else {
                 for path in &present {
                     let name = tree_artifact(path);
+                    // Only the mounts inside this path: one that is itself a backed-up path
+                    // (a data directory on its own volume) is archived whole as that path.
+                    let mut excludes = excludes.clone();
+                    excludes.extend(
+                        mounts
+                            .iter()
+                            .filter(|m| inside(path, m))
+                            .map(|m| format!("{}/*", glob_escape(m))),
+                    );
                     let set = PathSet {
                         paths: vec![path.clone()],
-                        excludes: excludes.clone(),
+                        excludes,
                     };
                     size += ctx.capture_paths(&node.name, &set, &name)?.size;
                     let list = Command::on(&node.name, "sh").args([
@@ -477,19 +487,24 @@ mod tests {
         let h = Harness::new()
             .node("n1", &[])
             .setting("paths", "/data")
+            .setting("add-path", "/data/mnt")
             .setting("one-file-system", "true")
             .reply(&["cat", "/proc/self/mountinfo"], Reply::stdout(mountinfo));
         h.backup::<Filesystem>().unwrap();
-        let set = h
+        let sets: Vec<PathSet> = h
             .calls()
             .into_iter()
-            .find_map(|c| match c {
+            .filter_map(|c| match c {
                 Call::CapturePaths { paths, .. } => Some(paths),
                 _ => None,
             })
-            .unwrap();
-        // The path itself is a mount point: kept; what is mounted inside it: left out.
-        assert_eq!(set.excludes, ["/data/mnt/*", "/data/with space/*"]);
+            .collect();
+        // /data is itself a mount point: kept; what is mounted inside it: left out of its
+        // archive; /data/mnt, a backed-up path of its own, is archived whole.
+        assert_eq!(sets[0].paths, ["/data"]);
+        assert_eq!(sets[0].excludes, ["/data/mnt/*", "/data/with space/*"]);
+        assert_eq!(sets[1].paths, ["/data/mnt"]);
+        assert!(sets[1].excludes.is_empty(), "{:?}", sets[1].excludes);
         let h = Harness::new()
             .node("n1", &[])
             .setting("one-file-system", "yes");
