@@ -193,13 +193,26 @@ impl ObjectBackend {
     /// Plan reads of these ranges of packs (pack, offset, length), in the order they will be
     /// read: they are fetched ahead, several at once, until the guard is dropped.
     pub(crate) fn plan(&self, ranges: &[(Id, u64, u64)]) -> PlanGuard {
-        let store = self.store.clone();
+        // One fetch per run of ranges in the same pack (an artifact's blobs mostly are).
+        let mut last: Option<(Id, Fetch)> = None;
         self.read_ahead
             .plan(ranges.iter().map(|&(pack, offset, length)| {
-                let (store, key) = (store.clone(), self.key(FileType::Pack, &pack));
-                let fetch: Fetch = Arc::new(move |offset, n| store.get(&key, Some((offset, n))));
+                let fetch = match &last {
+                    Some((p, fetch)) if *p == pack => fetch.clone(),
+                    _ => {
+                        let fetch = self.pack_fetch(&pack);
+                        last = Some((pack, fetch.clone()));
+                        fetch
+                    }
+                };
                 (pack, offset, length, fetch)
             }))
+    }
+
+    /// What fetches a range of pack `id`.
+    fn pack_fetch(&self, id: &Id) -> Fetch {
+        let (store, key) = (self.store.clone(), self.key(FileType::Pack, id));
+        Arc::new(move |offset, n| store.get(&key, Some((offset, n))))
     }
 
     fn fail(&self) -> impl Fn(StoreError) -> Box<RusticError> + '_ {
@@ -256,14 +269,8 @@ impl ReadBackend for ObjectBackend {
                 .get(&self.key(tpe, id), Some((offset, length)))
                 .map_err(self.fail());
         }
-        let (store, key) = (self.store.clone(), self.key(tpe, id));
         self.read_ahead
-            .read(
-                id,
-                offset,
-                length,
-                Arc::new(move |offset, n| store.get(&key, Some((offset, n)))),
-            )
+            .read(id, offset, length, self.pack_fetch(id))
             .map_err(self.fail())
     }
 

@@ -32,8 +32,13 @@ const TAR_METADATA: &[&str] = &[
     "--xattrs-include=*",
 ];
 
+/// A repository failure as the plugin sees it: an artifact whose bytes do not match its
+/// digest is `integrity`, anything else `repository`.
 fn repo_error(e: RepoError) -> StreamError {
-    StreamError::Repository(e.to_string())
+    match e {
+        e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
+        e => StreamError::Repository(e.to_string()),
+    }
 }
 
 pub(super) fn failure(argv: &[String], exit_code: Option<i32>, stderr: Vec<u8>) -> StreamError {
@@ -479,7 +484,6 @@ async fn feed_into(
     // A repository that failed while feeding is the cause of whatever the command then did
     // (a write into its stdin failing is the command's).
     match read {
-        Err(e @ RepoError::Integrity { .. }) => return Err(StreamError::Integrity(e.to_string())),
         Err(RepoError::StreamWrite { .. }) | Ok(()) => {}
         Err(e) => return Err(repo_error(e)),
     }
@@ -506,10 +510,7 @@ async fn verify(
     tokio::task::spawn_blocking(move || reader.verify(&record))
         .await
         .expect("verify task")
-        .map_err(|e| match e {
-            e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
-            e => repo_error(e),
-        })
+        .map_err(repo_error)
 }
 
 /// `stream.feed`.
