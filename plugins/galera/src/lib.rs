@@ -855,15 +855,18 @@ mod tests {
         let first_stop = log.first("g1: systemctl stop mariadb");
         let manage = log.first("g1: pcs resource manage galera-bundle");
         let enable = log.first("g1: pcs resource enable galera-bundle");
-        let cleanup = log.first("g1: pcs resource cleanup galera-bundle");
+        let refresh = log.first("g1: pcs resource refresh galera-bundle");
+        let settled = log.first("g1: crm_resource --wait --timeout=600s");
+        let settled_after = log.last("g1: crm_resource --wait --timeout=600s");
         let last_wait = log.last(&STATUS.replacen("g1", "g3", 1));
 
         assert!(log.first("undo-push g1: pcs resource enable galera-bundle") < disable);
         assert!(log.first("undo-push g1: pcs resource manage galera-bundle") < unmanage);
         assert!(last_block < disable && disable < unmanage && unmanage < first_stop);
-        // Enabled and its failures cleared while still unmanaged, then managed: Pacemaker never
+        // Enabled, probed afresh and settled while still unmanaged, then managed: Pacemaker never
         // acts on what its monitors saw during the restore.
-        assert!(last_wait < enable && enable < cleanup && cleanup < manage);
+        assert!(last_wait < enable && enable < refresh && refresh < settled && settled < manage);
+        assert!(manage < settled_after);
         assert!(manage < first_unblock, "{log:#?}");
         assert!(h.pending_undo().is_empty(), "{:?}", h.pending_undo());
     }

@@ -1,8 +1,8 @@
 //! What the pacemaker plugin offers the others: keep Pacemaker's hands off a resource while a
 //! plugin restores it. `hold` unmanages it (Pacemaker stops acting on it; with `disable` it is
 //! stopped everywhere first) after registering the reverse with the host, so a failed run puts
-//! it back under Pacemaker; `give_back` clears its failures, manages it again and forgets the
-//! reversal.
+//! it back under Pacemaker; `give_back` has it probed afresh, manages it again once the cluster
+//! has settled and forgets the reversal.
 
 use coffer_sdk::*;
 
@@ -32,7 +32,8 @@ pub fn commands(info: PluginInfo) -> PluginInfo {
         .command("pcs", &["resource", "manage", "*"])
         .command("pcs", &["resource", "disable", "*", "--wait=*"])
         .command("pcs", &["resource", "enable", "*"])
-        .command("pcs", &["resource", "cleanup", "*"])
+        .command("pcs", &["resource", "refresh", "*"])
+        .command("crm_resource", &["--wait", "--timeout=*"])
 }
 
 /// A resource held away from Pacemaker.
@@ -49,6 +50,14 @@ fn pcs(ctx: &Context<'_>, node: &str, args: &[&str]) -> Command {
     ctx.on_the_node(node, "pcs")
         .arg("resource")
         .args(args.iter().copied())
+}
+
+/// `crm_resource --wait`: until the cluster has no action left to take (the probes after a
+/// refresh done, a recovery finished), ten minutes at most.
+fn settle(ctx: &Context<'_>, node: &str) -> Command {
+    ctx.on_the_node(node, "crm_resource")
+        .arg("--wait")
+        .arg("--timeout=600s")
 }
 
 /// Hold the configured resource, if any (`None` when the service is not under Pacemaker).
@@ -89,17 +98,21 @@ pub fn hold(ctx: &Context<'_>) -> Result<Option<Held>, PluginError> {
     }))
 }
 
-/// Give the resource back: enabled if it was disabled, its failures cleared and its state
-/// probed again while Pacemaker still leaves it alone, then managed. In that order: managed
-/// first, Pacemaker would recover the failures its monitors saw while the service was down for
-/// the restore — restarting a member that had just come back.
+/// Give the resource back: enabled if it was disabled, its whole operation history forgotten
+/// and its state probed again while Pacemaker still leaves it alone, the cluster settled, then
+/// managed and settled again. In that order: managed while a monitor's failure from the restore
+/// is still on record, Pacemaker recovers it — restarting a member that had just come back.
+/// (`cleanup` is not enough: it clears the fail counts, but the failed monitor's result can stay
+/// in the history until the next probe, and the scheduler acts on it.)
 pub fn give_back(ctx: &Context<'_>, held: Held) -> Result<(), PluginError> {
     let r = held.resource.as_str();
     if held.disabled {
         ctx.run_ok(&pcs(ctx, &held.node, &["enable", r]))?;
     }
-    ctx.run_ok(&pcs(ctx, &held.node, &["cleanup", r]))?;
+    ctx.run_ok(&pcs(ctx, &held.node, &["refresh", r]))?;
+    ctx.run_ok(&settle(ctx, &held.node))?;
     ctx.run_ok(&pcs(ctx, &held.node, &["manage", r]))?;
+    ctx.run_ok(&settle(ctx, &held.node))?;
     for u in held.undo {
         ctx.keep(u);
     }
