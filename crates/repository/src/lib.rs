@@ -32,6 +32,7 @@ mod sftp;
 mod spool;
 mod stream;
 mod swift;
+pub mod tree;
 
 use std::collections::BTreeSet;
 
@@ -46,11 +47,11 @@ use std::sync::atomic::AtomicU64;
 use rustic_core::{FileType, ReadBackend, WriteBackend};
 
 use coffer_transport::{NodeHandle, Process};
-use rustic_core::repofile::SnapshotFile;
+use rustic_core::repofile::{Node, SnapshotFile, Tree};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, IndexedIdsStatus,
     KeyOptions, OpenStatus, ParentOptions, Repository, RepositoryBackends, RepositoryOptions,
-    RusticError, SnapshotOptions,
+    RusticError, SnapshotGroupCriterion, SnapshotOptions,
 };
 
 pub use copy::Copied;
@@ -930,6 +931,25 @@ pub struct Stored {
     pub sha256: String,
 }
 
+/// The outcome of storing a tree artifact.
+#[derive(Debug)]
+pub struct StoredTree {
+    /// The artifact's restic snapshot.
+    pub snapshot: String,
+    /// Its tree.
+    pub tree: String,
+    /// The length of the tar stream it reads back as.
+    pub size: u64,
+    /// Entries in it.
+    pub entries: u64,
+    /// Files whose content was read (the others were unchanged since the parent).
+    pub files_read: u64,
+    /// Bytes of content read.
+    pub bytes_read: u64,
+    /// What changed or vanished while it was read.
+    pub changed: Vec<String>,
+}
+
 /// Writes artifacts and, at the end of a run, the manifest.
 pub struct ArtifactWriter {
     path: PathBuf,
@@ -997,6 +1017,92 @@ impl ArtifactWriter {
             snapshot,
             size: stats.size,
             sha256: stats.sha256,
+        })
+    }
+
+    /// The tree of artifact snapshot `snapshot` (a parent for [`Self::store_tree`]), as a
+    /// lookup of the node at an absolute path; `None` when it cannot be read (no parent then:
+    /// everything is read).
+    pub fn parent(&self, snapshot: &str) -> Option<impl FnMut(&[u8]) -> Option<Node> + '_> {
+        let snap = self
+            .inner
+            .get_snapshots(&[snapshot])
+            .ok()?
+            .into_iter()
+            .next()?;
+        let root = self.inner.get_tree(&snap.tree).ok()?;
+        let mut walk = tree::ParentWalk::new(root, |n: &Node| {
+            n.subtree.and_then(|id| self.inner.get_tree(&id).ok())
+        });
+        Some(move |path: &[u8]| walk.node(path))
+    }
+
+    /// Store a node's `paths` as artifact `/<node>/<plugin>/<name>` of run `run_id` laid out as
+    /// a restic tree ([`Layout::Tree`]): `plan` is the listing with how each entry is read,
+    /// `tar` the stream of its `Tar` entries, `fetch` opens each `Alone` one, and `parent` is
+    /// the artifact snapshot the plan compared with (unchanged files take their content from
+    /// it). Blocking.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_tree(
+        &self,
+        node: &str,
+        plugin: &str,
+        name: &str,
+        run_id: &str,
+        paths: &[String],
+        plan: Vec<tree::source::Planned>,
+        tar: impl Read + Send + 'static,
+        fetch: Arc<dyn tree::source::FetchOne>,
+        parent: Option<&str>,
+        progress: Arc<AtomicU64>,
+    ) -> Result<StoredTree> {
+        let entry = artifact_path(node, plugin, name);
+        let options = SnapshotOptions::default()
+            .label(ARTIFACT_LABEL.to_string())
+            .host(node.to_string())
+            .add_tags(&format!(
+                "coffer,run={run_id},plugin={plugin},artifact={name}"
+            ))
+            .map_err(engine(&self.path))?;
+        let snap = options.to_snapshot().map_err(engine(&self.path))?;
+        let (tar, tar_stats) = HashingReader::metered(tar, progress);
+        let source = tree::source::NodeSource::new(plan, Box::new(tar), fetch);
+        let stats = source.stats();
+        let parent_opts = match parent {
+            Some(id) => ParentOptions::default()
+                .parents(vec![id.to_string()])
+                .group_by(Some(SnapshotGroupCriterion::new())),
+            None => ParentOptions::default().force(true),
+        };
+        let opts = BackupOptions::default()
+            .parent_opts(parent_opts)
+            .no_scan(true);
+        let mut backup_paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        backup_paths.sort();
+        backup_paths.dedup();
+        let snap = self
+            .inner
+            .archive(&opts, &source, snap, &backup_paths)
+            .map_err(engine(&self.path))?;
+        let id = full_id(&snap.id);
+        let read = tar_stats.finish();
+        let stats = std::mem::take(&mut *stats.lock().expect("stats lock"));
+        let error = stats.error.or(read.error);
+        if let Some(source) = error {
+            self.discard(std::slice::from_ref(&id))?;
+            return Err(RepoError::StreamRead {
+                path: entry,
+                source,
+            });
+        }
+        Ok(StoredTree {
+            snapshot: id,
+            tree: snap.tree.to_string(),
+            size: stats.rendered,
+            entries: stats.entries,
+            files_read: stats.files_read,
+            bytes_read: stats.bytes_read,
+            changed: stats.changed,
         })
     }
 
@@ -1131,6 +1237,9 @@ impl ArtifactReader {
 
     /// [`Self::read`] from the repository.
     fn read_stored(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
+        if artifact.layout == Layout::Tree {
+            return self.read_tree(artifact, w);
+        }
         let snaps = self
             .inner
             .get_snapshots(&[artifact.snapshot.as_str()])
@@ -1177,6 +1286,70 @@ impl ArtifactReader {
                 path: artifact.path.clone(),
                 expected: artifact.sha256.clone(),
                 actual: sha256,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ArtifactReader {
+    /// A tree artifact written out as the tar stream it was read as ([`Layout::Tree`]); its
+    /// length must be the one recorded (every blob and tree is checked by restic's own MACs).
+    fn read_tree(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
+        let snaps = self
+            .inner
+            .get_snapshots(&[artifact.snapshot.as_str()])
+            .map_err(|_| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+        let snap = snaps
+            .first()
+            .ok_or_else(|| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+        let root = self
+            .inner
+            .get_tree(&snap.tree)
+            .map_err(engine(&self.path))?;
+        let mut out = HashingWriter::new(w);
+        let mut render = tree::render::Render::new(&mut out);
+        let mut get = |n: &Node| -> std::io::Result<Tree> {
+            let id = n
+                .subtree
+                .ok_or_else(|| std::io::Error::other("a directory without its tree"))?;
+            self.inner
+                .get_tree(&id)
+                .map_err(|e| std::io::Error::other(e.display_log()))
+        };
+        let mut content = |n: &Node, w: &mut dyn Write| -> std::io::Result<()> {
+            let mut w = w;
+            self.inner
+                .dump(n, &mut w)
+                .map_err(|e| std::io::Error::other(e.display_log()))
+        };
+        let written = render
+            .tree(b"", &root, &mut get, &mut content)
+            .and_then(|()| render.finish().map(|_| ()));
+        let write_error = out.take_error();
+        if let Err(e) = written {
+            return Err(match write_error {
+                Some(source) => RepoError::StreamWrite {
+                    path: artifact.path.clone(),
+                    source,
+                },
+                None => RepoError::Engine {
+                    path: self.path.clone(),
+                    message: format!("reading artifact {}: {e}", artifact.path),
+                },
+            });
+        }
+        out.flush().map_err(|source| RepoError::StreamWrite {
+            path: artifact.path.clone(),
+            source,
+        })?;
+        let (size, sha256) = out.finish();
+        if size != artifact.size {
+            return Err(RepoError::Integrity {
+                snapshot: artifact.snapshot.clone(),
+                path: artifact.path.clone(),
+                expected: format!("{} bytes", artifact.size),
+                actual: format!("{size} bytes ({sha256})"),
             });
         }
         Ok(())
@@ -1294,6 +1467,8 @@ mod tests {
             path: artifact_path("n1", "p", name),
             scope: ArtifactScope::Node,
             excludes: None,
+            layout: Layout::Blob,
+            changed: Vec::new(),
         }
     }
 

@@ -66,6 +66,33 @@ pub struct ArtifactRecord {
     /// not take. Absent in artifacts written before Coffer recorded them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excludes: Option<Vec<String>>,
+    /// How its bytes are kept (absent: as one file, as Coffer kept every artifact before
+    /// trees).
+    #[serde(default, skip_serializing_if = "Layout::is_blob")]
+    pub layout: Layout,
+    /// What changed or vanished while it was read (kept as read, or left out), said so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+}
+
+/// How an artifact's bytes are kept in its restic snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One file at the artifact's path: the bytes as they came.
+    #[default]
+    Blob,
+    /// A `paths` artifact as a restic tree, a node per file, directory, symlink, device and
+    /// fifo, under the snapshot's root as on the node; read back as a POSIX tar stream. Its
+    /// `size` is that stream's, its `sha256` names the tree (`tree:ID`): restic's own hashes
+    /// of every blob and tree vouch for the bytes.
+    Tree,
+}
+
+impl Layout {
+    fn is_blob(&self) -> bool {
+        *self == Self::Blob
+    }
 }
 
 /// A node a backup needed but could not reach: its node-scoped data is not in the snapshot.

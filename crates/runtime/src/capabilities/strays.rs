@@ -324,6 +324,8 @@ mod tests {
             path: String::new(),
             scope: coffer_repository::ArtifactScope::Node,
             excludes: None,
+            layout: coffer_repository::Layout::Blob,
+            changed: Vec::new(),
         };
         let err = check(&record).unwrap_err();
         assert!(

@@ -260,6 +260,8 @@ async fn store_output(
         // The run sets the plugin's declared scope when it writes the manifest.
         scope: ArtifactScope::Node,
         excludes,
+        layout: coffer_repository::Layout::Blob,
+        changed: Vec::new(),
     };
     env.reporter.report(Event::Artifact {
         plugin: env.plugin.name.clone(),

@@ -1,0 +1,371 @@
+//! A snapshot's tree written out as the POSIX (pax) tar stream GNU tar extracts with
+//! `--xattrs --acls --numeric-owner`: nanosecond mtimes, owners, modes, xattrs and ACLs (as
+//! text, the way GNU tar wrote them), symlinks, devices, fifos, and hard links for files that
+//! shared an inode. The directories a snapshot only holds as the way to its paths (which the
+//! backup did not archive) are not written: extracting never touches them.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+
+use rustic_core::repofile::{Node, NodeType, Tree};
+use tar::{EntryType, Header};
+
+use super::mode;
+use super::tar_in::split_dev;
+
+/// Writes members to a tar stream.
+pub struct Render<W: Write> {
+    out: W,
+    /// The first path written of each (device, inode) with more than one link.
+    linked: HashMap<(u64, u64), Vec<u8>>,
+    /// Only the stream's length is wanted: file content is counted, not read.
+    count_only: bool,
+    /// Content bytes (with their padding) counted and not written.
+    counted: u64,
+}
+
+fn record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    // "LEN KEY=VALUE\n", LEN counting itself.
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// A binary POSIX ACL (the `system.posix_acl_*` xattr) as text, ids numeric.
+pub fn acl_text(bin: &[u8]) -> Option<String> {
+    if bin.len() < 4 || u32::from_le_bytes(bin[..4].try_into().ok()?) != 2 {
+        return None;
+    }
+    let mut lines = Vec::new();
+    for e in bin[4..].chunks(8) {
+        if e.len() != 8 {
+            return None;
+        }
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        let bits: String = [(4, 'r'), (2, 'w'), (1, 'x')]
+            .iter()
+            .map(|&(b, c)| if perm & b != 0 { c } else { '-' })
+            .collect();
+        lines.push(match tag {
+            0x01 => format!("user::{bits}"),
+            0x02 => format!("user:{id}:{bits}"),
+            0x04 => format!("group::{bits}"),
+            0x08 => format!("group:{id}:{bits}"),
+            0x10 => format!("mask::{bits}"),
+            0x20 => format!("other::{bits}"),
+            _ => return None,
+        });
+    }
+    Some(lines.join("\n") + "\n")
+}
+
+impl<W: Write> Render<W> {
+    /// A tar stream into `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            linked: HashMap::new(),
+            count_only: false,
+            counted: 0,
+        }
+    }
+
+    /// A render that writes headers into `out` but only counts file content: the length of
+    /// the stream is what gets into `out` plus [`Self::finish_counted`]'s count.
+    pub fn counting(out: W) -> Self {
+        Self {
+            count_only: true,
+            ..Self::new(out)
+        }
+    }
+
+    fn header(
+        &mut self,
+        path: &[u8],
+        node: &Node,
+        kind: EntryType,
+        size: u64,
+        link: Option<&[u8]>,
+    ) -> io::Result<Header> {
+        let meta = &node.meta;
+        let mut pax = Vec::new();
+        let mut h = Header::new_ustar();
+        h.set_entry_type(kind);
+        let name: &[u8] = if kind == EntryType::Directory && path.len() < 99 {
+            &[path, b"/"].concat()
+        } else {
+            path
+        };
+        if name.len() > 100 {
+            record(&mut pax, "path", path);
+        }
+        let n = name.len().min(100);
+        h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+        if let Some(target) = link {
+            if target.len() > 100 {
+                record(&mut pax, "linkpath", target);
+            }
+            let n = target.len().min(100);
+            h.as_old_mut().linkname[..n].copy_from_slice(&target[..n]);
+        }
+        h.set_mode(mode::permissions(meta.mode.unwrap_or(0o644)));
+        let (uid, gid) = (meta.uid.unwrap_or(0), meta.gid.unwrap_or(0));
+        for (key, id) in [("uid", uid), ("gid", gid)] {
+            if u64::from(id) > 0o7777777 {
+                record(&mut pax, key, id.to_string().as_bytes());
+            }
+        }
+        h.set_uid(u64::from(uid).min(0o7777777));
+        h.set_gid(u64::from(gid).min(0o7777777));
+        if let Some(t) = meta.mtime {
+            h.set_mtime(t.as_second().max(0) as u64);
+            let (s, ns) = (t.as_second(), t.subsec_nanosecond());
+            if ns != 0 || s < 0 {
+                let sign = if s < 0 || ns < 0 { "-" } else { "" };
+                let v = format!("{sign}{}.{:09}", s.unsigned_abs(), ns.unsigned_abs());
+                record(&mut pax, "mtime", v.as_bytes());
+            }
+        }
+        if size > 0o77777777777 {
+            record(&mut pax, "size", size.to_string().as_bytes());
+        }
+        h.set_size(size);
+        for x in &meta.extended_attributes {
+            let value = x.value.as_deref().unwrap_or_default();
+            record(&mut pax, &format!("SCHILY.xattr.{}", x.name), value);
+            let acl = match x.name.as_str() {
+                "system.posix_acl_access" => Some("SCHILY.acl.access"),
+                "system.posix_acl_default" => Some("SCHILY.acl.default"),
+                _ => None,
+            };
+            if let (Some(key), Some(text)) = (acl, acl_text(value)) {
+                record(&mut pax, key, text.as_bytes());
+            }
+        }
+        if !pax.is_empty() {
+            let mut x = Header::new_ustar();
+            x.set_entry_type(EntryType::XHeader);
+            let xname = b"././@PaxHeader";
+            x.as_old_mut().name[..xname.len()].copy_from_slice(xname);
+            x.set_mode(0o644);
+            x.set_size(pax.len() as u64);
+            x.set_cksum();
+            self.write(&x, &mut pax.as_slice(), pax.len() as u64)?;
+        }
+        Ok(h)
+    }
+
+    fn write(&mut self, h: &Header, data: &mut dyn io::Read, size: u64) -> io::Result<()> {
+        self.out.write_all(h.as_bytes())?;
+        let copied = io::copy(&mut io::Read::take(data, size), &mut self.out)?;
+        if copied != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{copied} bytes of content where the node says {size}"),
+            ));
+        }
+        let pad = (size.next_multiple_of(512) - size) as usize;
+        self.out.write_all(&[0u8; 512][..pad])
+    }
+
+    /// Write `node` at `path` (relative, no leading `/`); a file's content comes from
+    /// `content`, which writes it into the writer it is given.
+    pub fn node(
+        &mut self,
+        path: &[u8],
+        node: &Node,
+        content: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let meta = &node.meta;
+        match &node.node_type {
+            NodeType::File => {
+                let key = (meta.device_id, meta.inode);
+                if meta.links > 1 && meta.inode != 0 {
+                    if let Some(first) = self.linked.get(&key).cloned() {
+                        let mut h = self.header(path, node, EntryType::Link, 0, Some(&first))?;
+                        h.set_cksum();
+                        return self.write(&h, &mut io::empty(), 0);
+                    }
+                    self.linked.insert(key, path.to_vec());
+                }
+                let mut h = self.header(path, node, EntryType::Regular, meta.size, None)?;
+                h.set_cksum();
+                self.out.write_all(h.as_bytes())?;
+                if self.count_only {
+                    self.counted += meta.size.next_multiple_of(512);
+                    return Ok(());
+                }
+                let mut counted = Counted {
+                    out: &mut self.out,
+                    n: 0,
+                };
+                content(&mut counted)?;
+                let n = counted.n;
+                if n != meta.size {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: {n} bytes of content where the node says {}",
+                            String::from_utf8_lossy(path),
+                            meta.size
+                        ),
+                    ));
+                }
+                let pad = (n.next_multiple_of(512) - n) as usize;
+                self.out.write_all(&[0u8; 512][..pad])
+            }
+            NodeType::Dir => {
+                let mut h = self.header(path, node, EntryType::Directory, 0, None)?;
+                h.set_cksum();
+                self.write(&h, &mut io::empty(), 0)
+            }
+            NodeType::Symlink { .. } => {
+                let target = node.node_type.to_link();
+                let target = target.as_os_str().as_bytes().to_vec();
+                let mut h = self.header(path, node, EntryType::Symlink, 0, Some(&target))?;
+                h.set_cksum();
+                self.write(&h, &mut io::empty(), 0)
+            }
+            NodeType::Dev { device } | NodeType::Chardev { device } => {
+                let kind = if matches!(node.node_type, NodeType::Dev { .. }) {
+                    EntryType::Block
+                } else {
+                    EntryType::Char
+                };
+                let mut h = self.header(path, node, kind, 0, None)?;
+                let (major, minor) = split_dev(*device);
+                h.set_device_major(major as u32)?;
+                h.set_device_minor(minor as u32)?;
+                h.set_cksum();
+                self.write(&h, &mut io::empty(), 0)
+            }
+            NodeType::Fifo => {
+                let mut h = self.header(path, node, EntryType::Fifo, 0, None)?;
+                h.set_cksum();
+                self.write(&h, &mut io::empty(), 0)
+            }
+            // A socket is not archived by tar either.
+            NodeType::Socket => Ok(()),
+        }
+    }
+
+    /// Write every node under `tree` (whose path is `dir`), depth first; `get` loads a
+    /// subtree, `content` a file's content.
+    pub fn tree(
+        &mut self,
+        dir: &[u8],
+        tree: &Tree,
+        get: &mut dyn FnMut(&Node) -> io::Result<Tree>,
+        content: &mut dyn FnMut(&Node, &mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        for node in &tree.nodes {
+            let name = node.name();
+            let path = if dir.is_empty() {
+                name.as_bytes().to_vec()
+            } else {
+                [dir, b"/", name.as_bytes()].concat()
+            };
+            if node.is_dir() {
+                // A directory with no mtime is one rustic made up on the way to a path.
+                if node.meta.mtime.is_some() {
+                    self.node(&path, node, |_| Ok(()))?;
+                }
+                if node.subtree.is_some() {
+                    let sub = get(node)?;
+                    self.tree(&path, &sub, get, content)?;
+                }
+            } else {
+                self.node(&path, node, |w| content(node, w))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End the archive.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(&[0u8; 1024])?;
+        Ok(self.out)
+    }
+
+    /// End a [`Self::counting`] archive: its writer and the content bytes counted.
+    pub fn finish_counted(mut self) -> io::Result<(W, u64)> {
+        self.out.write_all(&[0u8; 1024])?;
+        Ok((self.out, self.counted))
+    }
+}
+
+/// A writer that only counts what it is given.
+#[derive(Debug, Default)]
+pub struct Count(pub u64);
+
+impl Write for Count {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Counted<'a, W: Write> {
+    out: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        let mut v = Vec::new();
+        record(&mut v, "path", b"a");
+        assert_eq!(v, b"9 path=a\n");
+        let mut v = Vec::new();
+        record(&mut v, "k", &[b'x'; 95]);
+        assert_eq!(v.len(), 102);
+        assert!(v.starts_with(b"102 k="));
+    }
+
+    #[test]
+    fn acls_read_as_gnu_tar_writes_them() {
+        let mut bin = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (8, 6, 27),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
+            bin.extend(tag.to_le_bytes());
+            bin.extend(perm.to_le_bytes());
+            bin.extend(id.to_le_bytes());
+        }
+        assert_eq!(
+            acl_text(&bin).unwrap(),
+            "user::rw-\nuser:1000:r--\ngroup::r--\ngroup:27:rw-\nmask::rw-\nother::r--\n"
+        );
+        assert_eq!(acl_text(b"\x01\0\0\0"), None);
+    }
+}
