@@ -5,7 +5,8 @@
 //! new artifact snapshots and keeping the original time (so retention judges the copy by when
 //! the backup ran). A failure deletes what the copy stored: the target never holds a half
 //! copy that looks complete. Artifacts are stored by the target's own chunker, so copies of
-//! nightly runs deduplicate against each other there.
+//! nightly runs deduplicate against each other there. A tree artifact is copied as the tar
+//! stream it reads back as (one file in the target).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -44,8 +45,15 @@ impl ArtifactWriter {
         let outcome = (|| {
             for a in &mut manifest.artifacts {
                 let new = self.copy_artifact(source, a, &snap.manifest.run_id, &progress)?;
-                stored.push(new.clone());
-                a.snapshot = new;
+                stored.push(new.snapshot.clone());
+                if a.layout == crate::Layout::Tree {
+                    // A tree is copied as the tar stream it reads back as, kept whole.
+                    a.layout = crate::Layout::Blob;
+                    a.path = crate::artifact_path(&a.node, &a.plugin, &a.name);
+                    a.size = new.size;
+                    a.sha256 = new.sha256;
+                }
+                a.snapshot = new.snapshot;
             }
             self.commit_at(&manifest, Some(time))
         })();
@@ -72,14 +80,16 @@ impl ArtifactWriter {
         }
     }
 
-    /// Store artifact `a` of `source` here; its new artifact snapshot.
+    /// Store artifact `a` of `source` here; its new artifact snapshot. A tree artifact is
+    /// stored as the tar stream it reads back as (its reading checked its length and restic's
+    /// MACs every blob): the copy restores on its own, though not as a tree.
     fn copy_artifact(
         &self,
         source: &ArtifactReader,
         a: &crate::ArtifactRecord,
         run_id: &str,
         progress: &Arc<AtomicU64>,
-    ) -> Result<String> {
+    ) -> Result<crate::Stored> {
         let (rx, tx) = std::io::pipe().map_err(|source| RepoError::StreamRead {
             path: a.path.clone(),
             source,
@@ -100,6 +110,9 @@ impl ArtifactWriter {
             }
             (Ok(()), Err(e)) => return Err(e),
         };
+        if a.layout == crate::Layout::Tree {
+            return Ok(stored);
+        }
         if stored.sha256 != a.sha256 || stored.size != a.size {
             self.discard(std::slice::from_ref(&stored.snapshot))?;
             return Err(RepoError::Integrity {
@@ -109,6 +122,6 @@ impl ArtifactWriter {
                 actual: stored.sha256,
             });
         }
-        Ok(stored.snapshot)
+        Ok(stored)
     }
 }

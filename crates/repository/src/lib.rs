@@ -1217,7 +1217,11 @@ impl ArtifactReader {
             }
             Room::File(file) => {
                 match self.read_stored(artifact, std::io::BufWriter::new(&file)) {
-                    Ok(()) => Some(Kept::File(Arc::new(file), artifact.size)),
+                    // What was written (a tree's holes are not: it may be less than its size).
+                    Ok(()) => {
+                        let len = file.metadata().map(|m| m.len()).unwrap_or(artifact.size);
+                        Some(Kept::File(Arc::new(file), len))
+                    }
                     // The spool's own disk failed (filled up meanwhile): verify without it.
                     Err(RepoError::StreamWrite { .. }) => {
                         self.read_stored(artifact, std::io::sink())?;
@@ -1309,41 +1313,36 @@ impl ArtifactReader {
             .map_err(engine(&self.path))?;
         let mut out = HashingWriter::new(w);
         let mut render = tree::render::Render::new(&mut out);
-        let mut get = |n: &Node| -> std::io::Result<Tree> {
-            let id = n
-                .subtree
-                .ok_or_else(|| std::io::Error::other("a directory without its tree"))?;
-            self.inner
-                .get_tree(&id)
-                .map_err(|e| std::io::Error::other(e.display_log()))
-        };
-        let mut content = |n: &Node, w: &mut dyn Write| -> std::io::Result<()> {
-            let mut w = w;
-            self.inner
-                .dump(n, &mut w)
-                .map_err(|e| std::io::Error::other(e.display_log()))
+        let mut files = RepoFiles {
+            reader: self,
+            zeros: std::collections::HashMap::new(),
         };
         let written = render
-            .tree(b"", &root, &mut get, &mut content)
-            .and_then(|()| render.finish().map(|_| ()));
+            .tree(b"", &root, &mut files)
+            .and_then(|()| render.finish())
+            .map(|(_, length)| ((), length));
         let write_error = out.take_error();
-        if let Err(e) = written {
-            return Err(match write_error {
-                Some(source) => RepoError::StreamWrite {
-                    path: artifact.path.clone(),
-                    source,
-                },
-                None => RepoError::Engine {
-                    path: self.path.clone(),
-                    message: format!("reading artifact {}: {e}", artifact.path),
-                },
-            });
-        }
+        let length = match written {
+            Ok((_, length)) => length,
+            Err(e) => {
+                return Err(match write_error {
+                    Some(source) => RepoError::StreamWrite {
+                        path: artifact.path.clone(),
+                        source,
+                    },
+                    None => RepoError::Engine {
+                        path: self.path.clone(),
+                        message: format!("reading artifact {}: {e}", artifact.path),
+                    },
+                });
+            }
+        };
         out.flush().map_err(|source| RepoError::StreamWrite {
             path: artifact.path.clone(),
             source,
         })?;
-        let (size, sha256) = out.finish();
+        let (_, sha256) = out.finish();
+        let size = length;
         if size != artifact.size {
             return Err(RepoError::Integrity {
                 snapshot: artifact.snapshot.clone(),
@@ -1351,6 +1350,94 @@ impl ArtifactReader {
                 expected: format!("{} bytes", artifact.size),
                 actual: format!("{size} bytes ({sha256})"),
             });
+        }
+        Ok(())
+    }
+}
+
+/// What a tree's render reads from the repository.
+struct RepoFiles<'a> {
+    reader: &'a ArtifactReader,
+    /// The id of an all-zero blob of each length met.
+    zeros: std::collections::HashMap<u32, rustic_core::Id>,
+}
+
+/// Zero runs shorter than this stay data: not worth a hole.
+const HOLE_MIN: u32 = 64 * 1024;
+
+impl RepoFiles<'_> {
+    /// Each content blob of `node` with its length and whether it is all zeros.
+    fn blobs(&mut self, node: &Node) -> std::io::Result<Vec<(rustic_core::DataId, u32, bool)>> {
+        let mut out = Vec::new();
+        for id in node.content.iter().flatten() {
+            let entry = self
+                .reader
+                .inner
+                .get_index_entry(id)
+                .map_err(|e| std::io::Error::other(e.display_log()))?;
+            let len = entry.location.data_length();
+            let zero = len >= HOLE_MIN && {
+                let z = self.zeros.entry(len).or_insert_with(|| {
+                    let digest: [u8; 32] = Sha256::digest(vec![0u8; len as usize]).into();
+                    rustic_core::Id::new(digest)
+                });
+                **id == *z
+            };
+            out.push((*id, len, zero));
+        }
+        Ok(out)
+    }
+}
+
+impl tree::render::Files for RepoFiles<'_> {
+    fn tree(&mut self, node: &Node) -> std::io::Result<Tree> {
+        let id = node
+            .subtree
+            .ok_or_else(|| std::io::Error::other("a directory without its tree"))?;
+        self.reader
+            .inner
+            .get_tree(&id)
+            .map_err(|e| std::io::Error::other(e.display_log()))
+    }
+
+    fn segments(&mut self, node: &Node) -> std::io::Result<Option<Vec<(u64, u64)>>> {
+        let blobs = self.blobs(node)?;
+        if !blobs.iter().any(|b| b.2) {
+            return Ok(None);
+        }
+        let mut segments: Vec<(u64, u64)> = Vec::new();
+        let mut at = 0u64;
+        for (_, len, zero) in blobs {
+            if !zero {
+                match segments.last_mut() {
+                    Some((o, l)) if *o + *l == at => *l += u64::from(len),
+                    _ => segments.push((at, u64::from(len))),
+                }
+            }
+            at += u64::from(len);
+        }
+        Ok(Some(segments))
+    }
+
+    fn content(&mut self, node: &Node, sparse: bool, w: &mut dyn Write) -> std::io::Result<()> {
+        if !sparse {
+            let mut w = w;
+            return self
+                .reader
+                .inner
+                .dump(node, &mut w)
+                .map_err(|e| std::io::Error::other(e.display_log()));
+        }
+        for (id, _, zero) in self.blobs(node)? {
+            if zero {
+                continue;
+            }
+            let data = self
+                .reader
+                .inner
+                .get_blob_cached(&(*id).into(), rustic_core::repofile::BlobType::Data)
+                .map_err(|e| std::io::Error::other(e.display_log()))?;
+            w.write_all(&data)?;
         }
         Ok(())
     }

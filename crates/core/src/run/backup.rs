@@ -85,6 +85,18 @@ impl Coffer {
         let start = start?;
         let removed_orphans = start.removed_orphans;
         // What each artifact weighed last time: the progress shown is measured against it.
+        let parents: BTreeMap<String, String> = start
+            .latest
+            .iter()
+            .flat_map(|snap| snap.manifest.artifacts.iter())
+            .filter(|a| a.layout == coffer_repository::Layout::Tree)
+            .map(|a| {
+                (
+                    format!("{}/{}/{}", a.plugin, a.node, a.name),
+                    a.snapshot.clone(),
+                )
+            })
+            .collect();
         let expected: BTreeMap<String, u64> = start
             .latest
             .map(|snap| {
@@ -101,6 +113,7 @@ impl Coffer {
             sink: Arc::new(BackupSink {
                 writer: Some(writer.clone()),
                 expected: Arc::new(expected),
+                parents: Arc::new(parents),
                 written: Arc::default(),
                 repository: location,
             }),
@@ -395,6 +408,7 @@ impl Planner {
             sink: Arc::new(BackupSink {
                 writer: None,
                 expected: Arc::default(),
+                parents: Arc::default(),
                 written: Arc::default(),
                 repository: repo.location().clone(),
             }),

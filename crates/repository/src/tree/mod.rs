@@ -170,10 +170,7 @@ pub type ParentLookup<'a> = dyn FnMut(&[u8]) -> Option<Node> + 'a;
 
 /// How each listed entry is archived: from the parent when unchanged, else from the shared
 /// tar stream, or from its own when a file larger than [`ALONE`].
-pub fn plan(
-    listing: Vec<Listed>,
-    mut parent: Option<&mut ParentLookup<'_>>,
-) -> Vec<Planned> {
+pub fn plan(listing: Vec<Listed>, mut parent: Option<&mut ParentLookup<'_>>) -> Vec<Planned> {
     listing
         .into_iter()
         // The root itself has no node in a restic tree (and tar leaves `/` alone).

@@ -14,9 +14,41 @@ use tar::{EntryType, Header};
 use super::mode;
 use super::tar_in::split_dev;
 
+/// What a render needs of the repository: subtrees and file content.
+pub trait Files {
+    /// The subtree of directory `node`.
+    fn tree(&mut self, node: &Node) -> io::Result<Tree>;
+    /// Where file `node` has data, as (offset, length) segments, when it also has holes (runs
+    /// of zeros stored as all-zero blobs); `None` when it is all data.
+    fn segments(&mut self, node: &Node) -> io::Result<Option<Vec<(u64, u64)>>>;
+    /// Write the content of file `node` into `w`: all of it, or with `sparse` only the bytes
+    /// of its [`Self::segments`].
+    fn content(&mut self, node: &Node, sparse: bool, w: &mut dyn Write) -> io::Result<()>;
+}
+
+/// A writer that counts what passes.
+struct Tally<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Tally<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes members to a tar stream.
 pub struct Render<W: Write> {
-    out: W,
+    out: Tally<W>,
+    /// What the stream would weigh with every file written whole, less what it weighs: its
+    /// length as recorded at backup, where holes are not known, is `written + dense`.
+    dense: u64,
     /// The first path written of each (device, inode) with more than one link.
     linked: HashMap<(u64, u64), Vec<u8>>,
     /// Only the stream's length is wanted: file content is counted, not read.
@@ -71,7 +103,8 @@ impl<W: Write> Render<W> {
     /// A tar stream into `out`.
     pub fn new(out: W) -> Self {
         Self {
-            out,
+            out: Tally { inner: out, n: 0 },
+            dense: 0,
             linked: HashMap::new(),
             count_only: false,
             counted: 0,
@@ -95,8 +128,20 @@ impl<W: Write> Render<W> {
         size: u64,
         link: Option<&[u8]>,
     ) -> io::Result<Header> {
+        self.header_with(path, node, kind, size, link, Vec::new())
+    }
+
+    /// [`Self::header`] with `pax`, pax records of the caller's, first.
+    fn header_with(
+        &mut self,
+        path: &[u8],
+        node: &Node,
+        kind: EntryType,
+        size: u64,
+        link: Option<&[u8]>,
+        mut pax: Vec<u8>,
+    ) -> io::Result<Header> {
         let meta = &node.meta;
-        let mut pax = Vec::new();
         let mut h = Header::new_ustar();
         h.set_entry_type(kind);
         let name: &[u8] = if kind == EntryType::Directory && path.len() < 99 {
@@ -105,7 +150,7 @@ impl<W: Write> Render<W> {
             path
         };
         if name.len() > 100 {
-            record(&mut pax, "path", path);
+            record(&mut pax, "path", name);
         }
         let n = name.len().min(100);
         h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
@@ -158,7 +203,8 @@ impl<W: Write> Render<W> {
             x.set_mode(0o644);
             x.set_size(pax.len() as u64);
             x.set_cksum();
-            self.write(&x, &mut pax.as_slice(), pax.len() as u64)?;
+            let len = pax.len() as u64;
+            self.write(&x, &mut pax.as_slice(), len)?;
         }
         Ok(h)
     }
@@ -257,15 +303,75 @@ impl<W: Write> Render<W> {
         }
     }
 
-    /// Write every node under `tree` (whose path is `dir`), depth first; `get` loads a
-    /// subtree, `content` a file's content.
-    pub fn tree(
+    /// Write file `node` at `path` as a GNU pax 1.0 sparse member: a map of its data
+    /// `segments`, then only their bytes; GNU tar leaves the rest holes.
+    fn sparse(
         &mut self,
-        dir: &[u8],
-        tree: &Tree,
-        get: &mut dyn FnMut(&Node) -> io::Result<Tree>,
-        content: &mut dyn FnMut(&Node, &mut dyn Write) -> io::Result<()>,
+        path: &[u8],
+        node: &Node,
+        segments: &[(u64, u64)],
+        files: &mut dyn Files,
     ) -> io::Result<()> {
+        let size = node.meta.size;
+        let mut map = Vec::new();
+        let mut segs = segments.to_vec();
+        if segs.last().is_none_or(|&(o, l)| o + l < size) {
+            segs.push((size, 0));
+        }
+        map.extend(format!("{}\n", segs.len()).as_bytes());
+        for (o, l) in &segs {
+            map.extend(format!("{o}\n{l}\n").as_bytes());
+        }
+        map.resize(map.len().next_multiple_of(512), 0);
+        let data: u64 = segs.iter().map(|s| s.1).sum();
+        // What the member would weigh written whole.
+        let whole = {
+            let mut r = Render::counting(Count::default());
+            r.node(path, node, |_| Ok(()))?;
+            r.out.n + r.counted
+        };
+        let before = self.out.n;
+        let name = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+        let base = name.file_name().map(|n| n.as_bytes()).unwrap_or(b"file");
+        let shown = [b"GNUSparseFile.0/".as_slice(), base].concat();
+        let mut extra = Vec::new();
+        record(&mut extra, "GNU.sparse.major", b"1");
+        record(&mut extra, "GNU.sparse.minor", b"0");
+        record(&mut extra, "GNU.sparse.name", path);
+        record(
+            &mut extra,
+            "GNU.sparse.realsize",
+            size.to_string().as_bytes(),
+        );
+        let stored = map.len() as u64 + data;
+        let mut h = self.header_with(&shown, node, EntryType::Regular, stored, None, extra)?;
+        h.set_cksum();
+        self.out.write_all(h.as_bytes())?;
+        self.out.write_all(&map)?;
+        let mut counted = Counted {
+            out: &mut self.out,
+            n: 0,
+        };
+        files.content(node, true, &mut counted)?;
+        if counted.n != data {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {} bytes of data where its map says {data}",
+                    String::from_utf8_lossy(path),
+                    counted.n
+                ),
+            ));
+        }
+        let pad = (stored.next_multiple_of(512) - stored) as usize;
+        self.out.write_all(&[0u8; 512][..pad])?;
+        let written = self.out.n - before;
+        self.dense = self.dense + whole - written;
+        Ok(())
+    }
+
+    /// Write every node under `tree` (whose path is `dir`), depth first.
+    pub fn tree(&mut self, dir: &[u8], tree: &Tree, files: &mut dyn Files) -> io::Result<()> {
         for node in &tree.nodes {
             let name = node.name();
             let path = if dir.is_empty() {
@@ -279,26 +385,33 @@ impl<W: Write> Render<W> {
                     self.node(&path, node, |_| Ok(()))?;
                 }
                 if node.subtree.is_some() {
-                    let sub = get(node)?;
-                    self.tree(&path, &sub, get, content)?;
+                    let sub = files.tree(node)?;
+                    self.tree(&path, &sub, files)?;
                 }
+            } else if matches!(node.node_type, NodeType::File)
+                && !(node.meta.links > 1
+                    && self
+                        .linked
+                        .contains_key(&(node.meta.device_id, node.meta.inode)))
+                && let Some(segments) = files.segments(node)?
+            {
+                if node.meta.links > 1 && node.meta.inode != 0 {
+                    self.linked
+                        .insert((node.meta.device_id, node.meta.inode), path.clone());
+                }
+                self.sparse(&path, node, &segments, files)?;
             } else {
-                self.node(&path, node, |w| content(node, w))?;
+                self.node(&path, node, |w| files.content(node, false, w))?;
             }
         }
         Ok(())
     }
 
-    /// End the archive.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// End the archive: its writer, and the length the archive would have with every file
+    /// written whole (what [`Self::counting`] counts at backup).
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
         self.out.write_all(&[0u8; 1024])?;
-        Ok(self.out)
-    }
-
-    /// End a [`Self::counting`] archive: its writer and the content bytes counted.
-    pub fn finish_counted(mut self) -> io::Result<(W, u64)> {
-        self.out.write_all(&[0u8; 1024])?;
-        Ok((self.out, self.counted))
+        Ok((self.out.inner, self.out.n + self.dense + self.counted))
     }
 }
 

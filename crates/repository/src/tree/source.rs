@@ -163,7 +163,7 @@ impl Read for Inner {
                         *left -= n as u64;
                         if *left == 0 {
                             // The rest (padding, end of archive) and the command's exit.
-                            let end = tar.next_member();
+                            let end = tar.finish();
                             if let Err(e) = end {
                                 fail(
                                     shared,
@@ -336,6 +336,8 @@ impl Entries {
                 let stream = self.fetch.fetch(&p.listed.path)?;
                 let mut tar = TarIn::new(stream);
                 let Some(m) = tar.next_member()? else {
+                    // Its command says why (the file is gone): nothing was read of it.
+                    let _ = tar.finish();
                     self.vanished(&p.listed.path);
                     return Ok(None);
                 };
@@ -383,21 +385,15 @@ impl Iterator for Entries {
             let Some(p) = self.plan.next() else {
                 // The shared stream is read to its end: its command's exit is checked there.
                 if let Some(tar) = self.tar.as_mut()
-                    && let Err(e) = tar.next_member().and_then(|m| match m {
-                        None => Ok(()),
-                        Some(m) => Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("tar gave {} beyond the listing", show(&m.path)),
-                        )),
-                    })
+                    && let Err(e) = tar.finish()
                 {
                     fail(&self.shared, e);
                 }
                 self.tar = None;
                 if let Some(render) = self.render.take() {
-                    match render.finish_counted() {
-                        Ok((count, content)) => {
-                            self.shared.lock().expect("stats lock").rendered = count.0 + content;
+                    match render.finish() {
+                        Ok((_, length)) => {
+                            self.shared.lock().expect("stats lock").rendered = length;
                         }
                         Err(e) => fail(&self.shared, e),
                     }

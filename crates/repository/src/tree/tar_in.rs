@@ -338,6 +338,20 @@ impl<R: Read> TarIn<R> {
         })
     }
 
+    /// After the last member: the end-of-archive marker and whatever follows it, read to the
+    /// end of the stream (where the reader underneath checks how its command ended). An error
+    /// if another member follows.
+    pub fn finish(&mut self) -> io::Result<()> {
+        if let Some(m) = self.next_member()? {
+            return Err(bad(format!(
+                "tar: unexpected member {}",
+                String::from_utf8_lossy(&m.path)
+            )));
+        }
+        io::copy(&mut self.r, &mut io::sink())?;
+        Ok(())
+    }
+
     /// Read the map at the start of a pax 1.0 sparse member's data: the number of segments,
     /// then each one's offset and length, one decimal number per line, padded to a block.
     fn sparse_map(&mut self) -> io::Result<()> {

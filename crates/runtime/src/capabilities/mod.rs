@@ -11,6 +11,7 @@ mod log;
 mod policy;
 mod strays;
 mod stream;
+mod tree_paths;
 mod undo;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,9 @@ pub struct BackupSink {
     /// The size each artifact (`plugin/node/name`) had in the previous snapshot, to show
     /// progress against.
     pub expected: Arc<BTreeMap<String, u64>>,
+    /// The restic snapshot of each tree artifact (`plugin/node/name`) of the previous
+    /// snapshot: a path set compared with it reads only what changed.
+    pub parents: Arc<BTreeMap<String, String>>,
     /// Where the repository is: a path set never archives the repository itself.
     pub repository: coffer_repository::RepoLocation,
 }

@@ -34,7 +34,7 @@ const TAR_METADATA: &[&str] = &[
 
 /// A repository failure as the plugin sees it: an artifact whose bytes do not match its
 /// digest is `integrity`, anything else `repository`.
-fn repo_error(e: RepoError) -> StreamError {
+pub(super) fn repo_error(e: RepoError) -> StreamError {
     match e {
         e @ RepoError::Integrity { .. } => StreamError::Integrity(e.to_string()),
         e => StreamError::Repository(e.to_string()),
@@ -51,7 +51,7 @@ pub(super) fn failure(argv: &[String], exit_code: Option<i32>, stderr: Vec<u8>) 
 
 /// Report `progress` of artifact `name` on `node` (out of `total` when known) every half
 /// second until the returned task is aborted.
-fn ticker(
+pub(super) fn ticker(
     env: &OperationEnv,
     node: &str,
     name: &str,
@@ -103,6 +103,34 @@ enum Stored {
     Paths { excludes: Vec<String> },
 }
 
+/// The backup's sink, once `name` is known to be a new artifact's fit name on `node`.
+fn new_artifact<'e>(
+    env: &'e OperationEnv,
+    node: &str,
+    name: &str,
+) -> Result<&'e Arc<super::BackupSink>, StreamError> {
+    let Phase::Backup(sink) = &env.phase else {
+        return Err(StreamError::Repository(
+            "artifacts can only be written during a backup".into(),
+        ));
+    };
+    {
+        let written = sink.written.lock().expect("written lock");
+        if written
+            .iter()
+            .any(|a| a.plugin == env.plugin.name && a.node == node && a.name == name)
+        {
+            return Err(StreamError::ArtifactExists(name.into()));
+        }
+    }
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(StreamError::Repository(format!(
+            "artifact name `{name}` must be non-empty and contain no `/`"
+        )));
+    }
+    Ok(sink)
+}
+
 /// Run `argv` on `node` (with `stdin`) and store its stdout as artifact `name`. An exit code
 /// `what` accepts keeps the artifact (any but 0 with a warning); anything else discards it.
 async fn store_output(
@@ -133,28 +161,10 @@ async fn store_output(
             sha256: String::new(),
         });
     }
-    let Phase::Backup(sink) = &env.phase else {
-        return Err(StreamError::Repository(
-            "artifacts can only be written during a backup".into(),
-        ));
-    };
+    let sink = new_artifact(env, node, name)?;
     let writer = sink.writer.clone().ok_or_else(|| {
         StreamError::Repository("artifacts can only be written during a backup".into())
     })?;
-    {
-        let written = sink.written.lock().expect("written lock");
-        if written
-            .iter()
-            .any(|a| a.plugin == env.plugin.name && a.node == node && a.name == name)
-        {
-            return Err(StreamError::ArtifactExists(name.into()));
-        }
-    }
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(StreamError::Repository(format!(
-            "artifact name `{name}` must be non-empty and contain no `/`"
-        )));
-    }
     let argv = env.on_node(&handle, &argv);
     env.command_event(node, &argv, ActionKind::Stores);
     let started = Instant::now();
@@ -371,6 +381,10 @@ pub async fn capture_paths(
         _ => {}
     }
     excluded.extend(set.excludes.iter().cloned());
+    if super::tree_paths::trees() {
+        let sink = new_artifact(env, node, name)?;
+        return super::tree_paths::capture(env, sink, &handle, &set.paths, excluded, name).await;
+    }
     for glob in &excluded {
         argv.extend(exclude_args(glob));
     }
@@ -599,7 +613,7 @@ pub async fn restore_paths(
 /// What `tar --version` says on the node (in the plugin's container where it has one) when
 /// that tar is not GNU tar (BusyBox's, in a minimal container); `None` for GNU tar. Asked only
 /// after a tar exited non-zero: a working tar costs nothing.
-async fn foreign_tar(env: &OperationEnv, handle: &NodeHandle) -> Option<String> {
+pub(super) async fn foreign_tar(env: &OperationEnv, handle: &NodeHandle) -> Option<String> {
     let version = env.on_node(handle, &["tar".to_string(), "--version".to_string()]);
     let said = process::run(
         handle,
@@ -629,7 +643,7 @@ async fn foreign_tar(env: &OperationEnv, handle: &NodeHandle) -> Option<String> 
 
 /// `f`, told as a failure of a tar that is not GNU tar (`which`), naming the node and what
 /// Coffer needs of tar.
-fn not_gnu_tar(node: &str, which: &str, f: CommandFailure) -> StreamError {
+pub(super) fn not_gnu_tar(node: &str, which: &str, f: CommandFailure) -> StreamError {
     let mut stderr = format!(
         "the `tar` on node {node} is not GNU tar ({which}): Coffer archives and restores paths \
          with GNU tar's --xattrs, --acls, --sparse, --format=posix and --null file lists; \
