@@ -189,6 +189,41 @@ fn round_trip_keeps_every_byte_xattr_acl_owner_mode_and_mtime() {
     assert!(text.contains("FAILED filesystem on local"), "{text}");
 }
 
+/// Snapshots written before path sets became trees (one tar stream per path set, as
+/// `COFFER_PATHS_LAYOUT=blob` still writes them) restore and validate as they did; the next
+/// backup makes a tree of the same paths without a parent to compare with.
+#[test]
+fn path_sets_kept_as_tar_streams_still_restore_next_to_trees() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/a.conf"), b"old").unwrap();
+    s.filesystem(&[&src]);
+    s.init();
+    let layout = |out: &std::process::Output| -> Vec<String> {
+        summary(out)["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "paths")
+            .map(|a| a["layout"].as_str().unwrap_or("blob").to_string())
+            .collect()
+    };
+    let old = s.ok_with(&["backup", "--json"], "COFFER_PATHS_LAYOUT", "blob");
+    assert_eq!(layout(&old), ["blob"]);
+    let old_id = summary(&old)["snapshot"].as_str().unwrap().to_string();
+    fs::write(src.join("etc/a.conf"), b"new").unwrap();
+    let new = s.ok(&["backup", "--json"]);
+    assert_eq!(layout(&new), ["tree"]);
+    // The old snapshot comes back in place, validated, then the new one.
+    s.ok(&["restore", &old_id]);
+    assert_eq!(fs::read(src.join("etc/a.conf")).unwrap(), b"old");
+    s.ok(&["validate", &old_id]);
+    s.ok(&["restore", "latest"]);
+    assert_eq!(fs::read(src.join("etc/a.conf")).unwrap(), b"new");
+    s.ok(&["validate", "latest"]);
+}
+
 #[test]
 fn a_single_path_restores_alone() {
     let s = Scratch::new();
@@ -483,57 +518,75 @@ fn the_compiled_plugin_cache_is_used_on_the_second_run() {
 
 #[test]
 fn restic_reads_a_coffer_repository() {
-    // The disaster path: no coffer at hand, only restic.
+    // The disaster path: no coffer at hand, only restic. A path set is a restic tree: restic
+    // lists it, finds in it, diffs two runs and restores one directory of it.
     let s = Scratch::new();
     let src = s.path("data");
-    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(src.join("nova")).unwrap();
     fs::write(src.join("keystone.conf"), b"[DEFAULT]\n").unwrap();
+    fs::write(src.join("nova/nova.conf"), b"[api]\n").unwrap();
+    fs::write(src.join("other.conf"), b"other\n").unwrap();
     s.filesystem(&[&src]);
     s.init();
-    let out = s.ok(&["backup", "--json"]);
-    let artifact = &summary(&out)["artifacts"][0];
+    let tree_of = |out: &std::process::Output| {
+        summary(out)["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["path"] == "/")
+            .expect("the path set's tree artifact")["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = tree_of(&s.ok(&["backup", "--json"]));
+    fs::write(src.join("keystone.conf"), b"[DEFAULT]\ndebug = true\n").unwrap();
+    fs::write(src.join("new.conf"), b"new\n").unwrap();
+    let second = tree_of(&s.ok(&["backup", "--json"]));
     let restic = |args: &[&str]| {
-        std::process::Command::new("restic")
+        let out = std::process::Command::new("restic")
             .args(["-r", s.repo().to_str().unwrap(), "--no-cache"])
             .args(args)
             .env("RESTIC_PASSWORD_FILE", s.path("password"))
             .output()
-            .expect("restic is installed (scripts/test.sh installs it)")
+            .expect("restic is installed (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let check = restic(&["check", "--read-data"]);
+    let data = src.display().to_string();
+    restic(&["check", "--read-data"]);
+    let listed = restic(&["ls", "--recursive", &second, &data]);
+    for f in ["keystone.conf", "nova/nova.conf", "new.conf", "other.conf"] {
+        assert!(listed.contains(&format!("{data}/{f}")), "{f} in {listed}");
+    }
+    let found = restic(&["find", "--snapshot", &second, "nova.conf"]);
+    assert!(found.contains(&format!("{data}/nova/nova.conf")), "{found}");
+    let diff = restic(&["diff", &first, &second]);
     assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
+        diff.contains(&format!("M    {data}/keystone.conf")),
+        "{diff}"
     );
-    let dump = restic(&[
-        "dump",
-        artifact["snapshot"].as_str().unwrap(),
-        artifact["path"].as_str().unwrap(),
+    assert!(diff.contains(&format!("+    {data}/new.conf")), "{diff}");
+    assert!(!diff.contains("other.conf"), "{diff}");
+    // One directory out of the snapshot, byte for byte, and nothing else.
+    let target = s.path("restic-restore");
+    restic(&[
+        "restore",
+        &second,
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        &format!("{data}/nova"),
     ]);
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let tar_path = s.path("dumped.tar");
-    fs::write(&tar_path, &dump.stdout).unwrap();
-    let unpacked = s.path("unpacked");
-    fs::create_dir_all(&unpacked).unwrap();
-    sh(&format!(
-        "tar -xf {} -C {}",
-        tar_path.display(),
-        unpacked.display()
-    ));
-    assert_eq!(
-        fs::read(
-            unpacked
-                .join(src.strip_prefix("/").unwrap())
-                .join("keystone.conf")
-        )
-        .unwrap(),
-        b"[DEFAULT]\n"
-    );
+    let at = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(at.join("nova/nova.conf")).unwrap(), b"[api]\n");
+    assert!(!at.join("keystone.conf").exists());
+    let dumped = restic(&["dump", &second, &format!("{data}/keystone.conf")]);
+    assert_eq!(dumped, "[DEFAULT]\ndebug = true\n");
 }
 
 #[test]

@@ -32,7 +32,14 @@ pub fn trees() -> bool {
 /// What `find` on `node` says when it is not GNU find; `None` for GNU find.
 async fn foreign_find(env: &OperationEnv, handle: &NodeHandle) -> Option<String> {
     let argv = env.on_node(handle, &["find".to_string(), "--version".to_string()]);
-    let out = process::run(handle, &argv, Vec::new(), Duration::from_secs(30), 1 << 16).await;
+    let out = process::run(
+        handle,
+        &argv,
+        Vec::new(),
+        env.limits.default_timeout,
+        1 << 16,
+    )
+    .await;
     let said = match out {
         Ok(f) => String::from_utf8_lossy(&[f.stdout, f.stderr].concat()).into_owned(),
         Err(e) => e.to_string(),
@@ -40,17 +47,16 @@ async fn foreign_find(env: &OperationEnv, handle: &NodeHandle) -> Option<String>
     if said.contains("GNU findutils") {
         return None;
     }
-    let first = said
-        .lines()
-        .next()
-        .unwrap_or("no version")
-        .trim()
-        .to_string();
-    Some(if first.is_empty() {
-        "no version".into()
-    } else {
-        first
-    })
+    if said.contains("BusyBox") {
+        return Some("find (busybox)".into());
+    }
+    Some(
+        said.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no version")
+            .trim()
+            .to_string(),
+    )
 }
 
 /// Opens one large file's own tar stream on the node.
