@@ -223,8 +223,8 @@ fn a_container_is_found_by_a_glob_or_a_filter_before_the_run() {
     assert_eq!(s.snapshot_count(), 2);
 }
 
-/// A minimal container whose `find` and `tar` are BusyBox's: backing up its paths stops with an
-/// error naming the node, the tool found and what Coffer needs of it, and keeps nothing.
+/// A minimal container with BusyBox's `tar` and no `find`: backing up its paths stops with an
+/// error naming the node, what is missing and what Coffer needs of it, and keeps nothing.
 #[test]
 fn paths_in_a_container_without_gnu_tar_are_refused_saying_why() {
     let s = Scratch::new();
@@ -239,7 +239,7 @@ fn paths_in_a_container_without_gnu_tar_are_refused_saying_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(
-        err.contains("the `find` on node local is not GNU find (find (busybox))")
+        err.contains("the `find` on node local is not GNU find (no `find` there)")
             && err.contains("-printf"),
         "{err}"
     );

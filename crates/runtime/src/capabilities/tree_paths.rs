@@ -40,12 +40,18 @@ async fn foreign_find(env: &OperationEnv, handle: &NodeHandle) -> Option<String>
         1 << 16,
     )
     .await;
-    let said = match out {
-        Ok(f) => String::from_utf8_lossy(&[f.stdout, f.stderr].concat()).into_owned(),
-        Err(e) => e.to_string(),
+    let (said, code) = match out {
+        Ok(f) => (
+            String::from_utf8_lossy(&[f.stdout, f.stderr].concat()).into_owned(),
+            f.exit_code,
+        ),
+        Err(e) => (e.to_string(), None),
     };
     if said.contains("GNU findutils") {
         return None;
+    }
+    if code == Some(127) || said.contains("not found") {
+        return Some("no `find` there".into());
     }
     if said.contains("BusyBox") {
         return Some("find (busybox)".into());
