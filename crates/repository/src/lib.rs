@@ -1097,7 +1097,7 @@ impl ArtifactWriter {
         }
         Ok(StoredTree {
             snapshot: id,
-            tree: snap.tree.to_string(),
+            tree: (*snap.tree).to_hex().as_str().to_string(),
             size: stats.rendered,
             entries: stats.entries,
             files_read: stats.files_read,
@@ -1163,7 +1163,12 @@ pub struct ArtifactReader {
 
 /// The spool's name of an artifact.
 fn spool_key(artifact: &ArtifactRecord) -> String {
-    format!("{}{}", artifact.snapshot, artifact.path)
+    format!(
+        "{}{}\0{}",
+        artifact.snapshot,
+        artifact.path,
+        artifact.only.join("\0")
+    )
 }
 
 impl ArtifactReader {
@@ -1317,8 +1322,13 @@ impl ArtifactReader {
             reader: self,
             zeros: std::collections::HashMap::new(),
         };
+        let only: Vec<Vec<u8>> = artifact
+            .only
+            .iter()
+            .map(|o| o.as_bytes().to_vec())
+            .collect();
         let written = render
-            .tree(b"", &root, &mut files)
+            .tree(b"", &root, &only, &mut files)
             .and_then(|()| render.finish())
             .map(|(_, length)| ((), length));
         let write_error = out.take_error();
@@ -1343,7 +1353,8 @@ impl ArtifactReader {
         })?;
         let (_, sha256) = out.finish();
         let size = length;
-        if size != artifact.size {
+        // Part of a tree is shorter than all of it: only a whole one has a length to check.
+        if artifact.only.is_empty() && size != artifact.size {
             return Err(RepoError::Integrity {
                 snapshot: artifact.snapshot.clone(),
                 path: artifact.path.clone(),
@@ -1556,6 +1567,7 @@ mod tests {
             excludes: None,
             layout: Layout::Blob,
             changed: Vec::new(),
+            only: Vec::new(),
         }
     }
 

@@ -73,6 +73,10 @@ pub struct ArtifactRecord {
     /// What changed or vanished while it was read (kept as read, or left out), said so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
+    /// For one read of a tree artifact, not kept: only these paths (relative to `/`, as tar
+    /// names them) and what is under them, so that restoring one file reads only its blobs.
+    #[serde(skip)]
+    pub only: Vec<String>,
 }
 
 /// How an artifact's bytes are kept in its restic snapshot.

@@ -102,21 +102,32 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                         coffer_repository::ArtifactScope::Cluster => " (the cluster's)",
                         coffer_repository::ArtifactScope::Node => "",
                     };
+                    let short = |s: &str, n: usize| s.get(..n).unwrap_or(s).to_string();
+                    let (digest, restic) = match a.layout {
+                        coffer_repository::Layout::Tree => (
+                            short(&a.sha256, 21),
+                            format!("ls --recursive {}", short(&a.snapshot, 8)),
+                        ),
+                        coffer_repository::Layout::Blob => (
+                            format!("sha256 {}", short(&a.sha256, 16)),
+                            format!("dump {} {}", short(&a.snapshot, 8), a.path),
+                        ),
+                    };
                     println!(
-                        "  {}/{}/{}{scope}: {} {:?}, sha256 {}\n    plugin {} {} (sha256 {}), contract {}; restic: dump {} {}",
+                        "  {}/{}/{}{scope}: {} {:?}, {digest}\n    plugin {} {} (sha256 {}), contract {}; restic: {restic}",
                         a.node,
                         a.plugin,
                         a.name,
                         bytes(a.size),
                         a.kind,
-                        &a.sha256[..16],
                         a.plugin,
                         a.plugin_version,
-                        &a.plugin_digest[..16],
+                        short(&a.plugin_digest, 16),
                         a.contract,
-                        &a.snapshot[..8],
-                        a.path
                     );
+                    for c in &a.changed {
+                        println!("    changed while read: {c}");
+                    }
                 }
             }
         }

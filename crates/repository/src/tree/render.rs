@@ -370,8 +370,27 @@ impl<W: Write> Render<W> {
         Ok(())
     }
 
-    /// Write every node under `tree` (whose path is `dir`), depth first.
-    pub fn tree(&mut self, dir: &[u8], tree: &Tree, files: &mut dyn Files) -> io::Result<()> {
+    /// Write every node under `tree` (whose path is `dir`), depth first; with `only`, just
+    /// the nodes at or under those paths (relative, `.` for all), the directories on the way
+    /// to them left out as tar leaves them out.
+    pub fn tree(
+        &mut self,
+        dir: &[u8],
+        tree: &Tree,
+        only: &[Vec<u8>],
+        files: &mut dyn Files,
+    ) -> io::Result<()> {
+        let all = only.is_empty() || only.iter().any(|o| o == b".");
+        self.walk(dir, tree, if all { None } else { Some(only) }, files)
+    }
+
+    fn walk(
+        &mut self,
+        dir: &[u8],
+        tree: &Tree,
+        only: Option<&[Vec<u8>]>,
+        files: &mut dyn Files,
+    ) -> io::Result<()> {
         for node in &tree.nodes {
             let name = node.name();
             let path = if dir.is_empty() {
@@ -379,15 +398,30 @@ impl<W: Write> Render<W> {
             } else {
                 [dir, b"/", name.as_bytes()].concat()
             };
+            let (wanted, below) = match only {
+                None => (true, None),
+                Some(only) => {
+                    let under =
+                        |o: &Vec<u8>, p: &[u8]| p.starts_with(o) && p.get(o.len()) == Some(&b'/');
+                    if only.iter().any(|o| *o == path || under(o, &path)) {
+                        (true, None)
+                    } else if only.iter().any(|o| under(&path, o)) {
+                        (false, Some(only))
+                    } else {
+                        continue;
+                    }
+                }
+            };
             if node.is_dir() {
                 // A directory with no mtime is one rustic made up on the way to a path.
-                if node.meta.mtime.is_some() {
+                if wanted && node.meta.mtime.is_some() {
                     self.node(&path, node, |_| Ok(()))?;
                 }
                 if node.subtree.is_some() {
                     let sub = files.tree(node)?;
-                    self.tree(&path, &sub, files)?;
+                    self.walk(&path, &sub, below, files)?;
                 }
+            } else if !wanted {
             } else if matches!(node.node_type, NodeType::File)
                 && !(node.meta.links > 1
                     && self
@@ -448,6 +482,74 @@ impl<W: Write> Write for Counted<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A repository side that serves a two-level tree from memory and notes what is read.
+    struct Served {
+        sub: Tree,
+        read: Vec<String>,
+    }
+
+    impl Files for Served {
+        fn tree(&mut self, _: &Node) -> io::Result<Tree> {
+            Ok(self.sub.clone())
+        }
+        fn segments(&mut self, _: &Node) -> io::Result<Option<Vec<(u64, u64)>>> {
+            Ok(None)
+        }
+        fn content(&mut self, node: &Node, _: bool, w: &mut dyn Write) -> io::Result<()> {
+            self.read.push(node.name().to_string_lossy().into_owned());
+            w.write_all(&vec![b'x'; node.meta.size as usize])
+        }
+    }
+
+    fn file(name: &str, size: u64) -> Node {
+        let meta = rustic_core::repofile::Metadata {
+            size,
+            mtime: Some(jiff::Timestamp::from_second(1).unwrap()),
+            mode: Some(0o644),
+            ..Default::default()
+        };
+        Node::new_node(std::ffi::OsStr::new(name), NodeType::File, meta)
+    }
+
+    #[test]
+    fn a_selected_path_reads_only_its_own_files() {
+        let mut dir = Node::new_node(
+            std::ffi::OsStr::new("etc"),
+            NodeType::Dir,
+            rustic_core::repofile::Metadata {
+                mtime: Some(jiff::Timestamp::from_second(1).unwrap()),
+                ..Default::default()
+            },
+        );
+        dir.subtree = Some(rustic_core::TreeId::from(rustic_core::Id::random()));
+        let root = Tree {
+            nodes: vec![dir, file("big.img", 1 << 20)],
+        };
+        let mut served = Served {
+            sub: Tree {
+                nodes: vec![file("a.conf", 3), file("b.conf", 4)],
+            },
+            read: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut r = Render::new(&mut out);
+        r.tree(b"", &root, &[b"etc/b.conf".to_vec()], &mut served)
+            .unwrap();
+        r.finish().unwrap();
+        assert_eq!(served.read, ["b.conf"]);
+        let mut names = Vec::new();
+        let mut archive = tar::Archive::new(out.as_slice());
+        for e in archive.entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().display().to_string());
+        }
+        assert_eq!(names, ["etc/b.conf"]);
+        // Everything, by default.
+        served.read.clear();
+        let mut r = Render::new(io::sink());
+        r.tree(b"", &root, &[], &mut served).unwrap();
+        assert_eq!(served.read, ["a.conf", "b.conf", "big.img"]);
+    }
 
     #[test]
     fn pax_records_count_their_own_length() {

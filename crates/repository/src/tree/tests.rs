@@ -92,6 +92,7 @@ fn back_up(
         excludes: None,
         layout: Layout::Tree,
         changed: Vec::new(),
+        only: Vec::new(),
     };
     (record, stored)
 }

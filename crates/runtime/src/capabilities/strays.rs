@@ -326,6 +326,7 @@ mod tests {
             excludes: None,
             layout: coffer_repository::Layout::Blob,
             changed: Vec::new(),
+            only: Vec::new(),
         };
         let err = check(&record).unwrap_err();
         assert!(

@@ -272,6 +272,7 @@ async fn store_output(
         excludes,
         layout: coffer_repository::Layout::Blob,
         changed: Vec::new(),
+        only: Vec::new(),
     };
     env.reporter.report(Event::Artifact {
         plugin: env.plugin.name.clone(),
@@ -556,7 +557,11 @@ pub async fn restore_paths(
         .allow_paths(node, &select)
         .map_err(StreamError::Exec)?
         .clone();
-    let (record, reader) = find_artifact(env, &artifact)?;
+    let (mut record, reader) = find_artifact(env, &artifact)?;
+    if record.layout == coffer_repository::Layout::Tree {
+        // A tree reads only the selected paths' blobs.
+        record.only = select.iter().map(|p| member(p)).collect();
+    }
     if record.kind != ArtifactKind::Paths {
         return Err(StreamError::Repository(format!(
             "artifact `{}` is a command's output, not a set of paths",

@@ -362,6 +362,7 @@ pub(super) async fn capture(
         excludes: Some(excluded),
         layout: Layout::Tree,
         changed,
+        only: Vec::new(),
     };
     env.reporter.report(Event::Artifact {
         plugin: env.plugin.name.clone(),
