@@ -3,7 +3,8 @@
 //! Layout, so that an operator can read a Coffer repository with restic or rustic in a
 //! disaster:
 //! - every artifact is its own restic snapshot (label `coffer-artifact`, host = node, tag
-//!   `run=<id>`) holding one file, `/<node>/<plugin>/<artifact>`;
+//!   `run=<id>`): a command's output as one file, `/<node>/<plugin>/<artifact>`, a path set as
+//!   the restic tree of those paths ([`tree`], [`Layout::Tree`]);
 //! - a Coffer snapshot is a restic snapshot labelled `coffer`, written last, holding
 //!   `/coffer/manifest.json` (also kept in the snapshot's description for fast listing).
 //!
@@ -55,6 +56,15 @@ use rustic_core::{
 };
 
 pub use copy::Copied;
+
+/// `inner` buffered a megabyte at a time for rustic_core's small reads, its bytes counted into
+/// `progress` (no digest): for a stream whose integrity restic's own hashes keep.
+pub fn stream_reader<R: Read>(
+    inner: R,
+    progress: Arc<AtomicU64>,
+) -> (stream::MeteredReader<R>, stream::StatsHandle) {
+    HashingReader::counted(inner, progress)
+}
 pub use manifest::*;
 use object_lock::NotTaken;
 pub use object_lock::ObjectLock;
@@ -1065,7 +1075,7 @@ impl ArtifactWriter {
             ))
             .map_err(engine(&self.path))?;
         let snap = options.to_snapshot().map_err(engine(&self.path))?;
-        let (tar, tar_stats) = HashingReader::metered(tar, progress);
+        let (tar, tar_stats) = HashingReader::counted(tar, progress);
         let source = tree::source::NodeSource::new(plan, Box::new(tar), fetch);
         let stats = source.stats();
         let parent_opts = match parent {

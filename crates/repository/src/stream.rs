@@ -102,6 +102,8 @@ pub struct HashingReader<R> {
     inner: R,
     state: Arc<Mutex<State>>,
     progress: Arc<AtomicU64>,
+    /// Whether to hash at all (a tree's streams are checked by restic's own hashes).
+    hash: bool,
 }
 
 /// The reader rustic_core gets: a large buffer in front of a [`HashingReader`], so its tiny
@@ -112,11 +114,21 @@ impl<R: Read> HashingReader<R> {
     /// Wrap `inner` for rustic_core; the handle gives the stats afterwards, `progress` counts
     /// bytes as they pass.
     pub fn metered(inner: R, progress: Arc<AtomicU64>) -> (MeteredReader<R>, StatsHandle) {
+        Self::buffered(inner, progress, true)
+    }
+
+    /// [`Self::metered`] without the SHA-256: it counts, buffers and keeps the first error.
+    pub fn counted(inner: R, progress: Arc<AtomicU64>) -> (MeteredReader<R>, StatsHandle) {
+        Self::buffered(inner, progress, false)
+    }
+
+    fn buffered(inner: R, progress: Arc<AtomicU64>, hash: bool) -> (MeteredReader<R>, StatsHandle) {
         let state = Arc::new(Mutex::new(State::default()));
         let reader = Self {
             inner,
             state: state.clone(),
             progress,
+            hash,
         };
         (
             BufReader::with_capacity(READ_BUFFER, reader),
@@ -132,7 +144,9 @@ impl<R: Read> Read for HashingReader<R> {
         match &res {
             Ok(0) if !buf.is_empty() => s.finished = true,
             Ok(n) => {
-                s.hasher.update(&buf[..*n]);
+                if self.hash {
+                    s.hasher.update(&buf[..*n]);
+                }
                 s.size += *n as u64;
                 self.progress.fetch_add(*n as u64, Ordering::Relaxed);
             }

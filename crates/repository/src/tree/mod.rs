@@ -44,24 +44,13 @@ pub const TAR_OPTIONS: &[&str] = &[
 ];
 
 /// The tar command line of a plan's `Tar` entries, their names NUL-separated on stdin
-/// ([`tar_names`]).
+/// ([`tar_names`]); of an `Alone` file, its one name.
 pub fn tar_command() -> Vec<String> {
     let mut argv: Vec<String> = std::iter::once("tar")
         .chain(TAR_OPTIONS.iter().copied())
         .map(String::from)
         .collect();
     argv.extend(["--null", "--verbatim-files-from", "--files-from=-"].map(String::from));
-    argv
-}
-
-/// The tar command line of one `Alone` file (absolute `path`).
-pub fn tar_one_command(path: &[u8]) -> Vec<Vec<u8>> {
-    let mut argv: Vec<Vec<u8>> = std::iter::once("tar")
-        .chain(TAR_OPTIONS.iter().copied())
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
-    argv.push(b"--".to_vec());
-    argv.push(path.strip_prefix(b"/").unwrap_or(path).to_vec());
     argv
 }
 

@@ -239,14 +239,19 @@ impl Entries {
             return Ok(None);
         };
         let content = if matches!(m.node_type, NodeType::File) && m.link.is_none() {
-            let mut v = Vec::with_capacity(m.meta.size.min(ALONE) as usize);
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = tar.read_content(&mut buf)?;
-                if n == 0 {
-                    break;
+            // Read straight into a buffer of the member's size (no copy, no scratch buffer).
+            let mut v = vec![0u8; m.meta.size as usize];
+            let mut filled = 0;
+            while filled < v.len() {
+                match tar.read_content(&mut v[filled..])? {
+                    0 => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("tar ended inside {}", show(&m.path)),
+                        ));
+                    }
+                    n => filled += n,
                 }
-                v.extend_from_slice(&buf[..n]);
             }
             Some(v)
         } else {

@@ -15,11 +15,17 @@ struct LocalFetch;
 
 impl FetchOne for LocalFetch {
     fn fetch(&self, path: &[u8]) -> std::io::Result<Box<dyn Read + Send>> {
-        use std::os::unix::ffi::OsStrExt;
-        let argv = tar_one_command(path);
-        let out = Command::new(std::ffi::OsStr::from_bytes(&argv[0]))
-            .args(argv[1..].iter().map(|a| std::ffi::OsStr::from_bytes(a)))
-            .output()?;
+        let argv = tar_command();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut name = path.strip_prefix(b"/").unwrap_or(path).to_vec();
+        name.push(0);
+        child.stdin.take().expect("stdin").write_all(&name)?;
+        let out = child.wait_with_output()?;
+        assert!(out.status.success(), "{out:?}");
         Ok(Box::new(std::io::Cursor::new(out.stdout)))
     }
 }

@@ -1,10 +1,11 @@
 //! Streams between nodes and the repository. The bytes go from the command's pipe into
 //! rustic_core (or back) on a blocking thread; they never enter the plugin.
 //!
-//! Paths travel as a POSIX (pax) GNU tar stream made on the node itself, with numeric owners,
-//! ACLs, every extended attribute and sparse files: the same command works on the local node
-//! and on any node reached over SSH, needs nothing but GNU tar there, and an operator can
-//! unpack it by hand with `restic dump … | tar -x`.
+//! Paths travel as POSIX (pax) GNU tar streams made on the node itself, with numeric owners,
+//! ACLs, every extended attribute and sparse files: the same commands work on the local node
+//! and on any node reached over SSH and need nothing but GNU tar (and find) there. A backup
+//! keeps them as restic trees ([`super::tree_paths`]); a restore gets the tree back as such a
+//! stream. Path sets written before trees (one tar stream each) read back as they were.
 
 use std::io::BufWriter;
 use std::sync::Arc;

@@ -69,6 +69,7 @@ async fn foreign_find(env: &OperationEnv, handle: &NodeHandle) -> Option<String>
 struct NodeFetch {
     handle: NodeHandle,
     argv: Vec<String>,
+    progress: Arc<std::sync::atomic::AtomicU64>,
     runtime: tokio::runtime::Handle,
     warnings: Arc<Mutex<Vec<String>>>,
 }
@@ -133,14 +134,17 @@ impl FetchOne for NodeFetch {
             let _guard = self.runtime.enter();
             (take_stdout(&mut p), tail(take_stderr(&mut p)))
         };
-        Ok(Box::new(Checked {
+        let checked = Checked {
             out: SyncIoBridge::new_with_handle(out, self.runtime.clone()),
             process: Some(p),
             stderr: Some(stderr),
             runtime: self.runtime.clone(),
             warnings: self.warnings.clone(),
             path: String::from_utf8_lossy(path).into_owned(),
-        }))
+        };
+        // The archiver reads in small pieces: each would be a trip through the runtime.
+        let (buffered, _) = coffer_repository::stream_reader(checked, self.progress.clone());
+        Ok(Box::new(buffered))
     }
 }
 
@@ -243,17 +247,17 @@ pub(super) async fn capture(
     let stdin_task = process::feed_stdin(&mut p, names);
     let stderr = tail(take_stderr(&mut p));
     let bridge = SyncIoBridge::new(take_stdout(&mut p));
-    let mut one = vec!["tar".to_string()];
-    one.extend(tree::TAR_OPTIONS.iter().map(|s| s.to_string()));
-    one.extend(["--null", "--verbatim-files-from", "--files-from=-"].map(String::from));
     let warnings = Arc::new(Mutex::new(Vec::new()));
+    // Bytes from the shared stream and from each large file's own.
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let fetch = Arc::new(NodeFetch {
+        progress: progress.clone(),
         handle: handle.clone(),
-        argv: env.on_node(handle, &one),
+        // The same command, one name on its stdin.
+        argv: tar_argv.clone(),
         runtime: tokio::runtime::Handle::current(),
         warnings: warnings.clone(),
     });
-    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let store = {
         let (writer, progress) = (writer.clone(), progress.clone());
         let (plugin, run_id, node, artifact) = (
