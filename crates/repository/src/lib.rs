@@ -1397,7 +1397,10 @@ impl RepoFiles<'_> {
                 .get_index_entry(id)
                 .map_err(|e| std::io::Error::other(e.display_log()))?;
             let len = entry.location.data_length();
-            let zero = len >= HOLE_MIN && {
+            // Zeros compress to almost nothing: only a blob stored that small can be all
+            // zeros, and only then is its id compared with the zeros' (hashing a zero buffer
+            // of every blob's length would cost a second SHA-256 of the whole tree).
+            let zero = len >= HOLE_MIN && entry.location.length < len / 256 && {
                 let z = self.zeros.entry(len).or_insert_with(|| {
                     let digest: [u8; 32] = Sha256::digest(vec![0u8; len as usize]).into();
                     rustic_core::Id::new(digest)
