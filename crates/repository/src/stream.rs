@@ -164,7 +164,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// A writer that counts and hashes, and remembers the first write error.
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     size: u64,
     error: Option<io::Error>,
 }
@@ -174,9 +174,18 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             size: 0,
             error: None,
+        }
+    }
+
+    /// Wrap `inner`, counting and keeping the first error but not hashing (for a stream
+    /// restic's own hashes vouch for).
+    pub fn unhashed(inner: W) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(inner)
         }
     }
 
@@ -185,9 +194,10 @@ impl<W: Write> HashingWriter<W> {
         self.error.take()
     }
 
-    /// Bytes written and their SHA-256.
+    /// Bytes written and their SHA-256 (empty when [`Self::unhashed`]).
     pub fn finish(self) -> (u64, String) {
-        (self.size, hex::encode(self.hasher.finalize()))
+        let digest = self.hasher.map(|h| hex::encode(h.finalize()));
+        (self.size, digest.unwrap_or_default())
     }
 }
 
@@ -195,7 +205,9 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.inner.write(buf) {
             Ok(n) => {
-                self.hasher.update(&buf[..n]);
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&buf[..n]);
+                }
                 self.size += n as u64;
                 Ok(n)
             }

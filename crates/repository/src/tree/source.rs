@@ -112,7 +112,14 @@ impl NodeSource {
 }
 
 /// A file's content, for the archiver.
-pub struct Content(Inner);
+pub struct Content(Top);
+
+/// rustic's chunker reads in small pieces: a stream gets a buffer on top, so that those are
+/// served from memory and the layers below see a megabyte at a time.
+enum Top {
+    Direct(Inner),
+    Buffered(std::io::BufReader<Inner>),
+}
 
 enum Inner {
     /// Read already.
@@ -130,7 +137,10 @@ enum Inner {
 
 impl Read for Content {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        match &mut self.0 {
+            Top::Direct(i) => i.read(buf),
+            Top::Buffered(b) => b.read(buf),
+        }
     }
 }
 
@@ -278,7 +288,7 @@ impl Entries {
                 let open = p
                     .listed
                     .is_file()
-                    .then(|| Content(Inner::Unchanged(p.listed.path.clone())));
+                    .then(|| Content(Top::Direct(Inner::Unchanged(p.listed.path.clone()))));
                 Ok(Some(ReadSourceEntry {
                     path,
                     node: n,
@@ -329,7 +339,7 @@ impl Entries {
                     let mut s = self.shared.lock().expect("stats lock");
                     s.files_read += 1;
                     s.bytes_read += c.len() as u64;
-                    Content(Inner::Memory(Cursor::new(c)))
+                    Content(Top::Direct(Inner::Memory(Cursor::new(c))))
                 });
                 Ok(Some(ReadSourceEntry {
                     path,
@@ -363,12 +373,16 @@ impl Entries {
                     s.files_read += 1;
                     s.bytes_read += m.meta.size;
                 }
-                let open = Some(Content(Inner::Stream {
+                let stream = Inner::Stream {
                     tar,
                     left: m.meta.size,
                     path: p.listed.path.clone(),
                     shared: self.shared.clone(),
-                }));
+                };
+                let open = Some(Content(Top::Buffered(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    stream,
+                ))));
                 Ok(Some(ReadSourceEntry {
                     path,
                     node: n,

@@ -385,7 +385,7 @@ pub async fn capture_paths(
     excluded.extend(set.excludes.iter().cloned());
     if super::tree_paths::trees() {
         let sink = new_artifact(env, node, name)?;
-        return super::tree_paths::capture(env, sink, &handle, &set.paths, excluded, name).await;
+        return super::tree_paths::capture(env, sink, handle, &set.paths, excluded, name).await;
     }
     for glob in &excluded {
         argv.extend(exclude_args(glob));
