@@ -393,6 +393,21 @@ impl<W: Write> Render<W> {
     ) -> io::Result<()> {
         for node in &tree.nodes {
             let name = node.name();
+            // A node's name is one component. One that is not (`..`, `/`, a `/` inside, a NUL)
+            // comes from a forged or broken repository: nothing of it is written, so no entry
+            // can land outside the directory the stream is extracted under.
+            let n = name.as_bytes();
+            if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') || n.contains(&0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the tree at `{}` holds an entry named `{}`, which is no file name: \
+                         the repository is damaged or forged (run `coffer check`)",
+                        String::from_utf8_lossy(dir),
+                        name.to_string_lossy()
+                    ),
+                ));
+            }
             let path = if dir.is_empty() {
                 name.as_bytes().to_vec()
             } else {
@@ -549,6 +564,25 @@ mod tests {
         let mut r = Render::new(io::sink());
         r.tree(b"", &root, &[], &mut served).unwrap();
         assert_eq!(served.read, ["a.conf", "b.conf", "big.img"]);
+    }
+
+    #[test]
+    fn a_forged_entry_name_writes_nothing() {
+        for bad in ["..", ".", "a/../../etc", "/etc"] {
+            let mut bad_node = file("x", 1);
+            bad_node.name = bad.to_string();
+            let root = Tree {
+                nodes: vec![file("ok", 1), bad_node],
+            };
+            let mut served = Served {
+                sub: Tree::default(),
+                read: Vec::new(),
+            };
+            let mut out = Vec::new();
+            let mut r = Render::new(&mut out);
+            let err = r.tree(b"", &root, &[], &mut served).unwrap_err();
+            assert!(err.to_string().contains("no file name"), "{bad}: {err}");
+        }
     }
 
     #[test]
