@@ -42,6 +42,19 @@ pub(super) fn repo_error(e: RepoError) -> StreamError {
     }
 }
 
+/// A store of `argv`'s output that failed: a failed read of that output is the command's
+/// failure, anything else the repository's.
+pub(super) fn store_failed(argv: &[String], e: RepoError) -> StreamError {
+    match e {
+        RepoError::StreamRead { source, .. } => failure(
+            argv,
+            None,
+            format!("reading its output failed: {source}").into_bytes(),
+        ),
+        other => repo_error(other),
+    }
+}
+
 pub(super) fn failure(argv: &[String], exit_code: Option<i32>, stderr: Vec<u8>) -> StreamError {
     StreamError::CommandFailed(CommandFailure {
         argv: argv.to_vec(),
@@ -201,14 +214,7 @@ async fn store_output(
         Err(e) => {
             p.kill().await;
             stdin_task.abort();
-            return Err(match e {
-                RepoError::StreamRead { source, .. } => failure(
-                    &argv,
-                    None,
-                    format!("reading its output failed: {source}").into_bytes(),
-                ),
-                other => repo_error(other),
-            });
+            return Err(store_failed(&argv, e));
         }
     };
     let code = p.wait().await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::io::SyncIoBridge;
 
-use super::stream::{failure, foreign_tar, not_gnu_tar, repo_error, ticker};
+use super::stream::{failure, foreign_tar, not_gnu_tar, store_failed, ticker};
 use super::{BackupSink, OperationEnv};
 use crate::contract::v2::coffer::plugin::types::{self, CommandFailure, ExecError, StreamError};
 use crate::dry_run::{ActionKind, Admission};
@@ -292,21 +292,16 @@ pub(super) async fn capture(
         Err(e) => {
             p.kill().await;
             stdin_task.abort();
-            return Err(match e {
-                coffer_repository::RepoError::StreamRead { source, .. } => failure(
-                    &tar_argv,
-                    None,
-                    format!("reading what it sent failed: {source}").into_bytes(),
-                ),
-                other => repo_error(other),
-            });
+            return Err(store_failed(&tar_argv, e));
         }
     };
     let code = p.wait().await;
     let stderr = stderr.await.unwrap_or_default();
-    let exit = code.map_err(|e| StreamError::Exec(ExecError::Unreachable(e.to_string())))?;
-    if !matches!(exit, Some(0) | Some(1)) {
+    let exit = code.map_err(|e| StreamError::Exec(ExecError::Unreachable(e.to_string())));
+    if !matches!(exit, Ok(Some(0) | Some(1))) {
+        // Nothing of a stream whose command failed is kept.
         let _ = writer.discard(std::slice::from_ref(&stored.snapshot));
+        let exit = exit?;
         let f = CommandFailure {
             argv: tar_argv.clone(),
             exit_code: exit,
@@ -319,7 +314,7 @@ pub(super) async fn capture(
     }
     let mut changed = stored.changed.clone();
     changed.extend(warnings.lock().expect("warnings lock").drain(..));
-    if exit == Some(1) {
+    if matches!(exit, Ok(Some(1))) {
         changed.extend(
             String::from_utf8_lossy(&stderr)
                 .lines()
