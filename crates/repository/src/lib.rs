@@ -1272,16 +1272,8 @@ impl ArtifactReader {
             .map_err(engine(&self.path))?;
         // On an object store, the packs holding the artifact are fetched ahead, several at once.
         let _plan = self.objects.as_ref().map(|objects| {
-            let ranges: Vec<_> = node
-                .content
-                .iter()
-                .flatten()
-                .filter_map(|id| self.inner.get_index_entry(id).ok())
-                .map(|e| {
-                    let at = e.location;
-                    (*e.pack, u64::from(at.offset), u64::from(at.length))
-                })
-                .collect();
+            let mut ranges = Vec::new();
+            self.ranges(&node, &mut ranges);
             objects.plan(&ranges)
         });
         let mut writer = HashingWriter::new(w);
@@ -1312,6 +1304,35 @@ impl ArtifactReader {
 }
 
 impl ArtifactReader {
+    /// The pack ranges of file `node`'s blobs, in order, appended to `out`.
+    fn ranges(&self, node: &Node, out: &mut Vec<(rustic_core::Id, u64, u64)>) {
+        out.extend(
+            node.content
+                .iter()
+                .flatten()
+                .filter_map(|id| self.inner.get_index_entry(id).ok())
+                .map(|e| {
+                    let at = e.location;
+                    (*e.pack, u64::from(at.offset), u64::from(at.length))
+                }),
+        );
+    }
+
+    /// The pack ranges of every file under `tree`, in the order a render reads them.
+    fn tree_ranges(&self, tree: &Tree, out: &mut Vec<(rustic_core::Id, u64, u64)>) {
+        for node in &tree.nodes {
+            match (&node.node_type, node.subtree) {
+                (rustic_core::repofile::NodeType::Dir, Some(id)) => {
+                    if let Ok(sub) = self.inner.get_tree(&id) {
+                        self.tree_ranges(&sub, out);
+                    }
+                }
+                (rustic_core::repofile::NodeType::File, _) => self.ranges(node, out),
+                _ => {}
+            }
+        }
+    }
+
     /// A tree artifact written out as the tar stream it was read as ([`Layout::Tree`]); its
     /// length must be the one recorded (every blob and tree is checked by restic's own MACs).
     fn read_tree(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
@@ -1326,6 +1347,16 @@ impl ArtifactReader {
             .inner
             .get_tree(&snap.tree)
             .map_err(engine(&self.path))?;
+        // On an object store, a whole tree's packs are fetched ahead, several at once, as a
+        // single artifact's are (a restore of chosen paths reads too little to plan).
+        let _plan = match (&self.objects, artifact.only.is_empty()) {
+            (Some(objects), true) => {
+                let mut ranges = Vec::new();
+                self.tree_ranges(&root, &mut ranges);
+                Some(objects.plan(&ranges))
+            }
+            _ => None,
+        };
         let mut out = HashingWriter::unhashed(w);
         let mut render = tree::render::Render::new(&mut out);
         let mut files = RepoFiles {
