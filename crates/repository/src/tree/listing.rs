@@ -65,20 +65,6 @@ fn bad(what: &str, line: &[u8]) -> String {
     )
 }
 
-/// A `%T@` time: seconds, a dot, up to ten digits of fraction.
-fn time(s: &str) -> Option<jiff::Timestamp> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos: i32 = 0;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        nanos += i32::from(c - b'0') * 10_i32.pow(8 - i as u32);
-    }
-    jiff::Timestamp::new(secs, if secs < 0 { -nanos } else { nanos }).ok()
-}
-
 fn entry(line: &[u8], path: &[u8], target: &[u8]) -> Result<Listed, String> {
     let text = std::str::from_utf8(line).map_err(|_| bad("line", line))?;
     let f: Vec<&str> = text.split(' ').collect();
@@ -111,8 +97,8 @@ fn entry(line: &[u8], path: &[u8], target: &[u8]) -> Result<Listed, String> {
         uid: Some(num(uid)? as u32),
         gid: Some(num(gid)? as u32),
         size: if kind == "f" { num(size)? } else { 0 },
-        mtime: Some(time(mtime).ok_or_else(|| bad("time", line))?),
-        ctime: Some(time(ctime).ok_or_else(|| bad("time", line))?),
+        mtime: Some(super::timestamp(mtime).ok_or_else(|| bad("time", line))?),
+        ctime: Some(super::timestamp(ctime).ok_or_else(|| bad("time", line))?),
         inode: num(inode)?,
         device_id: num(dev)?,
         links: num(links)?,

@@ -64,6 +64,22 @@ pub fn tar_names(plan: &[Planned]) -> Vec<u8> {
     names
 }
 
+/// A time as find's `%T@` and tar's pax records write it: seconds (possibly negative), a dot,
+/// a fraction of which the first nine digits count.
+pub(crate) fn timestamp(s: &str) -> Option<jiff::Timestamp> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos: i32 = 0;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        nanos += i32::from(c - b'0') * 10_i32.pow(8 - i as u32);
+    }
+    let negative = secs < 0 || s.starts_with('-');
+    jiff::Timestamp::new(secs, if negative { -nanos } else { nanos }).ok()
+}
+
 /// Set `meta`'s extended attributes to `pairs` (name, value). rustic_core does not export its
 /// attribute type, so they go in through its serde form: `{"name", "value": base64}`.
 pub fn set_xattrs(meta: &mut Metadata, pairs: &[(String, Vec<u8>)]) {

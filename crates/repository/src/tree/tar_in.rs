@@ -62,23 +62,7 @@ fn parse_num(v: &[u8], what: &str) -> io::Result<u64> {
 /// A pax time (`1700000000.123456789`, possibly negative) as a timestamp.
 fn parse_time(v: &[u8]) -> io::Result<jiff::Timestamp> {
     let s = std::str::from_utf8(v).map_err(|_| bad("tar: bad pax time"))?;
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs
-        .parse()
-        .map_err(|_| bad(format!("tar: bad time `{s}`")))?;
-    let mut nanos: i32 = 0;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        if !c.is_ascii_digit() {
-            return Err(bad(format!("tar: bad time `{s}`")));
-        }
-        nanos += i32::from(c - b'0') * 10_i32.pow(8 - i as u32);
-    }
-    let nanos = if secs < 0 || s.starts_with('-') {
-        -nanos
-    } else {
-        nanos
-    };
-    jiff::Timestamp::new(secs, nanos).map_err(|e| bad(format!("tar: time `{s}`: {e}")))
+    super::timestamp(s).ok_or_else(|| bad(format!("tar: bad time `{s}`")))
 }
 
 /// The records of a pax extended header: `LEN KEY=VALUE\n`, LEN counting the whole record
