@@ -1184,6 +1184,11 @@ fn spool_key(artifact: &ArtifactRecord) -> String {
 impl ArtifactReader {
     /// When snapshot `id` was written.
     fn snapshot_time(&self, id: &str) -> Result<jiff::Zoned> {
+        Ok(self.snapshot(id)?.time)
+    }
+
+    /// Restic snapshot `id`.
+    fn snapshot(&self, id: &str) -> Result<SnapshotFile> {
         let snaps = self
             .inner
             .get_snapshots(&[id])
@@ -1191,7 +1196,6 @@ impl ArtifactReader {
         snaps
             .into_iter()
             .next()
-            .map(|s| s.time)
             .ok_or_else(|| RepoError::SnapshotNotFound(id.to_string()))
     }
 
@@ -1256,19 +1260,13 @@ impl ArtifactReader {
 
     /// [`Self::read`] from the repository.
     fn read_stored(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
+        let snap = self.snapshot(&artifact.snapshot)?;
         if artifact.layout == Layout::Tree {
-            return self.read_tree(artifact, w);
+            return self.read_tree(artifact, &snap, w);
         }
-        let snaps = self
-            .inner
-            .get_snapshots(&[artifact.snapshot.as_str()])
-            .map_err(|_| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
-        let snap = snaps
-            .first()
-            .ok_or_else(|| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
         let node = self
             .inner
-            .node_from_snapshot_and_path(snap, &artifact.path)
+            .node_from_snapshot_and_path(&snap, &artifact.path)
             .map_err(engine(&self.path))?;
         // On an object store, the packs holding the artifact are fetched ahead, several at once.
         let _plan = self.objects.as_ref().map(|objects| {
@@ -1333,16 +1331,14 @@ impl ArtifactReader {
         }
     }
 
-    /// A tree artifact written out as the tar stream it was read as ([`Layout::Tree`]); its
-    /// length must be the one recorded (every blob and tree is checked by restic's own MACs).
-    fn read_tree(&self, artifact: &ArtifactRecord, w: impl Write) -> Result<()> {
-        let snaps = self
-            .inner
-            .get_snapshots(&[artifact.snapshot.as_str()])
-            .map_err(|_| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
-        let snap = snaps
-            .first()
-            .ok_or_else(|| RepoError::SnapshotNotFound(artifact.snapshot.clone()))?;
+    /// Tree artifact `artifact` (of restic snapshot `snap`) written out as the tar stream it
+    /// was read as ([`Layout::Tree`]); its length must be the one recorded (every blob and tree is checked by restic's own MACs).
+    fn read_tree(
+        &self,
+        artifact: &ArtifactRecord,
+        snap: &SnapshotFile,
+        w: impl Write,
+    ) -> Result<()> {
         let root = self
             .inner
             .get_tree(&snap.tree)
