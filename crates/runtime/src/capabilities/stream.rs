@@ -271,7 +271,7 @@ async fn store_output(
         name: name.into(),
         kind,
         size: stored.size,
-        sha256: stored.sha256.clone(),
+        sha256: stored.sha256,
         snapshot: stored.snapshot,
         path: artifact_path(node, &env.plugin.name, name),
         // The run sets the plugin's declared scope when it writes the manifest.
@@ -281,21 +281,33 @@ async fn store_output(
         changed: Vec::new(),
         only: Vec::new(),
     };
+    Ok(kept(env, sink, record, started))
+}
+
+/// Keep `record` among what this run wrote (begun at `started`), say so, and give the plugin
+/// its answer.
+pub(super) fn kept(
+    env: &OperationEnv,
+    sink: &super::BackupSink,
+    record: ArtifactRecord,
+    started: Instant,
+) -> types::Artifact {
     env.reporter.report(Event::Artifact {
         plugin: env.plugin.name.clone(),
-        node: node.into(),
-        name: name.into(),
-        size: stored.size,
+        node: record.node.clone(),
+        name: record.name.clone(),
+        size: record.size,
         seconds: started.elapsed().as_secs_f64(),
     });
+    let answer = types::Artifact {
+        name: record.name.clone(),
+        node: record.node.clone(),
+        kind: record.kind.into(),
+        size: record.size,
+        sha256: record.sha256.clone(),
+    };
     sink.written.lock().expect("written lock").push(record);
-    Ok(types::Artifact {
-        name: name.into(),
-        node: node.into(),
-        kind: kind.into(),
-        size: stored.size,
-        sha256: stored.sha256,
-    })
+    answer
 }
 
 /// `stream.capture`.

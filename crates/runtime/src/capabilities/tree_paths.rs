@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::io::SyncIoBridge;
 
-use super::stream::{failure, foreign_tar, not_gnu_tar, store_failed, ticker};
+use super::stream::{failure, foreign_tar, kept, not_gnu_tar, store_failed, ticker};
 use super::{BackupSink, OperationEnv};
 use crate::contract::v2::coffer::plugin::types::{self, CommandFailure, ExecError, StreamError};
 use crate::dry_run::{ActionKind, Admission};
@@ -363,22 +363,5 @@ pub(super) async fn capture(
         changed,
         only: Vec::new(),
     };
-    env.reporter.report(Event::Artifact {
-        plugin: env.plugin.name.clone(),
-        node: node.into(),
-        name: name.into(),
-        size: stored.size,
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    sink.written
-        .lock()
-        .expect("written lock")
-        .push(record.clone());
-    Ok(types::Artifact {
-        name: name.into(),
-        node: node.into(),
-        kind: ArtifactKind::Paths.into(),
-        size: record.size,
-        sha256: record.sha256,
-    })
+    Ok(kept(env, sink, record, started))
 }
