@@ -249,24 +249,7 @@ impl<W: Write> Render<W> {
                     self.counted += meta.size.next_multiple_of(512);
                     return Ok(());
                 }
-                let mut counted = Counted {
-                    out: &mut self.out,
-                    n: 0,
-                };
-                content(&mut counted)?;
-                let n = counted.n;
-                if n != meta.size {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: {n} bytes of content where the node says {}",
-                            String::from_utf8_lossy(path),
-                            meta.size
-                        ),
-                    ));
-                }
-                let pad = (n.next_multiple_of(512) - n) as usize;
-                self.out.write_all(&[0u8; 512][..pad])
+                self.body(path, meta.size, content)
             }
             NodeType::Dir => {
                 let mut h = self.header(path, node, EntryType::Directory, 0, None)?;
@@ -348,26 +331,38 @@ impl<W: Write> Render<W> {
         h.set_cksum();
         self.out.write_all(h.as_bytes())?;
         self.out.write_all(&map)?;
-        let mut counted = Counted {
-            out: &mut self.out,
-            n: 0,
-        };
-        files.content(node, true, &mut counted)?;
-        if counted.n != data {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: {} bytes of data where its map says {data}",
-                    String::from_utf8_lossy(path),
-                    counted.n
-                ),
-            ));
-        }
-        let pad = (stored.next_multiple_of(512) - stored) as usize;
-        self.out.write_all(&[0u8; 512][..pad])?;
+        // The map fills whole blocks: the data's padding is the member's.
+        self.body(path, data, |w| files.content(node, true, w))?;
         let written = self.out.n - before;
         self.dense = self.dense + whole - written;
         Ok(())
+    }
+
+    /// A member's content after its header: what `content` writes, which must be `due` bytes,
+    /// then the padding to a whole block.
+    fn body(
+        &mut self,
+        path: &[u8],
+        due: u64,
+        content: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut counted = Tally {
+            inner: &mut self.out,
+            n: 0,
+        };
+        content(&mut counted)?;
+        let n = counted.n;
+        if n != due {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {n} bytes of content where {due} were due",
+                    String::from_utf8_lossy(path)
+                ),
+            ));
+        }
+        let pad = (n.next_multiple_of(512) - n) as usize;
+        self.out.write_all(&[0u8; 512][..pad])
     }
 
     /// Write every node under `tree` (whose path is `dir`), depth first; with `only`, just
@@ -475,22 +470,6 @@ impl Write for Count {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-struct Counted<'a, W: Write> {
-    out: &'a mut W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
     }
 }
 
