@@ -21,7 +21,7 @@ ln "$DEMO/home/stack/overcloudrc.bin" "$DEMO/home/stack/hardlink"
 ln -s ../etc/swift/swift.conf "$DEMO/home/stack/swift.conf"
 truncate -s 1G "$DEMO/srv/sparse.img"
 chown 160:160 "$DEMO/srv/node/d1/object.data"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DEMO/password"
+(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DEMO/password")
 cat > "$DEMO/deployment.toml" <<TOML
 # A demo deployment: this machine as an undercloud, backing up the demo tree.
 name = "demo"
