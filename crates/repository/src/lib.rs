@@ -20,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+mod blob_ahead;
 mod copy;
 mod manifest;
 mod object_lock;
@@ -883,6 +884,7 @@ impl Repo {
             path,
             inner,
             objects: self.objects,
+            local: matches!(self.location, RepoLocation::Local(_)),
             spool: Spool::new(None),
         })
     }
@@ -1168,6 +1170,9 @@ pub struct ArtifactReader {
     inner: Repository<IndexedFullStatus>,
     /// The object store the repository is in, if it is: reads are planned there.
     objects: Option<Arc<objects::ObjectBackend>>,
+    /// Whether the repository is on a local disk: reading a tree again there costs a
+    /// decryption, less than keeping the tree's bytes on disk once more.
+    local: bool,
     spool: Spool,
 }
 
@@ -1224,7 +1229,13 @@ impl ArtifactReader {
         if self.spool.verified(&key) {
             return Ok(());
         }
-        let kept = match self.spool.room(artifact.size) {
+        // A tree in a local repository is verified without keeping it (see `local`).
+        let room = if self.local && artifact.layout == Layout::Tree {
+            Room::None
+        } else {
+            self.spool.room(artifact.size)
+        };
+        let kept = match room {
             Room::Memory => {
                 let mut bytes = Vec::with_capacity(artifact.size as usize);
                 let read = self.read_stored(artifact, &mut bytes);
@@ -1269,11 +1280,10 @@ impl ArtifactReader {
             .node_from_snapshot_and_path(&snap, &artifact.path)
             .map_err(engine(&self.path))?;
         // On an object store, the packs holding the artifact are fetched ahead, several at once.
-        let _plan = self.objects.as_ref().map(|objects| {
-            let mut ranges = Vec::new();
-            self.ranges(&node, &mut ranges);
-            objects.plan(&ranges)
-        });
+        let _plan = self
+            .objects
+            .as_ref()
+            .map(|objects| objects.plan(&self.ranges(node.content.iter().flatten())));
         let mut writer = HashingWriter::new(w);
         if let Err(e) = self.inner.dump(&node, &mut writer) {
             return Err(match writer.take_error() {
@@ -1302,37 +1312,23 @@ impl ArtifactReader {
 }
 
 impl ArtifactReader {
-    /// The pack ranges of file `node`'s blobs, in order, appended to `out`.
-    fn ranges(&self, node: &Node, out: &mut Vec<(rustic_core::Id, u64, u64)>) {
-        out.extend(
-            node.content
-                .iter()
-                .flatten()
-                .filter_map(|id| self.inner.get_index_entry(id).ok())
-                .map(|e| {
-                    let at = e.location;
-                    (*e.pack, u64::from(at.offset), u64::from(at.length))
-                }),
-        );
-    }
-
-    /// The pack ranges of every file under `tree`, in the order a render reads them.
-    fn tree_ranges(&self, tree: &Tree, out: &mut Vec<(rustic_core::Id, u64, u64)>) {
-        for node in &tree.nodes {
-            match (&node.node_type, node.subtree) {
-                (rustic_core::repofile::NodeType::Dir, Some(id)) => {
-                    if let Ok(sub) = self.inner.get_tree(&id) {
-                        self.tree_ranges(&sub, out);
-                    }
-                }
-                (rustic_core::repofile::NodeType::File, _) => self.ranges(node, out),
-                _ => {}
-            }
-        }
+    /// The pack ranges of blobs `ids`, in order.
+    fn ranges<'i>(
+        &self,
+        ids: impl IntoIterator<Item = &'i rustic_core::DataId>,
+    ) -> Vec<(rustic_core::Id, u64, u64)> {
+        ids.into_iter()
+            .filter_map(|id| self.inner.get_index_entry(id).ok())
+            .map(|e| {
+                let at = e.location;
+                (*e.pack, u64::from(at.offset), u64::from(at.length))
+            })
+            .collect()
     }
 
     /// Tree artifact `artifact` (of restic snapshot `snap`) written out as the tar stream it
-    /// was read as ([`Layout::Tree`]); its length must be the one recorded (every blob and tree is checked by restic's own MACs).
+    /// was read as ([`Layout::Tree`]); its length must be the one recorded (every blob and tree
+    /// is checked by restic's own MACs).
     fn read_tree(
         &self,
         artifact: &ArtifactRecord,
@@ -1343,31 +1339,41 @@ impl ArtifactReader {
             .inner
             .get_tree(&snap.tree)
             .map_err(engine(&self.path))?;
-        // On an object store, a whole tree's packs are fetched ahead, several at once, as a
-        // single artifact's are (a restore of chosen paths reads too little to plan).
-        let _plan = match (&self.objects, artifact.only.is_empty()) {
-            (Some(objects), true) => {
-                let mut ranges = Vec::new();
-                self.tree_ranges(&root, &mut ranges);
-                Some(objects.plan(&ranges))
-            }
-            _ => None,
-        };
-        let mut out = HashingWriter::unhashed(w);
-        let mut render = tree::render::Render::new(&mut out);
-        let mut files = RepoFiles {
-            reader: self,
-            zeros: std::collections::HashMap::new(),
-        };
         let only: Vec<Vec<u8>> = artifact
             .only
             .iter()
             .map(|o| o.as_bytes().to_vec())
             .collect();
-        let written = render
-            .tree(b"", &root, &only, &mut files)
-            .and_then(|()| render.finish())
-            .map(|(_, length)| ((), length));
+        // The blobs the render will read, in its order, found by a render that only counts
+        // (it reads no content); they are then decoded ahead of the render on both cores.
+        let mut plan = RepoFiles::new(self, Reads::Plan(Vec::new()));
+        let planned = tree::render::Render::new(tree::render::Count::default())
+            .tree(b"", &root, &only, &mut plan)
+            .map(|()| match plan.reads {
+                Reads::Plan(ids) => ids,
+                Reads::Ahead(_) => Vec::new(),
+            });
+        // On an object store, their packs are fetched ahead too, several at once.
+        let _plan = match (&self.objects, &planned) {
+            (Some(objects), Ok(ids)) => Some(objects.plan(&self.ranges(ids))),
+            _ => None,
+        };
+        let mut out = HashingWriter::unhashed(w);
+        let written = planned.and_then(|ids| {
+            let decode = |id: &rustic_core::DataId| {
+                self.inner
+                    .get_blob_cached(&(*id).into(), rustic_core::repofile::BlobType::Data)
+                    .map_err(|e| std::io::Error::other(e.display_log()))
+            };
+            blob_ahead::Ahead::run(&ids, DECODERS, decode, |ahead| {
+                let mut render = tree::render::Render::new(&mut out);
+                let mut files = RepoFiles::new(self, Reads::Ahead(ahead));
+                render
+                    .tree(b"", &root, &only, &mut files)
+                    .and_then(|()| render.finish())
+                    .map(|(_, length)| ((), length))
+            })
+        });
         let write_error = out.take_error();
         let length = match written {
             Ok((_, length)) => length,
@@ -1401,9 +1407,21 @@ impl ArtifactReader {
     }
 }
 
+/// Threads decoding a tree's blobs ahead of its render.
+const DECODERS: usize = 2;
+
+/// How a render's file content is read.
+enum Reads<'a> {
+    /// Not read: the blobs that would be are noted, in order, and zeros counted instead.
+    Plan(Vec<rustic_core::DataId>),
+    /// Taken from blobs decoded ahead, in the planned order.
+    Ahead(&'a blob_ahead::Ahead<'a>),
+}
+
 /// What a tree's render reads from the repository.
 struct RepoFiles<'a> {
     reader: &'a ArtifactReader,
+    reads: Reads<'a>,
     /// The id of an all-zero blob of each length met.
     zeros: std::collections::HashMap<u32, rustic_core::Id>,
 }
@@ -1411,7 +1429,15 @@ struct RepoFiles<'a> {
 /// Zero runs shorter than this stay data: not worth a hole.
 const HOLE_MIN: u32 = 64 * 1024;
 
-impl RepoFiles<'_> {
+impl<'a> RepoFiles<'a> {
+    fn new(reader: &'a ArtifactReader, reads: Reads<'a>) -> Self {
+        Self {
+            reader,
+            reads,
+            zeros: std::collections::HashMap::new(),
+        }
+    }
+
     /// Each content blob of `node` with its length and whether it is all zeros.
     fn blobs(&mut self, node: &Node) -> std::io::Result<Vec<(rustic_core::DataId, u32, bool)>> {
         let mut out = Vec::new();
@@ -1469,28 +1495,29 @@ impl tree::render::Files for RepoFiles<'_> {
     }
 
     fn content(&mut self, node: &Node, sparse: bool, w: &mut dyn Write) -> std::io::Result<()> {
-        if !sparse {
-            let mut w = w;
-            return self
-                .reader
-                .inner
-                .dump(node, &mut w)
-                .map_err(|e| std::io::Error::other(e.display_log()));
-        }
-        for (id, _, zero) in self.blobs(node)? {
-            if zero {
+        for (id, len, zero) in self.blobs(node)? {
+            if sparse && zero {
                 continue;
             }
-            let data = self
-                .reader
-                .inner
-                .get_blob_cached(&(*id).into(), rustic_core::repofile::BlobType::Data)
-                .map_err(|e| std::io::Error::other(e.display_log()))?;
-            w.write_all(&data)?;
+            match &mut self.reads {
+                Reads::Plan(ids) => {
+                    ids.push(id);
+                    let mut left = len as usize;
+                    while left > 0 {
+                        let k = left.min(ZEROS.len());
+                        w.write_all(&ZEROS[..k])?;
+                        left -= k;
+                    }
+                }
+                Reads::Ahead(ahead) => w.write_all(&ahead.next(&id)?)?,
+            }
         }
         Ok(())
     }
 }
+
+/// Zeros a planning render writes for content it does not read.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Coffer snapshot `spec` (`latest`, an id or a unique prefix) among `snaps` (oldest first, as
 /// [`Repo::snapshots`] lists them).
