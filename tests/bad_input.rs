@@ -472,3 +472,110 @@ fn schedules_are_units_systemd_accepts_and_their_command_backs_up() {
     );
     assert!(!units.join("coffer-bad.timer").exists());
 }
+
+/// A snapshot crafted by a hostile node: its `tar` hands over an archive of its own making
+/// instead of the files it was asked for — a `..` member, an absolute name, symlinks out of
+/// the directory (absolute and relative) with a file written through each, a hard link to a
+/// file outside. Kept as a tree, the backup refuses it (the members are not the ones listed)
+/// and keeps nothing; kept as a tar stream (`COFFER_PATHS_LAYOUT=blob`), the snapshot is made,
+/// and its restore under `--target` writes nothing outside that directory: the extraction
+/// refuses each of those members, says so, and the restore fails (exit 4).
+#[test]
+fn a_crafted_snapshot_writes_nothing_outside_the_restore_target() {
+    let s = Scratch::new();
+    let src = s.path("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"a").unwrap();
+    let outside = s.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim"), b"victim\n").unwrap();
+    let crafted = s.path("crafted.tar");
+    let o = outside.display();
+    sh(&format!(
+        "python3 - <<'PY'
+import io, tarfile
+def file(t, name, data=b'pwned\\n'):
+    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+def link(t, name, target, kind=tarfile.SYMTYPE):
+    i = tarfile.TarInfo(name); i.type = kind; i.linkname = target; t.addfile(i)
+with tarfile.open('{}', 'w', format=tarfile.PAX_FORMAT) as t:
+    file(t, '../../../../../../../../{o}/dotdot')
+    file(t, '{o}/absolute')
+    link(t, 'evil', '{o}')
+    file(t, 'evil/through-an-absolute-symlink')
+    link(t, 'rel', '../../../../../../../../{o}')
+    file(t, 'rel/through-a-relative-symlink')
+    link(t, 'hard', '{o}/victim', tarfile.LNKTYPE)
+    file(t, 'hard', b'overwritten\\n')
+    file(t, 'fine', b'fine\\n')
+PY",
+        crafted.display()
+    ));
+    // The node's `tar` creates that archive whatever it is asked; it extracts as GNU tar.
+    let bin = s.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(
+        bin.join("tar"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --create ] && exec cat {}; done\nexec /usr/bin/tar \"$@\"\n",
+            crafted.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod 755 {}/tar", bin.display()));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    s.filesystem(&[&src]);
+    s.init();
+    let outside_before = record_tree(&outside);
+
+    // As a tree: the members are not the listed files.
+    let out = s.command(&["backup"]).env("PATH", &path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("filesystem") && err.contains("on local"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tar gave ../"),
+        "the backup does not say what tar sent:\n{err}"
+    );
+    assert_eq!(s.snapshot_count(), 0, "a refused tree left a snapshot");
+
+    // As a tar stream: kept as the node sent it.
+    let out = s
+        .command(&["backup"])
+        .env("PATH", &path)
+        .env("COFFER_PATHS_LAYOUT", "blob")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = s.path("target");
+    let out = s.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    for said in [
+        "Member name contains '..'",
+        "Removing leading `/'",
+        "through-an-absolute-symlink: Cannot open",
+        "through-a-relative-symlink: Cannot open",
+    ] {
+        assert!(
+            err.contains(said),
+            "the restore does not say {said:?}:\n{err}"
+        );
+    }
+    assert_same_tree(&outside_before, &record_tree(&outside));
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"victim\n");
+    // What is inside stays inside: the absolute name under the target, `hard` a file there.
+    assert_eq!(fs::read(target.join("fine")).unwrap(), b"fine\n");
+    let absolute = target
+        .join(outside.strip_prefix("/").unwrap())
+        .join("absolute");
+    assert_eq!(fs::read(absolute).unwrap(), b"pwned\n");
+    assert_eq!(fs::read(target.join("hard")).unwrap(), b"overwritten\n");
+}

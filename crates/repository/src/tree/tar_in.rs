@@ -242,11 +242,14 @@ impl<R: Read> TarIn<R> {
             }
         }
         super::set_xattrs(&mut meta, &xattrs);
-        if let Some(m) = h.device_major()? {
-            major = u64::from(m);
-        }
-        if let Some(m) = h.device_minor()? {
-            minor = u64::from(m);
+        // Device numbers mean something only for devices (other writers leave them blank).
+        if matches!(h.entry_type(), EntryType::Char | EntryType::Block) {
+            if let Some(m) = h.device_major()? {
+                major = u64::from(m);
+            }
+            if let Some(m) = h.device_minor()? {
+                minor = u64::from(m);
+            }
         }
         let unix = h.mode()? & 0o7777;
         let (node_type, type_bits) = match h.entry_type() {

@@ -49,7 +49,7 @@ pub(super) fn store_failed(argv: &[String], e: RepoError) -> StreamError {
         RepoError::StreamRead { source, .. } => failure(
             argv,
             None,
-            format!("reading its output failed: {source}").into_bytes(),
+            format!("stopped by Coffer, reading its output failed: {source}").into_bytes(),
         ),
         other => repo_error(other),
     }
