@@ -41,8 +41,20 @@ fn main() {
     );
     s.init();
 
+    // The backup's events as they come, with the time since its start: where it spends it.
     let t = Instant::now();
-    s.ok(&["backup"]);
+    let mut run = s
+        .command(&["backup", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = std::io::BufReader::new(run.stdout.take().unwrap());
+    for line in std::io::BufRead::lines(events) {
+        let line = line.unwrap();
+        let shown: String = line.chars().take(150).collect();
+        println!("  {:6.2} s  {shown}", t.elapsed().as_secs_f64());
+    }
+    assert!(run.wait().unwrap().success(), "coffer backup failed");
     let coffer_backup = t.elapsed().as_secs_f64();
 
     let ssh = |node: &support::nodes::Node| {

@@ -35,6 +35,7 @@ mod spool;
 mod stream;
 mod swift;
 pub mod tree;
+mod uploads;
 
 use std::collections::BTreeSet;
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::read_ahead::{Fetch, PlanGuard, ReadAhead};
+use crate::uploads::Uploads;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -154,6 +155,8 @@ pub(crate) struct ObjectBackend {
     /// Empty, or ending in `/`.
     prefix: String,
     read_ahead: Arc<ReadAhead>,
+    /// Packs being stored (see `uploads.rs`): every other request waits for them first.
+    uploads: Arc<Uploads>,
 }
 
 impl ObjectBackend {
@@ -168,6 +171,7 @@ impl ObjectBackend {
                 format!("{prefix}/")
             },
             read_ahead: Arc::default(),
+            uploads: Arc::default(),
         }
     }
 
@@ -218,6 +222,24 @@ impl ObjectBackend {
     fn fail(&self) -> impl Fn(StoreError) -> Box<RusticError> + '_ {
         |e| e.into_rustic(&self.store.location())
     }
+
+    /// Wait for the packs being stored; the first that was not, as rustic's error.
+    fn settle(&self) -> RusticResult<()> {
+        self.uploads.settle().map_err(|e| self.upload_failed(e))
+    }
+
+    fn upload_failed(&self, (key, e): (String, StoreError)) -> Box<RusticError> {
+        RusticError::new(ErrorKind::Backend, "{location}: storing {key}: {error}")
+            .attach_context("location", self.store.location())
+            .attach_context("key", key)
+            .attach_context("error", e.to_string())
+    }
+}
+
+impl Drop for ObjectBackend {
+    fn drop(&mut self) {
+        let _ = self.uploads.settle();
+    }
 }
 
 impl ReadBackend for ObjectBackend {
@@ -226,6 +248,7 @@ impl ReadBackend for ObjectBackend {
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        self.settle()?;
         let size = |s: u64| u32::try_from(s).unwrap_or(u32::MAX);
         if tpe == FileType::Config {
             let key = self.key(tpe, &Id::default());
@@ -249,6 +272,7 @@ impl ReadBackend for ObjectBackend {
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
+        self.settle()?;
         self.store
             .get(&self.key(tpe, id), None)
             .map_err(self.fail())
@@ -262,6 +286,7 @@ impl ReadBackend for ObjectBackend {
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
+        self.settle()?;
         let (offset, length) = (u64::from(offset), u64::from(length));
         if tpe != FileType::Pack {
             return self
@@ -295,13 +320,23 @@ impl WriteBackend for ObjectBackend {
         content: BytesList,
     ) -> RusticResult<()> {
         let data = joined(content);
-        // One PUT: an object store never shows half an object.
-        self.store
-            .put(&self.key(tpe, id), data)
-            .map_err(self.fail())
+        let key = self.key(tpe, id);
+        // One PUT: an object store never shows half an object. A pack's runs beside the next
+        // ones; anything else waits for them (an index must not name a pack not stored).
+        if tpe == FileType::Pack {
+            let store = self.store.clone();
+            let put_key = key.clone();
+            return self
+                .uploads
+                .start(key, move || store.put(&put_key, data))
+                .map_err(|e| self.upload_failed(e));
+        }
+        self.settle()?;
+        self.store.put(&key, data).map_err(self.fail())
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        self.settle()?;
         if tpe == FileType::Pack {
             self.read_ahead.forget(id);
         }
