@@ -191,10 +191,14 @@ pub fn plan(listing: Vec<Listed>, mut parent: Option<&mut ParentLookup<'_>>) -> 
                     listed.meta.mode = p.meta.mode;
                     listed.meta.uid = p.meta.uid;
                     listed.meta.gid = p.meta.gid;
-                    How::Parent(Metadata {
-                        extended_attributes: p.meta.extended_attributes,
-                        ..Metadata::default()
-                    })
+                    // Only the xattrs are kept, and only when there are some: a plan holds
+                    // every entry of the listing.
+                    How::Parent((!p.meta.extended_attributes.is_empty()).then(|| {
+                        Box::new(Metadata {
+                            extended_attributes: p.meta.extended_attributes,
+                            ..Metadata::default()
+                        })
+                    }))
                 }
                 _ if listed.is_file() && listed.meta.size > ALONE => How::Alone,
                 _ => How::Tar,

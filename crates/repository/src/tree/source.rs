@@ -33,9 +33,9 @@ pub trait FetchOne: Send + Sync {
 /// How an entry's node is made.
 #[derive(Debug)]
 pub enum How {
-    /// Unchanged since the parent: the parent's xattrs (the rest of this metadata is not
-    /// used); rustic takes its content.
-    Parent(Metadata),
+    /// Unchanged since the parent: the parent's xattrs, if it has any (the rest of this
+    /// metadata is not used); rustic takes its content.
+    Parent(Option<Box<Metadata>>),
     /// A member of the shared tar stream.
     Tar,
     /// A large file from its own stream.
@@ -284,7 +284,9 @@ impl Entries {
         match p.how {
             How::Parent(parent) => {
                 let mut n = node(&p.listed, None);
-                n.meta.extended_attributes = parent.extended_attributes;
+                if let Some(parent) = parent {
+                    n.meta.extended_attributes = parent.extended_attributes;
+                }
                 let open = p
                     .listed
                     .is_file()

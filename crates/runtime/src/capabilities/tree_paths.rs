@@ -217,6 +217,8 @@ pub(super) async fn capture(
     }
     let list = listing::parse(&listed.stdout)
         .map_err(|e| failure(&list_argv, listed.exit_code, e.into_bytes()))?;
+    // The listing's text is parsed: not held for the rest of the backup.
+    drop(listed);
     let total = list.len();
     if stores == dry {
         return Ok(nothing_stored(node, name));
