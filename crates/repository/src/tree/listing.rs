@@ -11,22 +11,98 @@ use super::mode;
 /// ended by a NUL (a name may hold any other byte).
 const FORMAT: &str = "%y %m %U %G %s %T@ %C@ %i %D %n\\0%p\\0%l\\0";
 
-/// One listed entry.
+/// An entry's type, as find's `%y` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A named pipe.
+    Fifo,
+    /// A socket.
+    Socket,
+}
+
+/// One listed entry. A listing holds every entry of a path set at once, so this is kept
+/// compact (numbers, not rustic's `Metadata` and `NodeType`, which are made when the entry
+/// goes to the archiver).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
     /// Its absolute path.
-    pub path: Vec<u8>,
-    /// Its type, as restic's node has it (a device's number is not in the listing: it comes
-    /// with the tar member).
-    pub node_type: NodeType,
-    /// Mode, owner, size, nanosecond mtime and ctime, inode, device, link count.
-    pub meta: Metadata,
+    pub path: Box<[u8]>,
+    /// Its type.
+    pub kind: Kind,
+    /// A symlink's target.
+    pub target: Option<Box<[u8]>>,
+    /// Mode, in Go's bits as restic keeps it.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Size (a file's; 0 for the rest).
+    pub size: u64,
+    /// Modification time, nanoseconds.
+    pub mtime: jiff::Timestamp,
+    /// Change time, nanoseconds.
+    pub ctime: jiff::Timestamp,
+    /// Inode number.
+    pub inode: u64,
+    /// Device of the filesystem it is on.
+    pub device: u64,
+    /// Link count.
+    pub links: u64,
+    /// A device's own number: not in the listing (the tar member, or the parent, gives it).
+    pub rdev: u64,
 }
 
 impl Listed {
     /// Whether it is a regular file.
     pub fn is_file(&self) -> bool {
-        matches!(self.node_type, NodeType::File)
+        self.kind == Kind::File
+    }
+
+    /// Its type as a restic node has it.
+    pub fn node_type(&self) -> NodeType {
+        match self.kind {
+            Kind::File => NodeType::File,
+            Kind::Dir => NodeType::Dir,
+            Kind::Symlink => {
+                let t = self.target.as_deref().unwrap_or_default();
+                NodeType::Symlink {
+                    linktarget: String::from_utf8_lossy(t).into(),
+                    linktarget_raw: std::str::from_utf8(t).is_err().then(|| t.to_vec()),
+                }
+            }
+            Kind::Char => NodeType::Chardev { device: self.rdev },
+            Kind::Block => NodeType::Dev { device: self.rdev },
+            Kind::Fifo => NodeType::Fifo,
+            Kind::Socket => NodeType::Socket,
+        }
+    }
+
+    /// Its metadata as a restic node has it (no xattrs: the tar member or the parent has
+    /// them).
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            mode: Some(self.mode),
+            uid: Some(self.uid),
+            gid: Some(self.gid),
+            size: self.size,
+            mtime: Some(self.mtime),
+            ctime: Some(self.ctime),
+            inode: self.inode,
+            device_id: self.device,
+            links: self.links,
+            ..Metadata::default()
+        }
     }
 }
 
@@ -73,41 +149,30 @@ fn entry(line: &[u8], path: &[u8], target: &[u8]) -> Result<Listed, String> {
     };
     let num = |s: &str| s.parse::<u64>().map_err(|_| bad("number", line));
     let perm = u32::from_str_radix(perm, 8).map_err(|_| bad("mode", line))?;
-    let (node_type, bits) = match kind {
-        "f" => (NodeType::File, 0o100000),
-        "d" => (NodeType::Dir, 0o040000),
-        "l" => {
-            let t = target.to_vec();
-            (
-                NodeType::Symlink {
-                    linktarget: String::from_utf8_lossy(&t).into(),
-                    linktarget_raw: std::str::from_utf8(&t).is_err().then_some(t),
-                },
-                0o120000,
-            )
-        }
-        "c" => (NodeType::Chardev { device: 0 }, 0o020000),
-        "b" => (NodeType::Dev { device: 0 }, 0o060000),
-        "p" => (NodeType::Fifo, 0o010000),
-        "s" => (NodeType::Socket, 0o140000),
+    let (kind, bits) = match kind {
+        "f" => (Kind::File, 0o100000),
+        "d" => (Kind::Dir, 0o040000),
+        "l" => (Kind::Symlink, 0o120000),
+        "c" => (Kind::Char, 0o020000),
+        "b" => (Kind::Block, 0o060000),
+        "p" => (Kind::Fifo, 0o010000),
+        "s" => (Kind::Socket, 0o140000),
         _ => return Err(bad("file type", line)),
     };
-    let meta = Metadata {
-        mode: Some(mode::to_go(bits | perm)),
-        uid: Some(num(uid)? as u32),
-        gid: Some(num(gid)? as u32),
-        size: if kind == "f" { num(size)? } else { 0 },
-        mtime: Some(super::timestamp(mtime).ok_or_else(|| bad("time", line))?),
-        ctime: Some(super::timestamp(ctime).ok_or_else(|| bad("time", line))?),
-        inode: num(inode)?,
-        device_id: num(dev)?,
-        links: num(links)?,
-        ..Metadata::default()
-    };
     Ok(Listed {
-        path: path.to_vec(),
-        node_type,
-        meta,
+        path: path.into(),
+        kind,
+        target: (kind == Kind::Symlink).then(|| target.into()),
+        mode: mode::to_go(bits | perm),
+        uid: num(uid)? as u32,
+        gid: num(gid)? as u32,
+        size: if kind == Kind::File { num(size)? } else { 0 },
+        mtime: super::timestamp(mtime).ok_or_else(|| bad("time", line))?,
+        ctime: super::timestamp(ctime).ok_or_else(|| bad("time", line))?,
+        inode: num(inode)?,
+        device: num(dev)?,
+        links: num(links)?,
+        rdev: 0,
     })
 }
 
@@ -205,20 +270,14 @@ mod tests {
         );
         let file = &list[2];
         assert!(file.is_file());
-        assert_eq!(file.meta.size, 5);
+        assert_eq!(file.size, 5);
         let m = std::fs::symlink_metadata(d.join("sub/a file\nwith newline")).unwrap();
         use std::os::unix::fs::MetadataExt;
-        assert_eq!(file.meta.inode, m.ino());
-        assert_eq!(
-            file.meta.mtime.unwrap().subsec_nanosecond() as i64,
-            m.mtime_nsec()
-        );
-        assert_eq!(file.meta.ctime.unwrap().as_second(), m.ctime());
-        assert_eq!(
-            mode::permissions(file.meta.mode.unwrap()),
-            m.mode() & 0o7777
-        );
-        match &list[3].node_type {
+        assert_eq!(file.inode, m.ino());
+        assert_eq!(file.mtime.subsec_nanosecond() as i64, m.mtime_nsec());
+        assert_eq!(file.ctime.as_second(), m.ctime());
+        assert_eq!(mode::permissions(file.mode), m.mode() & 0o7777);
+        match &list[3].node_type() {
             NodeType::Symlink { linktarget, .. } => assert_eq!(linktarget, "../target path"),
             other => panic!("{other:?}"),
         }

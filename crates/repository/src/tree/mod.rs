@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use base64::Engine;
 use rustic_core::repofile::{Metadata, Node, NodeType, Tree};
 
-use listing::Listed;
+use listing::{Kind, Listed};
 use source::{ALONE, How, Planned};
 
 /// GNU tar's options for the entries of a tree, read from `/`: pax, nanosecond times (no
@@ -151,23 +151,25 @@ impl<F: FnMut(&Node) -> Option<Tree>> ParentWalk<F> {
 /// Whether `listed` is what the parent has in `p`, as rustic's archiver compares them (type,
 /// size, mtime, ctime) and stricter (the inode too): only then is nothing read of it.
 fn unchanged(listed: &Listed, p: &Node) -> bool {
-    let same_type = std::mem::discriminant(&listed.node_type)
-        == std::mem::discriminant(&p.node_type)
-        && match (&listed.node_type, &p.node_type) {
-            (NodeType::Symlink { linktarget: a, .. }, NodeType::Symlink { linktarget: b, .. }) => {
-                a == b
-            }
-            _ => true,
-        };
-    let (l, m) = (&listed.meta, &p.meta);
+    let same_type = match (listed.kind, &p.node_type) {
+        (Kind::Symlink, NodeType::Symlink { linktarget, .. }) => {
+            String::from_utf8_lossy(listed.target.as_deref().unwrap_or_default()) == *linktarget
+        }
+        (Kind::File, NodeType::File)
+        | (Kind::Dir, NodeType::Dir)
+        | (Kind::Char, NodeType::Chardev { .. })
+        | (Kind::Block, NodeType::Dev { .. })
+        | (Kind::Fifo, NodeType::Fifo)
+        | (Kind::Socket, NodeType::Socket) => true,
+        _ => false,
+    };
+    let m = &p.meta;
     same_type
-        && l.size == m.size
-        && l.mtime.is_some()
-        && l.mtime == m.mtime
-        && l.ctime.is_some()
-        && l.ctime == m.ctime
-        && l.inode == m.inode
-        && l.device_id == m.device_id
+        && listed.size == m.size
+        && Some(listed.mtime) == m.mtime
+        && Some(listed.ctime) == m.ctime
+        && listed.inode == m.inode
+        && listed.device == m.device_id
 }
 
 /// The parent's node at an absolute path ([`crate::ArtifactWriter::parent`]).
@@ -179,18 +181,18 @@ pub fn plan(listing: Vec<Listed>, mut parent: Option<&mut ParentLookup<'_>>) -> 
     listing
         .into_iter()
         // The root itself has no node in a restic tree (and tar leaves `/` alone).
-        .filter(|l| l.path != b"/")
+        .filter(|l| &*l.path != b"/")
         .map(|mut listed| {
             let found = parent.as_mut().and_then(|p| p(&listed.path));
             let how = match found {
                 Some(p) if unchanged(&listed, &p) => {
                     // A device's number is not in the listing: the parent's is kept.
-                    if matches!(p.node_type, NodeType::Dev { .. } | NodeType::Chardev { .. }) {
-                        listed.node_type = p.node_type.clone();
+                    if let NodeType::Dev { device } | NodeType::Chardev { device } = p.node_type {
+                        listed.rdev = device;
                     }
-                    listed.meta.mode = p.meta.mode;
-                    listed.meta.uid = p.meta.uid;
-                    listed.meta.gid = p.meta.gid;
+                    listed.mode = p.meta.mode.unwrap_or(listed.mode);
+                    listed.uid = p.meta.uid.unwrap_or(listed.uid);
+                    listed.gid = p.meta.gid.unwrap_or(listed.gid);
                     // Only the xattrs are kept, and only when there are some: a plan holds
                     // every entry of the listing.
                     How::Parent((!p.meta.extended_attributes.is_empty()).then(|| {
@@ -200,7 +202,7 @@ pub fn plan(listing: Vec<Listed>, mut parent: Option<&mut ParentLookup<'_>>) -> 
                         })
                     }))
                 }
-                _ if listed.is_file() && listed.meta.size > ALONE => How::Alone,
+                _ if listed.is_file() && listed.size > ALONE => How::Alone,
                 _ => How::Tar,
             };
             Planned { listed, how }

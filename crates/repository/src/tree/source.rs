@@ -215,8 +215,8 @@ pub struct Entries {
 
 /// The node of `listed` with what the tar member says of it.
 fn node(listed: &Listed, member: Option<&Member>) -> Node {
-    let mut meta = listed.meta.clone();
-    let mut node_type = listed.node_type.clone();
+    let mut meta = listed.metadata();
+    let mut node_type = listed.node_type();
     if let Some(m) = member {
         meta.mode = m.meta.mode;
         meta.uid = m.meta.uid;
@@ -290,7 +290,7 @@ impl Entries {
                 let open = p
                     .listed
                     .is_file()
-                    .then(|| Content(Top::Direct(Inner::Unchanged(p.listed.path.clone()))));
+                    .then(|| Content(Top::Direct(Inner::Unchanged(p.listed.path.to_vec()))));
                 Ok(Some(ReadSourceEntry {
                     path,
                     node: n,
@@ -378,7 +378,7 @@ impl Entries {
                 let stream = Inner::Stream {
                     tar,
                     left: m.meta.size,
-                    path: p.listed.path.clone(),
+                    path: p.listed.path.to_vec(),
                     shared: self.shared.clone(),
                 };
                 let open = Some(Content(Top::Buffered(std::io::BufReader::with_capacity(
