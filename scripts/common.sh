@@ -24,7 +24,7 @@ install_debs() {
 }
 
 install_packages() {
-    local wanted=(tar acl attr restic gcc openssh-client openssh-server util-linux podman runc busybox-static mariadb-server mariadb-client mariadb-backup galera-4 rsync iptables redis-server redis-tools pacemaker corosync pcs swift swift-proxy swift-account swift-container swift-object memcached python3-swiftclient python3-keystone python3-keystonemiddleware curl rabbitmq-server iproute2 procps sudo rclone docker.io time prometheus-node-exporter systemd ceph-mon ceph-osd radosgw ceph-common)
+    local wanted=(tar acl attr python3 restic gcc openssh-client openssh-server util-linux podman runc busybox-static mariadb-server mariadb-client mariadb-backup galera-4 rsync iptables redis-server redis-tools pacemaker corosync pcs swift swift-proxy swift-account swift-container swift-object memcached python3-swiftclient python3-keystone python3-keystonemiddleware curl rabbitmq-server iproute2 procps sudo rclone docker.io time prometheus-node-exporter systemd ceph-mon ceph-osd radosgw ceph-common)
     install_debs "${wanted[@]}"
     for component in rustfmt clippy; do
         if ! rustup component list --installed | grep -q "^$component"; then
