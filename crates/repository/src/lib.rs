@@ -20,11 +20,14 @@
 
 #![deny(missing_docs)]
 
+mod archiver;
 mod blob_ahead;
+mod chunker;
 mod copy;
 mod manifest;
 mod object_lock;
 mod objects;
+mod pack_writer;
 mod private;
 mod read_ahead;
 mod remote;
@@ -50,11 +53,11 @@ use std::sync::atomic::AtomicU64;
 use rustic_core::{FileType, ReadBackend, WriteBackend};
 
 use coffer_transport::{NodeHandle, Process};
-use rustic_core::repofile::{Node, SnapshotFile, Tree};
+use rustic_core::repofile::{BlobType, Node, SnapshotFile, Tree};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, IndexedIdsStatus,
-    KeyOptions, OpenStatus, ParentOptions, Repository, RepositoryBackends, RepositoryOptions,
-    RusticError, SnapshotGroupCriterion, SnapshotOptions,
+    CheckOptions, ConfigOptions, Credentials, DataId, IndexedFullStatus, KeyOptions, OpenStatus,
+    ReadSource, Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions,
+    TreeId,
 };
 
 pub use copy::Copied;
@@ -75,7 +78,7 @@ pub use retention::{Decision, ForgetReport, PruneReport, Retention};
 pub use s3::S3Place;
 pub use sftp::{SftpPlace, SftpRepo};
 use spool::{Kept, Room, Spool};
-use stream::{HashingReader, HashingWriter, SingleEntry, StreamStats};
+use stream::{HashingReader, HashingWriter, StreamStats};
 pub use swift::SwiftPlace;
 
 /// File name of the writer lock at the top of a local repository.
@@ -441,6 +444,8 @@ pub struct Repo {
     /// The repository's object store, when it is in one (for its lock objects).
     objects: Option<Arc<objects::ObjectBackend>>,
     inner: Repository<OpenStatus>,
+    /// The backend under `inner`.
+    be: Arc<dyn WriteBackend>,
     retry_lock: std::time::Duration,
     /// Kept to open a second handle for writing (a per-plugin retention's new manifests).
     password: Password,
@@ -526,13 +531,20 @@ fn repository(
     location: &RepoLocation,
     objects: Option<Arc<objects::ObjectBackend>>,
 ) -> Result<Repository<()>> {
+    Ok(repository_and_backend(location, objects)?.0)
+}
+
+/// [`repository`], with the backend under it (Coffer writes packs there itself).
+fn repository_and_backend(
+    location: &RepoLocation,
+    objects: Option<Arc<objects::ObjectBackend>>,
+) -> Result<(Repository<()>, Arc<dyn WriteBackend>)> {
     let label = PathBuf::from(location.to_string());
     let opts = RepositoryOptions::default().no_cache(true);
-    Repository::new(
-        &opts,
-        &RepositoryBackends::new(backend(location, objects)?, None),
-    )
-    .map_err(engine(&label))
+    let be = backend(location, objects)?;
+    let repo = Repository::new(&opts, &RepositoryBackends::new(be.clone(), None))
+        .map_err(engine(&label))?;
+    Ok((repo, be))
 }
 
 /// Whether a repository exists at `location` (it has a config file). The first request a
@@ -649,7 +661,8 @@ impl Repo {
         }
         // One object store for the engine and for Coffer's own requests (locks, planned reads).
         let objects = object_backend(location)?;
-        let inner = repository(location, objects.clone())?
+        let (inner, be) = repository_and_backend(location, objects.clone())?;
+        let inner = inner
             .open(&Credentials::password(&password.0))
             .map_err(|e| {
                 if e.is_incorrect_password() {
@@ -663,6 +676,7 @@ impl Repo {
             location: location.clone(),
             objects,
             inner,
+            be,
             retry_lock: std::time::Duration::ZERO,
             password: password.clone(),
         })
@@ -860,21 +874,19 @@ impl Repo {
     /// Prepare for writing artifacts.
     pub fn into_writer(self) -> Result<ArtifactWriter> {
         let path = self.path.clone();
-        let inner = self.inner.to_indexed_ids().map_err(engine(&path))?;
-        Ok(ArtifactWriter { path, inner })
+        let inner = self.inner.to_indexed().map_err(engine(&path))?;
+        ArtifactWriter::new(path, inner, self.be)
     }
 
     /// A writer beside this handle (the repository opened again).
     fn writer(&self) -> Result<ArtifactWriter> {
-        let inner = repository(&self.location, None)?
+        let (inner, be) = repository_and_backend(&self.location, None)?;
+        let inner = inner
             .open(&Credentials::password(&self.password.0))
             .map_err(engine(&self.path))?
-            .to_indexed_ids()
+            .to_indexed()
             .map_err(engine(&self.path))?;
-        Ok(ArtifactWriter {
-            path: self.path.clone(),
-            inner,
-        })
+        ArtifactWriter::new(self.path.clone(), inner, be)
     }
 
     /// Prepare for reading artifacts.
@@ -966,10 +978,119 @@ pub struct StoredTree {
 /// Writes artifacts and, at the end of a run, the manifest.
 pub struct ArtifactWriter {
     path: PathBuf,
-    inner: Repository<IndexedIdsStatus>,
+    inner: Repository<IndexedFullStatus>,
+    /// Where packs, indexes and snapshots are written (Coffer's [`archiver`]).
+    be: Arc<dyn WriteBackend>,
+    sealer: pack_writer::Sealer,
+    chunker: chunker::Chunker,
+    /// Blobs this run wrote (not in `inner`'s index, which was read at the start).
+    seen: std::sync::Mutex<std::collections::HashSet<rustic_core::BlobId>>,
 }
 
 impl ArtifactWriter {
+    fn new(
+        path: PathBuf,
+        inner: Repository<IndexedFullStatus>,
+        be: Arc<dyn WriteBackend>,
+    ) -> Result<Self> {
+        let config = inner.config();
+        let broken = |message: String| RepoError::Engine {
+            path: path.clone(),
+            message,
+        };
+        let sealer = pack_writer::Sealer::new(&inner.key(), config).map_err(broken)?;
+        let chunker = chunker::Chunker::from_config(config).map_err(broken)?;
+        Ok(Self {
+            path,
+            inner,
+            be,
+            sealer,
+            chunker,
+            seen: std::sync::Mutex::default(),
+        })
+    }
+
+    /// The uncompressed length of a blob in the repository's index.
+    fn indexed(&self, tpe: BlobType, id: &rustic_core::BlobId) -> Option<u32> {
+        let entry = match tpe {
+            BlobType::Data => self.inner.get_index_entry(&DataId::from(**id)),
+            BlobType::Tree => self.inner.get_index_entry(&TreeId::from(**id)),
+        }
+        .ok()?;
+        let l = entry.location;
+        Some(
+            l.uncompressed_length
+                .map_or(l.length.saturating_sub(pack_writer::CRYPT_OVERHEAD), |u| {
+                    u.get()
+                }),
+        )
+    }
+
+    /// Archive `entries` into snapshot `snap` of `paths`; `parent` finds the parent's nodes.
+    /// `ok` is asked before the snapshot is written: a failure it reports (a source's, whose
+    /// iterator just ends) keeps the snapshot from being written. The snapshot written.
+    fn archive_entries(
+        &self,
+        entries: impl Iterator<Item = archiver::Entry>,
+        mut snap: SnapshotFile,
+        paths: &[String],
+        parent: Option<(&str, &mut archiver::ParentNode<'_>)>,
+        ok: impl FnOnce() -> std::result::Result<(), std::io::Error>,
+        entry_path: &str,
+    ) -> Result<SnapshotFile> {
+        let start = jiff::Zoned::now();
+        let packs =
+            pack_writer::PackWriter::new(self.be.clone(), self.sealer.clone(), self.inner.config());
+        let index = |tpe: BlobType, id: &rustic_core::BlobId| self.indexed(tpe, id);
+        let (parent_id, parent_node) = match parent {
+            Some((id, node)) => (Some(id), Some(node)),
+            None => (None, None),
+        };
+        let mut arch =
+            archiver::Archiver::new(&self.chunker, packs, &index, &self.seen, parent_node);
+        let fail = |e: archiver::Failed| match e {
+            archiver::Failed::Read(source) => RepoError::StreamRead {
+                path: entry_path.to_string(),
+                source,
+            },
+            archiver::Failed::Store(message) => RepoError::Engine {
+                path: self.path.clone(),
+                message,
+            },
+        };
+        for entry in entries {
+            arch.add(entry).map_err(fail)?;
+        }
+        let (tree, mut summary, _) = arch.finish().map_err(fail)?;
+        ok().map_err(|source| RepoError::StreamRead {
+            path: entry_path.to_string(),
+            source,
+        })?;
+        for p in paths {
+            snap.paths.add(p.clone());
+        }
+        if let Some(p) = parent_id.and_then(|p| p.parse().ok()) {
+            snap.parent = Some(p);
+            snap.parents = vec![p];
+        }
+        snap.tree = tree;
+        let end = jiff::Zoned::now();
+        let secs =
+            (end.timestamp().as_millisecond() - start.timestamp().as_millisecond()) as f64 / 1000.0;
+        summary.backup_start = start;
+        summary.backup_end = end;
+        summary.backup_duration = secs;
+        summary.total_duration = secs;
+        snap.summary = Some(summary);
+        let id = pack_writer::save_file(&*self.be, &self.sealer, FileType::Snapshot, &snap)
+            .map_err(|message| RepoError::Engine {
+                path: self.path.clone(),
+                message: format!("storing the snapshot: {message}"),
+            })?;
+        snap.id = id.into();
+        Ok(snap)
+    }
+
     fn archive(
         &self,
         entry: &str,
@@ -978,20 +1099,24 @@ impl ArtifactWriter {
         progress: Arc<AtomicU64>,
     ) -> Result<(String, StreamStats)> {
         let (reader, stats) = HashingReader::metered(reader, progress);
-        let source = SingleEntry::new(entry, reader);
         let snap = options.to_snapshot().map_err(engine(&self.path))?;
-        // Never reuse data from a parent snapshot: a stream has no metadata to compare.
-        let opts = BackupOptions::default()
-            .parent_opts(ParentOptions::default().force(true))
-            .no_scan(true);
-        let snap = self
-            .inner
-            .archive(&opts, &source, snap, &[PathBuf::from(entry)])
-            .map_err(engine(&self.path))?;
+        // Never anything from a parent: a stream has no metadata to compare.
+        let one = archiver::Entry {
+            path: entry.as_bytes().to_vec(),
+            node: stream::stream_node(entry),
+            body: Some(archiver::Body::Stream(Box::new(reader))),
+        };
+        let snap = self.archive_entries(
+            std::iter::once(one),
+            snap,
+            &[entry.to_string()],
+            None,
+            || Ok(()),
+            entry,
+        )?;
         let stats = stats.finish();
         let id = full_id(&snap.id);
         if let Some(source) = stats.error {
-            // rustic_core logs a failed read and saves the snapshot anyway: undo that.
             self.discard(&[id])?;
             return Err(RepoError::StreamRead {
                 path: entry.into(),
@@ -1081,33 +1206,34 @@ impl ArtifactWriter {
         let (tar, tar_stats) = HashingReader::counted(tar, progress);
         let source = tree::source::NodeSource::new(plan, Box::new(tar), fetch);
         let stats = source.stats();
-        let parent_opts = match parent {
-            Some(id) => ParentOptions::default()
-                .parents(vec![id.to_string()])
-                .group_by(Some(SnapshotGroupCriterion::new())),
-            None => ParentOptions::default().force(true),
-        };
-        let opts = BackupOptions::default()
-            .parent_opts(parent_opts)
-            .no_scan(true);
-        let mut backup_paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        let taken = || stats.lock().expect("stats lock").error.take();
+        let mut backup_paths: Vec<String> = paths.to_vec();
         backup_paths.sort();
         backup_paths.dedup();
+        let mut lookup = parent.and_then(|id| self.parent(id).map(|l| (id, l)));
+        let parent = lookup
+            .as_mut()
+            .map(|(id, l)| (*id, l as &mut archiver::ParentNode<'_>));
+        let entries = source
+            .entries()
+            .map_while(|e| e.ok())
+            .map(tree::source::Content::entry);
+        let ok = || {
+            let read = tar_stats.finish();
+            taken().or(read.error).map_or(Ok(()), Err)
+        };
         let snap = self
-            .inner
-            .archive(&opts, &source, snap, &backup_paths)
-            .map_err(engine(&self.path))?;
+            .archive_entries(entries, snap, &backup_paths, parent, ok, &entry)
+            .map_err(|e| match taken() {
+                // What the source saw says more than a reader that stopped.
+                Some(source) => RepoError::StreamRead {
+                    path: entry.clone(),
+                    source,
+                },
+                None => e,
+            })?;
         let id = full_id(&snap.id);
-        let read = tar_stats.finish();
         let stats = std::mem::take(&mut *stats.lock().expect("stats lock"));
-        let error = stats.error.or(read.error);
-        if let Some(source) = error {
-            self.discard(std::slice::from_ref(&id))?;
-            return Err(RepoError::StreamRead {
-                path: entry,
-                source,
-            });
-        }
         Ok(StoredTree {
             snapshot: id,
             tree: (*snap.tree).to_hex().as_str().to_string(),

@@ -3,59 +3,28 @@
 
 use std::ffi::OsStr;
 use std::io::{self, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{Metadata, Node, NodeType};
-use rustic_core::{ReadSource, ReadSourceEntry, RusticResult};
 use sha2::{Digest, Sha256};
 
 /// Read size towards the source. rustic_core's chunker reads in tiny pieces; without this
 /// buffer every one of them would be a read on a pipe (ten times slower, measured).
 pub const READ_BUFFER: usize = 1 << 20;
 
-/// A source of exactly one file, read from a stream.
-pub struct SingleEntry<R> {
-    path: PathBuf,
-    reader: Mutex<Option<R>>,
-}
-
-impl<R> SingleEntry<R> {
-    /// A source whose one file at `path` holds what `reader` yields.
-    pub fn new(path: &str, reader: R) -> Self {
-        Self {
-            path: PathBuf::from(path),
-            reader: Mutex::new(Some(reader)),
-        }
-    }
-}
-
-impl<R: Read + Send + 'static> ReadSource for SingleEntry<R> {
-    type Open = R;
-    type Iter = std::option::IntoIter<RusticResult<ReadSourceEntry<R>>>;
-
-    fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(None)
-    }
-
-    fn entries(&self) -> Self::Iter {
-        let open = self.reader.lock().expect("reader lock").take();
-        let name = self.path.file_name().unwrap_or(OsStr::new("stream"));
-        // A fresh mtime on every run: nothing may ever be taken from a parent snapshot.
-        let meta = Metadata {
-            mtime: Some(jiff::Timestamp::now()),
-            mode: Some(0o600),
-            ..Metadata::default()
-        };
-        let node = Node::new_node(name, NodeType::File, meta);
-        Some(Ok(ReadSourceEntry {
-            path: self.path.clone(),
-            node,
-            open,
-        }))
-        .into_iter()
-    }
+/// The node of a stream stored at `path`: a file, readable by its owner, dated now (nothing
+/// is ever taken from a parent snapshot for it).
+pub(crate) fn stream_node(path: &str) -> Node {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .unwrap_or(OsStr::new("stream"));
+    let meta = Metadata {
+        mtime: Some(jiff::Timestamp::now()),
+        mode: Some(0o600),
+        ..Metadata::default()
+    };
+    Node::new_node(name, NodeType::File, meta)
 }
 
 /// What a [`HashingReader`] saw.

@@ -9,7 +9,7 @@
 //! report: rustic's archiver itself only logs a file it could not read and carries on.
 
 use std::io::{self, Cursor, Read};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -133,6 +133,24 @@ enum Inner {
     },
     /// Unchanged: rustic takes the parent's content and never opens it.
     Unchanged(Vec<u8>),
+}
+
+impl Content {
+    /// The archiver's entry of `e`.
+    pub(crate) fn entry(e: ReadSourceEntry<Content>) -> crate::archiver::Entry {
+        use crate::archiver::Body;
+        let body = e.open.map(|Content(top)| match top {
+            Top::Direct(Inner::Memory(c)) => Body::Memory(bytes::Bytes::from(c.into_inner())),
+            Top::Direct(Inner::Unchanged(_)) => Body::Parent,
+            Top::Direct(stream) => Body::Stream(Box::new(stream)),
+            Top::Buffered(b) => Body::Stream(Box::new(b.into_inner())),
+        });
+        crate::archiver::Entry {
+            path: e.path.into_os_string().into_vec(),
+            node: e.node,
+            body,
+        }
+    }
 }
 
 impl Read for Content {

@@ -1,0 +1,423 @@
+//! Coffer's archiver: a stream of entries in tree order (a node's listed paths, or one stream)
+//! made into restic trees and data blobs, written with [`PackWriter`]. rustic_core's archiver
+//! did this before; it chunks byte by byte and lets no caller reuse what it knows, so Coffer
+//! does it itself, in restic's format (restic and rustic read the result as their own):
+//! - each file is cut by [`Chunker`] over whole buffers (a file read into memory is cut in
+//!   place, without a copy), hashed here and compressed and encrypted on the workers;
+//! - a changed file whose parent had content is first matched against the parent's chunks:
+//!   where the bytes at a parent chunk's boundary hash to that chunk, it is the chunk the
+//!   rolling hash would cut there too (a cut depends only on the bytes since the previous
+//!   cut), so it is taken without rolling over it; the rolling hash runs only from a chunk that
+//!   differs until its cuts meet the parent's boundaries again. The result is exactly a full
+//!   pass's;
+//! - an unchanged file takes the parent's content, whose blobs must be in the index.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use rustic_core::repofile::{BlobType, Metadata, Node, NodeType, SnapshotSummary, Tree};
+use rustic_core::{BlobId, DataId, Id, TreeId};
+use sha2::{Digest, Sha256};
+
+use crate::chunker::Chunker;
+use crate::pack_writer::{PackWriter, Written};
+
+/// A file's content, as the archiver reads it.
+pub(crate) enum Body {
+    /// Read whole already.
+    Memory(Bytes),
+    /// To be read to its end.
+    Stream(Box<dyn Read + Send>),
+    /// Unchanged since the parent: its content is the parent's.
+    Parent,
+}
+
+/// One entry: its absolute path, its node (content not yet set), a file's content.
+pub(crate) struct Entry {
+    pub path: Vec<u8>,
+    pub node: Node,
+    pub body: Option<Body>,
+}
+
+/// Why archiving stopped.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// Reading an entry's content failed.
+    Read(io::Error),
+    /// Storing failed, or the parent or index do not hold what they should.
+    Store(String),
+}
+
+/// What the archiver knows of the repository: the uncompressed length of a blob in its index.
+pub(crate) type IndexLookup<'a> = dyn Fn(BlobType, &BlobId) -> Option<u32> + 'a;
+
+/// The parent's node at an absolute path.
+pub(crate) type ParentNode<'a> = dyn FnMut(&[u8]) -> Option<Node> + 'a;
+
+struct Dir {
+    /// Relative to the root, no leading `/` (the root is empty).
+    path: Vec<u8>,
+    node: Node,
+    tree: Tree,
+}
+
+/// Builds one snapshot's trees; `P` finds the parent's node at an absolute path.
+pub(crate) struct Archiver<'a, P> {
+    chunker: &'a Chunker,
+    packs: PackWriter,
+    index: &'a IndexLookup<'a>,
+    /// Blobs written by this run (they are not in the index yet).
+    seen: &'a Mutex<HashSet<BlobId>>,
+    parent: Option<P>,
+    stack: Vec<Dir>,
+    summary: SnapshotSummary,
+}
+
+fn hash(data: &[u8]) -> Id {
+    Id::new(Sha256::digest(data).into())
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Whether `dir` is `top` or below it (relative paths; the root is empty).
+fn within(top: &[u8], dir: &[u8]) -> bool {
+    top.is_empty() || dir == top || (dir.starts_with(top) && dir.get(top.len()) == Some(&b'/'))
+}
+
+impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
+    pub(crate) fn new(
+        chunker: &'a Chunker,
+        packs: PackWriter,
+        index: &'a IndexLookup<'a>,
+        seen: &'a Mutex<HashSet<BlobId>>,
+        parent: Option<P>,
+    ) -> Self {
+        Self {
+            chunker,
+            packs,
+            index,
+            seen,
+            parent,
+            stack: vec![Dir {
+                path: Vec::new(),
+                node: Node::new_node(std::ffi::OsStr::new(""), NodeType::Dir, Metadata::default()),
+                tree: Tree::default(),
+            }],
+            summary: SnapshotSummary::default(),
+        }
+    }
+
+    /// Whether blob `id` is stored already (then it is not written again).
+    fn known(&self, tpe: BlobType, id: &BlobId) -> bool {
+        self.seen.lock().expect("seen lock").contains(id) || (self.index)(tpe, id).is_some()
+    }
+
+    /// Store blob `data` unless it is there already.
+    fn blob(&mut self, tpe: BlobType, id: BlobId, data: Bytes) -> Result<(), Failed> {
+        if self.known(tpe, &id) {
+            return Ok(());
+        }
+        self.seen.lock().expect("seen lock").insert(id);
+        self.packs.add(tpe, id, data).map_err(Failed::Store)
+    }
+
+    /// Add `entry`, which comes after every entry added before in tree order.
+    pub(crate) fn add(&mut self, entry: Entry) -> Result<(), Failed> {
+        let full = entry
+            .path
+            .strip_prefix(b"/")
+            .unwrap_or(&entry.path)
+            .to_vec();
+        let is_dir = entry.node.is_dir();
+        let dir: &[u8] = if is_dir {
+            &full
+        } else {
+            full.iter()
+                .rposition(|&b| b == b'/')
+                .map_or(&[][..], |cut| &full[..cut])
+        };
+        while !within(&self.stack.last().expect("root").path, dir) {
+            self.close()?;
+        }
+        loop {
+            let top = &self.stack.last().expect("root").path;
+            if top.as_slice() == dir {
+                break;
+            }
+            let start = if top.is_empty() { 0 } else { top.len() + 1 };
+            let end = dir[start..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(dir.len(), |i| start + i);
+            let path = dir[..end].to_vec();
+            let node = if is_dir && end == dir.len() {
+                entry.node.clone()
+            } else {
+                // A directory above the paths backed up: restic's archiver gives it 0755.
+                let name = std::ffi::OsStr::from_bytes(&dir[start..end]);
+                let meta = Metadata {
+                    mode: Some(0o755),
+                    ..Metadata::default()
+                };
+                Node::new_node(name, NodeType::Dir, meta)
+            };
+            self.stack.push(Dir {
+                path,
+                node,
+                tree: Tree::default(),
+            });
+        }
+        if is_dir {
+            // Listed after a directory made for a child (not in tree order): its own node.
+            self.stack.last_mut().expect("root").node = entry.node;
+            return Ok(());
+        }
+        let node = self.file(&entry.path, entry.node, entry.body)?;
+        self.stack.last_mut().expect("root").tree.nodes.push(node);
+        Ok(())
+    }
+
+    /// The node of a non-directory, a file's content stored.
+    fn file(&mut self, path: &[u8], mut node: Node, body: Option<Body>) -> Result<Node, Failed> {
+        self.summary.total_files_processed += 1;
+        if !matches!(node.node_type, NodeType::File) {
+            return Ok(node);
+        }
+        let parent = self.parent.as_mut().and_then(|p| p(path));
+        let parent_content = parent
+            .filter(|p| matches!(p.node_type, NodeType::File))
+            .and_then(|p| p.content);
+        let (content, size) = match body {
+            Some(Body::Parent) => {
+                let content = parent_content.ok_or_else(|| {
+                    Failed::Store(format!(
+                        "{} was taken as unchanged but the parent snapshot has no content for it",
+                        show(path)
+                    ))
+                })?;
+                for id in &content {
+                    if !self.known(BlobType::Data, &BlobId::from(**id)) {
+                        return Err(Failed::Store(format!(
+                            "{}: the parent snapshot's blob {} is not in the repository's \
+                             index (run `coffer check`)",
+                            show(path),
+                            id.to_hex().as_str()
+                        )));
+                    }
+                }
+                self.summary.files_unmodified += 1;
+                self.summary.total_bytes_processed += node.meta.size;
+                node.content = Some(content);
+                return Ok(node);
+            }
+            None => (Vec::new(), 0),
+            Some(body) => {
+                let hints = parent_content
+                    .as_deref()
+                    .map(|c| self.hints(c))
+                    .unwrap_or_default();
+                if parent_content.is_some() {
+                    self.summary.files_changed += 1;
+                } else {
+                    self.summary.files_new += 1;
+                }
+                self.chunks(body, &hints).map_err(|e| match e {
+                    Failed::Read(e) => Failed::Read(io::Error::new(
+                        e.kind(),
+                        format!("reading {}: {e}", show(path)),
+                    )),
+                    other => other,
+                })?
+            }
+        };
+        self.summary.total_bytes_processed += size;
+        node.meta.size = size;
+        node.content = Some(content);
+        Ok(node)
+    }
+
+    /// The parent's chunks with their offsets, or none when a length is not in the index.
+    fn hints(&self, content: &[DataId]) -> Vec<(u64, DataId, u32)> {
+        let mut out = Vec::with_capacity(content.len());
+        let mut offset = 0u64;
+        for id in content {
+            let Some(len) = (self.index)(BlobType::Data, &BlobId::from(**id)) else {
+                return Vec::new();
+            };
+            out.push((offset, *id, len));
+            offset += u64::from(len);
+        }
+        out
+    }
+
+    /// Cut, hash and store `body`; its content and length.
+    fn chunks(
+        &mut self,
+        body: Body,
+        hints: &[(u64, DataId, u32)],
+    ) -> Result<(Vec<DataId>, u64), Failed> {
+        let mut feed = match body {
+            Body::Memory(b) => Feed::Memory(b),
+            Body::Stream(r) => Feed::Stream {
+                reader: r,
+                buf: Vec::new(),
+                start: 0,
+                end: false,
+            },
+            Body::Parent => unreachable!("handled by the caller"),
+        };
+        let mut content = Vec::new();
+        let mut pos = 0u64;
+        let mut next_hint = 0;
+        loop {
+            feed.fill(self.chunker.max).map_err(Failed::Read)?;
+            let (data, end) = feed.available();
+            if data.is_empty() {
+                break;
+            }
+            while next_hint < hints.len() && hints[next_hint].0 < pos {
+                next_hint += 1;
+            }
+            if let Some(&(offset, id, len)) = hints.get(next_hint)
+                && offset == pos
+                && (len as usize) <= data.len()
+                && (next_hint + 1 < hints.len() || (end && data.len() == len as usize))
+                && hash(&data[..len as usize]) == *id
+            {
+                feed.consume(len as usize);
+                content.push(id);
+                pos += u64::from(len);
+                continue;
+            }
+            let len = self.chunker.cut(data, end).expect("data to cut");
+            let chunk = feed.take(len);
+            let id = DataId::from(hash(&chunk));
+            self.blob(BlobType::Data, BlobId::from(*id), chunk)?;
+            content.push(id);
+            pos += len as u64;
+        }
+        Ok((content, pos))
+    }
+
+    /// Store the top directory's tree and add its node to the one above.
+    fn close(&mut self) -> Result<(), Failed> {
+        let mut dir = self.stack.pop().expect("a directory to close");
+        dir.node.subtree = Some(self.tree(&dir.tree)?);
+        self.summary.total_dirs_processed += 1;
+        self.stack
+            .last_mut()
+            .expect("root")
+            .tree
+            .nodes
+            .push(dir.node);
+        Ok(())
+    }
+
+    /// Store `tree`; its id.
+    fn tree(&mut self, tree: &Tree) -> Result<TreeId, Failed> {
+        let (bytes, id) = tree
+            .serialize()
+            .map_err(|e| Failed::Store(format!("serialising a tree: {e}")))?;
+        self.summary.total_dirsize_processed += bytes.len() as u64;
+        self.blob(BlobType::Tree, BlobId::from(*id), Bytes::from(bytes))?;
+        Ok(id)
+    }
+
+    /// Store every tree left, then the packs and their index: the root tree's id, the
+    /// summary and what was written.
+    pub(crate) fn finish(mut self) -> Result<(TreeId, SnapshotSummary, Written), Failed> {
+        while self.stack.len() > 1 {
+            self.close()?;
+        }
+        let root = self.stack.pop().expect("root");
+        let id = self.tree(&root.tree)?;
+        let written = self.packs.finish().map_err(Failed::Store)?;
+        let mut summary = self.summary;
+        summary.data_blobs = written.data_blobs;
+        summary.tree_blobs = written.tree_blobs;
+        summary.data_added = written.data_added + written.trees_added;
+        summary.data_added_packed = written.data_added_packed + written.trees_added_packed;
+        summary.data_added_files = written.data_added;
+        summary.data_added_files_packed = written.data_added_packed;
+        summary.data_added_trees = written.trees_added;
+        summary.data_added_trees_packed = written.trees_added_packed;
+        Ok((id, summary, written))
+    }
+}
+
+/// A file's bytes from where its next chunk starts.
+enum Feed {
+    Memory(Bytes),
+    Stream {
+        reader: Box<dyn Read + Send>,
+        buf: Vec<u8>,
+        start: usize,
+        end: bool,
+    },
+}
+
+impl Feed {
+    /// Hold at least `want` bytes, or all that is left.
+    fn fill(&mut self, want: usize) -> io::Result<()> {
+        let Self::Stream {
+            reader,
+            buf,
+            start,
+            end,
+        } = self
+        else {
+            return Ok(());
+        };
+        if *end || buf.len() - *start >= want {
+            return Ok(());
+        }
+        // Moved down only once as much was consumed as is wanted: each byte moves once at most.
+        if *start >= want {
+            buf.drain(..*start);
+            *start = 0;
+        }
+        let missing = (want - (buf.len() - *start)) as u64;
+        let got = (&mut *reader).take(missing).read_to_end(buf)?;
+        if (got as u64) < missing {
+            *end = true;
+        }
+        Ok(())
+    }
+
+    /// The bytes held, and whether nothing follows them.
+    fn available(&self) -> (&[u8], bool) {
+        match self {
+            Self::Memory(b) => (b, true),
+            Self::Stream {
+                buf, start, end, ..
+            } => (&buf[*start..], *end),
+        }
+    }
+
+    /// Drop the next `n` bytes.
+    fn consume(&mut self, n: usize) {
+        match self {
+            Self::Memory(b) => {
+                let _ = b.split_to(n);
+            }
+            Self::Stream { start, .. } => *start += n,
+        }
+    }
+
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Bytes {
+        match self {
+            Self::Memory(b) => b.split_to(n),
+            Self::Stream { buf, start, .. } => {
+                let chunk = Bytes::copy_from_slice(&buf[*start..*start + n]);
+                *start += n;
+                chunk
+            }
+        }
+    }
+}
