@@ -52,7 +52,7 @@ pub(crate) enum Failed {
 }
 
 /// What the archiver knows of the repository: the uncompressed length of a blob in its index.
-pub(crate) type IndexLookup<'a> = dyn Fn(BlobType, &BlobId) -> Option<u32> + 'a;
+pub(crate) type IndexLookup<'a> = dyn Fn(BlobType, &BlobId) -> Option<u32> + Sync + 'a;
 
 /// The parent's node at an absolute path.
 pub(crate) type ParentNode<'a> = dyn FnMut(&[u8]) -> Option<Node> + 'a;
@@ -64,13 +64,49 @@ struct Dir {
     tree: Tree,
 }
 
-/// Builds one snapshot's trees; `P` finds the parent's node at an absolute path.
-pub(crate) struct Archiver<'a, P> {
-    chunker: &'a Chunker,
+/// Where blobs go: written unless the repository has them.
+struct Store<'a> {
     packs: PackWriter,
     index: &'a IndexLookup<'a>,
     /// Blobs written by this run (they are not in the index yet).
     seen: &'a Mutex<HashSet<BlobId>>,
+}
+
+impl Store<'_> {
+    /// Whether blob `id` is stored already (then it is not written again).
+    fn known(&self, tpe: BlobType, id: &BlobId) -> bool {
+        self.seen.lock().expect("seen lock").contains(id) || (self.index)(tpe, id).is_some()
+    }
+
+    /// Store blob `data` unless it is there already.
+    fn blob(&self, tpe: BlobType, id: BlobId, data: Bytes) -> Result<(), Failed> {
+        if self.known(tpe, &id) {
+            return Ok(());
+        }
+        self.seen.lock().expect("seen lock").insert(id);
+        self.packs.add(tpe, id, data).map_err(Failed::Store)
+    }
+
+    /// Hash and store a chunk; its id.
+    fn chunk(&self, chunk: Bytes) -> Result<DataId, Failed> {
+        let id = DataId::from(hash(&chunk));
+        self.blob(BlobType::Data, BlobId::from(*id), chunk)?;
+        Ok(id)
+    }
+}
+
+/// A file's next chunk, as the chunker hands it on.
+enum Piece {
+    /// New bytes: to hash and store.
+    New(Bytes),
+    /// The parent's chunk, found again.
+    Known(DataId),
+}
+
+/// Builds one snapshot's trees; `P` finds the parent's node at an absolute path.
+pub(crate) struct Archiver<'a, P> {
+    chunker: &'a Chunker,
+    store: Store<'a>,
     parent: Option<P>,
     stack: Vec<Dir>,
     summary: SnapshotSummary,
@@ -99,9 +135,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
     ) -> Self {
         Self {
             chunker,
-            packs,
-            index,
-            seen,
+            store: Store { packs, index, seen },
             parent,
             stack: vec![Dir {
                 path: Vec::new(),
@@ -110,20 +144,6 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
             }],
             summary: SnapshotSummary::default(),
         }
-    }
-
-    /// Whether blob `id` is stored already (then it is not written again).
-    fn known(&self, tpe: BlobType, id: &BlobId) -> bool {
-        self.seen.lock().expect("seen lock").contains(id) || (self.index)(tpe, id).is_some()
-    }
-
-    /// Store blob `data` unless it is there already.
-    fn blob(&mut self, tpe: BlobType, id: BlobId, data: Bytes) -> Result<(), Failed> {
-        if self.known(tpe, &id) {
-            return Ok(());
-        }
-        self.seen.lock().expect("seen lock").insert(id);
-        self.packs.add(tpe, id, data).map_err(Failed::Store)
     }
 
     /// Add `entry`, which comes after every entry added before in tree order.
@@ -201,7 +221,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
                     ))
                 })?;
                 for id in &content {
-                    if !self.known(BlobType::Data, &BlobId::from(**id)) {
+                    if !self.store.known(BlobType::Data, &BlobId::from(**id)) {
                         return Err(Failed::Store(format!(
                             "{}: the parent snapshot's blob {} is not in the repository's \
                              index (run `coffer check`)",
@@ -246,7 +266,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
         let mut out = Vec::with_capacity(content.len());
         let mut offset = 0u64;
         for id in content {
-            let Some(len) = (self.index)(BlobType::Data, &BlobId::from(**id)) else {
+            let Some(len) = (self.store.index)(BlobType::Data, &BlobId::from(**id)) else {
                 return Vec::new();
             };
             out.push((offset, *id, len));
@@ -255,53 +275,56 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
         out
     }
 
-    /// Cut, hash and store `body`; its content and length.
+    /// Cut, hash and store `body`; its content and length. A stream's chunks are hashed and
+    /// stored by a second thread while the next ones are read and cut.
     fn chunks(
         &mut self,
         body: Body,
         hints: &[(u64, DataId, u32)],
     ) -> Result<(Vec<DataId>, u64), Failed> {
-        let mut feed = match body {
-            Body::Memory(b) => Feed::Memory(b),
-            Body::Stream(r) => Feed::Stream {
-                reader: r,
-                buf: Vec::new(),
-                start: 0,
-                end: false,
-            },
+        let (chunker, store) = (self.chunker, &self.store);
+        match body {
+            Body::Memory(b) => {
+                let mut content = Vec::new();
+                let length = cut(chunker, Feed::Memory(b), hints, |piece| {
+                    content.push(match piece {
+                        Piece::Known(id) => id,
+                        Piece::New(chunk) => store.chunk(chunk)?,
+                    });
+                    Ok(())
+                })?;
+                Ok((content, length))
+            }
+            Body::Stream(reader) => {
+                let feed = Feed::Stream {
+                    reader,
+                    buf: Vec::new(),
+                    start: 0,
+                    end: false,
+                };
+                std::thread::scope(|s| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(4);
+                    let hasher = s.spawn(move || {
+                        let mut content = Vec::new();
+                        for piece in rx {
+                            content.push(match piece {
+                                Piece::Known(id) => id,
+                                Piece::New(chunk) => store.chunk(chunk)?,
+                            });
+                        }
+                        Ok::<_, Failed>(content)
+                    });
+                    let length = cut(chunker, feed, hints, |piece| {
+                        tx.send(piece)
+                            .map_err(|_| Failed::Store("the hasher stopped".into()))
+                    });
+                    drop(tx);
+                    let content = hasher.join().expect("the hasher does not panic")?;
+                    Ok((content, length?))
+                })
+            }
             Body::Parent => unreachable!("handled by the caller"),
-        };
-        let mut content = Vec::new();
-        let mut pos = 0u64;
-        let mut next_hint = 0;
-        loop {
-            feed.fill(self.chunker.max).map_err(Failed::Read)?;
-            let (data, end) = feed.available();
-            if data.is_empty() {
-                break;
-            }
-            while next_hint < hints.len() && hints[next_hint].0 < pos {
-                next_hint += 1;
-            }
-            if let Some(&(offset, id, len)) = hints.get(next_hint)
-                && offset == pos
-                && (len as usize) <= data.len()
-                && (next_hint + 1 < hints.len() || (end && data.len() == len as usize))
-                && hash(&data[..len as usize]) == *id
-            {
-                feed.consume(len as usize);
-                content.push(id);
-                pos += u64::from(len);
-                continue;
-            }
-            let len = self.chunker.cut(data, end).expect("data to cut");
-            let chunk = feed.take(len);
-            let id = DataId::from(hash(&chunk));
-            self.blob(BlobType::Data, BlobId::from(*id), chunk)?;
-            content.push(id);
-            pos += len as u64;
         }
-        Ok((content, pos))
     }
 
     /// Store the top directory's tree and add its node to the one above.
@@ -324,7 +347,8 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
             .serialize()
             .map_err(|e| Failed::Store(format!("serialising a tree: {e}")))?;
         self.summary.total_dirsize_processed += bytes.len() as u64;
-        self.blob(BlobType::Tree, BlobId::from(*id), Bytes::from(bytes))?;
+        self.store
+            .blob(BlobType::Tree, BlobId::from(*id), Bytes::from(bytes))?;
         Ok(id)
     }
 
@@ -336,7 +360,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
         }
         let root = self.stack.pop().expect("root");
         let id = self.tree(&root.tree)?;
-        let written = self.packs.finish().map_err(Failed::Store)?;
+        let written = self.store.packs.finish().map_err(Failed::Store)?;
         let mut summary = self.summary;
         summary.data_blobs = written.data_blobs;
         summary.tree_blobs = written.tree_blobs;
@@ -347,6 +371,43 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
         summary.data_added_trees = written.trees_added;
         summary.data_added_trees_packed = written.trees_added_packed;
         Ok((id, summary, written))
+    }
+}
+
+/// Cut `feed` into chunks, each handed to `sink` in order: a parent's chunk found again at
+/// a boundary of the parent's (`hints`: offset, id, length) as known, else the next chunk the
+/// rolling hash cuts. The length read.
+fn cut(
+    chunker: &Chunker,
+    mut feed: Feed,
+    hints: &[(u64, DataId, u32)],
+    mut sink: impl FnMut(Piece) -> Result<(), Failed>,
+) -> Result<u64, Failed> {
+    let mut pos = 0u64;
+    let mut next_hint = 0;
+    loop {
+        feed.fill(chunker.max).map_err(Failed::Read)?;
+        let (data, end) = feed.available();
+        if data.is_empty() {
+            return Ok(pos);
+        }
+        while next_hint < hints.len() && hints[next_hint].0 < pos {
+            next_hint += 1;
+        }
+        if let Some(&(offset, id, len)) = hints.get(next_hint)
+            && offset == pos
+            && (len as usize) <= data.len()
+            && (next_hint + 1 < hints.len() || (end && data.len() == len as usize))
+            && hash(&data[..len as usize]) == *id
+        {
+            feed.consume(len as usize);
+            sink(Piece::Known(id))?;
+            pos += u64::from(len);
+            continue;
+        }
+        let len = chunker.cut(data, end).expect("data to cut");
+        sink(Piece::New(feed.take(len)))?;
+        pos += len as u64;
     }
 }
 

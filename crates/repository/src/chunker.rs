@@ -137,14 +137,78 @@ impl Rabin {
                 return Some(i + 1);
             }
         }
-        for i in first..limit {
-            h ^= self.out[data[i - WINDOW] as usize];
-            h = self.push(h, data[i]);
-            if h & self.mask == 0 {
-                return Some(i + 1);
-            }
+        // From here the fingerprint at byte `i` is that of the 64 bytes ending there, nothing
+        // else: it is computed in four lanes at once.
+        if let Some(i) = self.search(data, first, limit) {
+            return Some(i + 1);
         }
         (limit == max || end).then_some(limit)
+    }
+
+    /// The fingerprint of the 64 bytes before `i`.
+    fn window(&self, data: &[u8], i: usize) -> u64 {
+        data[i - WINDOW..i].iter().fold(0, |h, &b| self.push(h, b))
+    }
+
+    /// One step: the byte 64 back out, byte `i` in.
+    #[inline(always)]
+    fn roll(&self, h: u64, data: &[u8], i: usize) -> u64 {
+        self.push(h ^ self.out[data[i - WINDOW] as usize], data[i])
+    }
+
+    /// The first `i` in `from..to` whose window (the 64 bytes ending at `i`) fingerprints to a
+    /// cut, one byte after another.
+    fn scan(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut h = self.window(data, from);
+        for i in from..to {
+            h = self.roll(h, data, i);
+            if h & self.mask == 0 {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// [`Self::scan`], the range cut in rounds of four consecutive segments rolled side by
+    /// side: four chains of table lookups that do not wait on each other, where one chain
+    /// waits on itself at every byte. The first cut is in the lowest segment that has one.
+    fn search(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+        const SEGMENT: usize = 16 << 10;
+        const BLOCK: usize = 4 << 10;
+        let mut base = from;
+        while to - base >= 4 * SEGMENT {
+            let s = [base, base + SEGMENT, base + 2 * SEGMENT, base + 3 * SEGMENT];
+            // Each lane's bytes, from the one 64 before its first: out at k, in at k + 64.
+            let d = s.map(|i| &data[i - WINDOW..i + SEGMENT]);
+            let mut h = s.map(|i| self.window(data, i));
+            let mut hit = [usize::MAX; 4];
+            let mut j = 0;
+            while j < SEGMENT {
+                for k in j..j + BLOCK {
+                    h[0] = self.push(h[0] ^ self.out[d[0][k] as usize], d[0][k + WINDOW]);
+                    h[1] = self.push(h[1] ^ self.out[d[1][k] as usize], d[1][k + WINDOW]);
+                    h[2] = self.push(h[2] ^ self.out[d[2][k] as usize], d[2][k + WINDOW]);
+                    h[3] = self.push(h[3] ^ self.out[d[3][k] as usize], d[3][k + WINDOW]);
+                    let m = self.mask;
+                    if (h[0] & m == 0) | (h[1] & m == 0) | (h[2] & m == 0) | (h[3] & m == 0) {
+                        for l in 0..4 {
+                            if h[l] & m == 0 && hit[l] == usize::MAX {
+                                hit[l] = s[l] + k;
+                            }
+                        }
+                    }
+                }
+                if hit[0] != usize::MAX {
+                    return Some(hit[0]);
+                }
+                j += BLOCK;
+            }
+            if let Some(&i) = hit.iter().find(|&&i| i != usize::MAX) {
+                return Some(i);
+            }
+            base += 4 * SEGMENT;
+        }
+        self.scan(data, base, to)
     }
 }
 

@@ -59,9 +59,13 @@ impl Sealer {
         out
     }
 
-    /// A blob as a pack holds it, with its uncompressed length when compressed.
+    /// A blob as a pack holds it, with its uncompressed length when compressed. Data that
+    /// does not compress (random, or compressed already: most of a Glance image, a zipped
+    /// log) is stored as it is, as restic's format allows in any version: compressing it
+    /// would cost the most CPU of anything here for nothing.
     fn blob(&self, data: &[u8]) -> std::io::Result<(Vec<u8>, Option<NonZeroU32>)> {
         Ok(match self.zstd {
+            Some(_) if incompressible(data) => (self.encrypt(data), None),
             None => (self.encrypt(data), None),
             Some(level) => {
                 let packed = zstd::bulk::compress(data, level)?;
@@ -83,6 +87,20 @@ impl Sealer {
             }
         })
     }
+}
+
+/// Whether `data` looks incompressible: three 16 KiB samples (start, middle, end) each
+/// shrink by less than 2% at zstd's fastest level. Small data is always compressed.
+fn incompressible(data: &[u8]) -> bool {
+    const SAMPLE: usize = 16 << 10;
+    if data.len() < 8 * SAMPLE {
+        return false;
+    }
+    let mid = data.len() / 2 - SAMPLE / 2;
+    [0, mid, data.len() - SAMPLE].iter().all(|&at| {
+        let sample = &data[at..at + SAMPLE];
+        zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() * 100 >= sample.len() * 98)
+    })
 }
 
 /// Store repository file `file` of type `tpe` under the SHA-256 of its stored bytes; its id.
@@ -375,4 +393,26 @@ fn seal(shared: &Shared, pack: OpenPack) -> Result<(), String> {
         blobs: pack.blobs,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_data_is_stored_as_it_is_and_anything_compressible_is_compressed() {
+        let mut random = vec![0u8; 1 << 20];
+        getrandom::fill(&mut random).unwrap();
+        assert!(incompressible(&random));
+        let text: Vec<u8> = (0..1 << 20)
+            .map(|i| b"INSERT INTO t VALUES (1,'abc');\n"[i % 32])
+            .collect();
+        assert!(!incompressible(&text));
+        // Random but for a compressible middle: compressed.
+        let mut mixed = random.clone();
+        mixed[400 << 10..600 << 10].fill(b'a');
+        assert!(!incompressible(&mixed));
+        // Small blobs are always compressed.
+        assert!(!incompressible(&random[..64 << 10]));
+    }
 }

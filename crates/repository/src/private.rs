@@ -3,7 +3,8 @@
 //! invites an offline attack on the password.
 
 use std::fs::{DirBuilder, Permissions};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -118,8 +119,24 @@ impl WriteBackend for PrivateLocal {
         cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        self.inner.write_bytes(tpe, id, cacheable, content)?;
-        chmod(&self.file(tpe, id), FILE_MODE)
+        if tpe == FileType::Config {
+            self.inner.write_bytes(tpe, id, cacheable, content)?;
+            return chmod(&self.file(tpe, id), FILE_MODE);
+        }
+        // Written here, not through rustic's backend (which copies through an 8 KiB buffer, a
+        // write call each): each part in one call, the file private from its creation.
+        let path = self.file(tpe, id);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(|e| failed("create", &path, e))?;
+        for part in content.slice() {
+            file.write_all(part).map_err(|e| failed("write", &path, e))?;
+        }
+        chmod(&path, FILE_MODE)
     }
 
     fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
