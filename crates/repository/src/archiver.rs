@@ -394,21 +394,61 @@ fn cut(
         while next_hint < hints.len() && hints[next_hint].0 < pos {
             next_hint += 1;
         }
-        if let Some(&(offset, id, len)) = hints.get(next_hint)
-            && offset == pos
-            && (len as usize) <= data.len()
-            && (next_hint + 1 < hints.len() || (end && data.len() == len as usize))
-            && hash(&data[..len as usize]) == *id
-        {
-            feed.consume(len as usize);
-            sink(Piece::Known(id))?;
-            pos += u64::from(len);
-            continue;
+        if hints.get(next_hint).is_some_and(|h| h.0 == pos) {
+            // The parent's chunks held from here on, hashed on both cores: the leading ones
+            // that match are taken as they are.
+            let mut span = 0;
+            let mut n = 0;
+            for (i, &(_, _, len)) in hints[next_hint..].iter().enumerate() {
+                let len = len as usize;
+                let last = next_hint + i + 1 == hints.len();
+                if span + len > data.len() || (last && !(end && data.len() == span + len)) {
+                    break;
+                }
+                span += len;
+                n += 1;
+            }
+            let batch = &hints[next_hint..next_hint + n];
+            let matched = matching(&data[..span], batch);
+            if matched > 0 {
+                let taken: usize = batch[..matched].iter().map(|h| h.2 as usize).sum();
+                feed.consume(taken);
+                for &(_, id, _) in &batch[..matched] {
+                    sink(Piece::Known(id))?;
+                }
+                pos += taken as u64;
+                continue;
+            }
         }
         let len = chunker.cut(data, end).expect("data to cut");
         sink(Piece::New(feed.take(len)))?;
         pos += len as u64;
     }
+}
+
+/// How many of `hints` (consecutive chunks laid out from the start of `data`), from the first,
+/// hash to their ids; two threads hash them.
+fn matching(data: &[u8], hints: &[(u64, DataId, u32)]) -> usize {
+    let mut ranges = Vec::with_capacity(hints.len());
+    let mut at = 0;
+    for &(_, id, len) in hints {
+        ranges.push((at..at + len as usize, id));
+        at += len as usize;
+    }
+    let same = |i: usize| hash(&data[ranges[i].0.clone()]) == *ranges[i].1;
+    let ok: Vec<bool> = if ranges.len() < 2 {
+        (0..ranges.len()).map(same).collect()
+    } else {
+        std::thread::scope(|s| {
+            let odd = s.spawn(|| (1..ranges.len()).step_by(2).map(same).collect::<Vec<_>>());
+            let even: Vec<bool> = (0..ranges.len()).step_by(2).map(same).collect();
+            let odd = odd.join().expect("hashing does not panic");
+            (0..ranges.len())
+                .map(|i| if i % 2 == 0 { even[i / 2] } else { odd[i / 2] })
+                .collect()
+        })
+    };
+    ok.iter().take_while(|&&b| b).count()
 }
 
 /// A file's bytes from where its next chunk starts.
@@ -479,6 +519,95 @@ impl Feed {
                 *start += n;
                 chunk
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks of `data` (ids and lengths), with `hints` from a parent; how many of them
+    /// were the parent's, found without rolling.
+    fn chunks_taken(
+        c: &Chunker,
+        data: &[u8],
+        hints: &[(u64, DataId, u32)],
+    ) -> (Vec<(DataId, u32)>, usize) {
+        let mut out = Vec::new();
+        let mut taken = 0;
+        let feed = Feed::Stream {
+            reader: Box::new(std::io::Cursor::new(data.to_vec())),
+            buf: Vec::new(),
+            start: 0,
+            end: false,
+        };
+        cut(c, feed, hints, |p| {
+            match p {
+                Piece::New(b) => out.push((DataId::from(hash(&b)), b.len() as u32)),
+                Piece::Known(id) => {
+                    taken += 1;
+                    let len = hints.iter().find(|h| h.1 == id).unwrap().2;
+                    out.push((id, len));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        (out, taken)
+    }
+
+    fn chunks(c: &Chunker, data: &[u8], hints: &[(u64, DataId, u32)]) -> Vec<(DataId, u32)> {
+        chunks_taken(c, data, hints).0
+    }
+
+    fn hints(parent: &[(DataId, u32)]) -> Vec<(u64, DataId, u32)> {
+        let mut at = 0;
+        parent
+            .iter()
+            .map(|&(id, len)| {
+                at += u64::from(len);
+                (at - u64::from(len), id, len)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_cut_from_its_parents_chunks_is_cut_as_a_full_pass_cuts_it() {
+        let c = Chunker::rabin(0x003D_A335_8B4D_C173, 4 << 10, 16 << 10, 64 << 10);
+        let mut x = 7u64;
+        let data: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let parent = chunks(&c, &data, &[]);
+        assert!(parent.len() > 50);
+        let h = hints(&parent);
+        // Unchanged: every chunk is the parent's, none rolled over.
+        assert_eq!(chunks_taken(&c, &data, &h), (parent.clone(), parent.len()));
+        let mut edits: Vec<Vec<u8>> = Vec::new();
+        let mut middle = data.clone();
+        middle[1 << 20..(1 << 20) + 5000].fill(0xAB);
+        edits.push(middle);
+        let mut grown = data.clone();
+        grown.extend_from_slice(&data[..100_000]);
+        edits.push(grown);
+        edits.push(data[..2_000_000].to_vec());
+        let mut shifted = data.clone();
+        shifted.insert(500_000, 1);
+        edits.push(shifted);
+        for (i, new) in edits.iter().enumerate() {
+            let full = chunks(&c, new, &[]);
+            let (hinted, taken) = chunks_taken(&c, new, &h);
+            assert_eq!(hinted, full, "edit {i}");
+            assert!(taken > 0, "edit {i}: nothing taken from the parent");
+            // Most of the file is found again.
+            let same = full.iter().filter(|f| parent.contains(f)).count();
+            assert!(same * 2 > full.len(), "edit {i}: {same} of {}", full.len());
         }
     }
 }

@@ -68,6 +68,15 @@ impl Chunker {
         })
     }
 
+    /// A Rabin chunker of the given sizes (tests use small ones).
+    #[cfg(test)]
+    pub(crate) fn rabin(poly: u64, min: usize, size: usize, max: usize) -> Self {
+        Self {
+            cut: Cut::Rabin(Box::new(Rabin::new(poly, size as u64 - 1, min))),
+            max,
+        }
+    }
+
     /// The length of the chunk that starts at `data[0]`, when `data` decides it: it holds
     /// [`Self::max`] bytes, or `end` says nothing follows. `None` for empty data.
     pub(crate) fn cut(&self, data: &[u8], end: bool) -> Option<usize> {

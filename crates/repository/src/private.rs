@@ -134,7 +134,8 @@ impl WriteBackend for PrivateLocal {
             .open(&path)
             .map_err(|e| failed("create", &path, e))?;
         for part in content.slice() {
-            file.write_all(part).map_err(|e| failed("write", &path, e))?;
+            file.write_all(part)
+                .map_err(|e| failed("write", &path, e))?;
         }
         chmod(&path, FILE_MODE)
     }
