@@ -108,6 +108,8 @@ pub(crate) struct Archiver<'a, P> {
     chunker: &'a Chunker,
     store: Store<'a>,
     parent: Option<P>,
+    /// Buffers of files read before, for the next (fresh memory costs a page fault a page).
+    pool: Vec<Vec<u8>>,
     stack: Vec<Dir>,
     summary: SnapshotSummary,
 }
@@ -137,6 +139,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
             chunker,
             store: Store { packs, index, seen },
             parent,
+            pool: Vec::new(),
             stack: vec![Dir {
                 path: Vec::new(),
                 node: Node::new_node(std::ffi::OsStr::new(""), NodeType::Dir, Metadata::default()),
@@ -286,7 +289,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
         match body {
             Body::Memory(b) => {
                 let mut content = Vec::new();
-                let length = cut(chunker, Feed::Memory(b), hints, |piece| {
+                let length = cut(chunker, &mut Feed::Memory(b), hints, |piece| {
                     content.push(match piece {
                         Piece::Known(id) => id,
                         Piece::New(chunk) => store.chunk(chunk)?,
@@ -295,14 +298,64 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
                 })?;
                 Ok((content, length))
             }
-            Body::Stream(reader) => {
+            Body::Stream(mut reader) => std::thread::scope(|s| {
+                // A third thread reads ahead, so that the node's stream keeps flowing while
+                // what came before is cut and hashed.
+                let (blocks, ahead) = std::sync::mpsc::sync_channel(2);
+                let (back, used) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                let keep = self.pool.len().saturating_sub(1).min(3);
+                let mut spare: Vec<Vec<u8>> = self.pool.drain(..keep).collect();
+                let reading = s.spawn(move || {
+                    loop {
+                        // A block from an earlier file or one the chunker is done with, else
+                        // a new one.
+                        let mut block = spare
+                            .pop()
+                            .or_else(|| used.try_recv().ok())
+                            .unwrap_or_else(|| vec![0; READ_AHEAD]);
+                        let mut filled = 0;
+                        let read = loop {
+                            match reader.read(&mut block[filled..]) {
+                                Ok(0) => break Ok(()),
+                                Ok(n) => {
+                                    filled += n;
+                                    if filled == block.len() {
+                                        break Ok(());
+                                    }
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                Err(e) => break Err(e),
+                            }
+                        };
+                        let last = filled < block.len() || read.is_err();
+                        if filled > 0 && blocks.send(Ok((block, filled))).is_err() {
+                            break;
+                        }
+                        if let Err(e) = read {
+                            let _ = blocks.send(Err(e));
+                        }
+                        if last {
+                            break;
+                        }
+                    }
+                    spare.extend(used.try_iter());
+                    spare
+                });
                 let feed = Feed::Stream {
-                    reader,
-                    buf: Vec::new(),
+                    reader: Box::new(Blocks {
+                        ahead,
+                        back,
+                        block: Vec::new(),
+                        at: 0,
+                        filled: 0,
+                    }),
+                    buf: self.pool.pop().unwrap_or_default(),
                     start: 0,
+                    valid: 0,
                     end: false,
                 };
-                std::thread::scope(|s| {
+                let mut feed = feed;
+                let out = {
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(4);
                     let hasher = s.spawn(move || {
                         let mut content = Vec::new();
@@ -314,15 +367,22 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
                         }
                         Ok::<_, Failed>(content)
                     });
-                    let length = cut(chunker, feed, hints, |piece| {
+                    let length = cut(chunker, &mut feed, hints, |piece| {
                         tx.send(piece)
                             .map_err(|_| Failed::Store("the hasher stopped".into()))
                     });
                     drop(tx);
                     let content = hasher.join().expect("the hasher does not panic")?;
                     Ok((content, length?))
-                })
-            }
+                };
+                if let Feed::Stream { buf, reader, .. } = feed {
+                    drop(reader);
+                    self.pool.push(buf);
+                }
+                self.pool
+                    .extend(reading.join().expect("the reader does not panic"));
+                out
+            }),
             Body::Parent => unreachable!("handled by the caller"),
         }
     }
@@ -379,7 +439,7 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
 /// rolling hash cuts. The length read.
 fn cut(
     chunker: &Chunker,
-    mut feed: Feed,
+    feed: &mut Feed,
     hints: &[(u64, DataId, u32)],
     mut sink: impl FnMut(Piece) -> Result<(), Failed>,
 ) -> Result<u64, Failed> {
@@ -451,13 +511,52 @@ fn matching(data: &[u8], hints: &[(u64, DataId, u32)]) -> usize {
     ok.iter().take_while(|&&b| b).count()
 }
 
+/// Bytes read ahead of the chunker at a time.
+const READ_AHEAD: usize = 4 << 20;
+
+/// The blocks a read-ahead thread sends (each with how much of it is filled), as one stream;
+/// each block read is handed back for the next read.
+struct Blocks {
+    ahead: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    block: Vec<u8>,
+    at: usize,
+    filled: usize,
+}
+
+impl Read for Blocks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.filled {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let Ok(next) = self.ahead.recv() else {
+                return Ok(0);
+            };
+            let (block, filled) = next?;
+            let done = std::mem::replace(&mut self.block, block);
+            if !done.is_empty() {
+                let _ = self.back.try_send(done);
+            }
+            (self.at, self.filled) = (0, filled);
+        }
+        let n = buf.len().min(self.filled - self.at);
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// A file's bytes from where its next chunk starts.
 enum Feed {
     Memory(Bytes),
     Stream {
         reader: Box<dyn Read + Send>,
+        /// Initialised memory (reused from file to file): the bytes held are
+        /// `buf[start..valid]`.
         buf: Vec<u8>,
         start: usize,
+        valid: usize,
         end: bool,
     },
 }
@@ -469,23 +568,34 @@ impl Feed {
             reader,
             buf,
             start,
+            valid,
             end,
         } = self
         else {
             return Ok(());
         };
-        if *end || buf.len() - *start >= want {
+        if *end || *valid - *start >= want {
             return Ok(());
+        }
+        if buf.len() < 2 * want {
+            buf.resize(2 * want, 0);
         }
         // Moved down only once as much was consumed as is wanted: each byte moves once at most.
         if *start >= want {
-            buf.drain(..*start);
+            buf.copy_within(*start..*valid, 0);
+            *valid -= *start;
             *start = 0;
         }
-        let missing = (want - (buf.len() - *start)) as u64;
-        let got = (&mut *reader).take(missing).read_to_end(buf)?;
-        if (got as u64) < missing {
-            *end = true;
+        while *valid - *start < want {
+            match reader.read(&mut buf[*valid..]) {
+                Ok(0) => {
+                    *end = true;
+                    break;
+                }
+                Ok(n) => *valid += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -495,8 +605,12 @@ impl Feed {
         match self {
             Self::Memory(b) => (b, true),
             Self::Stream {
-                buf, start, end, ..
-            } => (&buf[*start..], *end),
+                buf,
+                start,
+                valid,
+                end,
+                ..
+            } => (&buf[*start..*valid], *end),
         }
     }
 
@@ -536,13 +650,14 @@ mod tests {
     ) -> (Vec<(DataId, u32)>, usize) {
         let mut out = Vec::new();
         let mut taken = 0;
-        let feed = Feed::Stream {
+        let mut feed = Feed::Stream {
             reader: Box::new(std::io::Cursor::new(data.to_vec())),
             buf: Vec::new(),
             start: 0,
+            valid: 0,
             end: false,
         };
-        cut(c, feed, hints, |p| {
+        cut(c, &mut feed, hints, |p| {
             match p {
                 Piece::New(b) => out.push((DataId::from(hash(&b)), b.len() as u32)),
                 Piece::Known(id) => {
