@@ -68,14 +68,20 @@ struct Dir {
 struct Store<'a> {
     packs: PackWriter,
     index: &'a IndexLookup<'a>,
-    /// Blobs written by this run (they are not in the index yet).
+    /// Blobs this run wrote and indexed before (the repository's index was read at its start).
     seen: &'a Mutex<HashSet<BlobId>>,
+    /// Blobs this archiver writes. They join `seen` once their index is written: an archive
+    /// running beside this one may then refer to them, never before (if this one failed,
+    /// its snapshot would name blobs no index holds).
+    mine: Mutex<HashSet<BlobId>>,
 }
 
 impl Store<'_> {
     /// Whether blob `id` is stored already (then it is not written again).
     fn known(&self, tpe: BlobType, id: &BlobId) -> bool {
-        self.seen.lock().expect("seen lock").contains(id) || (self.index)(tpe, id).is_some()
+        self.mine.lock().expect("blobs lock").contains(id)
+            || self.seen.lock().expect("seen lock").contains(id)
+            || (self.index)(tpe, id).is_some()
     }
 
     /// Store blob `data` unless it is there already.
@@ -83,7 +89,7 @@ impl Store<'_> {
         if self.known(tpe, &id) {
             return Ok(());
         }
-        self.seen.lock().expect("seen lock").insert(id);
+        self.mine.lock().expect("blobs lock").insert(id);
         self.packs.add(tpe, id, data).map_err(Failed::Store)
     }
 
@@ -137,7 +143,12 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
     ) -> Self {
         Self {
             chunker,
-            store: Store { packs, index, seen },
+            store: Store {
+                packs,
+                index,
+                seen,
+                mine: Mutex::default(),
+            },
             parent,
             pool: Vec::new(),
             stack: vec![Dir {
@@ -421,6 +432,8 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
         let root = self.stack.pop().expect("root");
         let id = self.tree(&root.tree)?;
         let written = self.store.packs.finish().map_err(Failed::Store)?;
+        let mine = std::mem::take(&mut *self.store.mine.lock().expect("blobs lock"));
+        self.store.seen.lock().expect("seen lock").extend(mine);
         let mut summary = self.summary;
         summary.data_blobs = written.data_blobs;
         summary.tree_blobs = written.tree_blobs;

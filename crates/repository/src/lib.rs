@@ -983,7 +983,7 @@ pub struct ArtifactWriter {
     be: Arc<dyn WriteBackend>,
     sealer: pack_writer::Sealer,
     chunker: chunker::Chunker,
-    /// Blobs this run wrote (not in `inner`'s index, which was read at the start).
+    /// Blobs this run wrote and indexed (not in `inner`'s index, read at the start).
     seen: std::sync::Mutex<std::collections::HashSet<rustic_core::BlobId>>,
 }
 
