@@ -1,12 +1,12 @@
-//! A node's paths as a rustic source, one node of the snapshot's tree per listed entry:
-//! unchanged files keep their parent's content without a byte read; small changed files and
-//! everything else come, in listing order, from one tar stream of just them (their content
-//! read ahead into memory, so several are chunked at once); each large changed file comes from
-//! a tar stream of its own, started when the listing reaches it and read by the worker that
-//! chunks it. Metadata is the listing's (ctime, inode and link count: what tells the next run
-//! what changed) and the tar member's (mode, owner, mtime, size, xattrs and ACLs, device
-//! numbers: what matches the content read). A failure anywhere is kept for the writer to
-//! report: rustic's archiver itself only logs a file it could not read and carries on.
+//! A node's paths as the archiver's entries (through rustic's `ReadSource` shape), one node of
+//! the snapshot's tree per listed entry: unchanged files keep their parent's content without a
+//! byte read; small changed files and everything else come, in listing order, from one tar
+//! stream of just them (a file's content read whole into memory); each large changed file
+//! comes from a tar stream of its own, started when the listing reaches it. Metadata is the
+//! listing's (ctime, inode and link count: what tells the next run what changed) and the tar
+//! member's (mode, owner, mtime, size, xattrs and ACLs, device numbers: what matches the
+//! content read). A failure anywhere is kept for the writer to report, which then writes no
+//! snapshot.
 
 use std::io::{self, Cursor, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -111,15 +111,8 @@ impl NodeSource {
     }
 }
 
-/// A file's content, for the archiver.
-pub struct Content(Top);
-
-/// rustic's chunker reads in small pieces: a stream gets a buffer on top, so that those are
-/// served from memory and the layers below see a megabyte at a time.
-enum Top {
-    Direct(Inner),
-    Buffered(std::io::BufReader<Inner>),
-}
+/// A file's content, for the archiver (which reads a stream in blocks of megabytes).
+pub struct Content(Inner);
 
 enum Inner {
     /// Read already.
@@ -131,7 +124,7 @@ enum Inner {
         path: Vec<u8>,
         shared: Shared,
     },
-    /// Unchanged: rustic takes the parent's content and never opens it.
+    /// Unchanged: the archiver takes the parent's content and never reads it.
     Unchanged(Vec<u8>),
 }
 
@@ -139,11 +132,10 @@ impl Content {
     /// The archiver's entry of `e`.
     pub(crate) fn entry(e: ReadSourceEntry<Content>) -> crate::archiver::Entry {
         use crate::archiver::Body;
-        let body = e.open.map(|Content(top)| match top {
-            Top::Direct(Inner::Memory(c)) => Body::Memory(bytes::Bytes::from(c.into_inner())),
-            Top::Direct(Inner::Unchanged(_)) => Body::Parent,
-            Top::Direct(stream) => Body::Stream(Box::new(stream)),
-            Top::Buffered(b) => Body::Stream(Box::new(b.into_inner())),
+        let body = e.open.map(|Content(inner)| match inner {
+            Inner::Memory(c) => Body::Memory(bytes::Bytes::from(c.into_inner())),
+            Inner::Unchanged(_) => Body::Parent,
+            stream => Body::Stream(Box::new(stream)),
         });
         crate::archiver::Entry {
             path: e.path.into_os_string().into_vec(),
@@ -155,10 +147,7 @@ impl Content {
 
 impl Read for Content {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Top::Direct(i) => i.read(buf),
-            Top::Buffered(b) => b.read(buf),
-        }
+        self.0.read(buf)
     }
 }
 
@@ -308,7 +297,7 @@ impl Entries {
                 let open = p
                     .listed
                     .is_file()
-                    .then(|| Content(Top::Direct(Inner::Unchanged(p.listed.path.to_vec()))));
+                    .then(|| Content(Inner::Unchanged(p.listed.path.to_vec())));
                 Ok(Some(ReadSourceEntry {
                     path,
                     node: n,
@@ -359,7 +348,7 @@ impl Entries {
                     let mut s = self.shared.lock().expect("stats lock");
                     s.files_read += 1;
                     s.bytes_read += c.len() as u64;
-                    Content(Top::Direct(Inner::Memory(Cursor::new(c))))
+                    Content(Inner::Memory(Cursor::new(c)))
                 });
                 Ok(Some(ReadSourceEntry {
                     path,
@@ -399,10 +388,7 @@ impl Entries {
                     path: p.listed.path.to_vec(),
                     shared: self.shared.clone(),
                 };
-                let open = Some(Content(Top::Buffered(std::io::BufReader::with_capacity(
-                    1 << 20,
-                    stream,
-                ))));
+                let open = Some(Content(stream));
                 Ok(Some(ReadSourceEntry {
                     path,
                     node: n,
