@@ -94,10 +94,16 @@ impl NodeSource {
         let shared = Shared::default();
         Self {
             inner: Mutex::new(Some(Entries {
-                plan: plan.into_iter(),
                 tar: Some(TarIn::new(tar)),
                 ahead: None,
                 render: Some(Render::counting(Count::default())),
+                alone: plan
+                    .iter()
+                    .filter(|p| matches!(p.how, How::Alone))
+                    .map(|p| p.listed.path.to_vec())
+                    .collect(),
+                plan: plan.into_iter(),
+                opened: None,
                 fetch,
                 shared: shared.clone(),
             })),
@@ -217,6 +223,11 @@ pub struct Entries {
     /// Counts the tar stream a restore will read, entry by entry as they go to the archiver.
     render: Option<Render<Count>>,
     fetch: Arc<dyn FetchOne>,
+    /// The paths of the plan's `Alone` files, in order, not yet opened.
+    alone: std::collections::VecDeque<Vec<u8>>,
+    /// The next `Alone` file's stream, opened while the one before is read: on a remote node
+    /// its command's start is then not waited for.
+    opened: Option<(Vec<u8>, io::Result<Box<dyn Read + Send>>)>,
     shared: Shared,
 }
 
@@ -275,6 +286,23 @@ impl Entries {
             None
         };
         Ok(Some((m, content)))
+    }
+
+    /// The stream of `Alone` file `path`, and the next one's opened.
+    fn open_alone(&mut self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
+        while self.alone.front().is_some_and(|a| a.as_slice() != path) {
+            self.alone.pop_front();
+        }
+        self.alone.pop_front();
+        let stream = match self.opened.take() {
+            Some((opened, stream)) if opened == path => stream,
+            // Opened for an entry that was skipped: dropped (its command stopped).
+            _ => self.fetch.fetch(path),
+        };
+        if let Some(next) = self.alone.front() {
+            self.opened = Some((next.clone(), self.fetch.fetch(next)));
+        }
+        stream
     }
 
     fn vanished(&self, p: &[u8]) {
@@ -357,7 +385,7 @@ impl Entries {
                 }))
             }
             How::Alone => {
-                let stream = self.fetch.fetch(&p.listed.path)?;
+                let stream = self.open_alone(&p.listed.path)?;
                 let mut tar = TarIn::new(stream);
                 let Some(m) = tar.next_member()? else {
                     // Its command says why (the file is gone): nothing was read of it.
