@@ -214,6 +214,9 @@ impl Read for Inner {
     }
 }
 
+/// A file's tar stream, as [`FetchOne`] opens it.
+type Stream = Box<dyn Read + Send>;
+
 /// The iterator over a plan.
 pub struct Entries {
     plan: std::vec::IntoIter<Planned>,
@@ -227,7 +230,7 @@ pub struct Entries {
     alone: std::collections::VecDeque<Vec<u8>>,
     /// The next `Alone` file's stream, opened while the one before is read: on a remote node
     /// its command's start is then not waited for.
-    opened: Option<(Vec<u8>, io::Result<Box<dyn Read + Send>>)>,
+    opened: Option<(Vec<u8>, io::Result<Stream>)>,
     shared: Shared,
 }
 
@@ -289,7 +292,7 @@ impl Entries {
     }
 
     /// The stream of `Alone` file `path`, and the next one's opened.
-    fn open_alone(&mut self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
+    fn open_alone(&mut self, path: &[u8]) -> io::Result<Stream> {
         while self.alone.front().is_some_and(|a| a.as_slice() != path) {
             self.alone.pop_front();
         }
