@@ -1177,9 +1177,8 @@ impl ArtifactWriter {
 
     /// Store a node's `paths` as artifact `/<node>/<plugin>/<name>` of run `run_id` laid out as
     /// a restic tree ([`Layout::Tree`]): `plan` is the listing with how each entry is read,
-    /// `tar` the stream of its `Tar` entries, `fetch` opens each `Alone` one, and `parent` is
-    /// the artifact snapshot the plan compared with (unchanged files take their content from
-    /// it). Blocking.
+    /// `tar` the stream of its `Tar` entries, and `parent` is the artifact snapshot the plan
+    /// compared with (unchanged files take their content from it). Blocking.
     #[allow(clippy::too_many_arguments)]
     pub fn store_tree(
         &self,
@@ -1190,7 +1189,6 @@ impl ArtifactWriter {
         paths: &[String],
         plan: Vec<tree::source::Planned>,
         tar: impl Read + Send + 'static,
-        fetch: Arc<dyn tree::source::FetchOne>,
         parent: Option<&str>,
         progress: Arc<AtomicU64>,
     ) -> Result<StoredTree> {
@@ -1204,7 +1202,7 @@ impl ArtifactWriter {
             .map_err(engine(&self.path))?;
         let snap = options.to_snapshot().map_err(engine(&self.path))?;
         let (tar, tar_stats) = HashingReader::counted(tar, progress);
-        let source = tree::source::NodeSource::new(plan, Box::new(tar), fetch);
+        let source = tree::source::NodeSource::new(plan, Box::new(tar));
         let stats = source.stats();
         let taken = || stats.lock().expect("stats lock").error.take();
         let mut backup_paths: Vec<String> = paths.to_vec();

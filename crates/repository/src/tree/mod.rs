@@ -22,7 +22,7 @@ use base64::Engine;
 use rustic_core::repofile::{Metadata, Node, NodeType, Tree};
 
 use listing::{Kind, Listed};
-use source::{ALONE, How, Planned};
+use source::{How, Planned};
 
 /// GNU tar's options for the entries of a tree, read from `/`: pax, nanosecond times (no
 /// atime nor ctime: they are the listing's business), sparse files, numeric owners, ACLs and
@@ -44,7 +44,7 @@ pub const TAR_OPTIONS: &[&str] = &[
 ];
 
 /// The tar command line of a plan's `Tar` entries, their names NUL-separated on stdin
-/// ([`tar_names`]); of an `Alone` file, its one name.
+/// ([`tar_names`]).
 pub fn tar_command() -> Vec<String> {
     let mut argv: Vec<String> = std::iter::once("tar")
         .chain(TAR_OPTIONS.iter().copied())
@@ -176,7 +176,7 @@ fn unchanged(listed: &Listed, p: &Node) -> bool {
 pub type ParentLookup<'a> = dyn FnMut(&[u8]) -> Option<Node> + 'a;
 
 /// How each listed entry is archived: from the parent when unchanged, else from the shared
-/// tar stream, or from its own when a file larger than [`ALONE`].
+/// tar stream.
 pub fn plan(listing: Vec<Listed>, mut parent: Option<&mut ParentLookup<'_>>) -> Vec<Planned> {
     listing
         .into_iter()
@@ -202,7 +202,6 @@ pub fn plan(listing: Vec<Listed>, mut parent: Option<&mut ParentLookup<'_>>) -> 
                         })
                     }))
                 }
-                _ if listed.is_file() && listed.size > ALONE => How::Alone,
                 _ => How::Tar,
             };
             Planned { listed, how }

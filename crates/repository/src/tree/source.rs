@@ -1,8 +1,8 @@
 //! A node's paths as the archiver's entries (through rustic's `ReadSource` shape), one node of
 //! the snapshot's tree per listed entry: unchanged files keep their parent's content without a
-//! byte read; small changed files and everything else come, in listing order, from one tar
-//! stream of just them (a file's content read whole into memory); each large changed file
-//! comes from a tar stream of its own, started when the listing reaches it. Metadata is the
+//! byte read; changed files and everything else come, in listing order, from one tar stream of
+//! just them (a small file's content read whole into memory, a large one's read by the
+//! archiver out of the stream before the next entry is taken). Metadata is the
 //! listing's (ctime, inode and link count: what tells the next run what changed) and the tar
 //! member's (mode, owner, mtime, size, xattrs and ACLs, device numbers: what matches the
 //! content read). A failure anywhere is kept for the writer to report, which then writes no
@@ -20,15 +20,9 @@ use super::listing::Listed;
 use super::render::{Count, Render};
 use super::tar_in::{Member, TarIn};
 
-/// Files larger than this are read from a stream of their own.
+/// Files larger than this are not read into memory: the archiver reads them out of the
+/// shared stream (ahead, on a thread of its own) before the next entry is taken.
 pub const ALONE: u64 = 8 << 20;
-
-/// Opens the tar stream of one file on the node (a reader that fails at its end if the
-/// command failed).
-pub trait FetchOne: Send + Sync {
-    /// `path` (absolute) as a one-member tar stream.
-    fn fetch(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>>;
-}
 
 /// How an entry's node is made.
 #[derive(Debug)]
@@ -38,8 +32,6 @@ pub enum How {
     Parent(Option<Box<Metadata>>),
     /// A member of the shared tar stream.
     Tar,
-    /// A large file from its own stream.
-    Alone,
 }
 
 /// One entry of the plan.
@@ -89,22 +81,15 @@ pub struct NodeSource {
 
 impl NodeSource {
     /// The source of `plan` (in tree order), whose `Tar` entries are `tar`'s members in the
-    /// same order and whose `Alone` files `fetch` opens.
-    pub fn new(plan: Vec<Planned>, tar: Box<dyn Read + Send>, fetch: Arc<dyn FetchOne>) -> Self {
+    /// same order.
+    pub fn new(plan: Vec<Planned>, tar: Box<dyn Read + Send>) -> Self {
         let shared = Shared::default();
         Self {
             inner: Mutex::new(Some(Entries {
-                tar: Some(TarIn::new(tar)),
+                tar: Some(Arc::new(Mutex::new(TarIn::new(tar)))),
                 ahead: None,
                 render: Some(Render::counting(Count::default())),
-                alone: plan
-                    .iter()
-                    .filter(|p| matches!(p.how, How::Alone))
-                    .map(|p| p.listed.path.to_vec())
-                    .collect(),
                 plan: plan.into_iter(),
-                opened: None,
-                fetch,
                 shared: shared.clone(),
             })),
             shared,
@@ -123,12 +108,11 @@ pub struct Content(Inner);
 enum Inner {
     /// Read already.
     Memory(Cursor<Vec<u8>>),
-    /// From its own tar stream, exactly `left` bytes.
-    Stream {
-        tar: TarIn<Box<dyn Read + Send>>,
+    /// A large member of the shared tar stream, exactly `left` bytes.
+    Member {
+        tar: SharedTar,
         left: u64,
         path: Vec<u8>,
-        shared: Shared,
     },
     /// Unchanged: the archiver takes the parent's content and never reads it.
     Unchanged(Vec<u8>),
@@ -161,45 +145,19 @@ impl Read for Inner {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Memory(c) => c.read(buf),
-            Self::Stream {
-                tar,
-                left,
-                path,
-                shared,
-            } => {
+            Self::Member { tar, left, path } => {
                 if *left == 0 || buf.is_empty() {
                     return Ok(0);
                 }
                 let k = (buf.len() as u64).min(*left) as usize;
-                let r = tar.read_content(&mut buf[..k]).and_then(|n| {
-                    if n == 0 {
-                        Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("{} ended {left} bytes early", show(path)),
-                        ))
-                    } else {
-                        Ok(n)
-                    }
-                });
-                match r {
-                    Ok(n) => {
+                match tar.lock().expect("tar lock").read_content(&mut buf[..k])? {
+                    0 => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("tar ended inside {} ({left} bytes early)", show(path)),
+                    )),
+                    n => {
                         *left -= n as u64;
-                        if *left == 0 {
-                            // The rest (padding, end of archive) and the command's exit.
-                            let end = tar.finish();
-                            if let Err(e) = end {
-                                fail(
-                                    shared,
-                                    io::Error::new(e.kind(), format!("{}: {e}", show(path))),
-                                );
-                            }
-                        }
                         Ok(n)
-                    }
-                    Err(e) => {
-                        let e = io::Error::new(e.kind(), format!("reading {}: {e}", show(path)));
-                        fail(shared, io::Error::new(e.kind(), e.to_string()));
-                        Err(e)
                     }
                 }
             }
@@ -214,23 +172,28 @@ impl Read for Inner {
     }
 }
 
-/// A file's tar stream, as [`FetchOne`] opens it.
+/// A tar stream.
 type Stream = Box<dyn Read + Send>;
+
+/// The shared tar stream.
+type SharedTar = Arc<Mutex<TarIn<Stream>>>;
+
+/// A file member's content: read whole, or (a large file) still in the shared stream.
+enum Held {
+    Memory(Vec<u8>),
+    InStream,
+}
 
 /// The iterator over a plan.
 pub struct Entries {
     plan: std::vec::IntoIter<Planned>,
-    tar: Option<TarIn<Box<dyn Read + Send>>>,
+    /// The shared stream; a large member's content is read from it by the archiver, before
+    /// the next entry is asked for.
+    tar: Option<SharedTar>,
     /// A tar member read past an entry that vanished, with its content if a file.
-    ahead: Option<(Member, Option<Vec<u8>>)>,
+    ahead: Option<(Member, Option<Held>)>,
     /// Counts the tar stream a restore will read, entry by entry as they go to the archiver.
     render: Option<Render<Count>>,
-    fetch: Arc<dyn FetchOne>,
-    /// The paths of the plan's `Alone` files, in order, not yet opened.
-    alone: std::collections::VecDeque<Vec<u8>>,
-    /// The next `Alone` file's stream, opened while the one before is read: on a remote node
-    /// its command's start is then not waited for.
-    opened: Option<(Vec<u8>, io::Result<Stream>)>,
     shared: Shared,
 }
 
@@ -258,18 +221,24 @@ fn node(listed: &Listed, member: Option<&Member>) -> Node {
 }
 
 impl Entries {
-    /// The next member of the shared tar, content read if it is a file.
-    fn member(&mut self) -> io::Result<Option<(Member, Option<Vec<u8>>)>> {
+    /// The next member of the shared tar, content read if it is a file (left in the stream if
+    /// a large one).
+    fn member(&mut self) -> io::Result<Option<(Member, Option<Held>)>> {
         if let Some(a) = self.ahead.take() {
             return Ok(Some(a));
         }
-        let Some(tar) = self.tar.as_mut() else {
+        let Some(tar) = self.tar.as_ref() else {
             return Ok(None);
         };
+        let mut tar = tar.lock().expect("tar lock");
         let Some(m) = tar.next_member()? else {
             return Ok(None);
         };
-        let content = if matches!(m.node_type, NodeType::File) && m.link.is_none() {
+        let file = matches!(m.node_type, NodeType::File) && m.link.is_none();
+        if file && m.meta.size > ALONE {
+            return Ok(Some((m, Some(Held::InStream))));
+        }
+        let content = if file {
             // Read straight into a buffer of the member's size (no copy, no scratch buffer).
             let mut v = vec![0u8; m.meta.size as usize];
             let mut filled = 0;
@@ -284,28 +253,11 @@ impl Entries {
                     n => filled += n,
                 }
             }
-            Some(v)
+            Some(Held::Memory(v))
         } else {
             None
         };
         Ok(Some((m, content)))
-    }
-
-    /// The stream of `Alone` file `path`, and the next one's opened.
-    fn open_alone(&mut self, path: &[u8]) -> io::Result<Stream> {
-        while self.alone.front().is_some_and(|a| a.as_slice() != path) {
-            self.alone.pop_front();
-        }
-        self.alone.pop_front();
-        let stream = match self.opened.take() {
-            Some((opened, stream)) if opened == path => stream,
-            // Opened for an entry that was skipped: dropped (its command stopped).
-            _ => self.fetch.fetch(path),
-        };
-        if let Some(next) = self.alone.front() {
-            self.opened = Some((next.clone(), self.fetch.fetch(next)));
-        }
-        stream
     }
 
     fn vanished(&self, p: &[u8]) {
@@ -378,48 +330,16 @@ impl Entries {
                 let open = content.map(|c| {
                     let mut s = self.shared.lock().expect("stats lock");
                     s.files_read += 1;
-                    s.bytes_read += c.len() as u64;
-                    Content(Inner::Memory(Cursor::new(c)))
-                });
-                Ok(Some(ReadSourceEntry {
-                    path,
-                    node: n,
-                    open,
-                }))
-            }
-            How::Alone => {
-                let stream = self.open_alone(&p.listed.path)?;
-                let mut tar = TarIn::new(stream);
-                let Some(m) = tar.next_member()? else {
-                    // Its command says why (the file is gone): nothing was read of it.
-                    let _ = tar.finish();
-                    self.vanished(&p.listed.path);
-                    return Ok(None);
-                };
-                if !matches!(m.node_type, NodeType::File) || m.link.is_some() {
-                    self.shared
-                        .lock()
-                        .expect("stats lock")
-                        .changed
-                        .push(format!(
-                            "{}: no longer a regular file when read",
-                            show(&p.listed.path)
-                        ));
-                    return Ok(None);
-                }
-                let n = node(&p.listed, Some(&m));
-                {
-                    let mut s = self.shared.lock().expect("stats lock");
-                    s.files_read += 1;
                     s.bytes_read += m.meta.size;
-                }
-                let stream = Inner::Stream {
-                    tar,
-                    left: m.meta.size,
-                    path: p.listed.path.to_vec(),
-                    shared: self.shared.clone(),
-                };
-                let open = Some(Content(stream));
+                    match c {
+                        Held::Memory(c) => Content(Inner::Memory(Cursor::new(c))),
+                        Held::InStream => Content(Inner::Member {
+                            tar: self.tar.clone().expect("the shared stream"),
+                            left: m.meta.size,
+                            path: p.listed.path.to_vec(),
+                        }),
+                    }
+                });
                 Ok(Some(ReadSourceEntry {
                     path,
                     node: n,
@@ -440,8 +360,8 @@ impl Iterator for Entries {
             }
             let Some(p) = self.plan.next() else {
                 // The shared stream is read to its end: its command's exit is checked there.
-                if let Some(tar) = self.tar.as_mut()
-                    && let Err(e) = tar.finish()
+                if let Some(tar) = self.tar.as_ref()
+                    && let Err(e) = tar.lock().expect("tar lock").finish()
                 {
                     fail(&self.shared, e);
                 }

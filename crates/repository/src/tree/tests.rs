@@ -1,34 +1,15 @@
 //! Trees against the real GNU find and tar on a real directory, into a real repository:
 //! every kind of entry comes back as it was, and a second run reads only what changed.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use super::source::{ALONE, FetchOne};
+use super::source::ALONE;
 use super::*;
 use crate::{ArtifactKind, ArtifactRecord, ArtifactScope, Layout, Password, Repo, RepoLocation};
-
-struct LocalFetch;
-
-impl FetchOne for LocalFetch {
-    fn fetch(&self, path: &[u8]) -> std::io::Result<Box<dyn Read + Send>> {
-        let argv = tar_command();
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut name = path.strip_prefix(b"/").unwrap_or(path).to_vec();
-        name.push(0);
-        child.stdin.take().expect("stdin").write_all(&name)?;
-        let out = child.wait_with_output()?;
-        assert!(out.status.success(), "{out:?}");
-        Ok(Box::new(std::io::Cursor::new(out.stdout)))
-    }
-}
 
 fn sh(script: &str) {
     let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
@@ -75,7 +56,6 @@ fn back_up(
             &paths,
             plan,
             stdout,
-            Arc::new(LocalFetch),
             parent,
             Arc::default(),
         )

@@ -3,8 +3,7 @@
 //! new and changed entries read, by GNU tar on the node (one stream for the small ones, one
 //! each for the large). Nothing but GNU find and tar is needed on the node.
 
-use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::io::SyncIoBridge;
@@ -14,10 +13,10 @@ use super::{BackupSink, OperationEnv};
 use crate::contract::v2::coffer::plugin::types::{self, CommandFailure, ExecError, StreamError};
 use crate::dry_run::{ActionKind, Admission};
 use crate::report::{Event, Level};
-use coffer_repository::tree::{self, listing, source::FetchOne};
+use coffer_repository::tree::{self, listing};
 use coffer_repository::{ArtifactKind, ArtifactRecord, ArtifactScope, Layout};
+use coffer_transport::NodeHandle;
 use coffer_transport::process::{self, tail, take_stderr, take_stdout};
-use coffer_transport::{NodeHandle, Process};
 
 /// How long a listing may take, and how much it may print (a million entries print ~150 MB).
 const LIST_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -63,89 +62,6 @@ async fn foreign_find(env: &OperationEnv, handle: &NodeHandle) -> Option<String>
             .trim()
             .to_string(),
     )
-}
-
-/// Opens one large file's own tar stream on the node.
-struct NodeFetch {
-    handle: NodeHandle,
-    argv: Vec<String>,
-    progress: Arc<std::sync::atomic::AtomicU64>,
-    runtime: tokio::runtime::Handle,
-    warnings: Arc<Mutex<Vec<String>>>,
-}
-
-/// A command's stdout that, at its end, says how the command ended: exit 1 (GNU tar: the file
-/// changed while it was read) is noted, anything else but 0 is an error.
-struct Checked {
-    out: SyncIoBridge<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-    process: Option<Process>,
-    stderr: Option<tokio::task::JoinHandle<Vec<u8>>>,
-    runtime: tokio::runtime::Handle,
-    warnings: Arc<Mutex<Vec<String>>>,
-    path: String,
-}
-
-impl Read for Checked {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.out.read(buf)?;
-        if n > 0 || buf.is_empty() {
-            return Ok(n);
-        }
-        let Some(mut p) = self.process.take() else {
-            return Ok(0);
-        };
-        let code = self.runtime.block_on(p.wait())?;
-        let stderr = match self.stderr.take() {
-            Some(t) => self.runtime.block_on(t).unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let said = String::from_utf8_lossy(&stderr).trim().to_string();
-        match code {
-            Some(0) => Ok(0),
-            Some(1) => {
-                self.warnings
-                    .lock()
-                    .expect("warnings lock")
-                    .push(format!("{}: {said}", self.path));
-                Ok(0)
-            }
-            other => Err(io::Error::other(format!(
-                "tar of {} exited with {other:?}: {said}",
-                self.path
-            ))),
-        }
-    }
-}
-
-impl FetchOne for NodeFetch {
-    fn fetch(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
-        let mut p = self
-            .runtime
-            .block_on(self.handle.spawn(&self.argv))
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let mut name = path.strip_prefix(b"/").unwrap_or(path).to_vec();
-        name.push(0);
-        // The name goes through stdin, NUL-ended: any byte in it survives.
-        let _feed = {
-            let _guard = self.runtime.enter();
-            process::feed_stdin(&mut p, name)
-        };
-        let (out, stderr) = {
-            let _guard = self.runtime.enter();
-            (take_stdout(&mut p), tail(take_stderr(&mut p)))
-        };
-        let checked = Checked {
-            out: SyncIoBridge::new_with_handle(out, self.runtime.clone()),
-            process: Some(p),
-            stderr: Some(stderr),
-            runtime: self.runtime.clone(),
-            warnings: self.warnings.clone(),
-            path: String::from_utf8_lossy(path).into_owned(),
-        };
-        // The archiver reads in small pieces: each would be a trip through the runtime.
-        let (buffered, _) = coffer_repository::stream_reader(checked, self.progress.clone());
-        Ok(Box::new(buffered))
-    }
 }
 
 /// The artifact of a dry run: nothing stored.
@@ -249,17 +165,7 @@ pub(super) async fn capture(
     let stdin_task = process::feed_stdin(&mut p, names);
     let stderr = tail(take_stderr(&mut p));
     let bridge = SyncIoBridge::new(take_stdout(&mut p));
-    let warnings = Arc::new(Mutex::new(Vec::new()));
-    // Bytes from the shared stream and from each large file's own.
     let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let fetch = Arc::new(NodeFetch {
-        progress: progress.clone(),
-        handle: handle.clone(),
-        // The same command, one name on its stdin.
-        argv: tar_argv.clone(),
-        runtime: tokio::runtime::Handle::current(),
-        warnings: warnings.clone(),
-    });
     let store = {
         let (writer, progress) = (writer.clone(), progress.clone());
         let (plugin, run_id, node, artifact) = (
@@ -279,7 +185,6 @@ pub(super) async fn capture(
                 &paths,
                 plan,
                 bridge,
-                fetch,
                 parent.as_deref(),
                 progress,
             )
@@ -315,7 +220,6 @@ pub(super) async fn capture(
         });
     }
     let mut changed = stored.changed.clone();
-    changed.extend(warnings.lock().expect("warnings lock").drain(..));
     if matches!(exit, Ok(Some(1))) {
         changed.extend(
             String::from_utf8_lossy(&stderr)
