@@ -62,14 +62,6 @@ use rustic_core::{
 
 pub use copy::Copied;
 
-/// `inner` buffered a megabyte at a time for rustic_core's small reads, its bytes counted into
-/// `progress` (no digest): for a stream whose integrity restic's own hashes keep.
-pub fn stream_reader<R: Read>(
-    inner: R,
-    progress: Arc<AtomicU64>,
-) -> (stream::MeteredReader<R>, stream::StatsHandle) {
-    HashingReader::counted(inner, progress)
-}
 pub use manifest::*;
 use object_lock::NotTaken;
 pub use object_lock::ObjectLock;
