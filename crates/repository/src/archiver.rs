@@ -120,7 +120,8 @@ pub(crate) struct Archiver<'a, P> {
     summary: SnapshotSummary,
 }
 
-fn hash(data: &[u8]) -> Id {
+/// The SHA-256 of `data`: a blob's or a repository file's id.
+pub(crate) fn hash(data: &[u8]) -> Id {
     Id::new(Sha256::digest(data).into())
 }
 
@@ -189,17 +190,14 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
                 .position(|&b| b == b'/')
                 .map_or(dir.len(), |i| start + i);
             let path = dir[..end].to_vec();
-            let node = if is_dir && end == dir.len() {
-                entry.node.clone()
-            } else {
-                // A directory above the paths backed up: restic's archiver gives it 0755.
-                let name = std::ffi::OsStr::from_bytes(&dir[start..end]);
-                let meta = Metadata {
-                    mode: Some(0o755),
-                    ..Metadata::default()
-                };
-                Node::new_node(name, NodeType::Dir, meta)
+            // A directory above the paths backed up: restic's archiver gives it 0755 (a listed
+            // directory gets its own node below).
+            let name = std::ffi::OsStr::from_bytes(&dir[start..end]);
+            let meta = Metadata {
+                mode: Some(0o755),
+                ..Metadata::default()
             };
+            let node = Node::new_node(name, NodeType::Dir, meta);
             self.stack.push(Dir {
                 path,
                 node,
@@ -207,7 +205,6 @@ impl<'a, P: FnMut(&[u8]) -> Option<Node>> Archiver<'a, P> {
             });
         }
         if is_dir {
-            // Listed after a directory made for a child (not in tree order): its own node.
             self.stack.last_mut().expect("root").node = entry.node;
             return Ok(());
         }

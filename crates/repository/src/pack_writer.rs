@@ -111,7 +111,7 @@ pub(crate) fn save_file(
     file: &impl Serialize,
 ) -> Result<Id, String> {
     let bytes = sealer.file(file).map_err(|e| e.to_string())?;
-    let id = Id::new(Sha256::digest(&bytes).into());
+    let id = crate::archiver::hash(&bytes);
     be.write_bytes(tpe, &id, false, Bytes::from(bytes).into())
         .map_err(|e| e.display_log())?;
     Ok(id)
